@@ -1,0 +1,59 @@
+# ovsfabric — run as root on a Debian 12 machine. `make test` and `make demo` install what they need.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
+GO ?= go
+BIN := bin
+# What the tests and the lab need from Debian. docker.io and busybox-static give the lab real
+# containers (an image imported from a rootfs: no registry here).
+APT_PKGS := openvswitch-switch openvswitch-common iproute2 iputils-ping iperf3 ethtool nftables \
+	tcpdump procps kmod ca-certificates docker.io busybox-static
+TEST_TIMEOUT ?= 28m
+HOSTS ?= 3
+TUNNEL ?= vxlan
+
+.PHONY: all deps build test unit lint vet demo demo-down bench clean
+
+all: build
+
+# deps installs only what is missing. policy-rc.d keeps Debian's maintainer scripts from starting
+# openvswitch-switch or docker in the root namespace: the lab starts its own daemons per host.
+deps:
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  own_policy=""; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; own_policy=1; fi; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; rc=$$?; \
+	  [ -n "$$own_policy" ] && rm -f /usr/sbin/policy-rc.d; exit $$rc; \
+	fi
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/fabricd ./cmd/fabricctl ./lab/cmd/lab
+
+vet:
+	$(GO) vet ./...
+
+lint: vet
+	$(GO) tool staticcheck ./...
+
+# unit runs the tests that need no root (lab tests skip themselves without root).
+unit:
+	$(GO) test -count=1 ./...
+
+# test is what CI runs: deps, vet, staticcheck, unit and lab tests (lab tests need root and fail,
+# not skip, under CI=true when the lab cannot start).
+test: deps build lint
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 1 ./...
+
+demo: deps build
+	HOSTS=$(HOSTS) TUNNEL=$(TUNNEL) KEEP=$(KEEP) ./scripts/demo.sh
+
+demo-down:
+	./$(BIN)/lab down --dir .lab/demo
+
+bench: deps build
+	./scripts/bench.sh
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,295 @@
+// Command fabricd is the ovsfabric daemon: one per host. It finds its peers by gossip, claims a
+// per-host container subnet, and keeps the OVS integration bridge, its tunnels and the host's
+// routes converged. See docs/fabricd.md for flags and behaviour.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/ovsfabric/ovsfabric/controller"
+	"github.com/ovsfabric/ovsfabric/netplumb"
+	"github.com/ovsfabric/ovsfabric/ovsdb"
+	"github.com/ovsfabric/ovsfabric/peers"
+)
+
+func main() {
+	if err := newCommand().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "fabricd:", err)
+		os.Exit(1)
+	}
+}
+
+func newCommand() *cobra.Command {
+	cfg := controller.DefaultConfig()
+	var configFile, join string
+	cmd := &cobra.Command{
+		Use:           "fabricd",
+		Short:         "ovsfabric daemon: gossip membership, per-host subnets, OVS tunnels and routes",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			final, err := resolveConfig(cmd.Flags(), cfg, configFile, join)
+			if err != nil {
+				return err
+			}
+			return run(cmd.Context(), final)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "YAML config file (flags win over it)")
+	f.StringVar(&cfg.Name, "name", cfg.Name, "node name, unique in the fabric")
+	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "underlay IP peers use for gossip and tunnels (default: address of the default-route interface)")
+	f.IntVar(&cfg.GossipPort, "gossip-port", cfg.GossipPort, "gossip TCP/UDP port")
+	f.StringVar(&join, "join", "", "HOST[:PORT],... of existing members (empty: start a new fabric)")
+	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", cfg.ClusterCIDR, "address range all per-host subnets come from")
+	f.IntVar(&cfg.SubnetPrefix, "subnet-prefix", cfg.SubnetPrefix, "prefix length of per-host subnets")
+	f.StringVar(&cfg.Subnet, "subnet", "", "static per-host subnet (default: claimed by gossip)")
+	f.StringVar(&cfg.Tunnel, "tunnel", cfg.Tunnel, "tunnel type: gre or vxlan (all members must agree)")
+	f.StringVar(&cfg.OVSDB, "ovsdb", cfg.OVSDB, "OVSDB endpoint: unix:PATH or tcp:IP:PORT")
+	f.StringVar(&cfg.Datapath, "datapath", cfg.Datapath, "OVS datapath: auto, system (kernel) or netdev (userspace)")
+	f.StringVar(&cfg.Bridge, "bridge", cfg.Bridge, "integration bridge name")
+	f.StringVar(&cfg.GatewayPort, "gateway-port", cfg.GatewayPort, "internal port holding the subnet gateway address")
+	f.StringVar(&cfg.APISocket, "api-socket", cfg.APISocket, "unix socket of the local API (mode 0600)")
+	f.StringVar(&cfg.GossipKeyFile, "gossip-key-file", "", "file with a 16/24/32-byte AES key (raw, hex or base64) all members share")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (off unless set)")
+	f.BoolVar(&cfg.LeaveOnExit, "leave-on-exit", false, "leave the fabric gracefully on SIGTERM/SIGINT (default: keep the data path, peers wait --dead-peer-grace)")
+	f.DurationVar(&cfg.DeadPeerGrace, "dead-peer-grace", cfg.DeadPeerGrace, "how long a failed peer keeps its tunnel and route")
+	f.DurationVar(&cfg.Resync, "resync", cfg.Resync, "periodic reconcile interval")
+	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	return cmd
+}
+
+// resolveConfig applies defaults, then the config file, then the flags that were set.
+func resolveConfig(fs *pflag.FlagSet, fromFlags controller.Config, file, join string) (controller.Config, error) {
+	cfg := fromFlags
+	if file != "" {
+		cfg = controller.DefaultConfig()
+		if err := cfg.LoadFile(file); err != nil {
+			return cfg, err
+		}
+		// Flags win: copy every flag that was set on the command line over the file's value.
+		fs.Visit(func(fl *pflag.Flag) {
+			overlay(&cfg, fromFlags, fl.Name)
+		})
+	}
+	if fs.Changed("join") || (file == "" && join != "") {
+		cfg.Join = nil
+		for _, j := range strings.Split(join, ",") {
+			if j = strings.TrimSpace(j); j != "" {
+				cfg.Join = append(cfg.Join, j)
+			}
+		}
+	}
+	return cfg, nil
+}
+
+// overlay copies the field behind flag name from src into dst.
+func overlay(dst *controller.Config, src controller.Config, name string) {
+	switch name {
+	case "name":
+		dst.Name = src.Name
+	case "advertise-addr":
+		dst.AdvertiseAddr = src.AdvertiseAddr
+	case "gossip-port":
+		dst.GossipPort = src.GossipPort
+	case "cluster-cidr":
+		dst.ClusterCIDR = src.ClusterCIDR
+	case "subnet-prefix":
+		dst.SubnetPrefix = src.SubnetPrefix
+	case "subnet":
+		dst.Subnet = src.Subnet
+	case "tunnel":
+		dst.Tunnel = src.Tunnel
+	case "ovsdb":
+		dst.OVSDB = src.OVSDB
+	case "datapath":
+		dst.Datapath = src.Datapath
+	case "bridge":
+		dst.Bridge = src.Bridge
+	case "gateway-port":
+		dst.GatewayPort = src.GatewayPort
+	case "api-socket":
+		dst.APISocket = src.APISocket
+	case "gossip-key-file":
+		dst.GossipKeyFile = src.GossipKeyFile
+	case "metrics-addr":
+		dst.MetricsAddr = src.MetricsAddr
+	case "leave-on-exit":
+		dst.LeaveOnExit = src.LeaveOnExit
+	case "dead-peer-grace":
+		dst.DeadPeerGrace = src.DeadPeerGrace
+	case "resync":
+		dst.Resync = src.Resync
+	case "log-level":
+		dst.LogLevel = src.LogLevel
+	}
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func run(parent context.Context, cfg controller.Config) error {
+	log, err := newLogger(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	s, err := cfg.Validate()
+	if err != nil {
+		return err
+	}
+	if err := detectUnderlay(&s); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(parent, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	sw, err := ovsdb.Dial(dialCtx, s.OVSDB, ovsdb.WithLogger(log))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("connect to OVSDB: %w", err)
+	}
+	defer sw.Close()
+	if s.DatapathType, err = detectDatapath(ctx, s.Datapath, sw); err != nil {
+		return err
+	}
+	log = log.With("node", s.Name)
+	log.Info("starting", "underlay", s.Advertise, "underlay_mtu", s.UnderlayMTU, "datapath", s.DatapathType, "tunnel", s.TunnelType, "cluster_cidr", s.Cluster)
+
+	ctrl := controller.New(s, sw, controller.HostKernel{}, log)
+	if err := ctrl.Init(ctx); err != nil {
+		return err
+	}
+	members, err := peers.Start(ctx, peers.Config{
+		Name: s.Name, BindAddr: s.Advertise, AdvertiseAddr: s.Advertise, Port: s.GossipPort,
+		Join: s.Join, SecretKey: s.GossipKey, Meta: ctrl.Meta(), Logger: log.With("component", "gossip"),
+		Forget: s.DeadPeerGrace + time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("start gossip: %w", err)
+	}
+	ctrl.SetMembership(members)
+
+	// leave is shared by the API and --leave-on-exit: announce the departure, withdraw this
+	// node's tunnels and routes, then stop.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	var leaveOnce sync.Once
+	var leaveErr error
+	leave := func(context.Context) error {
+		leaveOnce.Do(func() {
+			log.Info("leaving the fabric")
+			leaveErr = members.Leave(5 * time.Second)
+			stopRun()
+		})
+		return leaveErr
+	}
+	srv := controller.NewServer(ctrl, log, leave)
+	if err := srv.Listen(s.APISocket); err != nil {
+		members.Shutdown()
+		return err
+	}
+	go func() {
+		if err := srv.Serve(); err != nil {
+			log.Error("api server", "err", err)
+		}
+	}()
+	var metricsSrv *http.Server
+	if s.MetricsAddr != "" {
+		metricsSrv = &http.Server{Addr: s.MetricsAddr, Handler: promhttp.HandlerFor(ctrl.Registry(), promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := metricsSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server", "err", err)
+			}
+		}()
+	}
+
+	runErr := ctrl.Run(runCtx)
+	left := runCtx.Err() != nil && ctx.Err() == nil // stopped by leave, not by a signal
+	if ctx.Err() != nil && s.LeaveOnExit {
+		_ = leave(context.Background())
+		left = true
+	}
+	if errors.Is(runErr, controller.ErrSubnetConflict) {
+		log.Error("refusing to join", "err", runErr)
+		_ = members.Leave(2 * time.Second)
+	}
+	if left {
+		wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := ctrl.Withdraw(wctx); err != nil {
+			log.Error("withdraw tunnels and routes", "err", err)
+		}
+		cancel()
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutCtx)
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(shutCtx)
+	}
+	_ = members.Shutdown()
+	log.Info("stopped", "left", left)
+	return runErr
+}
+
+// detectUnderlay fills the advertise address and the underlay MTU from the host.
+func detectUnderlay(s *controller.Settings) error {
+	if !s.Advertise.IsValid() {
+		_, src, _, err := netplumb.DefaultRoute()
+		if err != nil {
+			return fmt.Errorf("find the underlay address (set --advertise-addr): %w", err)
+		}
+		s.Advertise = src
+	}
+	_, mtu, err := netplumb.LinkByAddr(s.Advertise)
+	if err != nil {
+		return fmt.Errorf("--advertise-addr %s: %w", s.Advertise, err)
+	}
+	s.UnderlayMTU = mtu
+	if s.Advertise == (netip.Addr{}) {
+		return fmt.Errorf("no underlay address")
+	}
+	return nil
+}
+
+// detectDatapath resolves --datapath auto: the kernel datapath when the openvswitch module is
+// loaded, the userspace one otherwise.
+func detectDatapath(ctx context.Context, want string, sw *ovsdb.Client) (string, error) {
+	if want != "auto" {
+		return want, nil
+	}
+	if _, err := os.Stat("/sys/module/openvswitch"); err == nil {
+		return "system", nil
+	}
+	types, err := sw.DatapathTypes(ctx)
+	if err == nil && len(types) > 0 {
+		for _, t := range types {
+			if t == "netdev" {
+				return "netdev", nil
+			}
+		}
+		return "", fmt.Errorf("no openvswitch kernel module and ovs-vswitchd offers no netdev datapath (has %v)", types)
+	}
+	return "netdev", nil
+}

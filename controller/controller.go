@@ -1,0 +1,498 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ovsfabric/ovsfabric/api"
+	"github.com/ovsfabric/ovsfabric/fabric"
+	"github.com/ovsfabric/ovsfabric/netplumb"
+	"github.com/ovsfabric/ovsfabric/ovsdb"
+	"github.com/ovsfabric/ovsfabric/peers"
+)
+
+// Keys fabricd keeps in the Open_vSwitch table's external_ids (its persisted identity and
+// claim) and on its tunnel ports (what it knew of each peer, so a restart adopts them).
+const (
+	KeyNode        = "ovsfabric-node"
+	KeySubnet      = "ovsfabric-subnet"
+	KeySubnetSince = "ovsfabric-subnet-since"
+	KeyCluster     = "ovsfabric-cluster-cidr"
+)
+
+// Switch is what the controller needs from OVSDB.
+type Switch interface {
+	EnsureBridge(ctx context.Context, spec ovsdb.BridgeSpec) error
+	EnsurePort(ctx context.Context, bridge string, spec ovsdb.PortSpec) error
+	ReconcileTunnels(ctx context.Context, bridge, owner string, desired []ovsdb.TunnelSpec) (ovsdb.Result, error)
+	Ports(ctx context.Context, bridge string) ([]ovsdb.PortInfo, error)
+	SystemExternalIDs(ctx context.Context) (map[string]string, error)
+	SetSystemExternalIDs(ctx context.Context, set map[string]string, del []string) error
+	Changes() <-chan struct{}
+}
+
+// Kernel is what the controller needs from the host's network stack.
+type Kernel interface {
+	WaitLink(ctx context.Context, dev string) error
+	SetLinkUp(dev string, mtu int) (bool, error)
+	ReconcileAddrs(dev string, want []netip.Prefix, scope netip.Prefix) (bool, error)
+	ReconcileRoutes(desired []netplumb.Route) (netplumb.RouteChanges, error)
+	SetForwarding(enabled bool) error
+}
+
+// Membership is what the controller needs from gossip.
+type Membership interface {
+	Peers() []peers.Peer
+	Changed() <-chan struct{}
+	SetMeta(ctx context.Context, m peers.Meta) error
+	NumMembers() int
+	Rejected() []peers.Rejection
+}
+
+// settleTime is how long a node that joins an existing fabric waits for gossip to tell it
+// the others' claims before it picks a subnet or prunes anything.
+const settleTime = 3 * time.Second
+
+// Controller keeps one host converged. Create it with New, call Init, attach the membership
+// with SetMembership, then Run.
+type Controller struct {
+	s   Settings
+	log *slog.Logger
+	sw  Switch
+	k   Kernel
+	m   Membership
+
+	started time.Time
+	// kick wakes the loop for a sync outside the events it watches (API requests).
+	kick chan struct{}
+
+	mu         sync.Mutex
+	claim      fabric.Claim
+	static     bool
+	remembered map[string]fabric.Peer
+	desired    fabric.Desired
+	peerView   []fabric.Peer
+	lastSync   time.Time
+	lastErr    error
+	syncs      uint64
+	metrics    *metrics
+}
+
+// New returns a controller for settings s (with s.Advertise set) over the given systems.
+func New(s Settings, sw Switch, k Kernel, log *slog.Logger) *Controller {
+	return &Controller{s: s, sw: sw, k: k, log: log, started: time.Now(), kick: make(chan struct{}, 1), remembered: map[string]fabric.Peer{}, metrics: newMetrics()}
+}
+
+// Init loads what a previous run left in OVSDB: the node's subnet claim and the peers its
+// tunnels lead to. A static --subnet wins over a persisted claim; a persisted claim outside
+// the configured cluster CIDR is dropped and a new one picked.
+func (c *Controller) Init(ctx context.Context) error {
+	ids, err := c.sw.SystemExternalIDs(ctx)
+	if err != nil {
+		return fmt.Errorf("read persisted claim: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.claim = fabric.Claim{Node: c.s.Name}
+	if sub, err := netip.ParsePrefix(ids[KeySubnet]); err == nil && ids[KeyNode] == c.s.Name &&
+		fabric.ValidateSubnet(c.s.Cluster, c.s.SubnetPrefix, sub) == nil {
+		since, _ := strconv.ParseInt(ids[KeySubnetSince], 10, 64)
+		c.claim.Subnet, c.claim.Since = sub, since
+	}
+	if c.s.StaticSubnet.IsValid() {
+		c.static = true
+		if c.claim.Subnet != c.s.StaticSubnet {
+			c.claim = fabric.Claim{Node: c.s.Name, Subnet: c.s.StaticSubnet, Since: time.Now().UnixMilli()}
+		}
+	}
+	if c.claim.Subnet.IsValid() {
+		if err := c.persistClaimLocked(ctx); err != nil {
+			return err
+		}
+		c.log.Info("subnet claim", "subnet", c.claim.Subnet, "static", c.static)
+	}
+	ports, err := c.sw.Ports(ctx, c.s.Bridge)
+	if err != nil && !errors.Is(err, ovsdb.ErrNotFound) {
+		return fmt.Errorf("read tunnel ports: %w", err)
+	}
+	for _, p := range ports {
+		if rp, ok := rememberedPeer(p, c.s.Name, c.started); ok {
+			c.remembered[rp.Name] = rp
+		}
+	}
+	if len(c.remembered) > 0 {
+		c.log.Info("adopted tunnels of a previous run", "peers", len(c.remembered))
+	}
+	return nil
+}
+
+// rememberedPeer turns a tunnel port this node owns into a peer fact: it is known only from
+// OVSDB, so it counts as dead since fabricd started, which keeps its tunnel and route for the
+// dead-peer grace unless gossip says otherwise.
+func rememberedPeer(p ovsdb.PortInfo, owner string, since time.Time) (fabric.Peer, bool) {
+	ids := p.ExternalIDs
+	if ids[ovsdb.KeyOwner] != owner || ids[ovsdb.KeyRole] != ovsdb.RoleTunnel || ids[ovsdb.KeyPeer] == "" {
+		return fabric.Peer{}, false
+	}
+	remote, err := netip.ParseAddr(p.Options["remote_ip"])
+	if err != nil {
+		return fabric.Peer{}, false
+	}
+	sub, _ := netip.ParsePrefix(ids[KeySubnet])
+	subSince, _ := strconv.ParseInt(ids[KeySubnetSince], 10, 64)
+	return fabric.Peer{Name: ids[ovsdb.KeyPeer], Underlay: remote, Subnet: sub, SubnetSince: subSince, State: fabric.PeerDead, StateSince: since}, true
+}
+
+func (c *Controller) persistClaimLocked(ctx context.Context) error {
+	err := c.sw.SetSystemExternalIDs(ctx, map[string]string{
+		KeyNode:        c.s.Name,
+		KeySubnet:      c.claim.Subnet.String(),
+		KeySubnetSince: strconv.FormatInt(c.claim.Since, 10),
+		KeyCluster:     c.s.Cluster.String(),
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("persist subnet claim: %w", err)
+	}
+	return nil
+}
+
+// Meta is what this node announces by gossip.
+func (c *Controller) Meta() peers.Meta {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.metaLocked()
+}
+
+func (c *Controller) metaLocked() peers.Meta {
+	mtu, _ := fabric.ContainerMTU(c.s.UnderlayMTU, c.s.TunnelType, c.s.Advertise.Is6())
+	return peers.Meta{
+		Proto:       peers.ProtocolVersion,
+		Addr:        c.s.Advertise,
+		Subnet:      c.claim.Subnet,
+		SubnetSince: c.claim.Since,
+		Tunnel:      string(c.s.TunnelType),
+		ClusterCIDR: c.s.Cluster,
+		MTU:         mtu,
+	}
+}
+
+// SetMembership attaches the gossip layer; Run needs it.
+func (c *Controller) SetMembership(m Membership) { c.m = m }
+
+// Kick asks for a sync soon.
+func (c *Controller) Kick() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// ErrSubnetConflict is returned by Run when this node's static subnet is claimed by a node
+// whose claim is older: fabricd refuses to take part rather than break that node.
+var ErrSubnetConflict = errors.New("subnet conflict")
+
+// Run reconciles on every event and every resync period until ctx ends. It returns an error
+// only for a condition that retrying cannot fix (a static subnet conflict).
+func (c *Controller) Run(ctx context.Context) error {
+	t := time.NewTicker(c.s.Resync)
+	defer t.Stop()
+	for {
+		if err := c.Sync(ctx); err != nil {
+			if errors.Is(err, ErrSubnetConflict) {
+				return err
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			c.log.Error("reconcile failed; retrying", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-c.m.Changed():
+		case <-c.sw.Changes():
+		case <-c.kick:
+		}
+	}
+}
+
+// settled reports whether gossip has had its chance to tell this node about the fabric.
+func (c *Controller) settled() bool {
+	return len(c.s.Join) == 0 || c.m.NumMembers() > 1 || time.Since(c.started) > settleTime
+}
+
+// Sync runs one reconcile: gather facts, plan, apply the difference.
+func (c *Controller) Sync(ctx context.Context) (err error) {
+	start := time.Now()
+	defer func() { c.metrics.observe(start, err) }()
+	if !c.settled() {
+		return nil
+	}
+	view := c.gatherPeers()
+	if err := c.resolveClaim(ctx, view); err != nil {
+		c.setResult(nil, view, err)
+		return err
+	}
+	c.mu.Lock()
+	facts := fabric.Facts{
+		Node: c.s.Name, Underlay: c.s.Advertise, UnderlayMTU: c.s.UnderlayMTU,
+		Subnet: c.claim.Subnet, SubnetSince: c.claim.Since, ClusterCIDR: c.s.Cluster,
+		Tunnel: c.s.TunnelType, Bridge: c.s.Bridge, GatewayPort: c.s.GatewayPort, Datapath: c.s.DatapathType,
+		Peers: view, Now: time.Now(), DeadPeerGrace: c.s.DeadPeerGrace,
+	}
+	c.mu.Unlock()
+	d, err := fabric.Plan(facts)
+	if err != nil {
+		c.setResult(nil, view, err)
+		return fmt.Errorf("plan: %w", err)
+	}
+	err = c.apply(ctx, d, view)
+	c.setResult(&d, view, err)
+	return err
+}
+
+// gatherPeers merges gossip's view with the peers remembered from OVSDB at start.
+func (c *Controller) gatherPeers() []fabric.Peer {
+	byName := map[string]fabric.Peer{}
+	c.mu.Lock()
+	for n, p := range c.remembered {
+		byName[n] = p
+	}
+	c.mu.Unlock()
+	for _, p := range c.m.Peers() {
+		if p.Name == c.s.Name {
+			continue
+		}
+		byName[p.Name] = fabric.Peer{
+			Name: p.Name, Underlay: p.Meta.Addr, Subnet: p.Meta.Subnet, SubnetSince: p.Meta.SubnetSince,
+			State: fabric.PeerState(p.State), StateSince: p.Since,
+		}
+	}
+	out := make([]fabric.Peer, 0, len(byName))
+	for _, p := range byName {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// resolveClaim makes sure this node holds a subnet no older claim contests: it picks one when
+// it has none, re-picks when a dynamic claim loses, and refuses when a static one loses.
+func (c *Controller) resolveClaim(ctx context.Context, view []fabric.Peer) error {
+	var others []fabric.Claim
+	var taken []netip.Prefix
+	for _, p := range view {
+		if p.Subnet.IsValid() && p.State != fabric.PeerLeft {
+			others = append(others, fabric.Claim{Node: p.Name, Subnet: p.Subnet, Since: p.SubnetSince})
+			taken = append(taken, p.Subnet)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.claim.Subnet.IsValid() {
+		w, lost := fabric.Conflict(c.claim, others)
+		if !lost {
+			return nil
+		}
+		if c.static {
+			return fmt.Errorf("%w: static subnet %s is already claimed by %s (since %s); choose another --subnet",
+				ErrSubnetConflict, c.claim.Subnet, w.Node, time.UnixMilli(w.Since).UTC().Format(time.RFC3339))
+		}
+		c.log.Warn("subnet conflict: an older claim wins, picking another subnet", "subnet", c.claim.Subnet, "winner", w.Node)
+	}
+	sub, err := fabric.PickSubnet(c.s.Name, c.s.Cluster, c.s.SubnetPrefix, fabric.TakenBy(taken))
+	if err != nil {
+		return err
+	}
+	c.claim = fabric.Claim{Node: c.s.Name, Subnet: sub, Since: time.Now().UnixMilli()}
+	if err := c.persistClaimLocked(ctx); err != nil {
+		return err
+	}
+	c.log.Info("claimed subnet", "subnet", sub)
+	if err := c.m.SetMeta(ctx, c.metaLocked()); err != nil {
+		return fmt.Errorf("announce subnet: %w", err)
+	}
+	return nil
+}
+
+// apply makes OVSDB and the kernel match d, changing only what differs.
+func (c *Controller) apply(ctx context.Context, d fabric.Desired, view []fabric.Peer) error {
+	owner := c.s.Name
+	if err := c.sw.EnsureBridge(ctx, ovsdb.BridgeSpec{Name: d.Bridge, DatapathType: d.Datapath, FailMode: "standalone", Owner: owner}); err != nil {
+		return fmt.Errorf("ensure bridge %s: %w", d.Bridge, err)
+	}
+	if err := c.sw.EnsurePort(ctx, d.Bridge, ovsdb.PortSpec{Name: d.GatewayPort, Type: "internal", Owner: owner, Role: ovsdb.RoleGateway}); err != nil {
+		return fmt.Errorf("ensure gateway port %s: %w", d.GatewayPort, err)
+	}
+	subnets := map[string]fabric.Peer{}
+	for _, p := range view {
+		subnets[p.Name] = p
+	}
+	tunnels := make([]ovsdb.TunnelSpec, 0, len(d.Tunnels))
+	for _, t := range d.Tunnels {
+		p := subnets[t.Peer]
+		tunnels = append(tunnels, ovsdb.TunnelSpec{
+			Name: t.Name, Type: string(t.Type), RemoteIP: t.Remote, Peer: t.Peer,
+			// Split horizon: a frame from one tunnel is never flooded into another.
+			Protected: true,
+			ExternalIDs: map[string]string{
+				KeySubnet:      p.Subnet.String(),
+				KeySubnetSince: strconv.FormatInt(p.SubnetSince, 10),
+			},
+		})
+	}
+	res, err := c.sw.ReconcileTunnels(ctx, d.Bridge, owner, tunnels)
+	if err != nil {
+		return fmt.Errorf("reconcile tunnels: %w", err)
+	}
+	for _, n := range res.Added {
+		c.log.Info("tunnel added", "port", n)
+	}
+	for _, n := range res.Updated {
+		c.log.Info("tunnel updated", "port", n)
+	}
+	for _, n := range res.Removed {
+		c.log.Info("tunnel removed", "port", n)
+	}
+	if err := c.k.WaitLink(ctx, d.GatewayPort); err != nil {
+		return fmt.Errorf("gateway port %s: %w", d.GatewayPort, err)
+	}
+	if changed, err := c.k.SetLinkUp(d.GatewayPort, d.MTU); err != nil {
+		return fmt.Errorf("gateway port %s up: %w", d.GatewayPort, err)
+	} else if changed {
+		c.log.Info("gateway link up", "dev", d.GatewayPort, "mtu", d.MTU)
+	}
+	if changed, err := c.k.ReconcileAddrs(d.GatewayPort, []netip.Prefix{d.Gateway}, c.s.Cluster); err != nil {
+		return fmt.Errorf("gateway address %s: %w", d.Gateway, err)
+	} else if changed {
+		c.log.Info("gateway address set", "dev", d.GatewayPort, "addr", d.Gateway)
+	}
+	if err := c.k.SetForwarding(true); err != nil {
+		return fmt.Errorf("enable forwarding: %w", err)
+	}
+	routes := make([]netplumb.Route, 0, len(d.Routes))
+	for _, r := range d.Routes {
+		routes = append(routes, netplumb.Route{Dst: r.Dst, Gateway: r.Via, Dev: r.Dev, OnLink: r.OnLink})
+	}
+	rc, err := c.k.ReconcileRoutes(routes)
+	if err != nil {
+		return fmt.Errorf("reconcile routes: %w", err)
+	}
+	for _, r := range rc.Added {
+		c.log.Info("route added", "dst", r.Dst, "via", r.Gateway)
+	}
+	for _, r := range rc.Replaced {
+		c.log.Info("route replaced", "dst", r.Dst, "via", r.Gateway)
+	}
+	for _, r := range rc.Removed {
+		c.log.Info("route removed", "dst", r.Dst, "via", r.Gateway)
+	}
+	c.forgetRemembered(view, d)
+	return nil
+}
+
+// forgetRemembered drops peers remembered from OVSDB once gossip knows them or Plan has
+// stopped building toward them.
+func (c *Controller) forgetRemembered(view []fabric.Peer, d fabric.Desired) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.remembered) == 0 {
+		return
+	}
+	known := map[string]bool{}
+	for _, p := range c.m.Peers() {
+		known[p.Name] = true
+	}
+	kept := map[string]bool{}
+	for _, t := range d.Tunnels {
+		kept[t.Peer] = true
+	}
+	for n := range c.remembered {
+		if known[n] || !kept[n] {
+			delete(c.remembered, n)
+		}
+	}
+}
+
+func (c *Controller) setResult(d *fabric.Desired, view []fabric.Peer, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d != nil && err == nil {
+		c.desired = *d
+	}
+	c.peerView = view
+	c.lastSync = time.Now()
+	c.lastErr = err
+	c.syncs++
+	c.metrics.setView(view, c.desired)
+}
+
+// Status is the host's view for the API.
+func (c *Controller) Status() api.Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := api.Status{
+		Node: c.s.Name, Underlay: c.s.Advertise.String(), ClusterCIDR: c.s.Cluster.String(),
+		Tunnel: string(c.s.TunnelType), Datapath: c.s.DatapathType, Bridge: c.s.Bridge,
+		LastSync: c.lastSync, Syncs: c.syncs,
+	}
+	if c.claim.Subnet.IsValid() {
+		st.Subnet = c.claim.Subnet.String()
+		st.Gateway = netip.PrefixFrom(fabric.Gateway(c.claim.Subnet), c.claim.Subnet.Bits()).String()
+	}
+	st.MTU, _ = fabric.ContainerMTU(c.s.UnderlayMTU, c.s.TunnelType, c.s.Advertise.Is6())
+	if c.lastErr != nil {
+		st.LastError = c.lastErr.Error()
+	}
+	tunnels := map[string]string{}
+	for _, t := range c.desired.Tunnels {
+		tunnels[t.Peer] = t.Name
+	}
+	notes := map[string]string{}
+	for _, s := range c.desired.Skipped {
+		notes[s.Peer] = s.Reason
+	}
+	for _, p := range c.peerView {
+		ap := api.Peer{Name: p.Name, Addr: addrString(p.Underlay), State: string(p.State), Since: p.StateSince, Tunnel: tunnels[p.Name], Note: notes[p.Name]}
+		if p.Subnet.IsValid() {
+			ap.Subnet = p.Subnet.String()
+		}
+		st.Peers = append(st.Peers, ap)
+	}
+	if c.m != nil {
+		for _, r := range c.m.Rejected() {
+			st.Rejected = append(st.Rejected, r.String())
+		}
+	}
+	return st
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// Withdraw removes this node's tunnels and routes after it has left the fabric. The bridge,
+// the gateway and container ports stay: leaving the fabric does not cut local containers off.
+func (c *Controller) Withdraw(ctx context.Context) error {
+	res, err := c.sw.ReconcileTunnels(ctx, c.s.Bridge, c.s.Name, nil)
+	if err != nil {
+		return fmt.Errorf("remove tunnels: %w", err)
+	}
+	rc, err := c.k.ReconcileRoutes(nil)
+	if err != nil {
+		return fmt.Errorf("remove routes: %w", err)
+	}
+	c.log.Info("withdrew from the fabric", "tunnels_removed", len(res.Removed), "routes_removed", len(rc.Removed))
+	return nil
+}

@@ -1,0 +1,30 @@
+package controller
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/ovsfabric/ovsfabric/netplumb"
+)
+
+// HostKernel is the Kernel of the network namespace fabricd runs in, through netplumb.
+type HostKernel struct{}
+
+// WaitLink waits for dev to appear (OVS creates internal ports asynchronously).
+func (HostKernel) WaitLink(ctx context.Context, dev string) error { return netplumb.WaitLink(ctx, dev) }
+
+// SetLinkUp sets dev up with the given MTU.
+func (HostKernel) SetLinkUp(dev string, mtu int) (bool, error) { return netplumb.SetLinkUp(dev, mtu) }
+
+// ReconcileAddrs makes dev's addresses within scope equal want.
+func (HostKernel) ReconcileAddrs(dev string, want []netip.Prefix, scope netip.Prefix) (bool, error) {
+	return netplumb.ReconcileAddrs(dev, want, scope)
+}
+
+// ReconcileRoutes makes fabricd's routes equal desired.
+func (HostKernel) ReconcileRoutes(desired []netplumb.Route) (netplumb.RouteChanges, error) {
+	return netplumb.ReconcileRoutes(desired)
+}
+
+// SetForwarding switches IPv4 forwarding.
+func (HostKernel) SetForwarding(enabled bool) error { return netplumb.SetForwarding(enabled) }

@@ -1,0 +1,261 @@
+package fabric
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestTunnelPortName(t *testing.T) {
+	names := map[string]bool{}
+	for _, peer := range []string{"h1", "h2", "a-very-long-host-name.example.com", ""} {
+		for _, tt := range []TunnelType{TunnelGRE, TunnelVXLAN} {
+			n := TunnelPortName(tt, peer)
+			if err := ValidIfName(n); err != nil {
+				t.Errorf("TunnelPortName(%s, %q) = %q: %v", tt, peer, n, err)
+			}
+			if n != TunnelPortName(tt, peer) {
+				t.Errorf("TunnelPortName(%s, %q) is not stable", tt, peer)
+			}
+			if names[n] {
+				t.Errorf("duplicate name %q", n)
+			}
+			names[n] = true
+			if !strings.HasPrefix(n, map[TunnelType]string{TunnelGRE: "gre-", TunnelVXLAN: "vxl-"}[tt]) {
+				t.Errorf("name %q lacks its type prefix", n)
+			}
+		}
+	}
+	if got := len(ContainerPortName("/var/run/netns/x")); got > MaxIfNameLen {
+		t.Errorf("container port name is %d bytes", got)
+	}
+}
+
+func TestValidIfName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"eth0", true}, {"br-int", true}, {"123456789012345", true},
+		{"", false}, {"1234567890123456", false}, {"a/b", false}, {"a b", false}, {"a:b", false}, {"..", false},
+	} {
+		if err := ValidIfName(tc.name); (err == nil) != tc.ok {
+			t.Errorf("ValidIfName(%q) = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}
+
+func TestContainerMTU(t *testing.T) {
+	for _, tc := range []struct {
+		underlay int
+		tt       TunnelType
+		v6       bool
+		want     int
+		wantErr  bool
+	}{
+		{1500, TunnelVXLAN, false, 1450, false},
+		{1500, TunnelVXLAN, true, 1430, false},
+		{1500, TunnelGRE, false, 1458, false},
+		{1500, TunnelGRE, true, 1438, false},
+		{9000, TunnelVXLAN, false, 8950, false},
+		{600, TunnelVXLAN, false, 0, true},
+	} {
+		got, err := ContainerMTU(tc.underlay, tc.tt, tc.v6)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("ContainerMTU(%d, %s, v6=%v) = %d, %v; want %d (err %v)", tc.underlay, tc.tt, tc.v6, got, err, tc.want, tc.wantErr)
+		}
+	}
+	if _, err := ParseTunnelType("ipip"); err == nil {
+		t.Error("ParseTunnelType(ipip) succeeded")
+	}
+}
+
+var cluster = netip.MustParsePrefix("10.244.0.0/16")
+
+func TestPickSubnet(t *testing.T) {
+	a, err := PickSubnet("h1", cluster, 24, TakenBy(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ValidateSubnet(cluster, 24, a); err != nil {
+		t.Fatalf("picked invalid subnet %s: %v", a, err)
+	}
+	again, _ := PickSubnet("h1", cluster, 24, TakenBy(nil))
+	if again != a {
+		t.Errorf("pick is not deterministic: %s then %s", a, again)
+	}
+	// Taken: linear probing moves to the next slot.
+	next, _ := PickSubnet("h1", cluster, 24, TakenBy([]netip.Prefix{a}))
+	if next == a || next.Addr() != NthSubnet(cluster, 24, (int(a.Addr().As4()[2])+1)%256).Addr() {
+		t.Errorf("probe after %s gave %s", a, next)
+	}
+	// Exhaustion is a clear error.
+	small := netip.MustParsePrefix("10.9.0.0/23")
+	taken := []netip.Prefix{netip.MustParsePrefix("10.9.0.0/24"), netip.MustParsePrefix("10.9.1.0/24")}
+	if _, err := PickSubnet("h1", small, 24, TakenBy(taken)); err == nil || !strings.Contains(err.Error(), "exhausted") {
+		t.Errorf("exhausted CIDR: err = %v", err)
+	}
+	// Many nodes all get distinct subnets.
+	var claimed []netip.Prefix
+	for i := 0; i < 256; i++ {
+		p, err := PickSubnet("node-"+string(rune('a'+i%26))+string(rune('0'+i/26)), cluster, 24, TakenBy(claimed))
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		claimed = append(claimed, p)
+	}
+	if _, err := PickSubnet("one-more", cluster, 24, TakenBy(claimed)); err == nil {
+		t.Error("257th /24 in a /16 succeeded")
+	}
+}
+
+func TestValidateSubnet(t *testing.T) {
+	for _, tc := range []struct {
+		subnet string
+		bits   int
+		ok     bool
+	}{
+		{"10.244.3.0/24", 24, true},
+		{"10.244.3.1/24", 24, false},
+		{"10.245.3.0/24", 24, false},
+		{"10.244.3.0/25", 24, false},
+		{"10.244.0.0/16", 16, false},
+	} {
+		err := ValidateSubnet(cluster, tc.bits, netip.MustParsePrefix(tc.subnet))
+		if (err == nil) != tc.ok {
+			t.Errorf("ValidateSubnet(%s, /%d) = %v, want ok=%v", tc.subnet, tc.bits, err, tc.ok)
+		}
+	}
+}
+
+func TestConflict(t *testing.T) {
+	s := netip.MustParsePrefix("10.244.5.0/24")
+	other := netip.MustParsePrefix("10.244.6.0/24")
+	for _, tc := range []struct {
+		name   string
+		local  Claim
+		others []Claim
+		want   string
+	}{
+		{"no overlap", Claim{"b", s, 10}, []Claim{{"a", other, 1}}, ""},
+		{"earlier claim wins", Claim{"b", s, 10}, []Claim{{"a", s, 5}}, "a"},
+		{"later claim loses", Claim{"b", s, 5}, []Claim{{"a", s, 10}}, ""},
+		{"tie: lower name wins", Claim{"b", s, 5}, []Claim{{"a", s, 5}}, "a"},
+		{"tie: we are lower", Claim{"a", s, 5}, []Claim{{"b", s, 5}}, ""},
+		{"best of several", Claim{"c", s, 9}, []Claim{{"b", s, 7}, {"a", s, 3}}, "a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, lost := Conflict(tc.local, tc.others)
+			if lost != (tc.want != "") || (lost && w.Node != tc.want) {
+				t.Errorf("Conflict = %v %v, want %q", w, lost, tc.want)
+			}
+		})
+	}
+}
+
+func TestIPAM(t *testing.T) {
+	s := netip.MustParsePrefix("10.244.3.0/24")
+	ip := netip.MustParseAddr
+	used := map[netip.Addr]bool{ip("10.244.3.2"): true}
+	if g := Gateway(s); g != ip("10.244.3.1") {
+		t.Errorf("Gateway = %s", g)
+	}
+	if a, err := AllocateIP(s, used); err != nil || a != ip("10.244.3.3") {
+		t.Errorf("AllocateIP = %s, %v", a, err)
+	}
+	for _, tc := range []struct {
+		ip string
+		ok bool
+	}{
+		{"10.244.3.9", true}, {"10.244.3.2", false}, {"10.244.3.1", false}, {"10.244.3.0", false},
+		{"10.244.3.255", false}, {"10.244.4.9", false}, {"fd00::1", false},
+	} {
+		if err := CheckContainerIP(s, ip(tc.ip), used); (err == nil) != tc.ok {
+			t.Errorf("CheckContainerIP(%s) = %v, want ok=%v", tc.ip, err, tc.ok)
+		}
+	}
+	tiny := netip.MustParsePrefix("10.244.3.0/30") // .1 gateway, .2 only container address
+	if _, err := AllocateIP(tiny, map[netip.Addr]bool{ip("10.244.3.2"): true}); err == nil {
+		t.Error("full /30 still allocated")
+	}
+}
+
+func TestPlan(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	ip := netip.MustParseAddr
+	pfx := netip.MustParsePrefix
+	base := Facts{
+		Node: "h1", Underlay: ip("172.30.0.11"), UnderlayMTU: 1500,
+		Subnet: pfx("10.244.1.0/24"), SubnetSince: 100, ClusterCIDR: cluster,
+		Tunnel: TunnelVXLAN, Bridge: "br-int", GatewayPort: "fabric0", Datapath: "netdev",
+		Now: now, DeadPeerGrace: 3 * time.Minute,
+	}
+	peer := func(name, under, subnet string, since int64, st PeerState, ago time.Duration) Peer {
+		return Peer{Name: name, Underlay: ip(under), Subnet: pfx(subnet), SubnetSince: since, State: st, StateSince: now.Add(-ago)}
+	}
+	for _, tc := range []struct {
+		name    string
+		peers   []Peer
+		want    []string // peers with a tunnel and route
+		skipped []string
+	}{
+		{"no peers", nil, nil, nil},
+		{"alive and suspect peers", []Peer{
+			peer("h3", "172.30.0.13", "10.244.3.0/24", 1, PeerSuspect, 0),
+			peer("h2", "172.30.0.12", "10.244.2.0/24", 1, PeerAlive, 0),
+		}, []string{"h2", "h3"}, nil},
+		{"left peer is removed at once", []Peer{peer("h2", "172.30.0.12", "10.244.2.0/24", 1, PeerLeft, 0)}, nil, []string{"h2"}},
+		{"dead peer kept during grace", []Peer{peer("h2", "172.30.0.12", "10.244.2.0/24", 1, PeerDead, time.Minute)}, []string{"h2"}, nil},
+		{"dead peer removed after grace", []Peer{peer("h2", "172.30.0.12", "10.244.2.0/24", 1, PeerDead, 4*time.Minute)}, nil, []string{"h2"}},
+		{"peer without subnet", []Peer{{Name: "h2", Underlay: ip("172.30.0.12"), State: PeerAlive}}, nil, []string{"h2"}},
+		{"peer claiming our subnet", []Peer{peer("h2", "172.30.0.12", "10.244.1.0/24", 1, PeerAlive, 0)}, nil, []string{"h2"}},
+		{"two peers, same subnet: earlier wins", []Peer{
+			peer("h2", "172.30.0.12", "10.244.2.0/24", 50, PeerAlive, 0),
+			peer("h3", "172.30.0.13", "10.244.2.0/24", 10, PeerAlive, 0),
+		}, []string{"h3"}, []string{"h2"}},
+		{"peer outside cluster CIDR", []Peer{peer("h2", "172.30.0.12", "10.9.2.0/24", 1, PeerAlive, 0)}, nil, []string{"h2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := base
+			f.Peers = tc.peers
+			d, err := Plan(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Gateway != pfx("10.244.1.1/24") || d.MTU != 1450 {
+				t.Errorf("gateway %s mtu %d", d.Gateway, d.MTU)
+			}
+			var got, skipped []string
+			for i, tun := range d.Tunnels {
+				got = append(got, tun.Peer)
+				r := d.Routes[i]
+				if r.Peer != tun.Peer || r.Via != Gateway(r.Dst) || r.Dev != "fabric0" || !r.OnLink {
+					t.Errorf("route %+v does not match tunnel %+v", r, tun)
+				}
+				if tun.Name != TunnelPortName(TunnelVXLAN, tun.Peer) {
+					t.Errorf("tunnel name %s", tun.Name)
+				}
+			}
+			for _, s := range d.Skipped {
+				skipped = append(skipped, s.Peer)
+			}
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Errorf("tunnels to %v, want %v", got, tc.want)
+			}
+			if strings.Join(skipped, ",") != strings.Join(tc.skipped, ",") {
+				t.Errorf("skipped %v, want %v", d.Skipped, tc.skipped)
+			}
+			again, _ := Plan(f)
+			if len(again.Tunnels) != len(d.Tunnels) {
+				t.Error("Plan is not deterministic")
+			}
+		})
+	}
+	bad := base
+	bad.Subnet = pfx("10.250.0.0/24")
+	bad.ClusterCIDR = pfx("10.244.0.0/16")
+	if _, err := Plan(bad); err == nil {
+		t.Error("Plan with local subnet outside cluster CIDR succeeded")
+	}
+}

@@ -1,0 +1,160 @@
+package fabric
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+)
+
+// PeerState is a peer's membership state as gossip reports it.
+type PeerState string
+
+// Membership states; they mirror memberlist's.
+const (
+	PeerAlive   PeerState = "alive"
+	PeerSuspect PeerState = "suspect"
+	PeerDead    PeerState = "dead"
+	PeerLeft    PeerState = "left"
+)
+
+// Peer is what this host knows of another fabric node.
+type Peer struct {
+	Name     string
+	Underlay netip.Addr
+	Subnet   netip.Prefix
+	// SubnetSince orders competing subnet claims (Unix ms).
+	SubnetSince int64
+	State       PeerState
+	// StateSince is when the peer entered State.
+	StateSince time.Time
+}
+
+// Facts is everything Plan needs: this host's configuration and identity, and its view of
+// the other nodes.
+type Facts struct {
+	Node        string
+	Underlay    netip.Addr
+	UnderlayMTU int
+	Subnet      netip.Prefix
+	SubnetSince int64
+	ClusterCIDR netip.Prefix
+	Tunnel      TunnelType
+	Bridge      string
+	GatewayPort string
+	Datapath    string
+	Peers       []Peer
+	Now         time.Time
+	// DeadPeerGrace is how long a failed (dead, not left) peer keeps its tunnel and route, so
+	// that a restarting fabricd never disturbs anyone.
+	DeadPeerGrace time.Duration
+}
+
+// Tunnel is one desired tunnel port toward a peer.
+type Tunnel struct {
+	Name   string
+	Type   TunnelType
+	Remote netip.Addr
+	Peer   string
+}
+
+// Route is one desired host route: a peer's subnet via its gateway, on the gateway port.
+type Route struct {
+	Dst    netip.Prefix
+	Via    netip.Addr
+	Dev    string
+	OnLink bool
+	Peer   string
+}
+
+// Skipped is a peer Plan builds nothing toward, and why.
+type Skipped struct {
+	Peer   string
+	Reason string
+}
+
+// Desired is the state one host should converge to.
+type Desired struct {
+	Bridge      string
+	Datapath    string
+	GatewayPort string
+	// Gateway is the gateway address with the subnet's prefix length, e.g. 10.244.3.1/24.
+	Gateway netip.Prefix
+	MTU     int
+	Tunnels []Tunnel
+	Routes  []Route
+	Skipped []Skipped
+}
+
+// Plan computes the desired state of this host from facts. It is pure: the same facts always
+// give the same result, sorted by name, so applying it twice changes nothing the second time.
+func Plan(f Facts) (Desired, error) {
+	if err := ValidIfName(f.Bridge); err != nil {
+		return Desired{}, fmt.Errorf("bridge: %w", err)
+	}
+	if err := ValidIfName(f.GatewayPort); err != nil {
+		return Desired{}, fmt.Errorf("gateway port: %w", err)
+	}
+	if err := ValidateSubnet(f.ClusterCIDR, f.Subnet.Bits(), f.Subnet); err != nil {
+		return Desired{}, fmt.Errorf("local subnet: %w", err)
+	}
+	mtu, err := ContainerMTU(f.UnderlayMTU, f.Tunnel, f.Underlay.Is6())
+	if err != nil {
+		return Desired{}, err
+	}
+	d := Desired{
+		Bridge:      f.Bridge,
+		Datapath:    f.Datapath,
+		GatewayPort: f.GatewayPort,
+		Gateway:     netip.PrefixFrom(Gateway(f.Subnet), f.Subnet.Bits()),
+		MTU:         mtu,
+	}
+
+	claims := []Claim{{Node: f.Node, Subnet: f.Subnet, Since: f.SubnetSince}}
+	for _, p := range f.Peers {
+		if p.Subnet.IsValid() && p.State != PeerLeft {
+			claims = append(claims, Claim{Node: p.Name, Subnet: p.Subnet, Since: p.SubnetSince})
+		}
+	}
+	peers := append([]Peer(nil), f.Peers...)
+	sort.Slice(peers, func(i, j int) bool { return peers[i].Name < peers[j].Name })
+	for _, p := range peers {
+		if p.Name == f.Node {
+			continue
+		}
+		if reason := skipReason(f, p, claims); reason != "" {
+			d.Skipped = append(d.Skipped, Skipped{Peer: p.Name, Reason: reason})
+			continue
+		}
+		d.Tunnels = append(d.Tunnels, Tunnel{Name: TunnelPortName(f.Tunnel, p.Name), Type: f.Tunnel, Remote: p.Underlay, Peer: p.Name})
+		d.Routes = append(d.Routes, Route{Dst: p.Subnet, Via: Gateway(p.Subnet), Dev: f.GatewayPort, OnLink: true, Peer: p.Name})
+	}
+	return d, nil
+}
+
+// skipReason says why Plan builds nothing toward p, or "" when it builds a tunnel and a route.
+func skipReason(f Facts, p Peer, claims []Claim) string {
+	switch {
+	case p.State == PeerLeft:
+		return "left the fabric"
+	case p.State == PeerDead && f.Now.Sub(p.StateSince) >= f.DeadPeerGrace:
+		return fmt.Sprintf("dead for more than %s", f.DeadPeerGrace)
+	case !p.Underlay.IsValid() || p.Underlay.IsUnspecified():
+		return "no underlay address"
+	case p.Underlay == f.Underlay:
+		return fmt.Sprintf("same underlay address %s as this host", p.Underlay)
+	case !p.Subnet.IsValid():
+		return "no subnet claimed yet"
+	case !f.ClusterCIDR.Contains(p.Subnet.Addr()) || p.Subnet.Bits() < f.ClusterCIDR.Bits():
+		return fmt.Sprintf("subnet %s outside cluster CIDR %s", p.Subnet, f.ClusterCIDR)
+	case p.Subnet.Overlaps(f.Subnet):
+		// Whoever wins, a route to our own subnet must never point away from this host; the
+		// controller re-picks or refuses the local claim when it loses.
+		return fmt.Sprintf("subnet %s overlaps this host's subnet %s", p.Subnet, f.Subnet)
+	}
+	own := Claim{Node: p.Name, Subnet: p.Subnet, Since: p.SubnetSince}
+	if w, lost := Conflict(own, claims); lost {
+		return fmt.Sprintf("subnet %s conflicts with the earlier claim of %s", p.Subnet, w.Node)
+	}
+	return ""
+}

@@ -1,0 +1,122 @@
+package fabric
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+)
+
+// Claim is a node's claim on a per-host subnet. Since orders competing claims: the earlier
+// claim keeps the subnet, and on a tie the lower node name does.
+type Claim struct {
+	Node   string
+	Subnet netip.Prefix
+	// Since is when the claim was first made, in Unix milliseconds (persisted across restarts).
+	Since int64
+}
+
+// Wins reports whether claim c keeps its subnet over a competing claim o.
+func (c Claim) Wins(o Claim) bool {
+	if c.Since != o.Since {
+		return c.Since < o.Since
+	}
+	return c.Node < o.Node
+}
+
+// SubnetCount is how many subnets of length bits the cluster CIDR holds.
+func SubnetCount(cluster netip.Prefix, bits int) (int, error) {
+	if err := checkSubnetBits(cluster, bits); err != nil {
+		return 0, err
+	}
+	return 1 << (bits - cluster.Bits()), nil
+}
+
+func checkSubnetBits(cluster netip.Prefix, bits int) error {
+	if !cluster.IsValid() || cluster != cluster.Masked() {
+		return fmt.Errorf("cluster CIDR %s is not a network address", cluster)
+	}
+	if !cluster.Addr().Is4() {
+		return fmt.Errorf("cluster CIDR %s: only IPv4 is supported", cluster)
+	}
+	if bits <= cluster.Bits() || bits > 30 {
+		return fmt.Errorf("subnet prefix /%d must be longer than the cluster CIDR %s and at most /30", bits, cluster)
+	}
+	if bits-cluster.Bits() > 20 {
+		return fmt.Errorf("subnet prefix /%d splits %s into more than 2^20 subnets", bits, cluster)
+	}
+	return nil
+}
+
+// NthSubnet is subnet number i (0-based) of length bits inside cluster.
+func NthSubnet(cluster netip.Prefix, bits, i int) netip.Prefix {
+	base := binary.BigEndian.Uint32(cluster.Addr().AsSlice())
+	v := base + uint32(i)<<(32-bits)
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	return netip.PrefixFrom(netip.AddrFrom4(b), bits)
+}
+
+// ValidateSubnet checks that subnet is a network address of length bits inside cluster.
+func ValidateSubnet(cluster netip.Prefix, bits int, subnet netip.Prefix) error {
+	if err := checkSubnetBits(cluster, bits); err != nil {
+		return err
+	}
+	if !subnet.IsValid() || subnet != subnet.Masked() {
+		return fmt.Errorf("subnet %s is not a network address", subnet)
+	}
+	if subnet.Bits() != bits {
+		return fmt.Errorf("subnet %s is not a /%d", subnet, bits)
+	}
+	if !cluster.Contains(subnet.Addr()) {
+		return fmt.Errorf("subnet %s is outside the cluster CIDR %s", subnet, cluster)
+	}
+	return nil
+}
+
+// PickSubnet chooses a free subnet for node: it starts at a slot derived from the node's name,
+// so a node tends to get the same subnet every time, and probes linearly past taken ones.
+// taken reports whether a candidate overlaps a subnet already claimed by someone else.
+func PickSubnet(node string, cluster netip.Prefix, bits int, taken func(netip.Prefix) bool) (netip.Prefix, error) {
+	n, err := SubnetCount(cluster, bits)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	sum := sha256.Sum256([]byte(node))
+	start := int(binary.BigEndian.Uint32(sum[:4]) % uint32(n))
+	for k := 0; k < n; k++ {
+		cand := NthSubnet(cluster, bits, (start+k)%n)
+		if !taken(cand) {
+			return cand, nil
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("cluster CIDR %s is exhausted: all %d /%d subnets are claimed", cluster, n, bits)
+}
+
+// TakenBy returns a taken-function for PickSubnet over the given claims.
+func TakenBy(claims []netip.Prefix) func(netip.Prefix) bool {
+	return func(p netip.Prefix) bool {
+		for _, c := range claims {
+			if c.IsValid() && c.Overlaps(p) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// Conflict finds the claim among others that beats local for an overlapping subnet, if any.
+// A node whose claim is beaten must give its subnet up (re-pick, or refuse a static one).
+func Conflict(local Claim, others []Claim) (Claim, bool) {
+	var winner Claim
+	found := false
+	for _, o := range others {
+		if o.Node == local.Node || !o.Subnet.IsValid() || !o.Subnet.Overlaps(local.Subnet) {
+			continue
+		}
+		if o.Wins(local) && (!found || o.Wins(winner)) {
+			winner, found = o, true
+		}
+	}
+	return winner, found
+}
