@@ -259,3 +259,21 @@ func TestPlan(t *testing.T) {
 		t.Error("Plan with local subnet outside cluster CIDR succeeded")
 	}
 }
+
+// TestClaimIndexMatchesConflict checks the index Plan uses against the plain scan, with
+// claims of mixed prefix lengths.
+func TestClaimIndexMatchesConflict(t *testing.T) {
+	var claims []Claim
+	for i := 0; i < 40; i++ {
+		bits := 24 + i%3
+		claims = append(claims, Claim{Node: string(rune('a' + i%26)) + string(rune('0'+i/26)), Subnet: NthSubnet(cluster, bits, i%7), Since: int64(i % 5)})
+	}
+	ix := newClaimIndex(claims)
+	for _, c := range claims {
+		w1, l1 := Conflict(c, claims)
+		w2, l2 := ix.conflict(c)
+		if l1 != l2 || w1 != w2 {
+			t.Errorf("claim %+v: scan %v %v, index %v %v", c, w1, l1, w2, l2)
+		}
+	}
+}

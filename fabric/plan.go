@@ -116,13 +116,14 @@ func Plan(f Facts) (Desired, error) {
 			claims = append(claims, Claim{Node: p.Name, Subnet: p.Subnet, Since: p.SubnetSince})
 		}
 	}
+	ix := newClaimIndex(claims)
 	peers := append([]Peer(nil), f.Peers...)
 	sort.Slice(peers, func(i, j int) bool { return peers[i].Name < peers[j].Name })
 	for _, p := range peers {
 		if p.Name == f.Node {
 			continue
 		}
-		if reason := skipReason(f, p, claims); reason != "" {
+		if reason := skipReason(f, p, ix); reason != "" {
 			d.Skipped = append(d.Skipped, Skipped{Peer: p.Name, Reason: reason})
 			continue
 		}
@@ -133,7 +134,7 @@ func Plan(f Facts) (Desired, error) {
 }
 
 // skipReason says why Plan builds nothing toward p, or "" when it builds a tunnel and a route.
-func skipReason(f Facts, p Peer, claims []Claim) string {
+func skipReason(f Facts, p Peer, ix claimIndex) string {
 	switch {
 	case p.State == PeerLeft:
 		return "left the fabric"
@@ -153,7 +154,7 @@ func skipReason(f Facts, p Peer, claims []Claim) string {
 		return fmt.Sprintf("subnet %s overlaps this host's subnet %s", p.Subnet, f.Subnet)
 	}
 	own := Claim{Node: p.Name, Subnet: p.Subnet, Since: p.SubnetSince}
-	if w, lost := Conflict(own, claims); lost {
+	if w, lost := ix.conflict(own); lost {
 		return fmt.Sprintf("subnet %s conflicts with the earlier claim of %s", p.Subnet, w.Node)
 	}
 	return ""

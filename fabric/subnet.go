@@ -120,3 +120,52 @@ func Conflict(local Claim, others []Claim) (Claim, bool) {
 	}
 	return winner, found
 }
+
+// claimIndex answers "which claim wins this subnet?" for many subnets at once: near O(1) per
+// question when all claims share a prefix length (the normal case), instead of a scan.
+type claimIndex struct {
+	byLen map[int]map[netip.Prefix][]Claim
+}
+
+func newClaimIndex(claims []Claim) claimIndex {
+	ix := claimIndex{byLen: map[int]map[netip.Prefix][]Claim{}}
+	for _, c := range claims {
+		if !c.Subnet.IsValid() {
+			continue
+		}
+		m := ix.byLen[c.Subnet.Bits()]
+		if m == nil {
+			m = map[netip.Prefix][]Claim{}
+			ix.byLen[c.Subnet.Bits()] = m
+		}
+		k := c.Subnet.Masked()
+		m[k] = append(m[k], c)
+	}
+	return ix
+}
+
+// conflict is Conflict(local, claims) over the index.
+func (ix claimIndex) conflict(local Claim) (Claim, bool) {
+	var winner Claim
+	found := false
+	consider := func(o Claim) {
+		if o.Node != local.Node && o.Subnet.Overlaps(local.Subnet) && o.Wins(local) && (!found || o.Wins(winner)) {
+			winner, found = o, true
+		}
+	}
+	for bits, m := range ix.byLen {
+		if bits <= local.Subnet.Bits() {
+			// A claim this long or shorter overlaps local only by containing it.
+			for _, o := range m[netip.PrefixFrom(local.Subnet.Addr(), bits).Masked()] {
+				consider(o)
+			}
+			continue
+		}
+		for _, cs := range m { // longer claims inside local: rare, scanned
+			for _, o := range cs {
+				consider(o)
+			}
+		}
+	}
+	return winner, found
+}

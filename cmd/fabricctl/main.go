@@ -1,0 +1,162 @@
+// Command fabricctl is the operator's CLI for ovsfabric. It talks to the local fabricd through
+// its API socket. See docs/fabricctl.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ovsfabric/ovsfabric/api"
+)
+
+func main() {
+	if err := newRoot(os.Stdout).Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "fabricctl:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	socket string
+	output string
+	out    io.Writer
+}
+
+func (o *options) client() *api.Client { return api.NewClient(o.socket) }
+
+// print writes v as JSON with -o json, or through the human formatter otherwise.
+func (o *options) print(v any, human func(w io.Writer)) error {
+	switch o.output {
+	case "json":
+		enc := json.NewEncoder(o.out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "", "table":
+		human(o.out)
+		return nil
+	}
+	return fmt.Errorf("unknown output format %q (want table or json)", o.output)
+}
+
+func newRoot(out io.Writer) *cobra.Command {
+	o := &options{out: out}
+	root := &cobra.Command{
+		Use:           "fabricctl",
+		Short:         "Operate the ovsfabric container network on this host",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&o.socket, "socket", "/run/ovsfabric/fabricd.sock", "fabricd API socket")
+	root.PersistentFlags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	root.AddCommand(statusCmd(o), peersCmd(o), leaveCmd(o))
+	return root
+}
+
+func ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 60*time.Second)
+}
+
+func statusCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show this host's node, subnet, tunnel type, MTU and peers",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			c, cancel := ctx()
+			defer cancel()
+			st, err := o.client().Status(c)
+			if err != nil {
+				return err
+			}
+			return o.print(st, func(w io.Writer) {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintf(tw, "node:\t%s\n", st.Node)
+				fmt.Fprintf(tw, "underlay:\t%s\n", st.Underlay)
+				fmt.Fprintf(tw, "subnet:\t%s (gateway %s, cluster %s)\n", orDash(st.Subnet), orDash(st.Gateway), st.ClusterCIDR)
+				fmt.Fprintf(tw, "tunnel:\t%s\n", st.Tunnel)
+				fmt.Fprintf(tw, "mtu:\t%d\n", st.MTU)
+				fmt.Fprintf(tw, "bridge:\t%s (datapath %s)\n", st.Bridge, st.Datapath)
+				fmt.Fprintf(tw, "last sync:\t%s (%d syncs)\n", st.LastSync.Format(time.RFC3339), st.Syncs)
+				if st.LastError != "" {
+					fmt.Fprintf(tw, "last error:\t%s\n", st.LastError)
+				}
+				for _, r := range st.Rejected {
+					fmt.Fprintf(tw, "rejected:\t%s\n", r)
+				}
+				tw.Flush()
+				fmt.Fprintln(w)
+				printPeers(w, st.Peers)
+			})
+		},
+	}
+}
+
+func peersCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "peers",
+		Short: "List the other hosts with their address, subnet, state and tunnel port",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			c, cancel := ctx()
+			defer cancel()
+			p, err := o.client().Peers(c)
+			if err != nil {
+				return err
+			}
+			return o.print(p, func(w io.Writer) { printPeers(w, p) })
+		},
+	}
+}
+
+func leaveCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "leave",
+		Short: "Leave the fabric gracefully: peers drop this host's tunnel and route at once; fabricd exits",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			c, cancel := ctx()
+			defer cancel()
+			m, err := o.client().Leave(c)
+			if err != nil {
+				return err
+			}
+			return o.print(m, func(w io.Writer) { fmt.Fprintln(w, m.Message) })
+		},
+	}
+}
+
+func printPeers(w io.Writer, ps []api.Peer) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tADDRESS\tSUBNET\tSTATE\tSINCE\tTUNNEL PORT")
+	for _, p := range ps {
+		port := p.Tunnel
+		if port == "" {
+			port = "- (" + p.Note + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, orDash(p.Addr), orDash(p.Subnet), p.State, since(p.Since), port)
+	}
+	tw.Flush()
+}
+
+func since(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+func orDash(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "-"
+	}
+	return s
+}
+
