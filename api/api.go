@@ -6,6 +6,9 @@
 //	GET  /v1/status   -> Status
 //	GET  /v1/peers    -> []Peer
 //	POST /v1/leave    -> Message   (leave the fabric gracefully, then fabricd exits)
+//	GET  /v1/attachments -> []Attachment
+//	POST /v1/attachments AttachRequest -> Attachment
+//	POST /v1/detach   DetachRequest -> Attachment
 //
 // Every error is a JSON Error with an HTTP status: 400 for a malformed or invalid request,
 // 404 for an unknown object, 409 for a conflict, 500 for a failure inside fabricd.
@@ -51,4 +54,39 @@ type Message struct {
 // Error is the body of every error response.
 type Error struct {
 	Error string `json:"error"`
+}
+
+// AttachRequest asks fabricd to attach a container (POST /v1/attachments).
+type AttachRequest struct {
+	// Target is a Docker or Podman container name or ID, "pid:PID", or a netns path
+	// (/var/run/netns/NAME, /proc/PID/ns/net).
+	Target string `json:"target"`
+	// IP is a fixed address inside this host's subnet; empty allocates the lowest free one.
+	IP string `json:"ip,omitempty"`
+	// IfName is the interface name inside the container; empty means eth0.
+	IfName string `json:"ifname,omitempty"`
+	// MAC is a fixed MAC address; empty generates one.
+	MAC string `json:"mac,omitempty"`
+}
+
+// DetachRequest asks fabricd to detach a container (POST /v1/detach).
+type DetachRequest struct {
+	Target string `json:"target"`
+}
+
+// Attachment is a container attached to the fabric on some host.
+type Attachment struct {
+	Host      string `json:"host"`
+	Container string `json:"container"`
+	ID        string `json:"id,omitempty"`
+	NetNS     string `json:"netns"`
+	IfName    string `json:"ifname"`
+	IP        string `json:"ip"`
+	MAC       string `json:"mac"`
+	Gateway   string `json:"gateway"`
+	MTU       int    `json:"mtu"`
+	Port      string `json:"port"`
+	// Unchanged is set when an attach request found the container attached already with the
+	// same parameters and changed nothing.
+	Unchanged bool `json:"unchanged,omitempty"`
 }

@@ -106,3 +106,21 @@ func (c *Client) Leave(ctx context.Context) (Message, error) {
 	var m Message
 	return m, c.Do(ctx, http.MethodPost, "/v1/leave", nil, &m)
 }
+
+// Attach attaches a container.
+func (c *Client) Attach(ctx context.Context, req AttachRequest) (Attachment, error) {
+	var a Attachment
+	return a, c.Do(ctx, http.MethodPost, "/v1/attachments", req, &a)
+}
+
+// Detach detaches a container.
+func (c *Client) Detach(ctx context.Context, target string) (Attachment, error) {
+	var a Attachment
+	return a, c.Do(ctx, http.MethodPost, "/v1/detach", DetachRequest{Target: target}, &a)
+}
+
+// Attachments lists this host's attachments.
+func (c *Client) Attachments(ctx context.Context) ([]Attachment, error) {
+	var a []Attachment
+	return a, c.Do(ctx, http.MethodGet, "/v1/attachments", nil, &a)
+}

@@ -36,6 +36,8 @@ type Config struct {
 	DeadPeerGrace time.Duration `yaml:"dead-peer-grace"`
 	Resync        time.Duration `yaml:"resync"`
 	LogLevel      string        `yaml:"log-level"`
+	DockerHost    string        `yaml:"docker-host"`
+	PodmanHost    string        `yaml:"podman-host"`
 }
 
 // DefaultConfig is the configuration fabricd starts from before the file and flags.
@@ -55,6 +57,8 @@ func DefaultConfig() Config {
 		DeadPeerGrace: 3 * time.Minute,
 		Resync:        5 * time.Second,
 		LogLevel:      "info",
+		DockerHost:    "unix:///var/run/docker.sock",
+		PodmanHost:    "unix:///run/podman/podman.sock",
 	}
 }
 

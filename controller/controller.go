@@ -31,6 +31,7 @@ const (
 type Switch interface {
 	EnsureBridge(ctx context.Context, spec ovsdb.BridgeSpec) error
 	EnsurePort(ctx context.Context, bridge string, spec ovsdb.PortSpec) error
+	DeletePort(ctx context.Context, bridge, name, owner string) error
 	ReconcileTunnels(ctx context.Context, bridge, owner string, desired []ovsdb.TunnelSpec) (ovsdb.Result, error)
 	Ports(ctx context.Context, bridge string) ([]ovsdb.PortInfo, error)
 	SystemExternalIDs(ctx context.Context) (map[string]string, error)
@@ -45,6 +46,9 @@ type Kernel interface {
 	ReconcileAddrs(dev string, want []netip.Prefix, scope netip.Prefix) (bool, error)
 	ReconcileRoutes(desired []netplumb.Route) (netplumb.RouteChanges, error)
 	SetForwarding(enabled bool) error
+	Attach(a netplumb.Attachment) (netplumb.AttachResult, error)
+	Detach(hostIf string) error
+	NetNSExists(path string) bool
 }
 
 // Membership is what the controller needs from gossip.
@@ -69,9 +73,15 @@ type Controller struct {
 	k   Kernel
 	m   Membership
 
+	resolvers []Resolver
+
 	started time.Time
 	// kick wakes the loop for a sync outside the events it watches (API requests).
 	kick chan struct{}
+
+	// attachMu serialises attach, detach and pruning, so concurrent attaches never pick the
+	// same address.
+	attachMu sync.Mutex
 
 	mu         sync.Mutex
 	claim      fabric.Claim
@@ -86,8 +96,9 @@ type Controller struct {
 }
 
 // New returns a controller for settings s (with s.Advertise set) over the given systems.
-func New(s Settings, sw Switch, k Kernel, log *slog.Logger) *Controller {
-	return &Controller{s: s, sw: sw, k: k, log: log, started: time.Now(), kick: make(chan struct{}, 1), remembered: map[string]fabric.Peer{}, metrics: newMetrics()}
+// resolvers turn container names into network namespaces (Docker, Podman), tried in order.
+func New(s Settings, sw Switch, k Kernel, log *slog.Logger, resolvers ...Resolver) *Controller {
+	return &Controller{s: s, sw: sw, k: k, log: log, resolvers: resolvers, started: time.Now(), kick: make(chan struct{}, 1), remembered: map[string]fabric.Peer{}, metrics: newMetrics()}
 }
 
 // Init loads what a previous run left in OVSDB: the node's subnet claim and the peers its
@@ -396,6 +407,9 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired, view []fabric.
 		c.log.Info("route removed", "dst", r.Dst, "via", r.Gateway)
 	}
 	c.forgetRemembered(view, d)
+	if err := c.pruneAttachments(ctx); err != nil {
+		return fmt.Errorf("prune attachments: %w", err)
+	}
 	return nil
 }
 

@@ -45,6 +45,38 @@ func NewServer(ctrl *Controller, log *slog.Logger, leave func(context.Context) e
 		}
 		writeJSON(w, http.StatusOK, api.Message{Message: "left the fabric; fabricd is stopping"})
 	})
+	mux.HandleFunc("GET /v1/attachments", func(w http.ResponseWriter, r *http.Request) {
+		a, err := ctrl.Attachments(r.Context())
+		if err != nil {
+			writeError(w, httpCode(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, a)
+	})
+	mux.HandleFunc("POST /v1/attachments", func(w http.ResponseWriter, r *http.Request) {
+		var req api.AttachRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		a, err := ctrl.Attach(r.Context(), req)
+		if err != nil {
+			writeError(w, httpCode(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, a)
+	})
+	mux.HandleFunc("POST /v1/detach", func(w http.ResponseWriter, r *http.Request) {
+		var req api.DetachRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		a, err := ctrl.Detach(r.Context(), req.Target)
+		if err != nil {
+			writeError(w, httpCode(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, a)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -92,6 +124,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = os.Remove(s.ln.Addr().String())
 	}
 	return err
+}
+
+// decode reads a JSON request body strictly; a malformed one is answered with 400.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("malformed request: %w", err))
+		return false
+	}
+	return true
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

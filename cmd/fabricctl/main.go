@@ -56,7 +56,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&o.socket, "socket", "/run/ovsfabric/fabricd.sock", "fabricd API socket")
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(statusCmd(o), peersCmd(o), leaveCmd(o))
+	root.AddCommand(statusCmd(o), peersCmd(o), leaveCmd(o), attachCmd(o), detachCmd(o), lsCmd(o))
 	return root
 }
 
@@ -160,3 +160,90 @@ func orDash(s string) string {
 	return s
 }
 
+
+func attachCmd(o *options) *cobra.Command {
+	var req api.AttachRequest
+	cmd := &cobra.Command{
+		Use:   "attach TARGET",
+		Short: "Attach a container: Docker/Podman name or ID, pid:PID, or a netns path",
+		Long: `Attach a container to the fabric: fabricd creates a veth, puts the host end on the
+integration bridge, moves the other end into the container's network namespace and gives it an
+address from this host's subnet (or --ip), the fabric MTU and a default route via the gateway.
+Attaching an attached container with the same parameters changes nothing.`,
+		Example: `  fabricctl attach web1
+  fabricctl attach pid:4242 --ip 10.244.3.10
+  fabricctl attach /var/run/netns/blue --ifname eth1 --mac 02:00:00:00:00:10`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			req.Target = args[0]
+			c, cancel := ctx()
+			defer cancel()
+			a, err := o.client().Attach(c, req)
+			if err != nil {
+				return err
+			}
+			return o.print(a, func(w io.Writer) { printAttachment(w, a) })
+		},
+	}
+	cmd.Flags().StringVar(&req.IP, "ip", "", "fixed IP inside this host's subnet (default: lowest free)")
+	cmd.Flags().StringVar(&req.IfName, "ifname", "eth0", "interface name inside the container")
+	cmd.Flags().StringVar(&req.MAC, "mac", "", "fixed MAC address (default: generated)")
+	return cmd
+}
+
+func detachCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "detach TARGET",
+		Short: "Detach a container: removes its port, veth and address; the IP returns to the pool",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			c, cancel := ctx()
+			defer cancel()
+			a, err := o.client().Detach(c, args[0])
+			if err != nil {
+				return err
+			}
+			return o.print(a, func(w io.Writer) { fmt.Fprintf(w, "detached %s (%s, port %s)\n", a.Container, a.IP, a.Port) })
+		},
+	}
+}
+
+func lsCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls",
+		Short: "List the containers attached on this host",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			c, cancel := ctx()
+			defer cancel()
+			as, err := o.client().Attachments(c)
+			if err != nil {
+				return err
+			}
+			return o.print(as, func(w io.Writer) {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "HOST\tCONTAINER\tIP\tMAC\tPORT\tNETNS")
+				for _, a := range as {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Host, a.Container, a.IP, a.MAC, a.Port, a.NetNS)
+				}
+				tw.Flush()
+			})
+		},
+	}
+}
+
+func printAttachment(w io.Writer, a api.Attachment) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	state := "attached"
+	if a.Unchanged {
+		state = "already attached (unchanged)"
+	}
+	fmt.Fprintf(tw, "container:\t%s (%s)\n", a.Container, state)
+	fmt.Fprintf(tw, "ip:\t%s\n", a.IP)
+	fmt.Fprintf(tw, "mac:\t%s\n", a.MAC)
+	fmt.Fprintf(tw, "gateway:\t%s\n", a.Gateway)
+	fmt.Fprintf(tw, "mtu:\t%d\n", a.MTU)
+	fmt.Fprintf(tw, "interface:\t%s\n", a.IfName)
+	fmt.Fprintf(tw, "port:\t%s\n", a.Port)
+	tw.Flush()
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/ovsfabric/ovsfabric/containers"
 	"github.com/ovsfabric/ovsfabric/controller"
 	"github.com/ovsfabric/ovsfabric/netplumb"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
@@ -72,6 +73,8 @@ func newCommand() *cobra.Command {
 	f.DurationVar(&cfg.DeadPeerGrace, "dead-peer-grace", cfg.DeadPeerGrace, "how long a failed peer keeps its tunnel and route")
 	f.DurationVar(&cfg.Resync, "resync", cfg.Resync, "periodic reconcile interval")
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	f.StringVar(&cfg.DockerHost, "docker-host", cfg.DockerHost, "Docker Engine API endpoint used to resolve container names (empty: off)")
+	f.StringVar(&cfg.PodmanHost, "podman-host", cfg.PodmanHost, "Podman API endpoint used to resolve container names (empty: off)")
 	return cmd
 }
 
@@ -138,6 +141,10 @@ func overlay(dst *controller.Config, src controller.Config, name string) {
 		dst.Resync = src.Resync
 	case "log-level":
 		dst.LogLevel = src.LogLevel
+	case "docker-host":
+		dst.DockerHost = src.DockerHost
+	case "podman-host":
+		dst.PodmanHost = src.PodmanHost
 	}
 }
 
@@ -177,7 +184,14 @@ func run(parent context.Context, cfg controller.Config) error {
 	log = log.With("node", s.Name)
 	log.Info("starting", "underlay", s.Advertise, "underlay_mtu", s.UnderlayMTU, "datapath", s.DatapathType, "tunnel", s.TunnelType, "cluster_cidr", s.Cluster)
 
-	ctrl := controller.New(s, sw, controller.HostKernel{}, log)
+	var resolvers []controller.Resolver
+	if s.DockerHost != "" {
+		resolvers = append(resolvers, containers.Engine{Kind: "docker", Host: s.DockerHost})
+	}
+	if s.PodmanHost != "" {
+		resolvers = append(resolvers, containers.Engine{Kind: "podman", Host: s.PodmanHost})
+	}
+	ctrl := controller.New(s, sw, controller.HostKernel{}, log, resolvers...)
 	if err := ctrl.Init(ctx); err != nil {
 		return err
 	}

@@ -1,0 +1,298 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/ovsfabric/ovsfabric/api"
+	"github.com/ovsfabric/ovsfabric/fabric"
+	"github.com/ovsfabric/ovsfabric/netplumb"
+	"github.com/ovsfabric/ovsfabric/ovsdb"
+)
+
+// Target is a resolved attach target: where its network namespace is and how to name it.
+type Target struct {
+	// Key identifies the container across restarts of fabricd: the container ID, or the
+	// netns path for a bare namespace. Port names derive from it.
+	Key string
+	// Name is what operators call it (container name, netns name, pid:N).
+	Name  string
+	ID    string
+	NetNS string
+}
+
+// Resolver turns a Docker/Podman name or ID into a Target. ok=false means "no such container".
+type Resolver interface {
+	Resolve(ctx context.Context, nameOrID string) (t Target, ok bool, err error)
+}
+
+// resolve understands netns paths and pid:PID itself and asks the resolvers for the rest.
+func (c *Controller) resolve(ctx context.Context, target string) (Target, error) {
+	target = strings.TrimSpace(target)
+	switch {
+	case target == "":
+		return Target{}, badRequest("no target: give a container name or ID, pid:PID, or a netns path")
+	case strings.HasPrefix(target, "pid:"):
+		pid, err := strconv.Atoi(strings.TrimPrefix(target, "pid:"))
+		if err != nil || pid <= 0 {
+			return Target{}, badRequest("target %q: pid must be a positive number", target)
+		}
+		path := fmt.Sprintf("/proc/%d/ns/net", pid)
+		if !netplumb.NetNSExists(path) {
+			return Target{}, notFound("target %q: no process %d (no %s)", target, pid, path)
+		}
+		return Target{Key: path, Name: target, NetNS: path}, nil
+	case strings.HasPrefix(target, "/"):
+		if _, err := os.Stat(target); err != nil {
+			return Target{}, notFound("target %q: netns path does not exist", target)
+		}
+		if !netplumb.NetNSExists(target) {
+			return Target{}, badRequest("target %q is not a network namespace", target)
+		}
+		name := target
+		if strings.HasPrefix(target, "/var/run/netns/") || strings.HasPrefix(target, "/run/netns/") {
+			name = target[strings.LastIndex(target, "/")+1:]
+		}
+		return Target{Key: target, Name: name, NetNS: target}, nil
+	}
+	var errs []string
+	for _, r := range c.resolvers {
+		t, ok, err := r.Resolve(ctx, target)
+		if err != nil {
+			var re *RequestError
+			if errors.As(err, &re) {
+				return Target{}, err
+			}
+			errs = append(errs, err.Error())
+			continue
+		}
+		if ok {
+			return t, nil
+		}
+	}
+	if len(errs) > 0 {
+		return Target{}, notFound("container %q not found (%s)", target, strings.Join(errs, "; "))
+	}
+	return Target{}, notFound("container %q not found: not a Docker or Podman container, pid:PID or netns path", target)
+}
+
+// attachmentFromPort reads an attachment back from its OVS port.
+func (c *Controller) attachmentFromPort(p ovsdb.PortInfo) (api.Attachment, bool) {
+	ids := p.ExternalIDs
+	if ids[ovsdb.KeyOwner] != c.s.Name || ids[ovsdb.KeyRole] != ovsdb.RoleContainer {
+		return api.Attachment{}, false
+	}
+	a := api.Attachment{
+		Host: c.s.Name, Container: ids[ovsdb.KeyContainer], ID: ids[ovsdb.KeyContainerID],
+		NetNS: ids[ovsdb.KeyNetNS], IfName: ids[ovsdb.KeyIfName], IP: ids[ovsdb.KeyIP], MAC: ids[ovsdb.KeyMAC],
+		Port: p.Name,
+	}
+	if pfx, err := netip.ParsePrefix(a.IP); err == nil {
+		a.Gateway = fabric.Gateway(pfx.Masked()).String()
+	}
+	a.MTU, _ = fabric.ContainerMTU(c.s.UnderlayMTU, c.s.TunnelType, c.s.Advertise.Is6())
+	return a, true
+}
+
+// Attachments lists this host's attachments from OVSDB, the durable record.
+func (c *Controller) Attachments(ctx context.Context) ([]api.Attachment, error) {
+	ports, err := c.sw.Ports(ctx, c.s.Bridge)
+	if err != nil {
+		return nil, fmt.Errorf("read ports of %s: %w", c.s.Bridge, err)
+	}
+	out := []api.Attachment{}
+	for _, p := range ports {
+		if a, ok := c.attachmentFromPort(p); ok {
+			out = append(out, a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
+	return out, nil
+}
+
+// Attach attaches a container: veth into its netns with address, MTU and default route, the
+// host end on the bridge as an OVS port recording the attachment. It is all or nothing, and
+// repeating it with the same parameters changes nothing.
+func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Attachment, error) {
+	c.attachMu.Lock()
+	defer c.attachMu.Unlock()
+
+	ifname := req.IfName
+	if ifname == "" {
+		ifname = "eth0"
+	}
+	if err := fabric.ValidIfName(ifname); err != nil {
+		return api.Attachment{}, badRequest("--ifname: %v", err)
+	}
+	var mac net.HardwareAddr
+	if req.MAC != "" {
+		m, err := net.ParseMAC(req.MAC)
+		if err != nil || len(m) != 6 {
+			return api.Attachment{}, badRequest("--mac %q is not a MAC address (want aa:bb:cc:dd:ee:ff)", req.MAC)
+		}
+		if m[0]&1 == 1 || m.String() == "00:00:00:00:00:00" {
+			return api.Attachment{}, badRequest("--mac %s is not a unicast address", m)
+		}
+		mac = m
+	}
+	var reqIP netip.Addr
+	if req.IP != "" {
+		ip, err := netip.ParseAddr(req.IP)
+		if err != nil {
+			return api.Attachment{}, badRequest("--ip %q is not an IP address", req.IP)
+		}
+		reqIP = ip
+	}
+	t, err := c.resolve(ctx, req.Target)
+	if err != nil {
+		return api.Attachment{}, err
+	}
+	c.mu.Lock()
+	subnet := c.claim.Subnet
+	c.mu.Unlock()
+	if !subnet.IsValid() {
+		return api.Attachment{}, conflict("this host has no subnet yet; retry in a few seconds")
+	}
+	existing, err := c.Attachments(ctx)
+	if err != nil {
+		return api.Attachment{}, err
+	}
+	port := fabric.ContainerPortName(t.Key)
+	used := map[netip.Addr]bool{}
+	for _, a := range existing {
+		if a.Port == port {
+			if sameAttach(a, ifname, reqIP, mac) {
+				a.Unchanged = true
+				return a, nil
+			}
+			return api.Attachment{}, conflict("%s is already attached as %s %s on %s; detach it first", t.Name, a.IP, a.MAC, a.IfName)
+		}
+		if p, err := netip.ParsePrefix(a.IP); err == nil {
+			used[p.Addr()] = true
+		}
+	}
+	ip := reqIP
+	if ip.IsValid() {
+		if err := fabric.CheckContainerIP(subnet, ip, used); err != nil {
+			return api.Attachment{}, badRequest("--ip: %v", err)
+		}
+	} else if ip, err = fabric.AllocateIP(subnet, used); err != nil {
+		return api.Attachment{}, conflict("%v", err)
+	}
+	addr := netip.PrefixFrom(ip, subnet.Bits())
+	mtu, err := fabric.ContainerMTU(c.s.UnderlayMTU, c.s.TunnelType, c.s.Advertise.Is6())
+	if err != nil {
+		return api.Attachment{}, err
+	}
+	res, err := c.k.Attach(netplumb.Attachment{
+		NetNS: t.NetNS, IfName: ifname, HostIf: port, Addr: addr, Gateway: fabric.Gateway(subnet),
+		MAC: mac, MTU: mtu, TxChecksumOff: c.s.DatapathType == "netdev",
+	})
+	if err != nil {
+		return api.Attachment{}, classifyAttachErr(err)
+	}
+	a := api.Attachment{
+		Host: c.s.Name, Container: t.Name, ID: t.ID, NetNS: t.NetNS, IfName: ifname, IP: addr.String(),
+		MAC: res.MAC.String(), Gateway: fabric.Gateway(subnet).String(), MTU: mtu, Port: port,
+	}
+	spec := ovsdb.PortSpec{Name: port, Owner: c.s.Name, Role: ovsdb.RoleContainer, ExternalIDs: map[string]string{
+		ovsdb.KeyContainer: a.Container, ovsdb.KeyNetNS: a.NetNS, ovsdb.KeyIfName: a.IfName,
+		ovsdb.KeyIP: a.IP, ovsdb.KeyMAC: a.MAC,
+	}}
+	if t.ID != "" {
+		spec.ExternalIDs[ovsdb.KeyContainerID] = t.ID
+	}
+	if err := c.sw.EnsurePort(ctx, c.s.Bridge, spec); err != nil {
+		if derr := c.k.Detach(port); derr != nil {
+			c.log.Error("roll back veth after failed port add", "port", port, "err", derr)
+		}
+		return api.Attachment{}, fmt.Errorf("add port %s to %s: %w", port, c.s.Bridge, err)
+	}
+	c.log.Info("attached", "container", a.Container, "netns", a.NetNS, "ip", a.IP, "mac", a.MAC, "port", port)
+	return a, nil
+}
+
+func sameAttach(a api.Attachment, ifname string, ip netip.Addr, mac net.HardwareAddr) bool {
+	if a.IfName != ifname {
+		return false
+	}
+	if ip.IsValid() {
+		if p, err := netip.ParsePrefix(a.IP); err != nil || p.Addr() != ip {
+			return false
+		}
+	}
+	return mac == nil || strings.EqualFold(a.MAC, mac.String())
+}
+
+// classifyAttachErr makes the kernel side's validation failures 400s.
+func classifyAttachErr(err error) error {
+	if netplumb.IsInvalid(err) {
+		return &RequestError{Code: 400, Err: err}
+	}
+	return fmt.Errorf("attach: %w", err)
+}
+
+// Detach removes a container's port, veth and address; its IP returns to the pool.
+func (c *Controller) Detach(ctx context.Context, target string) (api.Attachment, error) {
+	c.attachMu.Lock()
+	defer c.attachMu.Unlock()
+	existing, err := c.Attachments(ctx)
+	if err != nil {
+		return api.Attachment{}, err
+	}
+	var key string
+	if t, err := c.resolve(ctx, target); err == nil {
+		key = fabric.ContainerPortName(t.Key)
+	}
+	for _, a := range existing {
+		// A container that is gone can still be detached by the name it was attached with.
+		if a.Port == key || a.Container == target || a.ID == target || a.NetNS == target || (a.ID != "" && strings.HasPrefix(a.ID, target) && len(target) >= 12) {
+			if err := c.removeAttachment(ctx, a); err != nil {
+				return api.Attachment{}, err
+			}
+			return a, nil
+		}
+	}
+	return api.Attachment{}, notFound("%s is not attached on this host", target)
+}
+
+func (c *Controller) removeAttachment(ctx context.Context, a api.Attachment) error {
+	if err := c.sw.DeletePort(ctx, c.s.Bridge, a.Port, c.s.Name); err != nil {
+		return fmt.Errorf("delete port %s: %w", a.Port, err)
+	}
+	if err := c.k.Detach(a.Port); err != nil {
+		return fmt.Errorf("delete veth %s: %w", a.Port, err)
+	}
+	c.log.Info("detached", "container", a.Container, "ip", a.IP, "port", a.Port)
+	return nil
+}
+
+// pruneAttachments removes attachments whose network namespace is gone (container stopped or
+// removed), freeing their addresses.
+func (c *Controller) pruneAttachments(ctx context.Context) error {
+	if !c.attachMu.TryLock() {
+		return nil // an attach or detach is running; the next sync prunes
+	}
+	defer c.attachMu.Unlock()
+	existing, err := c.Attachments(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range existing {
+		if a.NetNS != "" && c.k.NetNSExists(a.NetNS) {
+			continue
+		}
+		c.log.Info("container network namespace is gone; removing its attachment", "container", a.Container, "netns", a.NetNS)
+		if err := c.removeAttachment(ctx, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
