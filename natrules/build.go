@@ -1,0 +1,245 @@
+package natrules
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// Chain names inside the table.
+const (
+	chainPrerouting  = "prerouting"
+	chainOutput      = "output"
+	chainPostrouting = "postrouting"
+	chainPublish     = "publish"
+)
+
+// commentPrefix starts every rule comment this package writes.
+const commentPrefix = "ovsfabric: "
+
+// maxComment is the longest comment nft accepts and prints (128 bytes
+// including the terminating NUL).
+const maxComment = 127
+
+// Comments of the fixed rules.
+const (
+	commentJumpPrerouting = commentPrefix + "published ports, traffic to this host"
+	commentJumpOutput     = commentPrefix + "published ports, connections from this host"
+	commentHairpin        = commentPrefix + "hairpin: masquerade DNATed traffic from the cluster to the cluster"
+)
+
+func commentMasquerade(cidr netip.Prefix) string {
+	return fmt.Sprintf("%smasquerade %s to outside the cluster", commentPrefix, cidr)
+}
+
+func commentPublish(p Publish) string {
+	c := commentPrefix + "publish " + p.String()
+	if len(c) <= maxComment {
+		return c
+	}
+	// Too long: shorten the container name, keep everything else.
+	name := sanitizeName(p.Container)
+	over := len(c) - maxComment
+	p.Container = name[:max(0, len(name)-over-1)] + "~"
+	return commentPrefix + "publish " + p.String()
+}
+
+// sanitizeName makes a container name safe for a comment: printable ASCII
+// without spaces, quotes or backslashes; anything else becomes '_'.
+func sanitizeName(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r <= ' ' || r > '~' || r == '"' || r == '\\' {
+			r = '_'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// chainSpec is one chain of the desired table.
+type chainSpec struct {
+	name     string
+	hook     *nftables.ChainHook     // nil for a regular chain
+	priority *nftables.ChainPriority // nil for a regular chain
+	rules    []ruleSpec
+}
+
+func (c chainSpec) base() bool { return c.hook != nil }
+
+// ruleSpec is one rule of the desired table.
+type ruleSpec struct {
+	comment string
+	exprs   []expr.Any
+}
+
+func (r ruleSpec) userData() []byte {
+	return userdata.AppendString(nil, userdata.TypeComment, r.comment)
+}
+
+// desired builds the chains and rules for normalized rules r. It is pure; the
+// same input always produces the same output in the same order.
+func desired(r Rules) []chainSpec {
+	var post []ruleSpec
+	var pub []ruleSpec
+	if len(r.Publish) > 0 {
+		post = append(post, ruleSpec{commentHairpin, hairpinExprs(r.ClusterCIDR)})
+	}
+	if r.Masquerade {
+		post = append(post, ruleSpec{commentMasquerade(r.ClusterCIDR), masqueradeExprs(r.ClusterCIDR)})
+	}
+	for _, p := range r.Publish {
+		pub = append(pub, ruleSpec{commentPublish(p), publishExprs(p)})
+	}
+	return []chainSpec{
+		{
+			name:     chainPrerouting,
+			hook:     nftables.ChainHookPrerouting,
+			priority: nftables.ChainPriorityNATDest,
+			rules:    []ruleSpec{{commentJumpPrerouting, jumpPreroutingExprs()}},
+		},
+		{
+			name:     chainOutput,
+			hook:     nftables.ChainHookOutput,
+			priority: nftables.ChainPriorityNATDest,
+			rules:    []ruleSpec{{commentJumpOutput, jumpOutputExprs()}},
+		},
+		{name: chainPublish, rules: pub},
+		{
+			name:     chainPostrouting,
+			hook:     nftables.ChainHookPostrouting,
+			priority: nftables.ChainPriorityNATSource,
+			rules:    post,
+		},
+	}
+}
+
+// Offsets in the IPv4 header and in TCP/UDP headers.
+const (
+	offIPSaddr = 12
+	offIPDaddr = 16
+	offDport   = 2
+)
+
+var loopbackNet = netip.MustParsePrefix("127.0.0.0/8")
+
+// ipMatch loads the IPv4 source or destination (offset) and compares it with
+// prefix p using op. A /32 is compared without a mask.
+func ipMatch(offset uint32, op expr.CmpOp, p netip.Prefix) []expr.Any {
+	exprs := []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
+	}
+	if p.Bits() < 32 {
+		exprs = append(exprs, &expr.Bitwise{
+			SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: prefixMask(p.Bits()), Xor: []byte{0, 0, 0, 0},
+		})
+	}
+	a := p.Masked().Addr().As4()
+	return append(exprs, &expr.Cmp{Op: op, Register: 1, Data: a[:]})
+}
+
+func prefixMask(bits int) []byte {
+	var m uint32
+	if bits > 0 {
+		m = ^uint32(0) << (32 - bits)
+	}
+	return binaryutil.BigEndian.PutUint32(m)
+}
+
+// fibLocal is `fib daddr type local`.
+func fibLocal() []expr.Any {
+	return []expr.Any{
+		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
+	}
+}
+
+func jumpPublish() []expr.Any {
+	return []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictJump, Chain: chainPublish}}
+}
+
+// jumpPreroutingExprs: fib daddr type local counter jump publish.
+func jumpPreroutingExprs() []expr.Any {
+	return append(fibLocal(), jumpPublish()...)
+}
+
+// jumpOutputExprs: ip daddr != 127.0.0.0/8 fib daddr type local counter jump publish.
+func jumpOutputExprs() []expr.Any {
+	e := ipMatch(offIPDaddr, expr.CmpOpNeq, loopbackNet)
+	e = append(e, fibLocal()...)
+	return append(e, jumpPublish()...)
+}
+
+// ctStatusDNAT is `ct status dnat`.
+func ctStatusDNAT() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{
+			SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: []byte{0, 0, 0, 0},
+		},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+	}
+}
+
+// ipsDstNAT is IPS_DST_NAT from linux/netfilter/nf_conntrack_common.h.
+const ipsDstNAT = 1 << 5
+
+// hairpinExprs: ct status dnat ip saddr CIDR ip daddr CIDR counter masquerade.
+func hairpinExprs(cidr netip.Prefix) []expr.Any {
+	e := ctStatusDNAT()
+	e = append(e, ipMatch(offIPSaddr, expr.CmpOpEq, cidr)...)
+	e = append(e, ipMatch(offIPDaddr, expr.CmpOpEq, cidr)...)
+	return append(e, &expr.Counter{}, &expr.Masq{})
+}
+
+// masqueradeExprs: ip saddr CIDR ip daddr != CIDR counter masquerade.
+func masqueradeExprs(cidr netip.Prefix) []expr.Any {
+	e := ipMatch(offIPSaddr, expr.CmpOpEq, cidr)
+	e = append(e, ipMatch(offIPDaddr, expr.CmpOpNeq, cidr)...)
+	return append(e, &expr.Counter{}, &expr.Masq{})
+}
+
+func protoNum(proto string) byte {
+	if proto == ProtoUDP {
+		return unix.IPPROTO_UDP
+	}
+	return unix.IPPROTO_TCP
+}
+
+// publishExprs: [ip daddr A] meta l4proto P th dport N counter dnat to IP:PORT.
+func publishExprs(p Publish) []expr.Any {
+	var e []expr.Any
+	if p.HostAddr.IsValid() {
+		e = ipMatch(offIPDaddr, expr.CmpOpEq, netip.PrefixFrom(p.HostAddr, 32))
+	}
+	ip := p.ContainerIP.As4()
+	return append(e,
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{protoNum(p.Proto)}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: offDport, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(p.HostPort)},
+		&expr.Counter{},
+		&expr.Immediate{Register: 1, Data: ip[:]},
+		&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(p.ContainerPort)},
+		// The kernel reports MAX registers equal to MIN and the
+		// proto-specified flag; spelling them out keeps the read-back
+		// comparison exact.
+		&expr.NAT{
+			Type:        expr.NATTypeDestNAT,
+			Family:      unix.NFPROTO_IPV4,
+			RegAddrMin:  1,
+			RegAddrMax:  1,
+			RegProtoMin: 2,
+			RegProtoMax: 2,
+			Specified:   true,
+		},
+	)
+}

@@ -1,0 +1,251 @@
+package natrules
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// current is what the kernel has for our table.
+type current struct {
+	table  *nftables.Table // nil: the table does not exist
+	chains []currentChain
+}
+
+type currentChain struct {
+	chain *nftables.Chain
+	rules []*nftables.Rule
+}
+
+func (c *current) chain(name string) (currentChain, bool) {
+	for _, ch := range c.chains {
+		if ch.chain.Name == name {
+			return ch, true
+		}
+	}
+	return currentChain{}, false
+}
+
+// open returns a lasting nftables connection in the calling thread's netns.
+func open() (*nftables.Conn, error) {
+	conn, err := nftables.New(nftables.AsLasting())
+	if err != nil {
+		return nil, fmt.Errorf("natrules: open nftables netlink socket: %w", err)
+	}
+	return conn, nil
+}
+
+// readTable reads table `name` (family ip) with all its chains and rules.
+// It only reads; other tables are never looked into beyond their names.
+func readTable(conn *nftables.Conn, name string) (*current, error) {
+	tables, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return nil, fmt.Errorf("natrules: list ip tables: %w", err)
+	}
+	cur := &current{}
+	for _, t := range tables {
+		if t.Name == name {
+			cur.table = t
+			break
+		}
+	}
+	if cur.table == nil {
+		return cur, nil
+	}
+	chains, err := conn.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return nil, fmt.Errorf("natrules: list chains of table ip %s: %w", name, err)
+	}
+	for _, ch := range chains {
+		if ch.Table == nil || ch.Table.Name != name {
+			continue
+		}
+		ch.Table = cur.table
+		rules, err := conn.GetRules(cur.table, ch)
+		if err != nil {
+			return nil, fmt.Errorf("natrules: list rules of chain ip %s %s: %w", name, ch.Name, err)
+		}
+		cur.chains = append(cur.chains, currentChain{chain: ch, rules: rules})
+	}
+	return cur, nil
+}
+
+// sameHead reports whether an existing chain has the type, hook and priority
+// of spec (the parts that cannot be changed in place).
+func sameHead(ch *nftables.Chain, spec chainSpec) bool {
+	if !spec.base() {
+		return ch.Hooknum == nil && ch.Type == ""
+	}
+	return ch.Type == nftables.ChainTypeNAT &&
+		ch.Hooknum != nil && *ch.Hooknum == *spec.hook &&
+		ch.Priority != nil && *ch.Priority == *spec.priority
+}
+
+// matches reports whether cur is exactly the desired table, and if not, why.
+func (c *current) matches(want []chainSpec) (bool, string) {
+	if c.table == nil {
+		return false, "table missing"
+	}
+	if c.table.Flags != 0 {
+		return false, fmt.Sprintf("table flags %#x", c.table.Flags)
+	}
+	if len(c.chains) != len(want) {
+		return false, fmt.Sprintf("%d chains, want %d", len(c.chains), len(want))
+	}
+	for _, spec := range want {
+		ch, ok := c.chain(spec.name)
+		if !ok {
+			return false, "chain " + spec.name + " missing"
+		}
+		if !sameHead(ch.chain, spec) {
+			return false, "chain " + spec.name + " has a different type, hook or priority"
+		}
+		if spec.base() && (ch.chain.Policy == nil || *ch.chain.Policy != nftables.ChainPolicyAccept) {
+			return false, "chain " + spec.name + " policy is not accept"
+		}
+		if len(ch.rules) != len(spec.rules) {
+			return false, fmt.Sprintf("chain %s has %d rules, want %d", spec.name, len(ch.rules), len(spec.rules))
+		}
+		for i, rs := range spec.rules {
+			got := ch.rules[i]
+			if !bytes.Equal(got.UserData, rs.userData()) {
+				return false, fmt.Sprintf("chain %s rule %d: comment differs", spec.name, i)
+			}
+			if !sameExprs(got.Exprs, rs.exprs) {
+				return false, fmt.Sprintf("chain %s rule %d (%s): expressions differ", spec.name, i, rs.comment)
+			}
+		}
+	}
+	return true, ""
+}
+
+// sameExprs compares two expression lists by their netlink encoding, with
+// counter values ignored.
+func sameExprs(a, b []expr.Any) bool {
+	ca, errA := canonical(a)
+	cb, errB := canonical(b)
+	return errA == nil && errB == nil && bytes.Equal(ca, cb)
+}
+
+func canonical(exprs []expr.Any) ([]byte, error) {
+	var out []byte
+	for _, e := range exprs {
+		if _, ok := e.(*expr.Counter); ok {
+			e = &expr.Counter{}
+		}
+		b, err := expr.Marshal(byte(nftables.TableFamilyIPv4), e)
+		if err != nil {
+			return nil, err
+		}
+		// Each encoding is a length-prefixed attribute list; add our own
+		// length prefix so that concatenations cannot collide.
+		out = fmt.Appendf(out, "%d:", len(b))
+		out = append(out, b...)
+	}
+	return out, nil
+}
+
+// Reconcile makes the table r.Table (DefaultTable if empty, family ip) in the
+// calling thread's network namespace contain exactly the rules for r.
+//
+// Invalid input returns an error wrapping ErrInvalid and changes nothing. If
+// the table already matches, nothing is written and changed is false.
+// Otherwise the whole table is rewritten in one nftables transaction and
+// changed is true; if that transaction fails, the kernel keeps the previous
+// table unchanged. No other table is modified.
+func Reconcile(r Rules) (changed bool, err error) {
+	n, err := r.normalized()
+	if err != nil {
+		return false, err
+	}
+	want := desired(n)
+
+	conn, err := open()
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = conn.CloseLasting() }()
+
+	cur, err := readTable(conn, n.Table)
+	if err != nil {
+		return false, err
+	}
+	if ok, _ := cur.matches(want); ok {
+		return false, nil
+	}
+
+	table := &nftables.Table{Name: n.Table, Family: nftables.TableFamilyIPv4}
+	// AddTable also resets table flags (e.g. dormant) on an existing table.
+	conn.AddTable(table)
+	// Flush every existing chain first, so no rule references a chain we
+	// delete below (jumps only reach chains of the same table).
+	for _, ch := range cur.chains {
+		conn.FlushChain(ch.chain)
+	}
+	for _, ch := range cur.chains {
+		i := slices.IndexFunc(want, func(s chainSpec) bool { return s.name == ch.chain.Name })
+		if i < 0 || !sameHead(ch.chain, want[i]) {
+			conn.DelChain(ch.chain)
+		}
+	}
+	accept := nftables.ChainPolicyAccept
+	chains := make([]*nftables.Chain, len(want))
+	for i, spec := range want {
+		ch := &nftables.Chain{Name: spec.name, Table: table}
+		if spec.base() {
+			ch.Type = nftables.ChainTypeNAT
+			ch.Hooknum = spec.hook
+			ch.Priority = spec.priority
+			ch.Policy = &accept
+		}
+		chains[i] = conn.AddChain(ch)
+	}
+	for i, spec := range want {
+		for _, rs := range spec.rules {
+			conn.AddRule(&nftables.Rule{
+				Table:    table,
+				Chain:    chains[i],
+				Exprs:    rs.exprs,
+				UserData: rs.userData(),
+			})
+		}
+	}
+	if err := conn.Flush(); err != nil {
+		return false, fmt.Errorf("natrules: replace table ip %s: %w", n.Table, err)
+	}
+	return true, nil
+}
+
+// Delete removes the table (family ip) and everything in it from the calling
+// thread's network namespace. Deleting a table that does not exist is not an
+// error. Empty table means DefaultTable.
+func Delete(table string) error {
+	if table == "" {
+		table = DefaultTable
+	}
+	if err := validateTableName(table); err != nil {
+		return err
+	}
+	conn, err := open()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.CloseLasting() }()
+	cur, err := readTable(conn, table)
+	if err != nil {
+		return err
+	}
+	if cur.table == nil {
+		return nil
+	}
+	conn.DelTable(cur.table)
+	if err := conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("natrules: delete table ip %s: %w", table, err)
+	}
+	return nil
+}

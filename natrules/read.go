@@ -1,0 +1,232 @@
+package natrules
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"net/netip"
+	"strings"
+
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// State is what Read found in the kernel.
+type State struct {
+	// Table is the table name that was read.
+	Table string
+	// Present reports whether the table exists.
+	Present bool
+	// Rules is decoded from the rule expressions actually installed (not
+	// from comments, except Publish.Container, which only lives in the
+	// comment). Rules this package did not write are skipped here and
+	// show up in Entries with Recognized false. ClusterCIDR is known only
+	// if a masquerade or hairpin rule is present.
+	Rules Rules
+	// Entries lists every rule of the table in chain order, with its
+	// comment and counters, for status output and troubleshooting.
+	Entries []Entry
+}
+
+// Entry is one rule found in the table.
+type Entry struct {
+	// Chain is the chain holding the rule.
+	Chain string
+	// Handle is the kernel's rule handle (for `nft delete rule ... handle N`).
+	Handle uint64
+	// Comment is the rule's comment ("" if it has none).
+	Comment string
+	// Packets and Bytes are the rule's counter (zero without a counter).
+	Packets, Bytes uint64
+	// Recognized reports whether the rule has exactly the shape this
+	// package writes (and was decoded into State.Rules).
+	Recognized bool
+}
+
+// String formats e for logs, e.g.
+// `publish: ovsfabric: publish tcp *:8080 -> web1 10.244.3.2:80 [3 packets]`.
+func (e Entry) String() string {
+	c := e.Comment
+	if c == "" {
+		c = fmt.Sprintf("rule handle %d (no comment)", e.Handle)
+	}
+	if !e.Recognized {
+		c += " (not written by ovsfabric)"
+	}
+	return fmt.Sprintf("%s: %s [%d packets]", e.Chain, c, e.Packets)
+}
+
+// Read returns the content of table (family ip; empty means DefaultTable) in
+// the calling thread's network namespace. A missing table is not an error:
+// State.Present is false.
+func Read(table string) (State, error) {
+	if table == "" {
+		table = DefaultTable
+	}
+	if err := validateTableName(table); err != nil {
+		return State{}, err
+	}
+	conn, err := open()
+	if err != nil {
+		return State{}, err
+	}
+	defer func() { _ = conn.CloseLasting() }()
+	cur, err := readTable(conn, table)
+	if err != nil {
+		return State{}, err
+	}
+	st := State{Table: table, Present: cur.table != nil, Rules: Rules{Table: table}}
+	for _, ch := range cur.chains {
+		for _, r := range ch.rules {
+			e := Entry{Chain: ch.chain.Name, Handle: r.Handle}
+			if c, ok := userdata.GetString(safeUserData(r.UserData), userdata.TypeComment); ok {
+				e.Comment = c
+			}
+			for _, x := range r.Exprs {
+				if c, ok := x.(*expr.Counter); ok {
+					e.Packets, e.Bytes = c.Packets, c.Bytes
+				}
+			}
+			e.Recognized = decodeRule(&st.Rules, ch.chain.Name, e.Comment, r.Exprs)
+			st.Entries = append(st.Entries, e)
+		}
+	}
+	return st, nil
+}
+
+// safeUserData returns udata truncated before the first malformed TLV, since
+// userdata.Get does not bounds-check.
+func safeUserData(udata []byte) []byte {
+	i := 0
+	for i+2 <= len(udata) {
+		n := 2 + int(udata[i+1])
+		if i+n > len(udata) {
+			break
+		}
+		i += n
+	}
+	return udata[:i]
+}
+
+// decodeRule recognizes a rule this package writes, adds what it means to r,
+// and reports whether it was recognized. Values are picked out loosely, then
+// the rule is rebuilt from them and compared with the original, so only
+// exact matches count.
+func decodeRule(r *Rules, chain, comment string, exprs []expr.Any) bool {
+	switch chain {
+	case chainPrerouting:
+		return sameExprs(exprs, jumpPreroutingExprs())
+	case chainOutput:
+		return sameExprs(exprs, jumpOutputExprs())
+	case chainPostrouting:
+		cidr, ok := firstPrefix(exprs, offIPSaddr)
+		if !ok {
+			return false
+		}
+		switch {
+		case sameExprs(exprs, masqueradeExprs(cidr)):
+			r.Masquerade = true
+			r.ClusterCIDR = cidr
+			return true
+		case sameExprs(exprs, hairpinExprs(cidr)):
+			if !r.ClusterCIDR.IsValid() {
+				r.ClusterCIDR = cidr
+			}
+			return true
+		}
+		return false
+	case chainPublish:
+		p, ok := decodePublish(exprs)
+		if !ok {
+			return false
+		}
+		p.Container = containerFromComment(comment, p)
+		r.Publish = append(r.Publish, p)
+		return true
+	}
+	return false
+}
+
+// firstPrefix finds the first comparison of the IPv4 header field at offset
+// (with an optional mask) and returns it as a prefix.
+func firstPrefix(exprs []expr.Any, offset uint32) (netip.Prefix, bool) {
+	for i, e := range exprs {
+		pl, ok := e.(*expr.Payload)
+		if !ok || pl.Base != expr.PayloadBaseNetworkHeader || pl.Offset != offset || pl.Len != 4 {
+			continue
+		}
+		nbits := 32
+		j := i + 1
+		if j < len(exprs) {
+			if bw, ok := exprs[j].(*expr.Bitwise); ok && len(bw.Mask) == 4 {
+				nbits = bits.LeadingZeros32(^binary.BigEndian.Uint32(bw.Mask))
+				j++
+			}
+		}
+		if j < len(exprs) {
+			if c, ok := exprs[j].(*expr.Cmp); ok && len(c.Data) == 4 {
+				return netip.PrefixFrom(netip.AddrFrom4([4]byte(c.Data)), nbits), true
+			}
+		}
+		return netip.Prefix{}, false
+	}
+	return netip.Prefix{}, false
+}
+
+// decodePublish picks the values of a publish rule out of exprs.
+func decodePublish(exprs []expr.Any) (Publish, bool) {
+	var p Publish
+	var last expr.Any
+	for _, e := range exprs {
+		switch e := e.(type) {
+		case *expr.Cmp:
+			switch l := last.(type) {
+			case *expr.Meta:
+				if l.Key == expr.MetaKeyL4PROTO && len(e.Data) == 1 {
+					switch e.Data[0] {
+					case unix.IPPROTO_TCP:
+						p.Proto = ProtoTCP
+					case unix.IPPROTO_UDP:
+						p.Proto = ProtoUDP
+					}
+				}
+			case *expr.Payload:
+				if l.Base == expr.PayloadBaseTransportHeader && len(e.Data) == 2 {
+					p.HostPort = binary.BigEndian.Uint16(e.Data)
+				}
+				if l.Base == expr.PayloadBaseNetworkHeader && len(e.Data) == 4 {
+					p.HostAddr = netip.AddrFrom4([4]byte(e.Data))
+				}
+			}
+		case *expr.Immediate:
+			if e.Register == 1 && len(e.Data) == 4 {
+				p.ContainerIP = netip.AddrFrom4([4]byte(e.Data))
+			}
+			if e.Register == 2 && len(e.Data) == 2 {
+				p.ContainerPort = binary.BigEndian.Uint16(e.Data)
+			}
+		}
+		last = e
+	}
+	if p.Proto == "" || !p.ContainerIP.IsValid() {
+		return Publish{}, false
+	}
+	return p, sameExprs(exprs, publishExprs(p))
+}
+
+// containerFromComment extracts the container name from a publish comment
+// written for p ("ovsfabric: publish tcp *:8080 -> NAME 10.244.3.2:80").
+func containerFromComment(comment string, p Publish) string {
+	head := commentPrefix + "publish " + p.Proto + " " + p.hostString() + " -> "
+	tail := fmt.Sprintf(" %s:%d", p.ContainerIP, p.ContainerPort)
+	rest, ok := strings.CutPrefix(comment, head)
+	if !ok {
+		return ""
+	}
+	name, ok := strings.CutSuffix(rest, tail)
+	if !ok || strings.ContainsRune(name, ' ') {
+		return ""
+	}
+	return name
+}
