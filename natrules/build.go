@@ -20,6 +20,9 @@ const (
 	chainPublish     = "publish"
 )
 
+// chainOrder is the order of the chains in the layout.
+var chainOrder = []string{chainPrerouting, chainOutput, chainPublish, chainPostrouting}
+
 // commentPrefix starts every rule comment this package writes.
 const commentPrefix = "ovsfabric: "
 

@@ -15,7 +15,7 @@
 // # Layout of the table
 //
 // For Rules{ClusterCIDR: 10.244.0.0/16, Masquerade: true, Publish: ...} the
-// table looks like this (`nft list table ip ovsfabric`):
+// table looks like this (`nft list table ip ovsfabric`, counters omitted):
 //
 //	table ip ovsfabric {
 //		chain prerouting {
@@ -23,24 +23,25 @@
 //			fib daddr type local counter jump publish comment "ovsfabric: published ports, traffic to this host"
 //		}
 //		chain output {
-//			type nat hook output priority dstnat; policy accept;
+//			type nat hook output priority -100; policy accept;
 //			ip daddr != 127.0.0.0/8 fib daddr type local counter jump publish comment "ovsfabric: published ports, connections from this host"
 //		}
 //		chain publish {
 //			tcp dport 8080 counter dnat to 10.244.3.2:80 comment "ovsfabric: publish tcp *:8080 -> web1 10.244.3.2:80"
+//			ip daddr 172.30.0.11 udp dport 5353 counter dnat to 10.244.3.3:53 comment "ovsfabric: publish udp 172.30.0.11:5353 -> dns 10.244.3.3:53"
 //		}
 //		chain postrouting {
 //			type nat hook postrouting priority srcnat; policy accept;
-//			ct status dnat ip saddr 10.244.0.0/16 ip daddr 10.244.0.0/16 counter masquerade comment "ovsfabric: hairpin ..."
-//			ip saddr 10.244.0.0/16 ip daddr != 10.244.0.0/16 counter masquerade comment "ovsfabric: masquerade ..."
+//			ct status dnat ip saddr 10.244.0.0/16 ip daddr 10.244.0.0/16 counter masquerade comment "ovsfabric: hairpin: masquerade DNATed traffic from the cluster to the cluster"
+//			ip saddr 10.244.0.0/16 ip daddr != 10.244.0.0/16 counter masquerade comment "ovsfabric: masquerade 10.244.0.0/16 to outside the cluster"
 //		}
 //	}
 //
 // Published ports are matched only for destination addresses that are local
-// to the host (fib daddr type local), or for exactly Publish.HostAddr when it
-// is set. Connections to 127.0.0.0/8 are not translated: DNAT of loopback
-// traffic to a container would need route_localnet and is deliberately not
-// supported.
+// to the host (fib daddr type local); when Publish.HostAddr is set, only for
+// that address. Connections to 127.0.0.0/8 are not translated: DNAT of
+// loopback traffic to a container would need route_localnet and is
+// deliberately not supported.
 //
 // Hairpin: when a container reaches a published port (its own or one of
 // another container), the DNATed packet goes from one cluster address to
@@ -57,11 +58,13 @@
 // Reconcile is level-triggered and idempotent. It computes the desired table,
 // reads what the kernel has, and if both match (table flags, chain set with
 // type, hook, priority and policy, and every rule's expressions and comment in
-// order, ignoring counter values) it writes nothing. Otherwise it rewrites the
-// table in one nftables transaction: flush every chain of the table, delete
-// chains that should not exist or whose hook is wrong, (re)create chains, add
-// all rules, commit. Packets see either the old or the new rule set, never an
-// empty one.
+// order, ignoring counter values; nothing else in the table) it writes
+// nothing. Otherwise it rewrites the table in one nftables transaction: flush
+// every chain of the table, delete chains that should not exist or whose type
+// or hook is wrong, (re)create chains, add all rules, commit. If someone added
+// sets, maps, stateful objects or flowtables to the table, the transaction
+// deletes and recreates the table instead. Either way packets see the old or
+// the new rule set, never an empty one.
 //
 // All functions operate in the network namespace of the calling OS thread;
 // to target another namespace, call them inside ns.Do (containernetworking

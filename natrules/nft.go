@@ -2,6 +2,7 @@ package natrules
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -20,6 +21,20 @@ type current struct {
 type currentChain struct {
 	chain *nftables.Chain
 	rules []*nftables.Rule
+}
+
+// extras reports whether the table holds anything besides its chains: sets
+// and maps (including anonymous sets of rules), stateful objects or
+// flowtables. The kernel counts all of these in the table's use count.
+func (c *current) extras() bool {
+	return c.table != nil && int(tableUse(c.table)) > len(c.chains)
+}
+
+// tableUse returns the table's use count. google/nftables v0.3.0 decodes the
+// big-endian NFTA_TABLE_USE attribute in host byte order; undo that. (The
+// drift tests fail loudly if a library upgrade changes this.)
+func tableUse(t *nftables.Table) uint32 {
+	return binary.BigEndian.Uint32(binary.NativeEndian.AppendUint32(nil, t.Use))
 }
 
 func (c *current) chain(name string) (currentChain, bool) {
@@ -41,7 +56,8 @@ func open() (*nftables.Conn, error) {
 }
 
 // readTable reads table `name` (family ip) with all its chains and rules.
-// It only reads; other tables are never looked into beyond their names.
+// It only reads. The kernel's chain dump covers every ip table; chains of
+// other tables are skipped without looking at them further.
 func readTable(conn *nftables.Conn, name string) (*current, error) {
 	tables, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4)
 	if err != nil {
@@ -91,8 +107,11 @@ func (c *current) matches(want []chainSpec) (bool, string) {
 	if c.table == nil {
 		return false, "table missing"
 	}
-	if c.table.Flags != 0 {
-		return false, fmt.Sprintf("table flags %#x", c.table.Flags)
+	if c.table.Flags != 0 { // e.g. dormant; byte order does not matter for != 0
+		return false, "table flags are set"
+	}
+	if c.extras() {
+		return false, fmt.Sprintf("table holds %d objects besides its %d chains", int(tableUse(c.table))-len(c.chains), len(c.chains))
 	}
 	if len(c.chains) != len(want) {
 		return false, fmt.Sprintf("%d chains, want %d", len(c.chains), len(want))
@@ -180,6 +199,13 @@ func Reconcile(r Rules) (changed bool, err error) {
 	}
 
 	table := &nftables.Table{Name: n.Table, Family: nftables.TableFamilyIPv4}
+	if cur.extras() {
+		// Someone put sets, objects or flowtables into our table. Rather
+		// than learn to parse and delete every kind, drop the table and
+		// build it anew, still within this one transaction.
+		conn.DelTable(cur.table)
+		cur = &current{}
+	}
 	// AddTable also resets table flags (e.g. dormant) on an existing table.
 	conn.AddTable(table)
 	// Flush every existing chain first, so no rule references a chain we

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/bits"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables/expr"
@@ -22,10 +23,14 @@ type State struct {
 	// from comments, except Publish.Container, which only lives in the
 	// comment). Rules this package did not write are skipped here and
 	// show up in Entries with Recognized false. ClusterCIDR is known only
-	// if a masquerade or hairpin rule is present.
+	// if a masquerade or hairpin rule is present. The form is the
+	// normalized one Reconcile installs: Publish sorted by proto, host
+	// port and host address, HostAddr zero for "any local address".
 	Rules Rules
-	// Entries lists every rule of the table in chain order, with its
-	// comment and counters, for status output and troubleshooting.
+	// Entries lists every rule of the table with its comment and
+	// counters, for status output and troubleshooting: chains in the order
+	// prerouting, output, publish, postrouting, then any others; rules in
+	// the kernel's order within each chain.
 	Entries []Entry
 }
 
@@ -77,7 +82,18 @@ func Read(table string) (State, error) {
 		return State{}, err
 	}
 	st := State{Table: table, Present: cur.table != nil, Rules: Rules{Table: table}}
-	for _, ch := range cur.chains {
+	// Present chains in the order of the layout (kernel order depends on
+	// history), chains we do not know last.
+	order := func(name string) int {
+		i := slices.Index(chainOrder, name)
+		if i < 0 {
+			return len(chainOrder)
+		}
+		return i
+	}
+	chains := slices.Clone(cur.chains)
+	slices.SortStableFunc(chains, func(a, b currentChain) int { return order(a.chain.Name) - order(b.chain.Name) })
+	for _, ch := range chains {
 		for _, r := range ch.rules {
 			e := Entry{Chain: ch.chain.Name, Handle: r.Handle}
 			if c, ok := userdata.GetString(safeUserData(r.UserData), userdata.TypeComment); ok {
@@ -92,6 +108,7 @@ func Read(table string) (State, error) {
 			st.Entries = append(st.Entries, e)
 		}
 	}
+	slices.SortFunc(st.Rules.Publish, comparePublish)
 	return st, nil
 }
 
