@@ -19,7 +19,7 @@ func checkAddr(what string, p netip.Prefix) error {
 		return invalidf("%s %s: zoned addresses are not supported", what, p)
 	case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
 		return invalidf("%s %s is not a unicast host address", what, p)
-	case a.Is4() && a.Is4In6():
+	case a.Is4In6():
 		return invalidf("%s %s: use the plain IPv4 form", what, p)
 	}
 	return nil

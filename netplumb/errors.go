@@ -24,14 +24,28 @@ var (
 // made before anything was changed. See ErrInvalid.
 func IsInvalid(err error) bool { return errors.Is(err, ErrInvalid) }
 
+// refusal is an error that matches ErrInvalid, and ErrExists too when exists is set, while
+// its message stays plain ("interface eth0 already exists in netns …").
+type refusal struct {
+	msg    string
+	exists bool
+}
+
+func (e *refusal) Error() string { return e.msg }
+
+// Is makes errors.Is(err, ErrInvalid) (and ErrExists) true for a refusal.
+func (e *refusal) Is(target error) bool {
+	return target == ErrInvalid || (e.exists && target == ErrExists)
+}
+
 // invalidf returns an error that matches ErrInvalid.
 func invalidf(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+	return &refusal{msg: fmt.Sprintf(format, args...)}
 }
 
 // existsf returns an error that matches ErrInvalid and ErrExists.
 func existsf(format string, args ...any) error {
-	return fmt.Errorf("%w: %w: %s", ErrInvalid, ErrExists, fmt.Sprintf(format, args...))
+	return &refusal{msg: fmt.Sprintf(format, args...), exists: true}
 }
 
 // isLinkNotFound reports whether err is netlink's "no such device".

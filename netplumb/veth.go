@@ -203,10 +203,10 @@ func Attach(a Attachment) (res AttachResult, err error) {
 		return res, err
 	}
 	defer cont.Close()
-	if err := checkFree(host, a.HostIf, "host interface %s already exists"); err != nil {
+	if err := checkFree(host, a.HostIf, ""); err != nil {
 		return res, err
 	}
-	if err := checkFree(cont, a.IfName, "interface %s already exists in netns "+a.NetNS); err != nil {
+	if err := checkFree(cont, a.IfName, a.NetNS); err != nil {
 		return res, err
 	}
 	dsts := a.routeDsts()
@@ -228,10 +228,10 @@ func Attach(a Attachment) (res AttachResult, err error) {
 	if err := host.LinkAdd(veth); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			// Someone took one of the names since the checks above.
-			if e := checkFree(host, a.HostIf, "host interface %s already exists"); e != nil {
+			if e := checkFree(host, a.HostIf, ""); e != nil {
 				return res, e
 			}
-			if e := checkFree(cont, a.IfName, "interface %s already exists in netns "+a.NetNS); e != nil {
+			if e := checkFree(cont, a.IfName, a.NetNS); e != nil {
 				return res, e
 			}
 		}
@@ -269,11 +269,15 @@ func Attach(a Attachment) (res AttachResult, err error) {
 	return AttachResult{MAC: cl.Attrs().HardwareAddr, HostIf: a.HostIf, HostIndex: hostIndex}, nil
 }
 
-// checkFree fails with ErrExists when name exists on h.
-func checkFree(h *netlink.Handle, name, format string) error {
+// checkFree fails with ErrExists when name exists on h; netnsPath is where h is, "" for the
+// host.
+func checkFree(h *netlink.Handle, name, netnsPath string) error {
 	_, err := h.LinkByName(name)
 	if err == nil {
-		return existsf(format, name)
+		if netnsPath == "" {
+			return existsf("host interface %s already exists", name)
+		}
+		return existsf("interface %s already exists in netns %s", name, netnsPath)
 	}
 	if !isLinkNotFound(err) {
 		return linkErr(name, err)
