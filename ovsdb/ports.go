@@ -278,12 +278,7 @@ func (c *Client) DeletePort(ctx context.Context, bridge, name, owner string) err
 	if err := validOwner(owner); err != nil {
 		return err
 	}
-	_, err := c.reconcile(ctx, bridge, owner, nil, func(p *vswitchd.Port) bool {
-		if p.Name != name {
-			return false
-		}
-		return true
-	})
+	_, err := c.reconcile(ctx, bridge, owner, nil, func(p *vswitchd.Port) bool { return p.Name == name })
 	return err
 }
 
