@@ -174,7 +174,6 @@ func testFabric(t *testing.T, tunnel string) {
 			t.Skip("no fourth host")
 		}
 		n4 := f.Node(h4.Name)
-		start := time.Now()
 		if _, err := n4.Client().Leave(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -132,7 +132,7 @@ func testOVSDBLayer(t *testing.T, tunnel fabric.TunnelType) {
 	if _, err := lookPath("iperf3"); err != nil {
 		t.Fatalf("iperf3 missing (make deps): %v", err)
 	}
-	server, err := lab.StartIn(ctx, l, srv, "iperf3", []string{"iperf3", "-s", "-1", "-B", "10.244.2.2"})
+	server, err := l.StartIn(ctx, srv, "iperf3", []string{"iperf3", "-s", "-1", "-B", "10.244.2.2"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
