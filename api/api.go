@@ -9,6 +9,8 @@
 //	GET  /v1/attachments -> []Attachment
 //	POST /v1/attachments AttachRequest -> Attachment
 //	POST /v1/detach   DetachRequest -> Attachment
+//	POST /v1/publish  PublishRequest -> Attachment
+//	POST /v1/unpublish PublishRequest -> Attachment
 //
 // Every error is a JSON Error with an HTTP status: 400 for a malformed or invalid request,
 // 404 for an unknown object, 409 for a conflict, 500 for a failure inside fabricd.
@@ -74,6 +76,13 @@ type DetachRequest struct {
 	Target string `json:"target"`
 }
 
+// PublishRequest publishes or unpublishes a container port (POST /v1/publish, /v1/unpublish).
+type PublishRequest struct {
+	Target string `json:"target"`
+	// Spec is HOSTPORT:CONTAINERPORT[/tcp|udp] (tcp when omitted).
+	Spec string `json:"spec"`
+}
+
 // Attachment is a container attached to the fabric on some host.
 type Attachment struct {
 	Host      string `json:"host"`
@@ -86,6 +95,8 @@ type Attachment struct {
 	Gateway   string `json:"gateway"`
 	MTU       int    `json:"mtu"`
 	Port      string `json:"port"`
+	// Published are the container's published ports as PROTO:HOSTPORT:CONTAINERPORT.
+	Published []string `json:"published,omitempty"`
 	// Unchanged is set when an attach request found the container attached already with the
 	// same parameters and changed nothing.
 	Unchanged bool `json:"unchanged,omitempty"`

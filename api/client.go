@@ -124,3 +124,15 @@ func (c *Client) Attachments(ctx context.Context) ([]Attachment, error) {
 	var a []Attachment
 	return a, c.Do(ctx, http.MethodGet, "/v1/attachments", nil, &a)
 }
+
+// Publish publishes a container port on this host's underlay address.
+func (c *Client) Publish(ctx context.Context, target, spec string) (Attachment, error) {
+	var a Attachment
+	return a, c.Do(ctx, http.MethodPost, "/v1/publish", PublishRequest{Target: target, Spec: spec}, &a)
+}
+
+// Unpublish removes a published port.
+func (c *Client) Unpublish(ctx context.Context, target, spec string) (Attachment, error) {
+	var a Attachment
+	return a, c.Do(ctx, http.MethodPost, "/v1/unpublish", PublishRequest{Target: target, Spec: spec}, &a)
+}

@@ -92,7 +92,7 @@ func (c *Controller) attachmentFromPort(p ovsdb.PortInfo) (api.Attachment, bool)
 	a := api.Attachment{
 		Host: c.s.Name, Container: ids[ovsdb.KeyContainer], ID: ids[ovsdb.KeyContainerID],
 		NetNS: ids[ovsdb.KeyNetNS], IfName: ids[ovsdb.KeyIfName], IP: ids[ovsdb.KeyIP], MAC: ids[ovsdb.KeyMAC],
-		Port: p.Name,
+		Port: p.Name, Published: publishedOf(ids),
 	}
 	if pfx, err := netip.ParsePrefix(a.IP); err == nil {
 		a.Gateway = fabric.Gateway(pfx.Masked()).String()
@@ -164,7 +164,7 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 	if err != nil {
 		return api.Attachment{}, err
 	}
-	port := fabric.ContainerPortName(t.Key)
+	port := portNameOf(t)
 	used := map[netip.Addr]bool{}
 	for _, a := range existing {
 		if a.Port == port {
@@ -191,6 +191,11 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 	if err != nil {
 		return api.Attachment{}, err
 	}
+	// A host veth of this name without an OVSDB record is the leftover of a crash between the
+	// two steps below; the name is derived from the target, so it is ours to remove.
+	if err := c.k.Detach(port); err != nil {
+		return api.Attachment{}, fmt.Errorf("remove leftover veth %s: %w", port, err)
+	}
 	res, err := c.k.Attach(netplumb.Attachment{
 		NetNS: t.NetNS, IfName: ifname, HostIf: port, Addr: addr, Gateway: fabric.Gateway(subnet),
 		MAC: mac, MTU: mtu, TxChecksumOff: c.s.DatapathType == "netdev",
@@ -202,14 +207,7 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 		Host: c.s.Name, Container: t.Name, ID: t.ID, NetNS: t.NetNS, IfName: ifname, IP: addr.String(),
 		MAC: res.MAC.String(), Gateway: fabric.Gateway(subnet).String(), MTU: mtu, Port: port,
 	}
-	spec := ovsdb.PortSpec{Name: port, Owner: c.s.Name, Role: ovsdb.RoleContainer, ExternalIDs: map[string]string{
-		ovsdb.KeyContainer: a.Container, ovsdb.KeyNetNS: a.NetNS, ovsdb.KeyIfName: a.IfName,
-		ovsdb.KeyIP: a.IP, ovsdb.KeyMAC: a.MAC,
-	}}
-	if t.ID != "" {
-		spec.ExternalIDs[ovsdb.KeyContainerID] = t.ID
-	}
-	if err := c.sw.EnsurePort(ctx, c.s.Bridge, spec); err != nil {
+	if err := c.sw.EnsurePort(ctx, c.s.Bridge, c.portSpec(a)); err != nil {
 		if derr := c.k.Detach(port); derr != nil {
 			c.log.Error("roll back veth after failed port add", "port", port, "err", derr)
 		}
@@ -218,6 +216,9 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 	c.log.Info("attached", "container", a.Container, "netns", a.NetNS, "ip", a.IP, "mac", a.MAC, "port", port)
 	return a, nil
 }
+
+// portNameOf is the OVS port (and host veth) name of a target.
+func portNameOf(t Target) string { return fabric.ContainerPortName(t.Key) }
 
 func sameAttach(a api.Attachment, ifname string, ip netip.Addr, mac net.HardwareAddr) bool {
 	if a.IfName != ifname {
@@ -247,20 +248,20 @@ func (c *Controller) Detach(ctx context.Context, target string) (api.Attachment,
 	if err != nil {
 		return api.Attachment{}, err
 	}
-	var key string
-	if t, err := c.resolve(ctx, target); err == nil {
-		key = fabric.ContainerPortName(t.Key)
+	// A container that is gone can still be detached by the name it was attached with.
+	a, ok := c.findAttachment(ctx, existing, target)
+	if !ok {
+		return api.Attachment{}, notFound("%s is not attached on this host", target)
 	}
-	for _, a := range existing {
-		// A container that is gone can still be detached by the name it was attached with.
-		if a.Port == key || a.Container == target || a.ID == target || a.NetNS == target || (a.ID != "" && strings.HasPrefix(a.ID, target) && len(target) >= 12) {
-			if err := c.removeAttachment(ctx, a); err != nil {
-				return api.Attachment{}, err
-			}
-			return a, nil
+	if err := c.removeAttachment(ctx, a); err != nil {
+		return api.Attachment{}, err
+	}
+	if len(a.Published) > 0 {
+		if err := c.applyNATLocked(ctx); err != nil {
+			return a, err
 		}
 	}
-	return api.Attachment{}, notFound("%s is not attached on this host", target)
+	return a, nil
 }
 
 func (c *Controller) removeAttachment(ctx context.Context, a api.Attachment) error {
@@ -294,5 +295,5 @@ func (c *Controller) pruneAttachments(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return c.applyNATLocked(ctx)
 }

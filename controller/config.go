@@ -36,6 +36,7 @@ type Config struct {
 	DeadPeerGrace time.Duration `yaml:"dead-peer-grace"`
 	Resync        time.Duration `yaml:"resync"`
 	LogLevel      string        `yaml:"log-level"`
+	Masquerade    bool          `yaml:"masquerade"`
 	DockerHost    string        `yaml:"docker-host"`
 	PodmanHost    string        `yaml:"podman-host"`
 }
@@ -57,6 +58,7 @@ func DefaultConfig() Config {
 		DeadPeerGrace: 3 * time.Minute,
 		Resync:        5 * time.Second,
 		LogLevel:      "info",
+		Masquerade:    true,
 		DockerHost:    "unix:///var/run/docker.sock",
 		PodmanHost:    "unix:///run/podman/podman.sock",
 	}

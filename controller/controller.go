@@ -13,6 +13,7 @@ import (
 
 	"github.com/ovsfabric/ovsfabric/api"
 	"github.com/ovsfabric/ovsfabric/fabric"
+	"github.com/ovsfabric/ovsfabric/natrules"
 	"github.com/ovsfabric/ovsfabric/netplumb"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
 	"github.com/ovsfabric/ovsfabric/peers"
@@ -49,6 +50,7 @@ type Kernel interface {
 	Attach(a netplumb.Attachment) (netplumb.AttachResult, error)
 	Detach(hostIf string) error
 	NetNSExists(path string) bool
+	ReconcileNAT(r natrules.Rules) (bool, error)
 }
 
 // Membership is what the controller needs from gossip.
@@ -408,7 +410,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired, view []fabric.
 	}
 	c.forgetRemembered(view, d)
 	if err := c.pruneAttachments(ctx); err != nil {
-		return fmt.Errorf("prune attachments: %w", err)
+		return fmt.Errorf("attachments and NAT: %w", err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 
+	"github.com/ovsfabric/ovsfabric/natrules"
 	"github.com/ovsfabric/ovsfabric/netplumb"
 )
 
@@ -37,3 +38,6 @@ func (HostKernel) Detach(hostIf string) error { return netplumb.Detach(hostIf) }
 
 // NetNSExists reports whether path is a network namespace.
 func (HostKernel) NetNSExists(path string) bool { return netplumb.NetNSExists(path) }
+
+// ReconcileNAT makes fabricd's nftables table equal r.
+func (HostKernel) ReconcileNAT(r natrules.Rules) (bool, error) { return natrules.Reconcile(r) }

@@ -77,6 +77,22 @@ func NewServer(ctrl *Controller, log *slog.Logger, leave func(context.Context) e
 		}
 		writeJSON(w, http.StatusOK, a)
 	})
+	for path, fn := range map[string]func(context.Context, string, string) (api.Attachment, error){
+		"POST /v1/publish": ctrl.Publish, "POST /v1/unpublish": ctrl.Unpublish,
+	} {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			var req api.PublishRequest
+			if !decode(w, r, &req) {
+				return
+			}
+			a, err := fn(r.Context(), req.Target, req.Spec)
+			if err != nil {
+				writeError(w, httpCode(err), err)
+				return
+			}
+			writeJSON(w, http.StatusOK, a)
+		})
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no endpoint %s %s", r.Method, r.URL.Path))
 	})

@@ -56,7 +56,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&o.socket, "socket", "/run/ovsfabric/fabricd.sock", "fabricd API socket")
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(statusCmd(o), peersCmd(o), leaveCmd(o), attachCmd(o), detachCmd(o), lsCmd(o))
+	root.AddCommand(statusCmd(o), peersCmd(o), leaveCmd(o), attachCmd(o), detachCmd(o), lsCmd(o), publishCmd(o, true), publishCmd(o, false))
 	return root
 }
 
@@ -246,4 +246,32 @@ func printAttachment(w io.Writer, a api.Attachment) {
 	fmt.Fprintf(tw, "interface:\t%s\n", a.IfName)
 	fmt.Fprintf(tw, "port:\t%s\n", a.Port)
 	tw.Flush()
+}
+
+func publishCmd(o *options, add bool) *cobra.Command {
+	use, short := "publish", "Publish a container port on this host's underlay address (DNAT)"
+	if !add {
+		use, short = "unpublish", "Remove a published port"
+	}
+	return &cobra.Command{
+		Use:     use + " TARGET HOSTPORT:CONTAINERPORT[/tcp|udp]",
+		Short:   short,
+		Example: "  fabricctl " + use + " web1 8080:80\n  fabricctl " + use + " dns1 5353:53/udp",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			c, cancel := ctx()
+			defer cancel()
+			call := o.client().Publish
+			if !add {
+				call = o.client().Unpublish
+			}
+			a, err := call(c, args[0], args[1])
+			if err != nil {
+				return err
+			}
+			return o.print(a, func(w io.Writer) {
+				fmt.Fprintf(w, "%s %s: published %s\n", a.Container, a.IP, orDash(strings.Join(a.Published, ", ")))
+			})
+		},
+	}
 }

@@ -73,6 +73,7 @@ func newCommand() *cobra.Command {
 	f.DurationVar(&cfg.DeadPeerGrace, "dead-peer-grace", cfg.DeadPeerGrace, "how long a failed peer keeps its tunnel and route")
 	f.DurationVar(&cfg.Resync, "resync", cfg.Resync, "periodic reconcile interval")
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	f.BoolVar(&cfg.Masquerade, "masquerade", cfg.Masquerade, "masquerade container traffic leaving the cluster CIDR to the host's address")
 	f.StringVar(&cfg.DockerHost, "docker-host", cfg.DockerHost, "Docker Engine API endpoint used to resolve container names (empty: off)")
 	f.StringVar(&cfg.PodmanHost, "podman-host", cfg.PodmanHost, "Podman API endpoint used to resolve container names (empty: off)")
 	return cmd
@@ -141,6 +142,8 @@ func overlay(dst *controller.Config, src controller.Config, name string) {
 		dst.Resync = src.Resync
 	case "log-level":
 		dst.LogLevel = src.LogLevel
+	case "masquerade":
+		dst.Masquerade = src.Masquerade
 	case "docker-host":
 		dst.DockerHost = src.DockerHost
 	case "podman-host":
@@ -270,7 +273,7 @@ func run(parent context.Context, cfg controller.Config) error {
 // detectUnderlay fills the advertise address and the underlay MTU from the host.
 func detectUnderlay(s *controller.Settings) error {
 	if !s.Advertise.IsValid() {
-		_, src, _, err := netplumb.DefaultRoute()
+		_, src, _, err := netplumb.DefaultRoute(s.Cluster)
 		if err != nil {
 			return fmt.Errorf("find the underlay address (set --advertise-addr): %w", err)
 		}

@@ -1,0 +1,262 @@
+package peers
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/memberlist"
+)
+
+func TestMetaRoundTrip(t *testing.T) {
+	worst := Meta{
+		Proto:       1 << 40,
+		Addr:        netip.MustParseAddr("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"),
+		Subnet:      netip.MustParsePrefix("2001:db8:ffff:ffff:ffff:ffff:ffff:ff00/120"),
+		SubnetSince: 1<<63 - 1,
+		Tunnel:      TunnelVXLAN,
+		ClusterCIDR: netip.MustParsePrefix("2001:db8::/32"),
+		MTU:         65535,
+	}
+	unclaimed := testMeta(3)
+	unclaimed.Subnet, unclaimed.SubnetSince = netip.Prefix{}, 0
+	noMTU := testMeta(4)
+	noMTU.MTU = 0
+	for _, tc := range []struct {
+		name string
+		meta Meta
+	}{
+		{"ipv4", testMeta(3)},
+		{"unclaimed", unclaimed},
+		{"no mtu", noMTU},
+		{"largest ipv6", worst},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := encodeMeta(tc.meta)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) > memberlist.MetaMaxSize {
+				t.Fatalf("%d bytes > %d", len(b), memberlist.MetaMaxSize)
+			}
+			got, err := decodeMeta(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.meta {
+				t.Fatalf("round trip:\n got %+v\nwant %+v", got, tc.meta)
+			}
+			t.Logf("%d bytes: %s", len(b), b)
+		})
+	}
+}
+
+func TestMetaDecodeTolerant(t *testing.T) {
+	// A newer node may add keys; they are ignored.
+	got, err := decodeMeta([]byte(`{"v":1,"a":"10.0.0.1","u":"gre","c":"10.244.0.0/16","new":[1,2]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Addr != netip.MustParseAddr("10.0.0.1") || got.Subnet.IsValid() {
+		t.Fatalf("got %+v", got)
+	}
+	for _, bad := range [][]byte{nil, []byte("{"), []byte(`{"a":"not-an-ip"}`), bytes.Repeat([]byte(" "), memberlist.MetaMaxSize+1)} {
+		if _, err := decodeMeta(bad); err == nil {
+			t.Errorf("decodeMeta(%.20q) succeeded", bad)
+		}
+	}
+}
+
+func TestMetaValidate(t *testing.T) {
+	mod := func(f func(*Meta)) Meta {
+		m := testMeta(1)
+		f(&m)
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		meta Meta
+		want string
+	}{
+		{"no proto", mod(func(m *Meta) { m.Proto = 0 }), "protocol version"},
+		{"no addr", mod(func(m *Meta) { m.Addr = netip.Addr{} }), "underlay address"},
+		{"unspecified addr", mod(func(m *Meta) { m.Addr = netip.IPv4Unspecified() }), "underlay address"},
+		{"zone", mod(func(m *Meta) { m.Addr = netip.MustParseAddr("fe80::1%eth0") }), "zones"},
+		{"tunnel", mod(func(m *Meta) { m.Tunnel = "geneve" }), "tunnel type"},
+		{"no cluster", mod(func(m *Meta) { m.ClusterCIDR = netip.Prefix{} }), "cluster CIDR missing"},
+		{"cluster host bits", mod(func(m *Meta) { m.ClusterCIDR = netip.MustParsePrefix("10.244.0.1/16") }), "host bits"},
+		{"subnet outside", mod(func(m *Meta) { m.Subnet = netip.MustParsePrefix("10.245.1.0/24") }), "outside cluster"},
+		{"subnet wider", mod(func(m *Meta) { m.Subnet = netip.MustParsePrefix("10.0.0.0/8") }), "outside cluster"},
+		{"subnet host bits", mod(func(m *Meta) { m.Subnet = netip.MustParsePrefix("10.244.1.1/24") }), "host bits"},
+		{"negative since", mod(func(m *Meta) { m.SubnetSince = -1 }), "negative"},
+		{"mtu", mod(func(m *Meta) { m.MTU = 70000 }), "MTU"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.meta.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate() = %v, want %q", err, tc.want)
+			}
+			if _, err := encodeMeta(tc.meta); err == nil {
+				t.Fatal("encodeMeta accepted invalid metadata")
+			}
+		})
+	}
+}
+
+func TestDefaultCompatible(t *testing.T) {
+	mod := func(f func(*Meta)) Meta {
+		m := testMeta(2)
+		f(&m)
+		return m
+	}
+	for _, tc := range []struct {
+		name   string
+		remote Meta
+		want   string
+	}{
+		{"same", testMeta(2), ""},
+		{"other subnet and addr", testMeta(9), ""},
+		{"tunnel", mod(func(m *Meta) { m.Tunnel = TunnelVXLAN }), "tunnel vxlan != local gre"},
+		{"cluster", mod(func(m *Meta) { m.ClusterCIDR = netip.MustParsePrefix("10.0.0.0/8") }), "cluster CIDR 10.0.0.0/8 != local 10.244.0.0/16"},
+		{"proto", mod(func(m *Meta) { m.Proto = 2 }), "protocol version 2 != local 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := DefaultCompatible(testMeta(1), tc.remote)
+			if got := errString(err); got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func TestParseMemberlistLine(t *testing.T) {
+	for _, tc := range []struct {
+		line  string
+		level slog.Level
+		msg   string
+	}{
+		{"[DEBUG] memberlist: Stream connection from=127.0.0.1:1\n", slog.LevelDebug, "Stream connection from=127.0.0.1:1"},
+		{"[INFO] memberlist: Suspect b has failed, no acks received\n", slog.LevelInfo, "Suspect b has failed, no acks received"},
+		{"[WARN] memberlist: Refuting a suspect message (from: a)", slog.LevelWarn, "Refuting a suspect message (from: a)"},
+		{"[ERR] memberlist: Failed push/pull merge: x", slog.LevelError, "Failed push/pull merge: x"},
+		{"[ERROR] something", slog.LevelError, "something"},
+		{"Err: Could not set the deadline: x", slog.LevelInfo, "Err: Could not set the deadline: x"},
+		{"\n", slog.LevelInfo, ""},
+	} {
+		level, msg := parseMemberlistLine(tc.line)
+		if level != tc.level || msg != tc.msg {
+			t.Errorf("parse(%q) = %v %q, want %v %q", tc.line, level, msg, tc.level, tc.msg)
+		}
+	}
+}
+
+func TestJoinAddr(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		port int
+		want string
+		err  bool
+	}{
+		{"10.0.0.1", 7946, "10.0.0.1:7946", false},
+		{"10.0.0.1", 0, "10.0.0.1:7946", false},
+		{"10.0.0.1:8000", 7946, "10.0.0.1:8000", false},
+		{"host-a", 9000, "host-a:9000", false},
+		{"host-a:9001", 9000, "host-a:9001", false},
+		{"2001:db8::1", 7946, "[2001:db8::1]:7946", false},
+		{"[2001:db8::1]", 7946, "[2001:db8::1]:7946", false},
+		{"[2001:db8::1]:8000", 7946, "[2001:db8::1]:8000", false},
+		{"", 7946, "", true},
+		{"10.0.0.1:0", 7946, "", true},
+		{"10.0.0.1:http", 7946, "", true},
+		{":7946", 7946, "", true},
+	} {
+		got, err := joinAddr(tc.in, tc.port)
+		if got != tc.want || (err != nil) != tc.err {
+			t.Errorf("joinAddr(%q, %d) = %q, %v; want %q, err %v", tc.in, tc.port, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestJoinError(t *testing.T) {
+	multi := func(s string) error { return errors.New("1 error occurred:\n\t* " + s + "\n\n") }
+	for _, tc := range []struct {
+		name         string
+		err          error
+		want         string
+		incompatible bool
+	}{
+		{"refused", multi("failed to join 127.0.0.1:7946: " + refusalMarker + "node a (127.0.0.1:7946): tunnel gre != local vxlan"),
+			"join 127.0.0.1:7946: incompatible cluster: node a (127.0.0.1:7946): tunnel gre != local vxlan", true},
+		{"unreachable", multi("failed to join 127.0.0.1:7946: dial tcp 127.0.0.1:7946: connect: connection refused"),
+			"join 127.0.0.1:7946: dial tcp 127.0.0.1:7946: connect: connection refused", false},
+		{"key", multi("failed to join 127.0.0.1:7946: No installed keys could decrypt the message"),
+			"join 127.0.0.1:7946: No installed keys could decrypt the message (do all members use the same gossip key?)", false},
+		{"plain", errors.New("boom"), "join 127.0.0.1:7946: boom", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := joinError("127.0.0.1:7946", tc.err)
+			if err.Error() != tc.want {
+				t.Errorf("got  %q\nwant %q", err, tc.want)
+			}
+			if errors.Is(err, ErrIncompatible) != tc.incompatible {
+				t.Errorf("errors.Is(ErrIncompatible) = %v", !tc.incompatible)
+			}
+		})
+	}
+}
+
+func TestStateCodec(t *testing.T) {
+	msg := appendStateEntry([]byte{msgState}, "node-a", 42, []byte("hello"))
+	name, ver, data, rest, err := readStateEntry(msg[1:])
+	if err != nil || name != "node-a" || ver != 42 || string(data) != "hello" || len(rest) != 0 {
+		t.Fatalf("readStateEntry = %q %d %q %q %v", name, ver, data, rest, err)
+	}
+	for _, bad := range [][]byte{{}, {0}, {5, 'a'}, {1, 'a'}, {1, 'a', 1, 200}, append([]byte{1, 'a', 1}, binary.AppendUvarint(nil, MaxStateSize+1)...)} {
+		if _, _, _, _, err := readStateEntry(bad); err == nil {
+			t.Errorf("readStateEntry(%v) succeeded", bad)
+		}
+	}
+
+	bye := encodeBye("node-b", 7)
+	if name, nonce, err := decodeBye(bye); err != nil || name != "node-b" || nonce != 7 {
+		t.Fatalf("decodeBye = %q %d %v", name, nonce, err)
+	}
+	if _, _, err := decodeBye(bye[:len(bye)-1]); err == nil {
+		t.Fatal("decodeBye accepted a truncated message")
+	}
+
+	// A push/pull payload round trip through two memberships' stores.
+	m := &Membership{cfg: Config{Name: "x"}, states: map[string]stateEntry{}, peers: map[string]*peerRec{}}
+	m.states["x"] = stateEntry{ver: 1, data: []byte("mine")}
+	m.states["y"] = stateEntry{ver: 2, data: []byte("alive peer")}
+	m.states["z"] = stateEntry{ver: 3, data: []byte("dead peer")}
+	m.peers["y"] = &peerRec{Peer: Peer{Name: "y", State: StateAlive}}
+	m.peers["z"] = &peerRec{Peer: Peer{Name: "z", State: StateDead}}
+	entries, err := decodeStates(m.encodeStates())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, e := range entries {
+		got[e.name] = string(e.data)
+	}
+	if len(got) != 2 || got["x"] != "mine" || got["y"] != "alive peer" {
+		t.Fatalf("push/pull carries %v, want x and y only", got)
+	}
+	for _, bad := range [][]byte{{2, 0}, {pushPullVersion, 1}, {pushPullVersion, 0, 9}} {
+		if _, err := decodeStates(bad); err == nil {
+			t.Errorf("decodeStates(%v) succeeded", bad)
+		}
+	}
+}

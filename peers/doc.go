@@ -1,0 +1,53 @@
+// Package peers is ovsfabric's cluster membership: every fabricd finds the others by gossip
+// (hashicorp/memberlist, SWIM with Lifeguard), announces what it is in its node metadata
+// (underlay IP, claimed subnet, tunnel type, protocol version) and learns when peers join,
+// change their metadata, leave gracefully or die. There is no central store.
+//
+// # Usage
+//
+// Start creates the local member and joins the addresses in Config.Join; peers may start in
+// any order, so unreachable join addresses are retried in the background. The controller
+// then reads Peers (every known peer with its State and the time it entered it), waits on
+// Changed (a coalesced wake-up), publishes its own metadata with SetMeta, and shows
+// Rejected in its status output. On shutdown it calls Leave (peers see State "left" within
+// about a second) and then Shutdown.
+//
+// # Compatibility
+//
+// A node whose metadata is incompatible (by default: a different protocol version, tunnel
+// type or cluster CIDR; see Config.Compatible) is refused on both sides, through
+// memberlist's MergeDelegate (joins) and AliveDelegate (everything learnt by gossip later):
+// it never appears in Peers, both sides log "refusing node X: ...", both list it in
+// Rejected, and the joiner's Start fails with an error wrapping ErrIncompatible.
+//
+// # States
+//
+// memberlist v0.7.0 does not expose a member's state: Node.State is only filled in for
+// MergeDelegate callbacks (the exported field is shadowed by the unexported nodeState.State
+// everywhere else), so Members() and the event callbacks always carry StateAlive. This
+// package therefore keeps its own view:
+//
+//   - alive: NotifyJoin, or a direct probe answered again after "suspect".
+//   - suspect: memberlist still lists the peer, but none of this node's direct probes (seen
+//     through the PingDelegate) has been answered for three probe rounds. It is a local,
+//     early warning; memberlist's own suspicion is not observable.
+//   - dead: NotifyLeave without a goodbye.
+//   - left: NotifyLeave after the peer's goodbye. Leave broadcasts a small goodbye message
+//     (epidemically re-gossiped) before memberlist's own leave, because memberlist does not
+//     tell its event delegate whether a node left or failed. A goodbye that arrives just
+//     after the NotifyLeave still turns "dead" into "left".
+//
+// Dead and left peers stay in Peers for Config.Forget, then are forgotten.
+//
+// # Failure detection
+//
+// Timings holds memberlist's knobs, tuned for a LAN; see Timings for each choice. With the
+// defaults a crashed host is declared dead by all others in about 2.5–4 s for small
+// clusters; see TestFailureDetection and TestScale100 for measured numbers.
+//
+// # Attachments
+//
+// SetLocalState and RemoteStates spread one small opaque blob per node (meant for each
+// host's container attachments) with a broadcast on change and memberlist's TCP push/pull
+// anti-entropy.
+package peers

@@ -1,0 +1,136 @@
+package peers
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// hooks implements memberlist's delegates for a Membership (kept off Membership so that its
+// exported API stays small). memberlist calls the event and alive delegates with its node
+// lock held, so none of these methods may call back into memberlist.
+type hooks struct {
+	m *Membership
+}
+
+var (
+	_ memberlist.Delegate         = (*hooks)(nil)
+	_ memberlist.EventDelegate    = (*hooks)(nil)
+	_ memberlist.AliveDelegate    = (*hooks)(nil)
+	_ memberlist.MergeDelegate    = (*hooks)(nil)
+	_ memberlist.PingDelegate     = (*hooks)(nil)
+	_ memberlist.ConflictDelegate = (*hooks)(nil)
+)
+
+// refusalMarker starts the error NotifyMerge returns; memberlist formats it into the
+// joiner's Join error with %v, so join recognises its own refusals by it.
+const refusalMarker = "ovsfabric refuses to merge: "
+
+// NodeMeta returns this node's encoded metadata (validated to fit MetaMaxSize).
+func (h *hooks) NodeMeta(limit int) []byte {
+	raw := h.m.local.Load().raw
+	if len(raw) > limit {
+		return nil
+	}
+	return raw
+}
+
+// NotifyMsg handles a gossiped user message (attachment state or goodbye).
+func (h *hooks) NotifyMsg(b []byte) { h.m.handleMsg(b) }
+
+// GetBroadcasts hands memberlist this package's queued broadcasts.
+func (h *hooks) GetBroadcasts(overhead, limit int) [][]byte {
+	return h.m.bcast.GetBroadcasts(overhead, limit)
+}
+
+// LocalState is the push/pull payload: the attachment states this node knows.
+func (h *hooks) LocalState(bool) []byte { return h.m.encodeStates() }
+
+// MergeRemoteState merges a peer's push/pull payload.
+func (h *hooks) MergeRemoteState(buf []byte, _ bool) { h.m.mergeStates(buf) }
+
+// NotifyJoin records a new (or returning) peer.
+func (h *hooks) NotifyJoin(n *memberlist.Node) {
+	if n.Name == h.m.cfg.Name {
+		return
+	}
+	meta, err := decodeMeta(n.Meta)
+	if err != nil { // NotifyAlive let it through, so this cannot happen; keep the peer anyway
+		h.m.log.Error("peer joined with unreadable metadata", "peer", n.Name, "err", err)
+	}
+	h.m.peerAlive(n, meta)
+}
+
+// NotifyLeave records a peer memberlist declared dead or that left.
+func (h *hooks) NotifyLeave(n *memberlist.Node) {
+	if n.Name == h.m.cfg.Name {
+		return
+	}
+	h.m.peerGone(n)
+}
+
+// NotifyUpdate records a peer's new metadata.
+func (h *hooks) NotifyUpdate(n *memberlist.Node) {
+	if n.Name == h.m.cfg.Name {
+		return
+	}
+	meta, err := decodeMeta(n.Meta)
+	if err != nil {
+		h.m.log.Error("peer updated to unreadable metadata", "peer", n.Name, "err", err)
+		return
+	}
+	h.m.peerUpdated(n, meta)
+}
+
+// NotifyAlive refuses alive messages of incompatible nodes, whichever way they arrive
+// (gossip, push/pull), so such a node never becomes a member here.
+func (h *hooks) NotifyAlive(n *memberlist.Node) error {
+	if n.Name == h.m.cfg.Name {
+		return nil
+	}
+	if err := h.m.checkRemote(n.Meta); err != nil {
+		h.m.reject(n.Name, nodeAddr(n), err)
+		return fmt.Errorf("refusing node %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// NotifyMerge refuses a join (on both the joining and the joined node) when any live node
+// of the other side is incompatible. The joiner's Join then fails with this error.
+func (h *hooks) NotifyMerge(nodes []*memberlist.Node) error {
+	var first error
+	more := 0
+	for _, n := range nodes {
+		if n.Name == h.m.cfg.Name || n.State == memberlist.StateDead || n.State == memberlist.StateLeft {
+			continue
+		}
+		if err := h.m.checkRemote(n.Meta); err != nil {
+			h.m.reject(n.Name, nodeAddr(n), err)
+			if first == nil {
+				first = fmt.Errorf("%snode %s (%s): %w", refusalMarker, n.Name, nodeAddr(n), err)
+			} else {
+				more++
+			}
+		}
+	}
+	if more > 0 {
+		return fmt.Errorf("%w (and %d more incompatible nodes)", first, more)
+	}
+	return first
+}
+
+// AckPayload adds nothing to probe acks.
+func (h *hooks) AckPayload() []byte { return nil }
+
+// NotifyPingComplete records that a peer answered one of this node's direct probes.
+func (h *hooks) NotifyPingComplete(other *memberlist.Node, _ time.Duration, _ []byte) {
+	h.m.acked(other.Name)
+}
+
+// NotifyConflict reports two nodes claiming one name; memberlist keeps the first.
+func (h *hooks) NotifyConflict(existing, other *memberlist.Node) {
+	h.m.reject(other.Name, nodeAddr(other),
+		errors.New("name already used by the member at "+nodeAddr(existing).String()))
+}

@@ -1,0 +1,50 @@
+package peers
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+)
+
+// logWriter turns memberlist's log lines ("[DEBUG] memberlist: ...", written through the
+// *log.Logger in its Config) into slog records at the matching level.
+type logWriter struct {
+	log *slog.Logger
+}
+
+// memberlistLevels maps memberlist's level prefixes to slog levels.
+var memberlistLevels = []struct {
+	prefix string
+	level  slog.Level
+}{
+	{"[TRACE]", slog.LevelDebug},
+	{"[DEBUG]", slog.LevelDebug},
+	{"[INFO]", slog.LevelInfo},
+	{"[WARN]", slog.LevelWarn},
+	{"[ERR]", slog.LevelError},
+	{"[ERROR]", slog.LevelError},
+}
+
+// Write logs one memberlist line. It never fails.
+func (w *logWriter) Write(p []byte) (int, error) {
+	level, msg := parseMemberlistLine(string(p))
+	if msg != "" && w.log.Enabled(context.Background(), level) {
+		w.log.Log(context.Background(), level, msg, "src", "memberlist")
+	}
+	return len(p), nil
+}
+
+// parseMemberlistLine splits a memberlist log line into its level and message. Lines
+// without a known prefix are logged at Info.
+func parseMemberlistLine(line string) (slog.Level, string) {
+	line = strings.TrimSpace(line)
+	level := slog.LevelInfo
+	for _, l := range memberlistLevels {
+		if rest, ok := strings.CutPrefix(line, l.prefix); ok {
+			level, line = l.level, strings.TrimSpace(rest)
+			break
+		}
+	}
+	line = strings.TrimPrefix(line, "memberlist: ")
+	return level, line
+}

@@ -1,0 +1,621 @@
+package peers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// State is a peer's membership state as seen from this node.
+type State string
+
+// Membership states; the package documentation says how each is observed.
+const (
+	StateAlive   State = "alive"
+	StateSuspect State = "suspect"
+	StateDead    State = "dead"
+	StateLeft    State = "left"
+)
+
+// Peer is one member of the cluster as seen from this node.
+type Peer struct {
+	// Name is the node's unique name.
+	Name string
+	// Gossip is the node's gossip address.
+	Gossip netip.AddrPort
+	// Meta is what the node announces (its latest accepted metadata).
+	Meta Meta
+	// State is the node's membership state.
+	State State
+	// Since is when the node entered State (this node's clock).
+	Since time.Time
+}
+
+// Rejection records a node this node refused as a member, for status output.
+type Rejection struct {
+	// Name is the refused node's name.
+	Name string
+	// Gossip is the refused node's gossip address, when known.
+	Gossip netip.AddrPort
+	// Reason says why, e.g. "tunnel vxlan != local gre".
+	Reason string
+	// First and Last are when the node was first and last refused for Reason.
+	First, Last time.Time
+	// Count is how many times the node was refused for Reason (joins and gossip).
+	Count int
+}
+
+// String describes the rejection in one line.
+func (r Rejection) String() string {
+	addr := ""
+	if r.Gossip.IsValid() {
+		addr = " (" + r.Gossip.String() + ")"
+	}
+	return fmt.Sprintf("%s%s refused: %s (%d times, last %s)", r.Name, addr, r.Reason, r.Count, r.Last.UTC().Format(time.RFC3339))
+}
+
+// Errors returned by this package; test with errors.Is.
+var (
+	// ErrIncompatible is wrapped by Start's error when every join address answered but
+	// refused this node as incompatible (or this node refused them), e.g. a different
+	// tunnel type or cluster CIDR.
+	ErrIncompatible = errors.New("incompatible cluster")
+	// ErrClosed is returned by methods that need the membership after Leave or Shutdown.
+	ErrClosed = errors.New("membership has left or is shut down")
+)
+
+// Internal limits and periods.
+const (
+	// joinRetryMin and joinRetryMax bound the backoff between join attempts while alone.
+	joinRetryMin = 500 * time.Millisecond
+	joinRetryMax = 30 * time.Second
+	// aloneCheck is how often the join loop checks whether this node is alone.
+	aloneCheck = 5 * time.Second
+	// reconnectEvery is how often one dead peer is tried again (heals partitions that
+	// outlived GossipToTheDeadTime, after which memberlist no longer gossips to it).
+	reconnectEvery = 15 * time.Second
+	// byeWindow is how long a goodbye counts: NotifyLeave within it after a goodbye is
+	// "left", and a goodbye within it after a NotifyLeave turns "dead" into "left".
+	byeWindow = 30 * time.Second
+	// rejectionTTL is how long a rejection stays listed after its last occurrence.
+	rejectionTTL = 10 * time.Minute
+	// maxRejections bounds the rejection list.
+	maxRejections = 64
+	// rejectionLogEvery rate-limits the warning for a node refused again for the same reason.
+	rejectionLogEvery = time.Minute
+	// defaultOpTimeout bounds SetMeta's and Leave's waits when given no deadline.
+	defaultOpTimeout = 5 * time.Second
+)
+
+// Membership is this node's membership in the cluster. Create it with Start; all methods
+// are safe for concurrent use.
+type Membership struct {
+	cfg     Config
+	log     *slog.Logger
+	list    *memberlist.Memberlist
+	self    netip.AddrPort
+	started time.Time
+	changed chan struct{}
+	bcast   *memberlist.TransmitLimitedQueue
+	// numAlive counts alive and suspect peers, for the broadcast queue's retransmit limit
+	// (read under memberlist's locks, so it must not take mu).
+	numAlive atomic.Int32
+
+	local  atomic.Pointer[localMeta]
+	metaMu sync.Mutex // serializes SetMeta
+
+	mu       sync.Mutex
+	peers    map[string]*peerRec
+	rejected map[string]*rejectionRec
+	states   map[string]stateEntry // attachment states by node, this node's included
+	byesSeen map[uint64]time.Time  // goodbye nonces already handled
+
+	lifeMu  sync.Mutex // serializes Leave and Shutdown
+	left    atomic.Bool
+	leftAt  atomic.Pointer[time.Time]
+	shut    atomic.Bool
+	leaving chan struct{} // closed by Leave
+	stop    chan struct{} // closed by Shutdown
+	wg      sync.WaitGroup
+}
+
+type localMeta struct {
+	meta Meta
+	raw  []byte
+}
+
+type peerRec struct {
+	Peer
+	lastAck time.Time // last direct probe ack (or when it became alive)
+	bye     time.Time // goodbye received while alive
+}
+
+type rejectionRec struct {
+	Rejection
+	lastLog time.Time
+}
+
+// Start creates this node's member, listening on Config.BindAddr and Port, and joins the
+// members in Config.Join. Peers start in any order: when no join address answers, Start
+// logs it and returns, and a background loop keeps retrying with backoff (0.5 s doubling to
+// 30 s) until one join succeeds. Later, whenever this node finds itself alone again (every
+// other member dead or left, e.g. after all hosts restarted), it re-joins the same way, and
+// every 15 s it tries one dead peer again, which heals partitions. ctx bounds only these
+// background joins; the membership itself runs until Shutdown.
+//
+// Start fails when the configuration is invalid, the port cannot be bound, or every join
+// address that answered was refused as incompatible (the error wraps ErrIncompatible and
+// says why, e.g. "tunnel vxlan != local gre").
+func Start(ctx context.Context, cfg Config) (*Membership, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, fmt.Errorf("peers: %w", err)
+	}
+	raw, err := encodeMeta(cfg.Meta)
+	if err != nil {
+		return nil, fmt.Errorf("peers: %w", err)
+	}
+	m := &Membership{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		started:  time.Now(),
+		changed:  make(chan struct{}, 1),
+		peers:    map[string]*peerRec{},
+		rejected: map[string]*rejectionRec{},
+		states:   map[string]stateEntry{},
+		byesSeen: map[uint64]time.Time{},
+		leaving:  make(chan struct{}),
+		stop:     make(chan struct{}),
+	}
+	m.local.Store(&localMeta{meta: cfg.Meta, raw: raw})
+	mc := cfg.memberlistConfig(&hooks{m: m})
+	m.bcast = &memberlist.TransmitLimitedQueue{
+		NumNodes:       func() int { return int(m.numAlive.Load()) + 1 },
+		RetransmitMult: mc.RetransmitMult,
+	}
+	list, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("peers: start gossip on %s port %d: %w", mc.BindAddr, cfg.Port, err)
+	}
+	m.list = list
+	ln := list.LocalNode()
+	m.self = nodeAddr(ln)
+	m.log.Info("gossip started", "addr", m.self, "encrypted", len(cfg.SecretKey) > 0)
+
+	targets := m.joinTargets()
+	if len(targets) > 0 {
+		n, err := m.join(targets)
+		switch {
+		case n > 0:
+			m.log.Info("joined the cluster", "contacted", n, "members", list.NumMembers())
+		case errors.Is(err, ErrIncompatible):
+			_ = list.Shutdown()
+			return nil, fmt.Errorf("peers: %w", err)
+		default:
+			m.log.Warn("cannot join any member yet; retrying in the background", "join", targets, "err", err)
+		}
+	}
+	m.wg.Add(2)
+	go m.maintain()
+	go m.joinLoop(ctx, targets)
+	return m, nil
+}
+
+// Local returns this node as a Peer: its name, gossip address, current metadata, and
+// State "alive" since Start, or "left" after Leave.
+func (m *Membership) Local() Peer {
+	p := Peer{Name: m.cfg.Name, Gossip: m.self, Meta: m.local.Load().meta, State: StateAlive, Since: m.started}
+	if t := m.leftAt.Load(); t != nil {
+		p.State, p.Since = StateLeft, *t
+	}
+	return p
+}
+
+// Peers returns every known peer except this node, sorted by name: alive and suspect ones,
+// and dead or left ones until Config.Forget after they died or left.
+func (m *Membership) Peers() []Peer {
+	m.mu.Lock()
+	out := make([]Peer, 0, len(m.peers))
+	for _, r := range m.peers {
+		out = append(out, r.Peer)
+	}
+	m.mu.Unlock()
+	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Changed returns a channel that receives a value after a peer joins, leaves, dies, becomes
+// suspect or alive again, changes its metadata or is forgotten, and when a node is newly
+// refused. It has a buffer of one and notifications coalesce: after a receive, read Peers
+// for the current view.
+func (m *Membership) Changed() <-chan struct{} { return m.changed }
+
+// SetMeta replaces the metadata this node announces and gossips it. It returns once the
+// update has been handed to gossip, or when ctx ends (after 5 s without a deadline); the
+// new metadata is in effect either way and keeps spreading. It fails for invalid metadata,
+// for a change the peers would refuse (by default: protocol, tunnel type or cluster CIDR),
+// and after Leave or Shutdown.
+func (m *Membership) SetMeta(ctx context.Context, meta Meta) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("set metadata: %w", err)
+	}
+	raw, err := encodeMeta(meta)
+	if err != nil {
+		return fmt.Errorf("set metadata: %w", err)
+	}
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
+	if m.left.Load() || m.shut.Load() {
+		return fmt.Errorf("set metadata: %w", ErrClosed)
+	}
+	old := m.local.Load()
+	if old.meta == meta {
+		return nil
+	}
+	if err := m.compatible(old.meta, meta); err != nil {
+		return fmt.Errorf("set metadata: the change would make peers refuse this node: %w", err)
+	}
+	m.local.Store(&localMeta{meta: meta, raw: raw})
+	m.log.Info("announcing new metadata", "subnet", meta.Subnet, "addr", meta.Addr, "mtu", meta.MTU)
+	timeout := defaultOpTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	if err := m.list.UpdateNode(timeout); err != nil {
+		m.log.Debug("metadata update still spreading", "err", err)
+	}
+	return nil
+}
+
+// Rejected returns the nodes refused in the last 10 minutes, sorted by name, with why.
+func (m *Membership) Rejected() []Rejection {
+	m.mu.Lock()
+	out := make([]Rejection, 0, len(m.rejected))
+	for _, r := range m.rejected {
+		out = append(out, r.Rejection)
+	}
+	m.mu.Unlock()
+	slices.SortFunc(out, func(a, b Rejection) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// NumMembers returns the number of alive and suspect members, this node included.
+func (m *Membership) NumMembers() int { return m.list.NumMembers() }
+
+// Leave announces that this node leaves the cluster, so that the peers show it as "left"
+// (not "dead") within about a second, and stops the background joins. It waits up to
+// timeout (5 s when timeout ≤ 0) for the announcement to be gossiped. The node keeps
+// answering gossip until Shutdown. Calling Leave again does nothing.
+func (m *Membership) Leave(timeout time.Duration) error {
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	if m.shut.Load() {
+		return fmt.Errorf("leave: %w", ErrClosed)
+	}
+	if m.left.Load() {
+		return nil
+	}
+	if timeout <= 0 {
+		timeout = defaultOpTimeout
+	}
+	deadline := time.Now().Add(timeout)
+	m.metaMu.Lock() // no SetMeta during or after leaving
+	m.left.Store(true)
+	m.metaMu.Unlock()
+	close(m.leaving)
+
+	// The goodbye goes first, so that peers know the coming NotifyLeave is a departure.
+	if m.numAlive.Load() > 0 {
+		done := make(chan struct{}, 1)
+		m.bcast.QueueBroadcast(&broadcast{name: "b/" + m.cfg.Name, msg: encodeBye(m.cfg.Name, newNonce()), notify: done})
+		select {
+		case <-done:
+		case <-time.After(timeout / 2):
+			m.log.Debug("goodbye still spreading")
+		}
+	}
+	err := m.list.Leave(max(time.Until(deadline), time.Millisecond))
+	now := time.Now()
+	m.leftAt.Store(&now)
+	if err != nil {
+		return fmt.Errorf("leave: %w", err)
+	}
+	m.log.Info("left the cluster")
+	return nil
+}
+
+// Shutdown stops gossip and every goroutine of this package, without announcing anything:
+// the peers detect this node as dead (call Leave first for a graceful exit). Calling it
+// again does nothing.
+func (m *Membership) Shutdown() error {
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	if m.shut.Swap(true) {
+		return nil
+	}
+	close(m.stop)
+	err := m.list.Shutdown()
+	m.wg.Wait()
+	m.bcast.Reset()
+	if err != nil {
+		return fmt.Errorf("shutdown gossip: %w", err)
+	}
+	return nil
+}
+
+// notify wakes whoever waits on Changed, without blocking.
+func (m *Membership) notify() {
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
+}
+
+// compatible applies Config.Compatible in both directions.
+func (m *Membership) compatible(local, remote Meta) error {
+	if err := m.cfg.Compatible(local, remote); err != nil {
+		return err
+	}
+	return m.cfg.Compatible(remote, local)
+}
+
+// checkRemote says why a remote node with metadata raw cannot be a member, or nil.
+func (m *Membership) checkRemote(raw []byte) error {
+	remote, err := decodeMeta(raw)
+	if err != nil {
+		return fmt.Errorf("unreadable metadata: %w", err)
+	}
+	if err := m.compatible(m.local.Load().meta, remote); err != nil {
+		return err
+	}
+	if err := remote.Validate(); err != nil {
+		return fmt.Errorf("invalid metadata: %w", err)
+	}
+	return nil
+}
+
+// reject records and logs that node name was refused.
+func (m *Membership) reject(name string, addr netip.AddrPort, reason error) {
+	now := time.Now()
+	m.mu.Lock()
+	r := m.rejected[name]
+	fresh := r == nil || r.Reason != reason.Error()
+	if fresh {
+		r = &rejectionRec{Rejection: Rejection{Name: name, Gossip: addr, Reason: reason.Error(), First: now}}
+		m.rejected[name] = r
+	}
+	r.Last = now
+	r.Count++
+	if addr.IsValid() {
+		r.Gossip = addr
+	}
+	warn := fresh || now.Sub(r.lastLog) >= rejectionLogEvery
+	if warn {
+		r.lastLog = now
+	}
+	if len(m.rejected) > maxRejections {
+		oldest := ""
+		for n, o := range m.rejected {
+			if oldest == "" || o.Last.Before(m.rejected[oldest].Last) {
+				oldest = n
+			}
+		}
+		delete(m.rejected, oldest)
+	}
+	count := r.Count
+	m.mu.Unlock()
+	level := slog.LevelDebug
+	if warn {
+		level = slog.LevelWarn
+	}
+	m.log.Log(context.Background(), level, "refusing node "+name+": "+reason.Error(), "node", name, "addr", addr, "times", count)
+	if fresh {
+		m.notify()
+	}
+}
+
+// peerAlive records that a peer joined (or came back).
+func (m *Membership) peerAlive(n *memberlist.Node, meta Meta) {
+	now := time.Now()
+	m.mu.Lock()
+	r := m.peers[n.Name]
+	back := r != nil
+	if r == nil {
+		r = &peerRec{}
+		m.peers[n.Name] = r
+	}
+	r.Peer = Peer{Name: n.Name, Gossip: nodeAddr(n), Meta: meta, State: StateAlive, Since: now}
+	r.lastAck, r.bye = now, time.Time{}
+	delete(m.rejected, n.Name)
+	m.countAliveLocked()
+	m.mu.Unlock()
+	msg := "peer joined"
+	if back {
+		msg = "peer is back"
+	}
+	m.log.Info(msg, "peer", n.Name, "addr", meta.Addr, "subnet", meta.Subnet)
+	m.notify()
+}
+
+// peerUpdated records a peer's new metadata.
+func (m *Membership) peerUpdated(n *memberlist.Node, meta Meta) {
+	m.mu.Lock()
+	r := m.peers[n.Name]
+	if r == nil {
+		m.mu.Unlock()
+		m.peerAlive(n, meta)
+		return
+	}
+	r.Meta, r.Gossip = meta, nodeAddr(n)
+	m.mu.Unlock()
+	m.log.Info("peer metadata changed", "peer", n.Name, "addr", meta.Addr, "subnet", meta.Subnet)
+	m.notify()
+}
+
+// peerGone records that memberlist declared a peer dead or left.
+func (m *Membership) peerGone(n *memberlist.Node) {
+	now := time.Now()
+	m.mu.Lock()
+	r := m.peers[n.Name]
+	if r == nil {
+		r = &peerRec{Peer: Peer{Name: n.Name, Gossip: nodeAddr(n)}}
+		if meta, err := decodeMeta(n.Meta); err == nil {
+			r.Meta = meta
+		}
+		m.peers[n.Name] = r
+	}
+	r.State, r.Since = StateDead, now
+	if !r.bye.IsZero() && now.Sub(r.bye) < byeWindow {
+		r.State = StateLeft
+	}
+	st := r.State
+	m.countAliveLocked()
+	m.mu.Unlock()
+	if st == StateLeft {
+		m.log.Info("peer left", "peer", n.Name)
+	} else {
+		m.log.Warn("peer failed", "peer", n.Name)
+	}
+	m.notify()
+}
+
+// peerSaidBye handles a peer's goodbye.
+func (m *Membership) peerSaidBye(name string) {
+	now := time.Now()
+	m.mu.Lock()
+	r := m.peers[name]
+	upgraded := false
+	switch {
+	case r == nil:
+	case r.State == StateDead && now.Sub(r.Since) < byeWindow:
+		r.State, upgraded = StateLeft, true
+	case r.State == StateAlive || r.State == StateSuspect:
+		r.bye = now
+	}
+	m.mu.Unlock()
+	if upgraded {
+		m.log.Info("peer left", "peer", name)
+		m.notify()
+	}
+}
+
+// acked records a direct probe answered by peer name.
+func (m *Membership) acked(name string) {
+	now := time.Now()
+	m.mu.Lock()
+	r := m.peers[name]
+	back := false
+	if r != nil {
+		r.lastAck = now
+		if r.State == StateSuspect {
+			r.State, r.Since, back = StateAlive, now, true
+		}
+	}
+	m.mu.Unlock()
+	if back {
+		m.log.Info("peer answers probes again", "peer", name)
+		m.notify()
+	}
+}
+
+func (m *Membership) countAliveLocked() {
+	n := 0
+	for _, r := range m.peers {
+		if r.State == StateAlive || r.State == StateSuspect {
+			n++
+		}
+	}
+	m.numAlive.Store(int32(n))
+}
+
+// suspectAfter is how long a peer may leave this node's direct probes unanswered before it
+// is shown as suspect: three rounds of this node's round-robin probing (each peer is probed
+// once per round of members−1 probe intervals, stretched by memberlist's health awareness),
+// and at least 2 s.
+func (m *Membership) suspectAfter(members, health int) time.Duration {
+	round := time.Duration(max(members-1, 1)) * m.cfg.Timings.ProbeInterval * time.Duration(health+1)
+	return max(3*round, 2*time.Second)
+}
+
+// maintain runs the periodic housekeeping: suspicion, forgetting, expiring records.
+func (m *Membership) maintain() {
+	defer m.wg.Done()
+	t := time.NewTicker(min(m.cfg.Timings.ProbeInterval, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		m.housekeep(time.Now())
+	}
+}
+
+func (m *Membership) housekeep(now time.Time) {
+	after := m.suspectAfter(m.list.NumMembers(), m.list.GetHealthScore())
+	var suspects, forgotten []string
+	m.mu.Lock()
+	for name, r := range m.peers {
+		switch r.State {
+		case StateAlive:
+			if now.Sub(r.lastAck) > after {
+				r.State, r.Since = StateSuspect, now
+				suspects = append(suspects, name)
+			}
+		case StateDead, StateLeft:
+			if now.Sub(r.Since) > m.cfg.Forget {
+				delete(m.peers, name)
+				delete(m.states, name)
+				forgotten = append(forgotten, name)
+			}
+		}
+		if !r.bye.IsZero() && now.Sub(r.bye) > byeWindow {
+			r.bye = time.Time{}
+		}
+	}
+	for name, r := range m.rejected {
+		if now.Sub(r.Last) > rejectionTTL {
+			delete(m.rejected, name)
+		}
+	}
+	for nonce, at := range m.byesSeen {
+		if now.Sub(at) > 2*byeWindow {
+			delete(m.byesSeen, nonce)
+		}
+	}
+	for name, s := range m.states {
+		if _, known := m.peers[name]; !known && name != m.cfg.Name && now.Sub(s.at) > unknownStateTTL {
+			delete(m.states, name)
+		}
+	}
+	m.countAliveLocked()
+	m.mu.Unlock()
+	for _, name := range suspects {
+		m.log.Warn("peer does not answer this node's probes", "peer", name, "for", after)
+	}
+	for _, name := range forgotten {
+		m.log.Debug("forgetting peer", "peer", name)
+	}
+	if len(suspects)+len(forgotten) > 0 {
+		m.notify()
+	}
+}
+
+// nodeAddr is n's gossip address.
+func nodeAddr(n *memberlist.Node) netip.AddrPort {
+	a, ok := netip.AddrFromSlice(n.Addr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(a.Unmap(), n.Port)
+}

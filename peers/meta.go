@@ -1,0 +1,140 @@
+package peers
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// ProtocolVersion is the version of what fabricd nodes announce and expect of each other.
+// Nodes with different versions refuse each other (see DefaultCompatible).
+const ProtocolVersion = 1
+
+// Tunnel types a node may announce in Meta.Tunnel.
+const (
+	TunnelGRE   = "gre"
+	TunnelVXLAN = "vxlan"
+)
+
+// Meta is what a node announces to the others in its memberlist node metadata. It is
+// encoded as JSON with short keys and must fit memberlist.MetaMaxSize (512 bytes); a
+// typical IPv4 node takes about 110 bytes, an IPv6 one about 190.
+type Meta struct {
+	// Proto is the announcing node's ProtocolVersion.
+	Proto int
+	// Addr is the underlay IP the others build their tunnels to.
+	Addr netip.Addr
+	// Subnet is the node's claimed container subnet; the zero Prefix while unclaimed.
+	Subnet netip.Prefix
+	// SubnetSince is when the claim was made (Unix milliseconds); the controller's conflict
+	// rule orders competing claims by it.
+	SubnetSince int64
+	// Tunnel is the tunnel type, TunnelGRE or TunnelVXLAN.
+	Tunnel string
+	// ClusterCIDR is the network all subnets are carved from.
+	ClusterCIDR netip.Prefix
+	// MTU is the node's container MTU; 0 when not announced.
+	MTU int
+}
+
+// wireMeta is Meta's encoding: short keys keep it far below memberlist.MetaMaxSize.
+type wireMeta struct {
+	Proto       int          `json:"v"`
+	Addr        netip.Addr   `json:"a,omitzero"`
+	Subnet      netip.Prefix `json:"s,omitzero"`
+	SubnetSince int64        `json:"t,omitempty"`
+	Tunnel      string       `json:"u,omitempty"`
+	ClusterCIDR netip.Prefix `json:"c,omitzero"`
+	MTU         int          `json:"m,omitempty"`
+}
+
+// Validate checks that m is complete and consistent: a protocol version, a valid underlay
+// address, a known tunnel type, a cluster CIDR and, when claimed, a subnet inside it.
+func (m Meta) Validate() error {
+	switch {
+	case m.Proto < 1:
+		return fmt.Errorf("protocol version %d: must be at least 1", m.Proto)
+	case !m.Addr.IsValid() || m.Addr.IsUnspecified():
+		return fmt.Errorf("underlay address %q: must be a unicast IP", m.Addr)
+	case m.Addr.Zone() != "":
+		return fmt.Errorf("underlay address %s: zones are not supported", m.Addr)
+	case m.Tunnel != TunnelGRE && m.Tunnel != TunnelVXLAN:
+		return fmt.Errorf("tunnel type %q: must be %q or %q", m.Tunnel, TunnelGRE, TunnelVXLAN)
+	case !m.ClusterCIDR.IsValid():
+		return errors.New("cluster CIDR missing")
+	case m.ClusterCIDR != m.ClusterCIDR.Masked():
+		return fmt.Errorf("cluster CIDR %s has host bits set", m.ClusterCIDR)
+	case m.SubnetSince < 0:
+		return fmt.Errorf("subnet claim time %d is negative", m.SubnetSince)
+	case m.MTU < 0 || m.MTU > 65535:
+		return fmt.Errorf("MTU %d out of range", m.MTU)
+	}
+	if m.Subnet.IsValid() {
+		if m.Subnet != m.Subnet.Masked() {
+			return fmt.Errorf("subnet %s has host bits set", m.Subnet)
+		}
+		if m.Subnet.Bits() < m.ClusterCIDR.Bits() || !m.ClusterCIDR.Contains(m.Subnet.Addr()) {
+			return fmt.Errorf("subnet %s is outside cluster CIDR %s", m.Subnet, m.ClusterCIDR)
+		}
+	} else if m.Subnet != (netip.Prefix{}) {
+		return fmt.Errorf("subnet %s is invalid", m.Subnet)
+	}
+	return nil
+}
+
+// encodeMeta validates m and encodes it for memberlist's node metadata.
+func encodeMeta(m Meta) ([]byte, error) {
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid metadata: %w", err)
+	}
+	b, err := json.Marshal(wireMeta(m))
+	if err != nil {
+		return nil, fmt.Errorf("encode metadata: %w", err)
+	}
+	if len(b) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("encoded metadata is %d bytes, more than memberlist's limit of %d", len(b), memberlist.MetaMaxSize)
+	}
+	return b, nil
+}
+
+// decodeMeta parses what encodeMeta made. It checks only the encoding, not the content, so
+// that a node of another protocol version is refused for its version (see checkRemote)
+// rather than for fields it may use differently. Unknown keys are ignored.
+func decodeMeta(b []byte) (Meta, error) {
+	if len(b) == 0 {
+		return Meta{}, errors.New("no metadata")
+	}
+	if len(b) > memberlist.MetaMaxSize {
+		return Meta{}, fmt.Errorf("metadata is %d bytes, more than %d", len(b), memberlist.MetaMaxSize)
+	}
+	var w wireMeta
+	if err := json.Unmarshal(b, &w); err != nil {
+		return Meta{}, fmt.Errorf("decode metadata: %w", err)
+	}
+	return Meta(w), nil
+}
+
+// DefaultCompatible is the compatibility rule used when Config.Compatible is nil: both
+// nodes speak the same protocol version, use the same tunnel type and share the cluster
+// CIDR. The error says what differs, remote value first ("tunnel vxlan != local gre").
+func DefaultCompatible(local, remote Meta) error {
+	switch {
+	case remote.Proto != local.Proto:
+		return fmt.Errorf("protocol version %d != local %d", remote.Proto, local.Proto)
+	case remote.Tunnel != local.Tunnel:
+		return fmt.Errorf("tunnel %s != local %s", orNone(remote.Tunnel), orNone(local.Tunnel))
+	case remote.ClusterCIDR != local.ClusterCIDR:
+		return fmt.Errorf("cluster CIDR %s != local %s", orNone(remote.ClusterCIDR.String()), orNone(local.ClusterCIDR.String()))
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" || s == "invalid Prefix" {
+		return "(none)"
+	}
+	return s
+}
