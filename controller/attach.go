@@ -213,6 +213,10 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 		}
 		return api.Attachment{}, fmt.Errorf("add port %s to %s: %w", port, c.s.Bridge, err)
 	}
+	// The address may have belonged to a container detached a moment ago.
+	if err := c.k.ForgetNeighbor(c.s.GatewayPort, ip); err != nil {
+		c.log.Warn("forget stale neighbour", "ip", ip, "err", err)
+	}
 	c.log.Info("attached", "container", a.Container, "netns", a.NetNS, "ip", a.IP, "mac", a.MAC, "port", port)
 	return a, nil
 }
@@ -270,6 +274,11 @@ func (c *Controller) removeAttachment(ctx context.Context, a api.Attachment) err
 	}
 	if err := c.k.Detach(a.Port); err != nil {
 		return fmt.Errorf("delete veth %s: %w", a.Port, err)
+	}
+	if p, err := netip.ParsePrefix(a.IP); err == nil {
+		if err := c.k.ForgetNeighbor(c.s.GatewayPort, p.Addr()); err != nil {
+			c.log.Warn("forget neighbour", "ip", p.Addr(), "err", err)
+		}
 	}
 	c.log.Info("detached", "container", a.Container, "ip", a.IP, "port", a.Port)
 	return nil

@@ -51,6 +51,7 @@ type Kernel interface {
 	Detach(hostIf string) error
 	NetNSExists(path string) bool
 	ReconcileNAT(r natrules.Rules) (bool, error)
+	ForgetNeighbor(dev string, ip netip.Addr) error
 }
 
 // Membership is what the controller needs from gossip.

@@ -41,3 +41,8 @@ func (HostKernel) NetNSExists(path string) bool { return netplumb.NetNSExists(pa
 
 // ReconcileNAT makes fabricd's nftables table equal r.
 func (HostKernel) ReconcileNAT(r natrules.Rules) (bool, error) { return natrules.Reconcile(r) }
+
+// ForgetNeighbor drops the host's ARP entry for ip on dev.
+func (HostKernel) ForgetNeighbor(dev string, ip netip.Addr) error {
+	return netplumb.ForgetNeighbor(dev, ip)
+}

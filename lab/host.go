@@ -61,6 +61,9 @@ func (l *Lab) AddHost(ctx context.Context) (*Host, error) {
 			return nil, fmt.Errorf("host %s underlay: %w", name, err)
 		}
 	}
+	if err := l.wireLike(ctx, h.NetNS, "u-"+name); err != nil {
+		return nil, err
+	}
 	if err := h.createDB(ctx); err != nil {
 		return nil, err
 	}

@@ -120,7 +120,7 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	for _, bin := range []string{"ip", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl"} {
+	for _, bin := range []string{"ip", "ethtool", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl"} {
 		if _, err := lookPath(bin); err != nil {
 			return nil, fmt.Errorf("lab needs %s: %w", bin, err)
 		}
@@ -251,11 +251,30 @@ func (l *Lab) addExternal(ctx context.Context) error {
 			return fmt.Errorf("external node: %w", err)
 		}
 	}
+	if err := l.wireLike(ctx, ns, "u-ext"); err != nil {
+		return err
+	}
 	l.mu.Lock()
 	l.External, l.ExternalIP = ns, ip.Addr()
 	l.st.External, l.st.ExtIP = ns, ip.Addr().String()
 	l.mu.Unlock()
 	return l.save()
+}
+
+// wireLike makes an underlay veth pair (eth0 in ns, underlayEnd in the underlay namespace)
+// behave like a cable between real NICs: frames leave with complete checksums. A veth
+// otherwise hands out frames whose TCP/UDP checksum is left to "hardware", which the
+// userspace datapath (reading them through a raw socket) forwards unfinished.
+func (l *Lab) wireLike(ctx context.Context, ns, underlayEnd string) error {
+	for _, args := range [][]string{
+		{"ip", "netns", "exec", ns, "ethtool", "-K", "eth0", "tx", "off"},
+		{"ip", "netns", "exec", l.underlayNS(), "ethtool", "-K", underlayEnd, "tx", "off"},
+	} {
+		if err := run(ctx, args[0], args[1:]...); err != nil {
+			return fmt.Errorf("checksum offload off: %w", err)
+		}
+	}
+	return nil
 }
 
 // save writes the state file atomically.

@@ -151,6 +151,8 @@ func TestParseMemberlistLine(t *testing.T) {
 		{"[WARN] memberlist: Refuting a suspect message (from: a)", slog.LevelWarn, "Refuting a suspect message (from: a)"},
 		{"[ERR] memberlist: Failed push/pull merge: x", slog.LevelError, "Failed push/pull merge: x"},
 		{"[ERROR] something", slog.LevelError, "something"},
+		{"[ERR] memberlist: Failed to send gossip to 127.0.0.1:2: write udp 127.0.0.1:1->127.0.0.1:2: use of closed network connection",
+			slog.LevelDebug, "Failed to send gossip to 127.0.0.1:2: write udp 127.0.0.1:1->127.0.0.1:2: use of closed network connection"},
 		{"Err: Could not set the deadline: x", slog.LevelInfo, "Err: Could not set the deadline: x"},
 		{"\n", slog.LevelInfo, ""},
 	} {
@@ -258,5 +260,22 @@ func TestStateCodec(t *testing.T) {
 		if _, err := decodeStates(bad); err == nil {
 			t.Errorf("decodeStates(%v) succeeded", bad)
 		}
+	}
+}
+
+func TestLogWriter(t *testing.T) {
+	var buf bytes.Buffer
+	w := &logWriter{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	for _, l := range []string{"[DEBUG] memberlist: chatter\n", "[WARN] memberlist: Refuting a dead message (from: b)\n"} {
+		if n, err := w.Write([]byte(l)); n != len(l) || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	out := buf.String()
+	if strings.Contains(out, "chatter") {
+		t.Errorf("debug line logged at Info: %s", out)
+	}
+	if !strings.Contains(out, `level=WARN msg="Refuting a dead message (from: b)" src=memberlist`) {
+		t.Errorf("warning not logged as such: %s", out)
 	}
 }

@@ -35,7 +35,8 @@ func (w *logWriter) Write(p []byte) (int, error) {
 }
 
 // parseMemberlistLine splits a memberlist log line into its level and message. Lines
-// without a known prefix are logged at Info.
+// without a known prefix are logged at Info; errors from this node's own closed sockets
+// (during Shutdown) at Debug.
 func parseMemberlistLine(line string) (slog.Level, string) {
 	line = strings.TrimSpace(line)
 	level := slog.LevelInfo
@@ -46,5 +47,9 @@ func parseMemberlistLine(line string) (slog.Level, string) {
 		}
 	}
 	line = strings.TrimPrefix(line, "memberlist: ")
+	if level > slog.LevelDebug && strings.Contains(line, "use of closed network connection") {
+		// Sends racing this node's own Shutdown: expected, not worth a warning.
+		level = slog.LevelDebug
+	}
 	return level, line
 }

@@ -600,6 +600,9 @@ func (m *Membership) housekeep(now time.Time) {
 	}
 	m.countAliveLocked()
 	m.mu.Unlock()
+	if m.bcast.NumQueued() > maxQueuedBroadcasts {
+		m.bcast.Prune(maxQueuedBroadcasts)
+	}
 	for _, name := range suspects {
 		m.log.Warn("peer does not answer this node's probes", "peer", name, "for", after)
 	}
