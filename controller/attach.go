@@ -45,7 +45,7 @@ func (c *Controller) resolve(ctx context.Context, target string) (Target, error)
 			return Target{}, badRequest("target %q: pid must be a positive number", target)
 		}
 		path := fmt.Sprintf("/proc/%d/ns/net", pid)
-		if !netplumb.NetNSExists(path) {
+		if !c.k.NetNSExists(path) {
 			return Target{}, notFound("target %q: no process %d (no %s)", target, pid, path)
 		}
 		return Target{Key: path, Name: target, NetNS: path}, nil
@@ -53,7 +53,7 @@ func (c *Controller) resolve(ctx context.Context, target string) (Target, error)
 		if _, err := os.Stat(target); err != nil {
 			return Target{}, notFound("target %q: netns path does not exist", target)
 		}
-		if !netplumb.NetNSExists(target) {
+		if !c.k.NetNSExists(target) {
 			return Target{}, badRequest("target %q is not a network namespace", target)
 		}
 		name := target

@@ -10,65 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ovn-org/libovsdb/client"
-	"github.com/ovn-org/libovsdb/database/inmemory"
-	"github.com/ovn-org/libovsdb/model"
-	libovsdb "github.com/ovn-org/libovsdb/ovsdb"
-	"github.com/ovn-org/libovsdb/server"
-
-	"github.com/ovsfabric/ovsfabric/ovsdb/vswitchd"
+	"github.com/ovsfabric/ovsfabric/ovsdb/ovsdbtest"
 )
 
-// startServer runs libovsdb's in-memory OVSDB server with the Open_vSwitch schema and its
-// root row on a unix socket, and returns the endpoint.
-func startServer(t *testing.T) string {
-	t.Helper()
-	clientModel, err := vswitchd.FullDatabaseModel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	schema := vswitchd.Schema()
-	dbModel, errs := model.NewDatabaseModel(schema, clientModel)
-	if len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	db := inmemory.NewDatabase(map[string]model.ClientDBModel{schema.Name: clientModel})
-	srv, err := server.NewOvsdbServer(db, dbModel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(t.TempDir(), "db.sock")
-	go func() { _ = srv.Serve("unix", sock) }()
-	t.Cleanup(srv.Close)
-	deadline := time.Now().Add(5 * time.Second)
-	for !srv.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("in-memory OVSDB server not ready")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	// The root row, as `ovs-vsctl init` makes it.
-	c, err := client.NewOVSDBClient(clientModel, client.WithEndpoint("unix:"+sock))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Connect(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ops, err := c.Create(&vswitchd.OpenvSwitch{UUID: "root", ExternalIDs: map[string]string{"system-id": "test"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := c.Transact(context.Background(), ops...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := libovsdb.CheckOperationResults(res, ops); err != nil {
-		t.Fatal(err)
-	}
-	return "unix:" + sock
-}
+func startServer(t *testing.T) string { return ovsdbtest.Start(t) }
 
 func dial(t *testing.T, endpoint string) *Client {
 	t.Helper()

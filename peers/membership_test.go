@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"runtime"
 	"strings"
@@ -152,31 +153,41 @@ func TestLeave(t *testing.T) {
 }
 
 func TestFailureDetection(t *testing.T) {
-	ms := cluster(t, 3, nil)
-	waitFor(t, 10*time.Second, "convergence", func() bool { return allSee(ms) })
-	time.Sleep(time.Second) // a few rounds of probing in steady state
-	begin := time.Now()
-	if err := ms[2].Shutdown(); err != nil {
-		t.Fatal(err)
-	}
-	var first time.Duration
-	took := waitFor(t, 15*time.Second, "others to see n2 dead", func() bool {
-		d0, d1 := peerState(ms[0], "n2") == StateDead, peerState(ms[1], "n2") == StateDead
-		if first == 0 && (d0 || d1) {
-			first = time.Since(begin)
-		}
-		return d0 && d1
-	})
-	t.Logf("failure detection, 3 members: first peer saw n2 dead after %s, both after %s", first, took)
-	if took > 8*time.Second {
-		t.Errorf("detection took %s, expected a few seconds", took)
-	}
-	for _, m := range ms[:2] {
-		for _, p := range m.Peers() {
-			if p.Name == "n2" && time.Since(p.Since) > took+time.Second {
-				t.Errorf("Since %s is not the time of death", p.Since)
+	for _, n := range []int{3, 6} {
+		t.Run(fmt.Sprintf("%d members", n), func(t *testing.T) {
+			ms := cluster(t, n, nil)
+			waitFor(t, 10*time.Second, "convergence", func() bool { return allSee(ms) })
+			time.Sleep(time.Second) // a few rounds of probing in steady state
+			victim, others := ms[n-1], ms[:n-1]
+			begin := time.Now()
+			if err := victim.Shutdown(); err != nil {
+				t.Fatal(err)
 			}
-		}
+			var first time.Duration
+			took := waitFor(t, 15*time.Second, "others to see the victim dead", func() bool {
+				dead := 0
+				for _, m := range others {
+					if peerState(m, victim.cfg.Name) == StateDead {
+						dead++
+					}
+				}
+				if first == 0 && dead > 0 {
+					first = time.Since(begin)
+				}
+				return dead == len(others)
+			})
+			t.Logf("failure detection, %d members: first peer saw %s dead after %s, all %d after %s", n, victim.cfg.Name, first, len(others), took)
+			if took > 8*time.Second {
+				t.Errorf("detection took %s, expected a few seconds", took)
+			}
+			for _, m := range others {
+				for _, p := range m.Peers() {
+					if p.Name == victim.cfg.Name && time.Since(p.Since) > took+time.Second {
+						t.Errorf("Since %s is not the time of death", p.Since)
+					}
+				}
+			}
+		})
 	}
 }
 

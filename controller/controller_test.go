@@ -1,0 +1,446 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ovsfabric/ovsfabric/api"
+	"github.com/ovsfabric/ovsfabric/natrules"
+	"github.com/ovsfabric/ovsfabric/netplumb"
+	"github.com/ovsfabric/ovsfabric/ovsdb"
+	"github.com/ovsfabric/ovsfabric/ovsdb/ovsdbtest"
+	"github.com/ovsfabric/ovsfabric/peers"
+)
+
+// fakeKernel records the kernel state the controller asks for. The real one is proven in the
+// lab; here it lets the reconcile logic run without root.
+type fakeKernel struct {
+	mu     sync.Mutex
+	addrs  map[string][]netip.Prefix
+	routes []netplumb.Route
+	writes int
+	nat    natrules.Rules
+}
+
+func (k *fakeKernel) WaitLink(context.Context, string) error { return nil }
+func (k *fakeKernel) SetLinkUp(string, int) (bool, error)    { return false, nil }
+func (k *fakeKernel) ReconcileAddrs(dev string, want []netip.Prefix, _ netip.Prefix) (bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.addrs == nil {
+		k.addrs = map[string][]netip.Prefix{}
+	}
+	if len(k.addrs[dev]) == len(want) && (len(want) == 0 || k.addrs[dev][0] == want[0]) {
+		return false, nil
+	}
+	k.addrs[dev] = want
+	k.writes++
+	return true, nil
+}
+func (k *fakeKernel) ReconcileRoutes(desired []netplumb.Route) (netplumb.RouteChanges, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var rc netplumb.RouteChanges
+	have := map[netip.Prefix]bool{}
+	for _, r := range k.routes {
+		have[r.Dst] = true
+	}
+	want := map[netip.Prefix]bool{}
+	for _, r := range desired {
+		want[r.Dst] = true
+		if !have[r.Dst] {
+			rc.Added = append(rc.Added, r)
+		}
+	}
+	for _, r := range k.routes {
+		if !want[r.Dst] {
+			rc.Removed = append(rc.Removed, r)
+		}
+	}
+	if len(rc.Added)+len(rc.Removed) > 0 {
+		k.writes++
+	}
+	k.routes = append([]netplumb.Route(nil), desired...)
+	return rc, nil
+}
+func (k *fakeKernel) SetForwarding(bool) error { return nil }
+func (k *fakeKernel) Attach(a netplumb.Attachment) (netplumb.AttachResult, error) {
+	return netplumb.AttachResult{MAC: a.MAC, HostIf: a.HostIf}, nil
+}
+func (k *fakeKernel) Detach(string) error                     { return nil }
+func (k *fakeKernel) NetNSExists(p string) bool               { _, err := os.Stat(p); return err == nil }
+func (k *fakeKernel) ForgetNeighbor(string, netip.Addr) error { return nil }
+func (k *fakeKernel) ReconcileNAT(r natrules.Rules) (bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.nat = r
+	return false, nil
+}
+
+// fakeMembers is a gossip view set by the test.
+type fakeMembers struct {
+	mu    sync.Mutex
+	peers []peers.Peer
+	meta  peers.Meta
+	ch    chan struct{}
+}
+
+func (m *fakeMembers) Peers() []peers.Peer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]peers.Peer(nil), m.peers...)
+}
+func (m *fakeMembers) Changed() <-chan struct{} { return m.ch }
+func (m *fakeMembers) SetMeta(_ context.Context, meta peers.Meta) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.meta = meta
+	return nil
+}
+func (m *fakeMembers) NumMembers() int             { return len(m.Peers()) + 1 }
+func (m *fakeMembers) Rejected() []peers.Rejection { return nil }
+func (m *fakeMembers) set(ps ...peers.Peer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.peers = ps
+}
+
+func peer(name, underlay, subnet string, st peers.State, since time.Time) peers.Peer {
+	return peers.Peer{Name: name, State: st, Since: since, Meta: peers.Meta{
+		Proto: peers.ProtocolVersion, Addr: netip.MustParseAddr(underlay), Subnet: netip.MustParsePrefix(subnet),
+		SubnetSince: 1, Tunnel: "vxlan", ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
+	}}
+}
+
+func settings(t *testing.T, subnet string) Settings {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Name = "h1"
+	cfg.AdvertiseAddr = "172.30.0.11"
+	cfg.Subnet = subnet
+	cfg.DeadPeerGrace = time.Minute
+	s, err := cfg.Validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.UnderlayMTU, s.DatapathType = 1500, "netdev"
+	return s
+}
+
+func newController(t *testing.T, endpoint string, s Settings, m *fakeMembers) (*Controller, *ovsdb.Client, *fakeKernel) {
+	t.Helper()
+	ctx := context.Background()
+	sw, err := ovsdb.Dial(ctx, endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sw.Close)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := sw.SystemExternalIDs(ctx); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	k := &fakeKernel{}
+	c := New(s, sw, k, slog.New(slog.DiscardHandler))
+	if err := c.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.SetMembership(m)
+	return c, sw, k
+}
+
+func tunnelPeers(t *testing.T, sw *ovsdb.Client) string {
+	t.Helper()
+	ps, err := sw.Ports(context.Background(), "br-int")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range ps {
+		if p.ExternalIDs[ovsdb.KeyRole] == ovsdb.RoleTunnel {
+			out = append(out, p.ExternalIDs[ovsdb.KeyPeer])
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+func TestReconcileLifecycle(t *testing.T) {
+	ctx := context.Background()
+	ep := ovsdbtest.Start(t)
+	now := time.Now()
+	m := &fakeMembers{ch: make(chan struct{})}
+	m.set(peer("h2", "172.30.0.12", "10.244.2.0/24", peers.StateAlive, now), peer("h3", "172.30.0.13", "10.244.3.0/24", peers.StateAlive, now))
+	c, sw, k := newController(t, ep, settings(t, "10.244.1.0/24"), m)
+
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := tunnelPeers(t, sw); got != "h2,h3" {
+		t.Fatalf("tunnels to %q, want h2,h3", got)
+	}
+	if len(k.routes) != 2 || k.addrs["fabric0"][0] != netip.MustParsePrefix("10.244.1.1/24") {
+		t.Fatalf("routes %v addrs %v", k.routes, k.addrs)
+	}
+	if !k.nat.Masquerade || k.nat.ClusterCIDR != netip.MustParsePrefix("10.244.0.0/16") {
+		t.Errorf("NAT rules %+v", k.nat)
+	}
+	ids, _ := sw.SystemExternalIDs(ctx)
+	if ids[KeySubnet] != "10.244.1.0/24" || ids[KeyNode] != "h1" {
+		t.Errorf("claim not persisted: %v", ids)
+	}
+
+	// Level-triggered: syncing again with the same facts writes nothing anywhere.
+	tx, kw := sw.Transactions(), k.writes
+	for i := 0; i < 3; i++ {
+		if err := c.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sw.Transactions() != tx || k.writes != kw {
+		t.Errorf("no-change syncs wrote: %d OVSDB transactions, %d kernel writes", sw.Transactions()-tx, k.writes-kw)
+	}
+
+	// A failed peer keeps its tunnel during the grace; a peer that left loses it at once.
+	m.set(peer("h2", "172.30.0.12", "10.244.2.0/24", peers.StateDead, now), peer("h3", "172.30.0.13", "10.244.3.0/24", peers.StateLeft, now))
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := tunnelPeers(t, sw); got != "h2" {
+		t.Errorf("after h2 failed and h3 left: tunnels to %q, want h2", got)
+	}
+	m.set(peer("h2", "172.30.0.12", "10.244.2.0/24", peers.StateDead, now.Add(-2*time.Minute)))
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := tunnelPeers(t, sw); got != "" || len(k.routes) != 0 {
+		t.Errorf("after the grace: tunnels %q routes %v", got, k.routes)
+	}
+	st := c.Status()
+	if st.Subnet != "10.244.1.0/24" || st.MTU != 1450 || len(st.Peers) != 1 || st.Peers[0].Note == "" {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// TestRestartAdoptsWithoutChanges: a new controller on the same OVSDB (fabricd restarted)
+// adopts the tunnels and changes nothing, even before gossip has told it anything.
+func TestRestartAdoptsWithoutChanges(t *testing.T) {
+	ctx := context.Background()
+	ep := ovsdbtest.Start(t)
+	now := time.Now()
+	m := &fakeMembers{ch: make(chan struct{})}
+	m.set(peer("h2", "172.30.0.12", "10.244.2.0/24", peers.StateAlive, now))
+	s := settings(t, "")
+	c, sw, _ := newController(t, ep, s, m)
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	claimed := c.Status().Subnet
+	if claimed == "" || tunnelPeers(t, sw) != "h2" {
+		t.Fatalf("first run: subnet %q tunnels %q", claimed, tunnelPeers(t, sw))
+	}
+
+	empty := &fakeMembers{ch: make(chan struct{})} // gossip has not converged yet
+	c2, sw2, _ := newController(t, ep, s, empty)
+	if c2.Status().Subnet != claimed {
+		t.Errorf("restart picked %q, want the persisted %q", c2.Status().Subnet, claimed)
+	}
+	if err := c2.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sw2.Transactions() != 0 {
+		t.Errorf("restart sent %d OVSDB transactions", sw2.Transactions())
+	}
+	if got := tunnelPeers(t, sw2); got != "h2" {
+		t.Errorf("restart dropped the tunnel: %q", got)
+	}
+}
+
+func TestSubnetConflicts(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	older := peer("h0", "172.30.0.10", "10.244.1.0/24", peers.StateAlive, now)
+	older.Meta.SubnetSince = 1 // claimed long before ours
+
+	// A static subnet that an older claim holds: refused.
+	m := &fakeMembers{ch: make(chan struct{})}
+	m.set(older)
+	c, _, _ := newController(t, ovsdbtest.Start(t), settings(t, "10.244.1.0/24"), m)
+	if err := c.Sync(ctx); !errors.Is(err, ErrSubnetConflict) || !strings.Contains(err.Error(), "h0") {
+		t.Errorf("static conflict: %v", err)
+	}
+
+	// A claimed subnet that loses: re-picked, persisted and announced.
+	m2 := &fakeMembers{ch: make(chan struct{})}
+	c2, sw2, _ := newController(t, ovsdbtest.Start(t), settings(t, ""), m2)
+	if err := c2.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mine := c2.Status().Subnet
+	rival := peer("h0", "172.30.0.10", mine, peers.StateAlive, now)
+	rival.Meta.SubnetSince = 1
+	m2.set(rival)
+	if err := c2.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := c2.Status().Subnet; got == mine || got == "" {
+		t.Errorf("after losing %s the node holds %q", mine, got)
+	}
+	if m2.meta.Subnet.String() != c2.Status().Subnet {
+		t.Errorf("new claim not announced: %v", m2.meta.Subnet)
+	}
+	if ids, _ := sw2.SystemExternalIDs(ctx); ids[KeySubnet] != c2.Status().Subnet {
+		t.Errorf("new claim not persisted: %v", ids)
+	}
+}
+
+func TestAttachBadInputChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	m := &fakeMembers{ch: make(chan struct{})}
+	c, sw, _ := newController(t, ovsdbtest.Start(t), settings(t, "10.244.1.0/24"), m)
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ns := filepath.Join(t.TempDir(), "netns") // stands for a netns path (the fake kernel only checks existence)
+	if err := os.WriteFile(ns, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok, err := c.Attach(ctx, attachReq(ns, "10.244.1.9", ""))
+	if err != nil || ok.IP != "10.244.1.9/24" || ok.Gateway != "10.244.1.1" {
+		t.Fatalf("attach: %+v %v", ok, err)
+	}
+	again, err := c.Attach(ctx, attachReq(ns, "", ""))
+	if err != nil || !again.Unchanged || again.IP != ok.IP {
+		t.Errorf("repeat attach: %+v %v", again, err)
+	}
+	other := filepath.Join(t.TempDir(), "other")
+	_ = os.WriteFile(other, nil, 0o600)
+	tx := sw.Transactions()
+	for _, tc := range []struct {
+		name     string
+		target   string
+		ip, mac  string
+		wantCode int
+	}{
+		{"empty target", "", "", "", 400},
+		{"missing path", "/nonexistent/netns", "", "", 404},
+		{"bad pid", "pid:abc", "", "", 400},
+		{"ip outside", other, "10.244.2.9", "", 400},
+		{"ip taken", other, "10.244.1.9", "", 400},
+		{"gateway", other, "10.244.1.1", "", 400},
+		{"broadcast", other, "10.244.1.255", "", 400},
+		{"malformed ip", other, "10.244.1", "", 400},
+		{"bad mac", other, "", "nope", 400},
+		{"multicast mac", other, "", "01:00:5e:00:00:01", 400},
+		{"re-attach with other ip", ns, "10.244.1.10", "", 409},
+		{"unknown container", "nginx", "", "", 404},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.Attach(ctx, attachReq(tc.target, tc.ip, tc.mac))
+			if err == nil || httpCode(err) != tc.wantCode {
+				t.Errorf("err %v (code %d), want code %d", err, httpCode(err), tc.wantCode)
+			}
+		})
+	}
+	if sw.Transactions() != tx {
+		t.Errorf("bad input sent %d OVSDB transactions", sw.Transactions()-tx)
+	}
+	as, _ := c.Attachments(ctx)
+	if len(as) != 1 {
+		t.Errorf("attachments after bad input: %+v", as)
+	}
+}
+
+func TestParsePortSpec(t *testing.T) {
+	for _, tc := range []struct {
+		spec string
+		want string
+		ok   bool
+	}{
+		{"8080:80", "tcp:8080:80", true},
+		{"5353:53/udp", "udp:5353:53", true},
+		{"8080:80/TCP", "tcp:8080:80", true},
+		{"8080", "", false},
+		{"0:80", "", false},
+		{"70000:80", "", false},
+		{"8080:80/sctp", "", false},
+		{"a:b", "", false},
+	} {
+		m, err := ParsePortSpec(tc.spec)
+		if (err == nil) != tc.ok || (tc.ok && m.String() != tc.want) {
+			t.Errorf("ParsePortSpec(%q) = %v, %v; want %q ok=%v", tc.spec, m, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"bad tunnel", func(c *Config) { c.Tunnel = "ipip" }, "--tunnel"},
+		{"bad datapath", func(c *Config) { c.Datapath = "dpdk" }, "--datapath"},
+		{"bad cidr", func(c *Config) { c.ClusterCIDR = "10.244.0.0" }, "--cluster-cidr"},
+		{"prefix too short", func(c *Config) { c.SubnetPrefix = 16 }, "--subnet-prefix"},
+		{"subnet outside", func(c *Config) { c.Subnet = "10.9.1.0/24" }, "outside"},
+		{"subnet host bits", func(c *Config) { c.Subnet = "10.244.1.1/24" }, "network address"},
+		{"bad ovsdb", func(c *Config) { c.OVSDB = "/var/run/db.sock" }, "--ovsdb"},
+		{"long bridge", func(c *Config) { c.Bridge = "a-very-long-bridge" }, "--bridge"},
+		{"bad advertise", func(c *Config) { c.AdvertiseAddr = "host1" }, "--advertise-addr"},
+		{"bad port", func(c *Config) { c.GossipPort = 70000 }, "--gossip-port"},
+		{"missing key file", func(c *Config) { c.GossipKeyFile = "/nonexistent" }, "--gossip-key-file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			c.Name = "h1"
+			tc.mod(&c)
+			_, err := c.Validate()
+			if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("Validate = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoadFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	_ = os.WriteFile(good, []byte("name: h9\ntunnel: gre\njoin: [172.30.0.11, 172.30.0.12]\ndead-peer-grace: 5m\n"), 0o600)
+	c := DefaultConfig()
+	if err := c.LoadFile(good); err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "h9" || c.Tunnel != "gre" || len(c.Join) != 2 || c.DeadPeerGrace != 5*time.Minute || c.Bridge != "br-int" {
+		t.Errorf("loaded %+v", c)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	_ = os.WriteFile(bad, []byte("tunel: gre\n"), 0o600)
+	if err := c.LoadFile(bad); err == nil || !strings.Contains(err.Error(), "tunel") {
+		t.Errorf("unknown key: %v", err)
+	}
+	key := filepath.Join(dir, "key")
+	_ = os.WriteFile(key, []byte("000102030405060708090a0b0c0d0e0f\n"), 0o600)
+	c = DefaultConfig()
+	c.Name, c.GossipKeyFile = "h1", key
+	if s, err := c.Validate(); err != nil || len(s.GossipKey) != 16 {
+		t.Errorf("hex key: %v %d", err, len(s.GossipKey))
+	}
+}
+
+func attachReq(target, ip, mac string) (r api.AttachRequest) {
+	r.Target, r.IP, r.MAC = target, ip, mac
+	return r
+}
