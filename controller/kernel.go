@@ -31,7 +31,9 @@ func (HostKernel) ReconcileRoutes(desired []netplumb.Route) (netplumb.RouteChang
 func (HostKernel) SetForwarding(enabled bool) error { return netplumb.SetForwarding(enabled) }
 
 // Attach creates a container's veth and configures its end inside the container.
-func (HostKernel) Attach(a netplumb.Attachment) (netplumb.AttachResult, error) { return netplumb.Attach(a) }
+func (HostKernel) Attach(a netplumb.Attachment) (netplumb.AttachResult, error) {
+	return netplumb.Attach(a)
+}
 
 // Detach deletes a container's veth by its host end.
 func (HostKernel) Detach(hostIf string) error { return netplumb.Detach(hostIf) }

@@ -167,7 +167,7 @@ func testAttach(t *testing.T, tunnel string) {
 
 	t.Run("publish and masquerade", func(t *testing.T) {
 		srvNS := c1.NetNS
-		srv, err := l.StartIn(ctx, srvNS, "iperf3-publish", []string{"iperf3", "-s", "-p", "80"}, nil)
+		srv, err := l.StartIn(ctx, srvNS, "iperf3-publish", []string{"iperf3", "-s", "--forceflush", "-p", "80"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -182,7 +182,7 @@ func testAttach(t *testing.T, tunnel string) {
 			}
 		}
 		// Outbound: c3 connects to a server in the "internet" netns, which must see h3's address.
-		ext, err := l.StartIn(ctx, l.External, "iperf3-ext", []string{"iperf3", "-s", "-p", "5201"}, nil)
+		ext, err := l.StartIn(ctx, l.External, "iperf3-ext", []string{"iperf3", "-s", "--forceflush", "-p", "5201"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,7 +196,7 @@ func testAttach(t *testing.T, tunnel string) {
 			t.Errorf("outside server did not see the masqueraded source %s:\n%s", l.Hosts[2].UnderlayIP, log)
 		}
 		// Between containers the source address is kept.
-		inner, err := l.StartIn(ctx, c1.NetNS, "iperf3-inner", []string{"iperf3", "-s", "-p", "5202"}, nil)
+		inner, err := l.StartIn(ctx, c1.NetNS, "iperf3-inner", []string{"iperf3", "-s", "--forceflush", "-p", "5202"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

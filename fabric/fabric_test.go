@@ -266,7 +266,7 @@ func TestClaimIndexMatchesConflict(t *testing.T) {
 	var claims []Claim
 	for i := 0; i < 40; i++ {
 		bits := 24 + i%3
-		claims = append(claims, Claim{Node: string(rune('a' + i%26)) + string(rune('0'+i/26)), Subnet: NthSubnet(cluster, bits, i%7), Since: int64(i % 5)})
+		claims = append(claims, Claim{Node: string(rune('a'+i%26)) + string(rune('0'+i/26)), Subnet: NthSubnet(cluster, bits, i%7), Since: int64(i % 5)})
 	}
 	ix := newClaimIndex(claims)
 	for _, c := range claims {

@@ -271,7 +271,6 @@ func TestDialErrors(t *testing.T) {
 	}
 }
 
-
 func TestReconcile1000(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")

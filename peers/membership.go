@@ -152,9 +152,11 @@ type rejectionRec struct {
 // every 15 s it tries one dead peer again, which heals partitions. ctx bounds only these
 // background joins; the membership itself runs until Shutdown.
 //
-// Start fails when the configuration is invalid, the port cannot be bound, or every join
-// address that answered was refused as incompatible (the error wraps ErrIncompatible and
-// says why, e.g. "tunnel vxlan != local gre").
+// Start fails when the configuration is invalid, the port cannot be bound, or no join
+// succeeded and a join address answered but was refused as incompatible: the error wraps
+// ErrIncompatible and says why, e.g. "join 10.0.0.1:7946: incompatible cluster: node a
+// (10.0.0.1:7946): tunnel gre != local vxlan". A gossip key mismatch is not detected as
+// such by memberlist; it is logged ("do all members use the same gossip key?") and retried.
 func Start(ctx context.Context, cfg Config) (*Membership, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"runtime"
 	"strings"
@@ -476,5 +477,55 @@ func drain(c <-chan struct{}) {
 	select {
 	case <-c:
 	default:
+	}
+}
+
+func TestIPv6(t *testing.T) {
+	if l, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		_ = l.Close()
+	}
+	_, log := newSink(t)
+	lo6 := netip.IPv6Loopback()
+	a := start(t, Config{Name: "a", BindAddr: lo6, Meta: testMeta(1), Logger: log})
+	if got := addr(a); !strings.HasPrefix(got, "[::1]:") {
+		t.Fatalf("gossip address %s", got)
+	}
+	b := start(t, Config{Name: "b", BindAddr: lo6, Meta: testMeta(2), Logger: log, Join: []string{addr(a)}})
+	waitFor(t, 5*time.Second, "a and b over IPv6", func() bool { return allSee([]*Membership{a, b}) })
+}
+
+func TestConfigErrors(t *testing.T) {
+	ok := testConfig("a", 1, nil)
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"no name", func(c *Config) { c.Name = "" }, "node name is required"},
+		{"port", func(c *Config) { c.Port = 70000 }, "port 70000 out of range"},
+		{"key", func(c *Config) { c.SecretKey = make([]byte, 20) }, "16, 24 or 32"},
+		{"meta", func(c *Config) { c.Meta.Tunnel = "" }, "tunnel type"},
+		{"join", func(c *Config) { c.Join = []string{"10.0.0.1:x"} }, "bad host or port"},
+		{"timings", func(c *Config) { c.Timings.ProbeTimeout = 2 * time.Second }, "shorter than the probe interval"},
+		{"zone", func(c *Config) { c.BindAddr = netip.MustParseAddr("fe80::1%lo") }, "zone"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := ok
+			tc.mod(&cfg)
+			_, err := Start(context.Background(), cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Start = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	// Defaults.
+	cfg, err := ok.normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Timings != DefaultTimings() || cfg.Forget != DefaultForget || cfg.Logger == nil || cfg.Compatible == nil {
+		t.Fatalf("defaults not applied: %+v", cfg)
 	}
 }

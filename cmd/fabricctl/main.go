@@ -160,7 +160,6 @@ func orDash(s string) string {
 	return s
 }
 
-
 func attachCmd(o *options) *cobra.Command {
 	var req api.AttachRequest
 	cmd := &cobra.Command{
