@@ -267,10 +267,17 @@ func (f *Fabric) AddContainer(ctx context.Context, n *Node, name string, req api
 	return &Container{Name: name, Node: n, NetNS: filepath.Base(path), Path: path, IP: ip, A: a}, nil
 }
 
-// Ping sends count pings from the netns to ip and reports whether all came back.
+// Ping sends count pings from the netns (an `ip netns` name, or a path such as a Docker
+// container's /proc/PID/ns/net) to ip and reports how many came back.
 func Ping(ctx context.Context, netns, ip string, count int, interval time.Duration) (sent, received int, err error) {
-	args := []string{"netns", "exec", netns, "ping", "-n", "-q", "-c", strconv.Itoa(count), "-W", "1", "-i", fmt.Sprintf("%.3f", interval.Seconds()), ip}
-	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
+	ping := []string{"ping", "-n", "-q", "-c", strconv.Itoa(count), "-W", "1", "-i", fmt.Sprintf("%.3f", interval.Seconds()), ip}
+	var cmd *exec.Cmd
+	if strings.HasPrefix(netns, "/") {
+		cmd = exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + netns}, ping...)...)
+	} else {
+		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", netns}, ping...)...)
+	}
+	out, err := cmd.CombinedOutput()
 	s, r, perr := parsePing(string(out))
 	if perr != nil {
 		return 0, 0, fmt.Errorf("ping %s from %s: %v: %s", ip, netns, err, out)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ovsfabric/ovsfabric/lab"
+	"github.com/ovsfabric/ovsfabric/lab/dockerlab"
 	"github.com/ovsfabric/ovsfabric/lab/fabriclab"
 )
 
@@ -69,9 +70,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	tornDown := false
 	defer func() {
-		if keep && !tornDown {
+		if keep {
 			return
 		}
 		step("tearing the lab down")
@@ -122,6 +122,49 @@ func run() error {
 			if a.NetNS == path {
 				ip, _, _ := strings.Cut(a.IP, "/")
 				cs = append(cs, &fabriclab.Container{Name: name, Node: n, NetNS: filepath.Base(path), Path: path, IP: ip, A: a})
+			}
+		}
+	}
+
+	if err := dockerlab.Available(); err != nil {
+		fmt.Printf("\n(no Docker container in this demo: %v)\n", err)
+	} else {
+		n := f.Nodes()[1%len(f.Nodes())]
+		step("starting a private dockerd on %s and a real Docker container \"web\" (--network none), attached by name", n.Host.Name)
+		dock, err := dockerlab.Start(ctx, dockerlab.Config{Dir: filepath.Join(n.Host.Dir, "docker"), NetNS: n.Host.NetNS})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if !keep {
+				sctx, c := context.WithTimeout(context.Background(), time.Minute)
+				defer c()
+				_ = dock.Stop(sctx)
+			}
+		}()
+		if _, err := dock.ImportBusybox(ctx); err != nil {
+			return err
+		}
+		if _, err := dock.Run(ctx, "web"); err != nil {
+			return err
+		}
+		fmt.Printf("$ docker -H %s run -d --network none --name web %s sleep 1000000\n", dock.Host(), dockerlab.BusyboxImage)
+		fmt.Printf("$ fabricctl --socket %s attach web\n", n.Socket)
+		if err := fabricctl(n, "attach", "web"); err != nil {
+			return err
+		}
+		pid, err := dock.Pid(ctx, "web")
+		if err != nil {
+			return err
+		}
+		as, err := n.Client().Attachments(ctx)
+		if err != nil {
+			return err
+		}
+		for _, a := range as {
+			if a.Container == "web" {
+				ip, _, _ := strings.Cut(a.IP, "/")
+				cs = append(cs, &fabriclab.Container{Name: "web(docker)", Node: n, NetNS: fmt.Sprintf("/proc/%d/ns/net", pid), IP: ip, A: a})
 			}
 		}
 	}
