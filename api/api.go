@@ -6,7 +6,7 @@
 //	GET  /v1/status   -> Status
 //	GET  /v1/peers    -> []Peer
 //	POST /v1/leave    -> Message   (leave the fabric gracefully, then fabricd exits)
-//	GET  /v1/attachments -> []Attachment
+//	GET  /v1/attachments[?all=1] -> []Attachment (all: every host's, spread by gossip)
 //	POST /v1/attachments AttachRequest -> Attachment
 //	POST /v1/detach   DetachRequest -> Attachment
 //	POST /v1/publish  PublishRequest -> Attachment

@@ -125,6 +125,12 @@ func (c *Client) Attachments(ctx context.Context) ([]Attachment, error) {
 	return a, c.Do(ctx, http.MethodGet, "/v1/attachments", nil, &a)
 }
 
+// FabricAttachments lists the attachments of every host of the fabric, as gossip spreads them.
+func (c *Client) FabricAttachments(ctx context.Context) ([]Attachment, error) {
+	var a []Attachment
+	return a, c.Do(ctx, http.MethodGet, "/v1/attachments?all=1", nil, &a)
+}
+
 // Publish publishes a container port on this host's underlay address.
 func (c *Client) Publish(ctx context.Context, target, spec string) (Attachment, error) {
 	var a Attachment

@@ -217,6 +217,7 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 	if err := c.k.ForgetNeighbor(c.s.GatewayPort, ip); err != nil {
 		c.log.Warn("forget stale neighbour", "ip", ip, "err", err)
 	}
+	c.Kick() // spread the new attachment by gossip
 	c.log.Info("attached", "container", a.Container, "netns", a.NetNS, "ip", a.IP, "mac", a.MAC, "port", port)
 	return a, nil
 }
@@ -280,6 +281,7 @@ func (c *Controller) removeAttachment(ctx context.Context, a api.Attachment) err
 			c.log.Warn("forget neighbour", "ip", p.Addr(), "err", err)
 		}
 	}
+	c.Kick()
 	c.log.Info("detached", "container", a.Container, "ip", a.IP, "port", a.Port)
 	return nil
 }

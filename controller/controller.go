@@ -61,6 +61,8 @@ type Membership interface {
 	SetMeta(ctx context.Context, m peers.Meta) error
 	NumMembers() int
 	Rejected() []peers.Rejection
+	SetLocalState(b []byte) error
+	RemoteStates() map[string][]byte
 }
 
 // settleTime is how long a node that joins an existing fabric waits for gossip to tell it
@@ -96,6 +98,8 @@ type Controller struct {
 	lastErr    error
 	syncs      uint64
 	metrics    *metrics
+	// spread is the attachment list last published by gossip.
+	spread []byte
 }
 
 // New returns a controller for settings s (with s.Advertise set) over the given systems.
@@ -413,6 +417,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired, view []fabric.
 	if err := c.pruneAttachments(ctx); err != nil {
 		return fmt.Errorf("attachments and NAT: %w", err)
 	}
+	c.spreadAttachments(ctx)
 	return nil
 }
 

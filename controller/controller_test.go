@@ -106,8 +106,10 @@ func (m *fakeMembers) SetMeta(_ context.Context, meta peers.Meta) error {
 	m.meta = meta
 	return nil
 }
-func (m *fakeMembers) NumMembers() int             { return len(m.Peers()) + 1 }
-func (m *fakeMembers) Rejected() []peers.Rejection { return nil }
+func (m *fakeMembers) NumMembers() int                 { return len(m.Peers()) + 1 }
+func (m *fakeMembers) Rejected() []peers.Rejection     { return nil }
+func (m *fakeMembers) SetLocalState([]byte) error      { return nil }
+func (m *fakeMembers) RemoteStates() map[string][]byte { return nil }
 func (m *fakeMembers) set(ps ...peers.Peer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -46,7 +46,11 @@ func NewServer(ctrl *Controller, log *slog.Logger, leave func(context.Context) e
 		writeJSON(w, http.StatusOK, api.Message{Message: "left the fabric; fabricd is stopping"})
 	})
 	mux.HandleFunc("GET /v1/attachments", func(w http.ResponseWriter, r *http.Request) {
-		a, err := ctrl.Attachments(r.Context())
+		list := ctrl.Attachments
+		if r.URL.Query().Get("all") != "" {
+			list = ctrl.FabricAttachments
+		}
+		a, err := list(r.Context())
 		if err != nil {
 			writeError(w, httpCode(err), err)
 			return

@@ -127,6 +127,21 @@ func testAttach(t *testing.T, tunnel string) {
 	}
 	t.Run("netns and docker containers reach each other", matrix)
 
+	t.Run("ls --all shows every host's attachments", func(t *testing.T) {
+		eventually(t, 15*time.Second, "gossip spreads attachments", func() error {
+			out, err := exec.CommandContext(ctx, filepath.Join(binDir, "fabricctl"), "--socket", n1.Socket, "ls", "--all").CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			for _, want := range []string{"h2  web", webA.IP, c3.A.IP, c1.A.IP} {
+				if !strings.Contains(string(out), want) {
+					return fmt.Errorf("no %q in:\n%s", want, out)
+				}
+			}
+			return nil
+		})
+	})
+
 	t.Run("addresses survive restarts", func(t *testing.T) {
 		before := map[string]string{}
 		for _, n := range f.Nodes() {

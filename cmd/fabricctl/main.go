@@ -208,14 +208,19 @@ func detachCmd(o *options) *cobra.Command {
 }
 
 func lsCmd(o *options) *cobra.Command {
-	return &cobra.Command{
+	var all bool
+	cmd := &cobra.Command{
 		Use:   "ls",
-		Short: "List the containers attached on this host",
+		Short: "List the containers attached on this host (--all: on every host of the fabric)",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			c, cancel := ctx()
 			defer cancel()
-			as, err := o.client().Attachments(c)
+			list := o.client().Attachments
+			if all {
+				list = o.client().FabricAttachments
+			}
+			as, err := list(c)
 			if err != nil {
 				return err
 			}
@@ -229,6 +234,8 @@ func lsCmd(o *options) *cobra.Command {
 			})
 		},
 	}
+	cmd.Flags().BoolVar(&all, "all", false, "list the attachments of the whole fabric, spread by gossip")
+	return cmd
 }
 
 func printAttachment(w io.Writer, a api.Attachment) {
