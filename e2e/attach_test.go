@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -133,8 +134,8 @@ func testAttach(t *testing.T, tunnel string) {
 			if err != nil {
 				return fmt.Errorf("%v: %s", err, out)
 			}
-			for _, want := range []string{"h2  web", webA.IP, c3.A.IP, c1.A.IP} {
-				if !strings.Contains(string(out), want) {
+			for _, want := range []string{`h2\s+web\s+` + regexp.QuoteMeta(webA.IP), `h3\s+\S+\s+` + regexp.QuoteMeta(c3.A.IP), `h1\s+\S+\s+` + regexp.QuoteMeta(c1.A.IP)} {
+				if !regexp.MustCompile(want).Match(out) {
 					return fmt.Errorf("no %q in:\n%s", want, out)
 				}
 			}
