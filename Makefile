@@ -55,9 +55,10 @@ demo: deps build
 demo-down:
 	./$(BIN)/lab down --dir .lab/demo
 
+# bench runs the benchmark suite in the lab and rewrites docs/benchmarks.md.
 bench: deps build
-	@echo "make bench: the benchmark suite (issue 6) is not written yet; planner micro-benchmarks:"
-	$(GO) test -run '^$$' -bench . -benchtime 20x ./fabric/
+	$(GO) build -o $(BIN)/fabric-bench ./lab/cmd/bench
+	./$(BIN)/fabric-bench --out docs/benchmarks.md
 
 clean:
 	rm -rf $(BIN)
