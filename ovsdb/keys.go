@@ -1,9 +1,15 @@
 package ovsdb
 
-// external_ids keys fabricd writes on the rows it owns.
+// KeyPrefix starts every external_ids key fabricd owns. On the rows fabricd made, keys with this
+// prefix are exactly what the spec says (a key the spec no longer has is deleted); keys without
+// it, written by an operator or another tool, are left alone.
+const KeyPrefix = "ovsfabric-"
+
+// external_ids keys fabricd writes on the rows it owns (Bridge, Port and Interface; a port's
+// keys are written to both its Port and its Interface row).
 const (
 	// KeyOwner is the name of the node that created the row. Rows without it, or with another
-	// node's name, are never touched.
+	// node's name, are never changed or deleted.
 	KeyOwner = "ovsfabric-owner"
 	// KeyRole says what the row is for: one of the Role constants.
 	KeyRole = "ovsfabric-role"
@@ -15,9 +21,9 @@ const (
 	KeyContainerID = "ovsfabric-container-id"
 	// KeyNetNS is the network namespace path of an attached container.
 	KeyNetNS = "ovsfabric-netns"
-	// KeyIfName is the interface name inside the container.
+	// KeyIfName is the interface name inside the container (e.g. eth0).
 	KeyIfName = "ovsfabric-ifname"
-	// KeyIP is the container's address with prefix length.
+	// KeyIP is the container's address with prefix length (10.244.3.2/24).
 	KeyIP = "ovsfabric-ip"
 	// KeyMAC is the container interface's MAC address.
 	KeyMAC = "ovsfabric-mac"
@@ -25,8 +31,13 @@ const (
 
 // Values of KeyRole.
 const (
-	RoleBridge    = "bridge"
-	RoleGateway   = "gateway"
-	RoleTunnel    = "tunnel"
+	// RoleBridge marks a bridge fabricd created, and that bridge's local port.
+	RoleBridge = "bridge"
+	// RoleGateway marks the internal port holding the node's gateway address (fabric0).
+	RoleGateway = "gateway"
+	// RoleTunnel marks a tunnel port toward a peer; only ReconcileTunnels creates and deletes
+	// these.
+	RoleTunnel = "tunnel"
+	// RoleContainer marks the host end of a container's veth.
 	RoleContainer = "container"
 )

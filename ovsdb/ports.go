@@ -4,260 +4,153 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
-	"github.com/ovn-org/libovsdb/model"
 	libovsdb "github.com/ovn-org/libovsdb/ovsdb"
 
 	"github.com/ovsfabric/ovsfabric/ovsdb/vswitchd"
 )
 
-// BridgeSpec is a bridge fabricd wants.
-type BridgeSpec struct {
-	Name string
-	// DatapathType is "system" (kernel) or "netdev" (userspace).
-	DatapathType string
-	// FailMode is "standalone", "secure", or "" (OVS default, standalone).
-	FailMode    string
-	Owner       string
-	ExternalIDs map[string]string
-}
-
-// PortSpec is one port (with its one interface) fabricd wants on a bridge.
+// PortSpec is one port, with its one interface of the same name, that fabricd wants on a
+// bridge: the gateway's internal port, or the host end of a container's veth.
+//
+// The spec is the whole truth for the columns it covers: Interface type, options, mac and
+// ofport_request, and Port protected are set exactly as given (a zero value clears the
+// column). external_ids are merged: every ovsfabric-* key is exactly the spec's (Owner, Role and
+// ExternalIDs, a key with an empty value counting as absent); other keys are added or updated
+// when the spec has them and otherwise left as they are.
 type PortSpec struct {
+	// Name of the port and of its interface; for a veth, the host-side device name.
 	Name string
-	// Type is the interface type: "" (a kernel device such as a veth), "internal", "gre",
-	// "vxlan", …
-	Type    string
+	// Type is the interface type: "" (a kernel device such as a veth), "internal", …; tunnel
+	// types are refused here (ReconcileTunnels makes tunnels).
+	Type string
+	// Options is Interface.options.
 	Options map[string]string
-	Owner   string
-	// Role is the value of external_ids:ovsfabric-role.
-	Role        string
+	// Owner is the node name recorded as external_ids:ovsfabric-owner. Required.
+	Owner string
+	// Role is external_ids:ovsfabric-role: RoleGateway, RoleContainer, or another role that
+	// is not RoleBridge or RoleTunnel. Required.
+	Role string
+	// ExternalIDs are further external_ids, written to both the Port and the Interface row
+	// (KeyContainer, KeyNetNS, KeyIP, KeyMAC, KeyIfName, … for a container).
 	ExternalIDs map[string]string
-	// Protected ports never forward to each other (split horizon between tunnels).
+	// MAC is Interface.mac, the address ovs-vswitchd gives an internal port ("" lets OVS pick).
+	MAC string
+	// Protected ports never forward to each other (Port.protected).
 	Protected bool
+	// OfportRequest is Interface.ofport_request, 1..65279 (0: OVS chooses the OpenFlow port).
+	OfportRequest int
 }
 
-// TunnelSpec is one tunnel port toward a peer.
+// TunnelSpec is one tunnel port toward a peer, made by ReconcileTunnels as a Port and an
+// Interface of type Type with options:remote_ip=RemoteIP.
 type TunnelSpec struct {
-	Name     string
-	Type     string // gre or vxlan
+	// Name of the port and interface, at most 15 bytes (see fabric's tunnel naming).
+	Name string
+	// Type is "gre" or "vxlan".
+	Type string
+	// RemoteIP is the peer's underlay address (options:remote_ip). An IPv4-mapped IPv6
+	// address is written as plain IPv4.
 	RemoteIP netip.Addr
-	// Key is options:key: "" (none), "flow", or a number.
-	Key     string
+	// Key is options:key: "" (none), "flow", or a decimal key (VNI up to 2^24-1 for VXLAN).
+	Key string
+	// Options are further interface options (dst_port, local_ip, tos, csum, …); not remote_ip
+	// or key, which have their own fields.
 	Options map[string]string
 	// Peer is the peer node's name, recorded as external_ids:ovsfabric-peer.
-	Peer        string
-	Protected   bool
+	Peer string
+	// Protected ports never forward to each other: set it on every tunnel for split horizon
+	// in a full mesh.
+	Protected bool
+	// ExternalIDs are further external_ids for the Port and Interface rows.
 	ExternalIDs map[string]string
 }
 
-// Result says what a reconcile changed.
+// Result says what a reconcile changed, by port name, each list sorted.
 type Result struct {
 	Added, Updated, Removed []string
-	// Transacted is whether a transaction was sent at all.
+	// Transacted is whether a transaction was sent at all; false when nothing differed.
 	Transacted bool
 }
 
-// PortInfo is a port as OVSDB has it, with its (first) interface.
-type PortInfo struct {
-	Name        string
-	Bridge      string
-	Type        string
-	Options     map[string]string
-	ExternalIDs map[string]string
-	Protected   bool
-	Ofport      int
-	MACInUse    string
-	// Error is the interface's error column: why ovs-vswitchd could not set it up.
-	Error string
+// portWant is the normalised desired state of one port and its interface.
+type portWant struct {
+	name, role, ifType, mac string
+	ids, options            map[string]string
+	protected               bool
+	ofportReq               int
 }
 
-func (t TunnelSpec) port(owner string) PortSpec {
-	opts := map[string]string{"remote_ip": t.RemoteIP.String()}
-	if t.Key != "" {
-		opts["key"] = t.Key
+// managedIDs is the complete set of external_ids a spec asks for: its own plus owner and role,
+// without empty values.
+func managedIDs(extra map[string]string, owner, role string) map[string]string {
+	out := make(map[string]string, len(extra)+2)
+	for k, v := range extra {
+		if v != "" {
+			out[k] = v
+		}
 	}
-	maps.Copy(opts, t.Options)
-	ids := map[string]string{KeyPeer: t.Peer}
-	maps.Copy(ids, t.ExternalIDs)
-	return PortSpec{Name: t.Name, Type: t.Type, Options: opts, Owner: owner, Role: RoleTunnel, ExternalIDs: ids, Protected: t.Protected}
+	out[KeyOwner], out[KeyRole] = owner, role
+	return out
 }
 
-// ids is the complete external_ids of the port's rows: the spec's plus ownership.
-func (p PortSpec) ids() map[string]string {
-	out := map[string]string{}
-	maps.Copy(out, p.ExternalIDs)
-	out[KeyOwner] = p.Owner
-	out[KeyRole] = p.Role
-	for k, v := range out {
-		if v == "" {
-			delete(out, k)
+// staleKeys are the ovsfabric-* keys of have that want no longer has.
+func staleKeys(have, want map[string]string) []string {
+	var out []string
+	for k := range have {
+		if _, ok := want[k]; !ok && strings.HasPrefix(k, KeyPrefix) {
+			out = append(out, k)
 		}
 	}
 	return out
 }
 
-func (p PortSpec) validate() error {
-	if err := validName("port", p.Name); err != nil {
-		return err
+func (p PortSpec) want() portWant {
+	w := portWant{name: p.Name, role: p.Role, ifType: p.Type, ids: managedIDs(p.ExternalIDs, p.Owner, p.Role),
+		options: maps.Clone(p.Options), protected: p.Protected, ofportReq: p.OfportRequest}
+	if p.MAC != "" {
+		hw, _ := net.ParseMAC(p.MAC) // validated
+		w.mac = hw.String()
 	}
-	return validOwner(p.Owner)
+	return w
 }
 
-// snapshot is a consistent read of the bridge tables from the cache.
-type snapshot struct {
-	bridges map[string]*vswitchd.Bridge // by name
-	ports   map[string]*vswitchd.Port   // by UUID
-	ifaces  map[string]*vswitchd.Interface
-	portOf  map[string]string // port UUID -> bridge name
+func (t TunnelSpec) want(owner string) portWant {
+	opts := make(map[string]string, len(t.Options)+2)
+	maps.Copy(opts, t.Options)
+	opts["remote_ip"] = t.RemoteIP.Unmap().String()
+	if t.Key != "" {
+		opts["key"] = t.Key
+	}
+	ids := map[string]string{KeyPeer: t.Peer}
+	maps.Copy(ids, t.ExternalIDs)
+	return portWant{name: t.Name, role: RoleTunnel, ifType: t.Type, ids: managedIDs(ids, owner, RoleTunnel),
+		options: opts, protected: t.Protected}
 }
 
-func (c *Client) snapshot(ctx context.Context) (*snapshot, error) {
-	var bs []vswitchd.Bridge
-	var ps []vswitchd.Port
-	var is []vswitchd.Interface
-	if err := c.ovs.List(ctx, &bs); err != nil {
-		return nil, fmt.Errorf("list bridges: %w", err)
+// tunnelIdentity is what makes two tunnel interfaces the same to ovs-vswitchd, which refuses
+// the second of two tunnels with equal type, remote_ip, key and other options.
+func (w portWant) tunnelIdentity() string {
+	keys := slices.Sorted(maps.Keys(w.options))
+	var b strings.Builder
+	b.WriteString(w.ifType)
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%s", k, w.options[k])
 	}
-	if err := c.ovs.List(ctx, &ps); err != nil {
-		return nil, fmt.Errorf("list ports: %w", err)
-	}
-	if err := c.ovs.List(ctx, &is); err != nil {
-		return nil, fmt.Errorf("list interfaces: %w", err)
-	}
-	s := &snapshot{bridges: map[string]*vswitchd.Bridge{}, ports: map[string]*vswitchd.Port{}, ifaces: map[string]*vswitchd.Interface{}, portOf: map[string]string{}}
-	for i := range bs {
-		s.bridges[bs[i].Name] = &bs[i]
-		for _, p := range bs[i].Ports {
-			s.portOf[p] = bs[i].Name
-		}
-	}
-	for i := range ps {
-		s.ports[ps[i].UUID] = &ps[i]
-	}
-	for i := range is {
-		s.ifaces[is[i].UUID] = &is[i]
-	}
-	return s, nil
+	return b.String()
 }
 
-// portByName finds a port of bridge by name.
-func (s *snapshot) portByName(bridge, name string) *vswitchd.Port {
-	b := s.bridges[bridge]
-	if b == nil {
-		return nil
-	}
-	for _, u := range b.Ports {
-		if p := s.ports[u]; p != nil && p.Name == name {
-			return p
-		}
-	}
-	return nil
-}
-
-// anyPortNamed finds a port by name on any bridge (names are unique per switch).
-func (s *snapshot) anyPortNamed(name string) *vswitchd.Port {
-	for _, p := range s.ports {
-		if p.Name == name {
-			return p
-		}
-	}
-	return nil
-}
-
-func (s *snapshot) iface(p *vswitchd.Port) *vswitchd.Interface {
-	if p == nil || len(p.Interfaces) == 0 {
-		return nil
-	}
-	return s.ifaces[p.Interfaces[0]]
-}
-
-// namedUUID makes a valid OVSDB named-uuid for a row created in this transaction.
-func namedUUID(kind string, i int) string { return "ovsfabric_" + kind + "_" + strconv.Itoa(i) }
-
-// EnsureBridge creates the bridge with its local internal port (as `ovs-vsctl add-br` does)
-// or updates the columns that differ. Nothing is sent when nothing differs. A bridge of the
-// same name that another owner made is used as it is, not changed.
-func (c *Client) EnsureBridge(ctx context.Context, spec BridgeSpec) error {
-	if err := validName("bridge", spec.Name); err != nil {
-		return err
-	}
-	if err := validOwner(spec.Owner); err != nil {
-		return err
-	}
-	ids := map[string]string{}
-	maps.Copy(ids, spec.ExternalIDs)
-	ids[KeyOwner], ids[KeyRole] = spec.Owner, RoleBridge
-	s, err := c.snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	var failMode *string
-	if spec.FailMode != "" {
-		fm := spec.FailMode
-		failMode = &fm
-	}
-	if b := s.bridges[spec.Name]; b != nil {
-		if b.ExternalIDs[KeyOwner] != spec.Owner {
-			return fmt.Errorf("bridge %s: %w (external_ids:%s=%q)", spec.Name, ErrNotOwned, KeyOwner, b.ExternalIDs[KeyOwner])
-		}
-		if b.DatapathType == spec.DatapathType && maps.Equal(b.ExternalIDs, ids) && ptrEq(b.FailMode, failMode) {
-			return nil
-		}
-		row := &vswitchd.Bridge{UUID: b.UUID, DatapathType: spec.DatapathType, ExternalIDs: ids, FailMode: failMode}
-		ops, err := c.ovs.Where(row).Update(row, &row.DatapathType, &row.ExternalIDs, &row.FailMode)
-		if err != nil {
-			return fmt.Errorf("update bridge %s: %w", spec.Name, err)
-		}
-		if _, err := c.transact(ctx, "update bridge "+spec.Name, ops); err != nil {
-			return err
-		}
-		return c.waitCache(ctx, "update bridge "+spec.Name, func() bool {
-			s, err := c.snapshot(ctx)
-			return err == nil && s.bridges[spec.Name] != nil && s.bridges[spec.Name].DatapathType == spec.DatapathType && maps.Equal(s.bridges[spec.Name].ExternalIDs, ids)
-		})
-	}
-	if p := s.anyPortNamed(spec.Name); p != nil {
-		return invalid("bridge %s: a port of that name exists already", spec.Name)
-	}
-	root, err := c.root(ctx)
-	if err != nil {
-		return err
-	}
-	iface := &vswitchd.Interface{UUID: namedUUID("iface", 0), Name: spec.Name, Type: "internal", ExternalIDs: ids}
-	port := &vswitchd.Port{UUID: namedUUID("port", 0), Name: spec.Name, Interfaces: []string{iface.UUID}, ExternalIDs: ids}
-	br := &vswitchd.Bridge{UUID: namedUUID("bridge", 0), Name: spec.Name, DatapathType: spec.DatapathType, FailMode: failMode, Ports: []string{port.UUID}, ExternalIDs: ids}
-	ops, err := c.ovs.Create(iface, port, br)
-	if err != nil {
-		return fmt.Errorf("create bridge %s: %w", spec.Name, err)
-	}
-	rootRow := &vswitchd.OpenvSwitch{UUID: root.UUID}
-	mut, err := c.ovs.Where(rootRow).Mutate(rootRow, model.Mutation{Field: &rootRow.Bridges, Mutator: libovsdb.MutateOperationInsert, Value: []string{br.UUID}})
-	if err != nil {
-		return fmt.Errorf("add bridge %s to Open_vSwitch: %w", spec.Name, err)
-	}
-	if _, err := c.transact(ctx, "create bridge "+spec.Name, append(ops, mut...)); err != nil {
-		return err
-	}
-	return c.waitCache(ctx, "create bridge "+spec.Name, func() bool {
-		s, err := c.snapshot(ctx)
-		return err == nil && s.portByName(spec.Name, spec.Name) != nil
-	})
-}
-
-func ptrEq(a, b *string) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return *a == *b
-}
-
-// EnsurePort creates the port (and its interface) on bridge or updates the columns that
-// differ; nothing is sent when nothing differs. A port of that name that another owner made
-// is an error and is not changed.
+// EnsurePort creates the port (with its interface) on bridge, or updates the columns that
+// differ from spec, in one transaction; nothing is sent when nothing differs. A port of that
+// name that carries no owner or another owner's is ErrNotOwned, one of another role
+// ErrConflict, both before anything is sent. A port of this owner found on another bridge is
+// moved to this one.
 func (c *Client) EnsurePort(ctx context.Context, bridge string, spec PortSpec) error {
 	if err := validName("bridge", bridge); err != nil {
 		return err
@@ -265,27 +158,54 @@ func (c *Client) EnsurePort(ctx context.Context, bridge string, spec PortSpec) e
 	if err := spec.validate(); err != nil {
 		return err
 	}
-	_, err := c.reconcile(ctx, bridge, spec.Owner, []PortSpec{spec}, func(*vswitchd.Port) bool { return false })
+	_, err := c.reconcile(ctx, "ensure port "+spec.Name+" on "+bridge, bridge, spec.Owner, []portWant{spec.want()}, nil)
 	return err
 }
 
-// DeletePort deletes the port named name from bridge when owner owns it. A missing port is not
-// an error; a port owned by someone else is.
+// DeletePort deletes the port name (and its interface) from bridge when owner owns it. A port
+// that is not on bridge is not an error (deleting is idempotent); a port without owner's
+// external_ids:ovsfabric-owner is ErrNotOwned and is left alone, as is a bridge's local port
+// (ErrConflict).
 func (c *Client) DeletePort(ctx context.Context, bridge, name, owner string) error {
+	if err := validName("bridge", bridge); err != nil {
+		return err
+	}
 	if err := validName("port", name); err != nil {
 		return err
 	}
 	if err := validOwner(owner); err != nil {
 		return err
 	}
-	_, err := c.reconcile(ctx, bridge, owner, nil, func(p *vswitchd.Port) bool { return p.Name == name })
+	s, err := c.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	p := s.portByName[name]
+	if p == nil || s.bridgeOfPort[p.UUID] != bridge {
+		return nil
+	}
+	if err := checkOwner("port", p.Name, p.ExternalIDs, owner); err != nil {
+		return err
+	}
+	if p.ExternalIDs[KeyRole] == RoleBridge || name == bridge {
+		return fmt.Errorf("port %s is the local port of bridge %s: %w", name, bridge, ErrConflict)
+	}
+	_, err = c.reconcileWith(ctx, s, "delete port "+name+" from "+bridge, bridge, owner, nil,
+		func(q *vswitchd.Port) bool { return q.UUID == p.UUID })
 	return err
 }
 
-// ReconcileTunnels makes the bridge's set of tunnel ports owned by owner exactly desired, in
-// one transaction that adds, updates and deletes only what differs, and sends nothing when
-// nothing differs. Ports owned by others are never touched; a desired name held by one is an
-// error before anything is sent.
+// ReconcileTunnels makes the set of tunnel ports (external_ids:ovsfabric-role=tunnel) that owner
+// has on bridge exactly desired, in one transaction that adds, updates and deletes only what
+// differs (Port and Interface rows and one mutation of Bridge.ports). When nothing differs no
+// transaction is sent. desired nil removes all of owner's tunnels from the bridge; a missing
+// bridge is then not an error.
+//
+// Everything is checked before anything is sent: names, types, remote IPs, keys, duplicate
+// names or duplicate tunnel configurations (ovs-vswitchd refuses the second of two tunnels to
+// the same endpoint with the same key and options), and collisions: a desired name held by a
+// port without owner's ownership is ErrNotOwned, by one of owner's non-tunnel ports ErrConflict.
+// Ports owner does not own are never touched.
 func (c *Client) ReconcileTunnels(ctx context.Context, bridge, owner string, desired []TunnelSpec) (Result, error) {
 	if err := validName("bridge", bridge); err != nil {
 		return Result{}, err
@@ -293,230 +213,260 @@ func (c *Client) ReconcileTunnels(ctx context.Context, bridge, owner string, des
 	if err := validOwner(owner); err != nil {
 		return Result{}, err
 	}
-	specs := make([]PortSpec, 0, len(desired))
-	seen := map[string]bool{}
+	wants := make([]portWant, 0, len(desired))
+	byName := make(map[string]bool, len(desired))
+	byIdentity := make(map[string]string, len(desired))
 	for _, t := range desired {
-		if err := t.validate(); err != nil {
+		if err := t.validate(owner); err != nil {
 			return Result{}, err
 		}
-		if seen[t.Name] {
+		if byName[t.Name] {
 			return Result{}, invalid("tunnel %s is listed twice", t.Name)
 		}
-		seen[t.Name] = true
-		specs = append(specs, t.port(owner))
+		byName[t.Name] = true
+		w := t.want(owner)
+		if other, dup := byIdentity[w.tunnelIdentity()]; dup {
+			return Result{}, invalid("tunnels %s and %s have the same type, remote IP, key and options; ovs-vswitchd would refuse one", other, t.Name)
+		}
+		byIdentity[w.tunnelIdentity()] = t.Name
+		wants = append(wants, w)
 	}
-	return c.reconcile(ctx, bridge, owner, specs, func(p *vswitchd.Port) bool {
-		return p.ExternalIDs[KeyRole] == RoleTunnel && !seen[p.Name]
+	what := fmt.Sprintf("reconcile %d tunnels on %s", len(desired), bridge)
+	return c.reconcile(ctx, what, bridge, owner, wants, func(p *vswitchd.Port) bool {
+		return p.ExternalIDs[KeyRole] == RoleTunnel && !byName[p.Name]
 	})
 }
 
-// reconcile ensures every spec on bridge and deletes the owner's ports for which stale says
-// so, in one transaction.
-func (c *Client) reconcile(ctx context.Context, bridge, owner string, specs []PortSpec, stale func(*vswitchd.Port) bool) (Result, error) {
+// checkOwner refuses a row whose owner is not owner.
+func checkOwner(kind, name string, ids map[string]string, owner string) error {
+	switch o, ok := ids[KeyOwner]; {
+	case !ok:
+		return fmt.Errorf("%s %s exists and has no external_ids:%s (made by someone else): %w", kind, name, KeyOwner, ErrNotOwned)
+	case o != owner:
+		return fmt.Errorf("%s %s exists and is owned by %q, not %q: %w", kind, name, o, owner, ErrNotOwned)
+	}
+	return nil
+}
+
+// reconcile reads the cache and applies reconcileWith.
+func (c *Client) reconcile(ctx context.Context, what, bridge, owner string, wants []portWant, stale func(*vswitchd.Port) bool) (Result, error) {
 	s, err := c.snapshot(ctx)
 	if err != nil {
 		return Result{}, err
 	}
+	return c.reconcileWith(ctx, s, what, bridge, owner, wants, stale)
+}
+
+// portPlan pairs a wanted port with what exists of it.
+type portPlan struct {
+	want  portWant
+	port  *vswitchd.Port
+	iface *vswitchd.Interface
+}
+
+// reconcileWith makes every wanted port exist on bridge as wanted and deletes the ports of
+// bridge that owner owns and stale reports, in one transaction, or none when nothing differs.
+// Every collision is checked before any operation is built.
+func (c *Client) reconcileWith(ctx context.Context, s *snapshot, what, bridge, owner string, wants []portWant, stale func(*vswitchd.Port) bool) (Result, error) {
 	br := s.bridges[bridge]
 	if br == nil {
-		if len(specs) == 0 {
+		if len(wants) == 0 {
 			return Result{}, nil // nothing to delete from a bridge that is not there
 		}
-		return Result{}, fmt.Errorf("bridge %s: %w", bridge, ErrNotFound)
+		return Result{}, fmt.Errorf("%s: bridge %s: %w", what, bridge, ErrNotFound)
 	}
-	var res Result
-	var ops []libovsdb.Operation
-	var newPorts, oldPorts []string
-	for i, spec := range specs {
-		ids := spec.ids()
-		p := s.anyPortNamed(spec.Name)
+	plans := make([]portPlan, len(wants))
+	for k, w := range wants {
+		plans[k].want = w
+		p := s.portByName[w.name]
 		if p == nil {
-			iface := &vswitchd.Interface{UUID: namedUUID("iface", i), Name: spec.Name, Type: spec.Type, Options: spec.Options, ExternalIDs: ids}
-			port := &vswitchd.Port{UUID: namedUUID("port", i), Name: spec.Name, Interfaces: []string{iface.UUID}, ExternalIDs: ids, Protected: spec.Protected}
-			o, err := c.ovs.Create(iface, port)
-			if err != nil {
-				return Result{}, fmt.Errorf("create port %s: %w", spec.Name, err)
+			if i := s.ifaceByName[w.name]; i != nil {
+				return Result{}, fmt.Errorf("%s: an interface named %s exists in another port: %w", what, w.name, ErrConflict)
 			}
-			ops = append(ops, o...)
-			newPorts = append(newPorts, port.UUID)
-			res.Added = append(res.Added, spec.Name)
 			continue
 		}
-		if p.ExternalIDs[KeyOwner] != owner {
-			return Result{}, fmt.Errorf("port %s: %w (external_ids:%s=%q)", spec.Name, ErrNotOwned, KeyOwner, p.ExternalIDs[KeyOwner])
+		if err := checkOwner("port", w.name, p.ExternalIDs, owner); err != nil {
+			return Result{}, fmt.Errorf("%s: %w", what, err)
 		}
-		if s.portOf[p.UUID] != bridge {
-			return Result{}, invalid("port %s is on bridge %s, not %s", spec.Name, s.portOf[p.UUID], bridge)
+		if r := p.ExternalIDs[KeyRole]; r != w.role {
+			return Result{}, fmt.Errorf("%s: port %s exists as role %q, want %q: %w", what, w.name, r, w.role, ErrConflict)
 		}
-		iface := s.iface(p)
-		if iface == nil {
-			return Result{}, fmt.Errorf("port %s has no interface", spec.Name)
+		i := s.iface(p)
+		if len(p.Interfaces) != 1 || i == nil || i.Name != w.name {
+			return Result{}, fmt.Errorf("%s: port %s is not a single interface of the same name: %w", what, w.name, ErrConflict)
 		}
-		updated := false
-		if p.Protected != spec.Protected || !maps.Equal(p.ExternalIDs, ids) {
-			row := &vswitchd.Port{UUID: p.UUID, Protected: spec.Protected, ExternalIDs: ids}
-			o, err := c.ovs.Where(row).Update(row, &row.Protected, &row.ExternalIDs)
-			if err != nil {
-				return Result{}, fmt.Errorf("update port %s: %w", spec.Name, err)
-			}
-			ops, updated = append(ops, o...), true
-		}
-		if iface.Type != spec.Type || !mapsEqualNil(iface.Options, spec.Options) || !maps.Equal(iface.ExternalIDs, ids) {
-			row := &vswitchd.Interface{UUID: iface.UUID, Type: spec.Type, Options: spec.Options, ExternalIDs: ids}
-			o, err := c.ovs.Where(row).Update(row, &row.Type, &row.Options, &row.ExternalIDs)
-			if err != nil {
-				return Result{}, fmt.Errorf("update interface %s: %w", spec.Name, err)
-			}
-			ops, updated = append(ops, o...), true
-		}
-		if updated {
-			res.Updated = append(res.Updated, spec.Name)
-		}
+		plans[k].port, plans[k].iface = p, i
 	}
-	for _, u := range br.Ports {
-		p := s.ports[u]
-		if p == nil || p.ExternalIDs[KeyOwner] != owner || !stale(p) {
+
+	var (
+		res                     Result
+		guards, writes, deletes []libovsdb.Operation
+		inserts, removes        []string            // port UUIDs for bridge.ports
+		moves                   map[string][]string // other bridge -> port UUIDs leaving it
+	)
+	for k, pl := range plans {
+		w := pl.want
+		if pl.port == nil {
+			iface := &vswitchd.Interface{UUID: namedUUID("iface", k), Name: w.name, Type: w.ifType, Options: w.options,
+				ExternalIDs: w.ids, MAC: ptrIf(w.mac != "", w.mac), OfportRequest: ptrIf(w.ofportReq != 0, w.ofportReq)}
+			port := &vswitchd.Port{UUID: namedUUID("port", k), Name: w.name, Interfaces: []string{iface.UUID},
+				ExternalIDs: w.ids, Protected: w.protected}
+			ops, err := c.ovs.Create(iface, port)
+			if err != nil {
+				return Result{}, fmt.Errorf("%s: build insert of %s: %w", what, w.name, err)
+			}
+			writes = append(writes, ops...)
+			inserts = append(inserts, port.UUID)
+			res.Added = append(res.Added, w.name)
 			continue
 		}
-		oldPorts = append(oldPorts, p.UUID)
-		res.Removed = append(res.Removed, p.Name)
-		o, err := c.ovs.Where(&vswitchd.Port{UUID: p.UUID}).Delete()
+		ops, err := c.portUpdates(pl.port, pl.iface, w)
 		if err != nil {
-			return Result{}, fmt.Errorf("delete port %s: %w", p.Name, err)
+			return Result{}, fmt.Errorf("%s: %w", what, err)
 		}
-		ops = append(ops, o...)
-		for _, iu := range p.Interfaces {
-			o, err := c.ovs.Where(&vswitchd.Interface{UUID: iu}).Delete()
-			if err != nil {
-				return Result{}, fmt.Errorf("delete interface of %s: %w", p.Name, err)
+		if on := s.bridgeOfPort[pl.port.UUID]; on != bridge {
+			if on != "" {
+				if moves == nil {
+					moves = map[string][]string{}
+				}
+				moves[on] = append(moves[on], pl.port.UUID)
 			}
-			ops = append(ops, o...)
+			inserts = append(inserts, pl.port.UUID)
+		} else if len(ops) == 0 {
+			continue
+		}
+		guards = append(guards, waitRow(vswitchd.PortTable, pl.port.UUID, w.name), waitRow(vswitchd.InterfaceTable, pl.iface.UUID, w.name))
+		writes = append(writes, ops...)
+		res.Updated = append(res.Updated, w.name)
+	}
+	if stale != nil {
+		for _, u := range br.Ports {
+			p := s.ports[u]
+			if p == nil || p.ExternalIDs[KeyOwner] != owner || !stale(p) {
+				continue
+			}
+			removes = append(removes, u)
+			res.Removed = append(res.Removed, p.Name)
+			// Port and Interface are not root tables: OVSDB would collect them once unreferenced,
+			// but deleting them explicitly does not depend on that.
+			deletes = append(deletes, libovsdb.Operation{Op: libovsdb.OperationDelete, Table: vswitchd.PortTable, Where: uuidIs(u)})
+			for _, iu := range p.Interfaces {
+				deletes = append(deletes, libovsdb.Operation{Op: libovsdb.OperationDelete, Table: vswitchd.InterfaceTable, Where: uuidIs(iu)})
+			}
 		}
 	}
-	if len(ops) == 0 {
+	if len(writes)+len(deletes)+len(inserts) == 0 {
 		return res, nil
 	}
+	root, err := s.needRoot(c)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w", what, err)
+	}
 	brRow := &vswitchd.Bridge{UUID: br.UUID}
-	var muts []model.Mutation
-	if len(oldPorts) > 0 {
-		muts = append(muts, model.Mutation{Field: &brRow.Ports, Mutator: libovsdb.MutateOperationDelete, Value: oldPorts})
+	if len(inserts) > 0 {
+		// New ports must land on a bridge that still exists, or OVSDB would drop them silently.
+		guards = append(guards, waitRow(vswitchd.BridgeTable, br.UUID, bridge))
 	}
-	if len(newPorts) > 0 {
-		muts = append(muts, model.Mutation{Field: &brRow.Ports, Mutator: libovsdb.MutateOperationInsert, Value: newPorts})
-	}
-	if len(muts) > 0 {
-		o, err := c.ovs.Where(brRow).Mutate(brRow, muts...)
+	if len(inserts)+len(removes) > 0 {
+		muts, err := c.ovs.Where(brRow).Mutate(brRow, setMutations(&brRow.Ports, inserts, removes)...)
 		if err != nil {
-			return Result{}, fmt.Errorf("mutate ports of %s: %w", bridge, err)
+			return Result{}, fmt.Errorf("%s: build mutation of %s ports: %w", what, bridge, err)
 		}
-		// The bridge mutation goes first: rows deleted later in the transaction must no longer
-		// be referenced when it commits.
-		ops = append(o, ops...)
+		writes = append(writes, muts...)
 	}
-	what := fmt.Sprintf("reconcile ports of %s (+%d ~%d -%d)", bridge, len(res.Added), len(res.Updated), len(res.Removed))
-	if _, err := c.transact(ctx, what, ops); err != nil {
-		return Result{}, err
+	for _, on := range slices.Sorted(maps.Keys(moves)) {
+		other := &vswitchd.Bridge{UUID: s.bridges[on].UUID}
+		muts, err := c.ovs.Where(other).Mutate(other, setMutations(&other.Ports, nil, moves[on])...)
+		if err != nil {
+			return Result{}, fmt.Errorf("%s: build mutation of %s ports: %w", what, on, err)
+		}
+		writes = append(writes, muts...)
 	}
-	res.Transacted = true
+	ops := slices.Concat(guards, writes, deletes)
 	sort.Strings(res.Added)
 	sort.Strings(res.Updated)
 	sort.Strings(res.Removed)
-	want := map[string]bool{}
-	for _, spec := range specs {
-		want[spec.Name] = true
+	what = fmt.Sprintf("%s (+%d ~%d -%d)", what, len(res.Added), len(res.Updated), len(res.Removed))
+	if err := c.commit(ctx, what, root.UUID, ops); err != nil {
+		return Result{}, err
 	}
-	return res, c.waitCache(ctx, what, func() bool {
-		s, err := c.snapshot(ctx)
+	res.Transacted = true
+	c.log.Debug("ports reconciled", "bridge", bridge, "added", res.Added, "updated", res.Updated, "removed", res.Removed)
+	return res, nil
+}
+
+// portUpdates returns the operations that make an existing port and its interface match w,
+// touching only the columns that differ; none when nothing differs.
+func (c *Client) portUpdates(p *vswitchd.Port, i *vswitchd.Interface, w portWant) ([]libovsdb.Operation, error) {
+	var ops []libovsdb.Operation
+	prow := &vswitchd.Port{UUID: p.UUID, Protected: w.protected}
+	if p.Protected != w.protected {
+		o, err := c.ovs.Where(prow).Update(prow, &prow.Protected)
 		if err != nil {
-			return false
+			return nil, fmt.Errorf("build update of port %s: %w", w.name, err)
 		}
-		for n := range want {
-			if s.portByName(bridge, n) == nil {
-				return false
-			}
-		}
-		for _, n := range res.Removed {
-			if s.portByName(bridge, n) != nil {
-				return false
-			}
-		}
-		for _, n := range res.Updated {
-			p := s.portByName(bridge, n)
-			for _, spec := range specs {
-				if spec.Name == n && (p == nil || !maps.Equal(p.ExternalIDs, spec.ids()) || s.iface(p) == nil || !mapsEqualNil(s.iface(p).Options, spec.Options) || s.iface(p).Type != spec.Type) {
-					return false
-				}
-			}
-		}
-		return true
-	})
-}
-
-// mapsEqualNil treats nil and empty maps as equal (OVSDB does).
-func mapsEqualNil(a, b map[string]string) bool {
-	if len(a) == 0 && len(b) == 0 {
-		return true
+		ops = append(ops, o...)
 	}
-	return maps.Equal(a, b)
-}
-
-// Ports lists the ports of bridge with their first interface, sorted by name.
-func (c *Client) Ports(ctx context.Context, bridge string) ([]PortInfo, error) {
-	s, err := c.snapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	b := s.bridges[bridge]
-	if b == nil {
-		return nil, fmt.Errorf("bridge %s: %w", bridge, ErrNotFound)
-	}
-	out := make([]PortInfo, 0, len(b.Ports))
-	for _, u := range b.Ports {
-		p := s.ports[u]
-		if p == nil {
-			continue
-		}
-		pi := PortInfo{Name: p.Name, Bridge: bridge, ExternalIDs: maps.Clone(p.ExternalIDs), Protected: p.Protected}
-		if i := s.iface(p); i != nil {
-			pi.Type, pi.Options = i.Type, maps.Clone(i.Options)
-			if i.Ofport != nil {
-				pi.Ofport = *i.Ofport
-			}
-			if i.MACInUse != nil {
-				pi.MACInUse = *i.MACInUse
-			}
-			if i.Error != nil {
-				pi.Error = *i.Error
-			}
-		}
-		out = append(out, pi)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
-}
-
-// Owned lists the ports owner made on any bridge.
-func (c *Client) Owned(ctx context.Context, owner string) ([]PortInfo, error) {
-	s, err := c.snapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []PortInfo
-	names := make([]string, 0, len(s.bridges))
-	for n := range s.bridges {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		ps, err := c.Ports(ctx, n)
+	if muts := mapMutations(&prow.ExternalIDs, p.ExternalIDs, w.ids, staleKeys(p.ExternalIDs, w.ids)); len(muts) > 0 {
+		o, err := c.ovs.Where(prow).Mutate(prow, muts...)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("build external_ids mutation of port %s: %w", w.name, err)
 		}
-		for _, p := range ps {
-			if p.ExternalIDs[KeyOwner] == owner {
-				out = append(out, p)
-			}
-		}
+		ops = append(ops, o...)
 	}
-	return out, nil
+	irow := &vswitchd.Interface{UUID: i.UUID, Type: w.ifType, Options: w.options,
+		MAC: ptrIf(w.mac != "", w.mac), OfportRequest: ptrIf(w.ofportReq != 0, w.ofportReq)}
+	var fields []any
+	if i.Type != w.ifType {
+		fields = append(fields, &irow.Type)
+	}
+	if !mapsEqual(i.Options, w.options) {
+		fields = append(fields, &irow.Options)
+	}
+	if deref(i.MAC) != w.mac {
+		fields = append(fields, &irow.MAC)
+	}
+	if deref(i.OfportRequest) != w.ofportReq {
+		fields = append(fields, &irow.OfportRequest)
+	}
+	if len(fields) > 0 {
+		o, err := c.ovs.Where(irow).Update(irow, fields...)
+		if err != nil {
+			return nil, fmt.Errorf("build update of interface %s: %w", w.name, err)
+		}
+		ops = append(ops, o...)
+	}
+	if muts := mapMutations(&irow.ExternalIDs, i.ExternalIDs, w.ids, staleKeys(i.ExternalIDs, w.ids)); len(muts) > 0 {
+		o, err := c.ovs.Where(irow).Mutate(irow, muts...)
+		if err != nil {
+			return nil, fmt.Errorf("build external_ids mutation of interface %s: %w", w.name, err)
+		}
+		ops = append(ops, o...)
+	}
+	return ops, nil
+}
+
+// waitRow is a guard operation: the transaction aborts unless the row uuid still exists with
+// that name (OVSDB "wait" with timeout 0).
+func waitRow(table, uuid, name string) libovsdb.Operation {
+	zero := 0
+	return libovsdb.Operation{
+		Op: libovsdb.OperationWait, Table: table, Timeout: &zero, Where: uuidIs(uuid),
+		Columns: []string{"name"}, Until: string(libovsdb.WaitConditionEqual), Rows: []libovsdb.Row{{"name": name}},
+	}
+}
+
+// namedUUID names a row created in this transaction (an OVSDB <id>: letters, digits, '_').
+func namedUUID(kind string, i int) string { return "ovsfabric_" + kind + "_" + strconv.Itoa(i) }
+
+func ptrIf[T any](ok bool, v T) *T {
+	if !ok {
+		return nil
+	}
+	return &v
+}
+
+// mapsEqual treats nil and empty maps as equal, as OVSDB does.
+func mapsEqual(a, b map[string]string) bool {
+	return len(a) == len(b) && maps.Equal(a, b)
 }
