@@ -37,6 +37,7 @@ type Config struct {
 	Resync        time.Duration `yaml:"resync"`
 	LogLevel      string        `yaml:"log-level"`
 	Masquerade    bool          `yaml:"masquerade"`
+	Pipeline      string        `yaml:"pipeline"`
 	DockerHost    string        `yaml:"docker-host"`
 	PodmanHost    string        `yaml:"podman-host"`
 }
@@ -59,6 +60,7 @@ func DefaultConfig() Config {
 		Resync:        5 * time.Second,
 		LogLevel:      "info",
 		Masquerade:    true,
+		Pipeline:      PipelineRouted,
 		DockerHost:    "unix:///var/run/docker.sock",
 		PodmanHost:    "unix:///run/podman/podman.sock",
 	}
@@ -130,6 +132,9 @@ func (c Config) Validate() (Settings, error) {
 	case "auto", "system", "netdev":
 	default:
 		return s, fmt.Errorf("--datapath %q: want auto, system or netdev", c.Datapath)
+	}
+	if c.Pipeline != PipelineRouted && c.Pipeline != PipelineL2 {
+		return s, fmt.Errorf("--pipeline %q: want routed or l2", c.Pipeline)
 	}
 	if err := fabric.ValidIfName(c.Bridge); err != nil {
 		return s, fmt.Errorf("--bridge: %w", err)

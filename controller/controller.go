@@ -13,6 +13,7 @@ import (
 
 	"github.com/ovsfabric/ovsfabric/api"
 	"github.com/ovsfabric/ovsfabric/fabric"
+	"github.com/ovsfabric/ovsfabric/flows"
 	"github.com/ovsfabric/ovsfabric/natrules"
 	"github.com/ovsfabric/ovsfabric/netplumb"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
@@ -79,6 +80,8 @@ type Controller struct {
 	m   Membership
 
 	resolvers []Resolver
+	// of programs OpenFlow flows (nil: the controller leaves flows alone, as in unit tests).
+	of flows.Switch
 
 	started time.Time
 	// kick wakes the loop for a sync outside the events it watches (API requests).
@@ -200,6 +203,10 @@ func (c *Controller) metaLocked() peers.Meta {
 		MTU:         mtu,
 	}
 }
+
+// SetFlowSwitch attaches the OpenFlow side of the bridge, through which the routed pipeline
+// is programmed (and removed in L2 mode).
+func (c *Controller) SetFlowSwitch(of flows.Switch) { c.of = of }
 
 // SetMembership attaches the gossip layer; Run needs it.
 func (c *Controller) SetMembership(m Membership) { c.m = m }
@@ -412,6 +419,9 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired, view []fabric.
 	}
 	for _, r := range rc.Removed {
 		c.log.Info("route removed", "dst", r.Dst, "via", r.Gateway)
+	}
+	if err := c.applyPipeline(ctx, d, view); err != nil {
+		return err
 	}
 	c.forgetRemembered(view, d)
 	if err := c.pruneAttachments(ctx); err != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ovsfabric/ovsfabric/containers"
 	"github.com/ovsfabric/ovsfabric/controller"
+	"github.com/ovsfabric/ovsfabric/flows"
 	"github.com/ovsfabric/ovsfabric/netplumb"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
 	"github.com/ovsfabric/ovsfabric/peers"
@@ -73,6 +74,7 @@ func newCommand() *cobra.Command {
 	f.DurationVar(&cfg.DeadPeerGrace, "dead-peer-grace", cfg.DeadPeerGrace, "how long a failed peer keeps its tunnel and route")
 	f.DurationVar(&cfg.Resync, "resync", cfg.Resync, "periodic reconcile interval")
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	f.StringVar(&cfg.Pipeline, "pipeline", cfg.Pipeline, "data path: routed (OpenFlow routing inside OVS) or l2 (NORMAL switching, host kernel routes)")
 	f.BoolVar(&cfg.Masquerade, "masquerade", cfg.Masquerade, "masquerade container traffic leaving the cluster CIDR to the host's address")
 	f.StringVar(&cfg.DockerHost, "docker-host", cfg.DockerHost, "Docker Engine API endpoint used to resolve container names (empty: off)")
 	f.StringVar(&cfg.PodmanHost, "podman-host", cfg.PodmanHost, "Podman API endpoint used to resolve container names (empty: off)")
@@ -142,6 +144,8 @@ func overlay(dst *controller.Config, src controller.Config, name string) {
 		dst.Resync = src.Resync
 	case "log-level":
 		dst.LogLevel = src.LogLevel
+	case "pipeline":
+		dst.Pipeline = src.Pipeline
 	case "masquerade":
 		dst.Masquerade = src.Masquerade
 	case "docker-host":
@@ -195,6 +199,7 @@ func run(parent context.Context, cfg controller.Config) error {
 		resolvers = append(resolvers, containers.Engine{Kind: "podman", Host: s.PodmanHost})
 	}
 	ctrl := controller.New(s, sw, controller.HostKernel{}, log, resolvers...)
+	ctrl.SetFlowSwitch(flows.NewOFCtl(s.Bridge))
 	if err := ctrl.Init(ctx); err != nil {
 		return err
 	}

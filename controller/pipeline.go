@@ -1,0 +1,93 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/ovsfabric/ovsfabric/fabric"
+	"github.com/ovsfabric/ovsfabric/flows"
+	"github.com/ovsfabric/ovsfabric/ovsdb"
+)
+
+// Data-path modes (--pipeline).
+const (
+	// PipelineRouted routes cross-host traffic inside OVS with an explicit OpenFlow pipeline
+	// (package flows): no hairpin through the host kernel, no broadcast across tunnels.
+	PipelineRouted = "routed"
+	// PipelineL2 is the flood-and-learn baseline: br-int runs NORMAL and the host kernel routes
+	// between the subnets through the gateway port.
+	PipelineL2 = "l2"
+)
+
+// applyPipeline makes ovsfabric's OpenFlow flows on the bridge match the pipeline mode: the
+// routed pipeline's flows in routed mode, none in L2 mode (so switching modes cleans up).
+// Ports ovs-vswitchd has not numbered yet are left for the next sync, which their OVSDB
+// update triggers.
+func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, view []fabric.Peer) error {
+	if c.of == nil {
+		return nil
+	}
+	var desired []flows.Flow
+	if c.s.Pipeline == PipelineRouted {
+		in, err := c.pipelineInput(ctx, d, view)
+		if err != nil {
+			return err
+		}
+		desired, err = flows.Plan(in)
+		if errors.Is(err, flows.ErrNotReady) {
+			c.log.Debug("gateway port has no OpenFlow number yet; flows wait for the next sync")
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("plan flows: %w", err)
+		}
+	}
+	res, err := flows.Reconcile(ctx, c.of, desired)
+	if err != nil {
+		return fmt.Errorf("reconcile flows on %s: %w", d.Bridge, err)
+	}
+	if res.Changed() {
+		c.log.Info("flows updated", "bridge", d.Bridge, "pipeline", c.s.Pipeline, "result", res.String())
+	}
+	return nil
+}
+
+// pipelineInput gathers what flows.Plan needs from OVSDB: OpenFlow port numbers and MACs.
+func (c *Controller) pipelineInput(ctx context.Context, d fabric.Desired, view []fabric.Peer) (flows.Input, error) {
+	ports, err := c.sw.Ports(ctx, d.Bridge)
+	if err != nil {
+		return flows.Input{}, fmt.Errorf("read ports of %s: %w", d.Bridge, err)
+	}
+	in := flows.Input{Subnet: d.Gateway.Masked(), ClusterCIDR: c.s.Cluster}
+	subnets := map[string]netip.Prefix{}
+	for _, t := range d.Tunnels {
+		for _, p := range view {
+			if p.Name == t.Peer {
+				subnets[t.Name] = p.Subnet
+			}
+		}
+	}
+	for _, p := range ports {
+		switch {
+		case p.Name == d.GatewayPort:
+			mac, _ := net.ParseMAC(p.MACInUse)
+			in.Gateway = flows.Port{Name: p.Name, OFPort: p.Ofport, MAC: mac, IP: d.Gateway.Addr()}
+		case p.ExternalIDs[ovsdb.KeyOwner] != c.s.Name:
+		case p.ExternalIDs[ovsdb.KeyRole] == ovsdb.RoleContainer:
+			mac, err := net.ParseMAC(p.ExternalIDs[ovsdb.KeyMAC])
+			ip, perr := netip.ParsePrefix(p.ExternalIDs[ovsdb.KeyIP])
+			if err != nil || perr != nil {
+				continue
+			}
+			in.Containers = append(in.Containers, flows.Port{Name: p.Name, OFPort: p.Ofport, MAC: mac, IP: ip.Addr()})
+		case p.ExternalIDs[ovsdb.KeyRole] == ovsdb.RoleTunnel:
+			if sub, ok := subnets[p.Name]; ok {
+				in.Tunnels = append(in.Tunnels, flows.Tunnel{Peer: p.ExternalIDs[ovsdb.KeyPeer], Port: p.Name, OFPort: p.Ofport, Subnet: sub})
+			}
+		}
+	}
+	return in, nil
+}
