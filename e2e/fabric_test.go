@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ovsfabric/ovsfabric/api"
+	"github.com/ovsfabric/ovsfabric/flows"
 	"github.com/ovsfabric/ovsfabric/lab"
 	"github.com/ovsfabric/ovsfabric/lab/fabriclab"
 )
@@ -19,19 +21,19 @@ import (
 // under traffic; a fourth host joins; it leaves gracefully; a host with a conflicting
 // static subnet is refused.
 func TestFabric(t *testing.T) {
-	for _, tunnel := range []string{"vxlan", "gre"} {
-		t.Run(tunnel, func(t *testing.T) { testFabric(t, tunnel) })
+	for _, tc := range []struct{ tunnel, pipeline string }{{"vxlan", "routed"}, {"gre", "routed"}, {"vxlan", "l2"}} {
+		t.Run(tc.tunnel+"-"+tc.pipeline, func(t *testing.T) { testFabric(t, tc.tunnel, tc.pipeline) })
 	}
 }
 
 const staticSubnet = "10.244.1.0/24"
 
-func testFabric(t *testing.T, tunnel string) {
+func testFabric(t *testing.T, tunnel, pipeline string) {
 	requireLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	l := upLab(t, ctx, 3, false)
-	f := fabriclab.New(l, fabriclab.Options{Bin: binDir, Tunnel: tunnel, Resync: 2 * time.Second, DeadPeerGrace: 2 * time.Minute})
+	f := fabriclab.New(l, fabriclab.Options{Bin: binDir, Tunnel: tunnel, Resync: 2 * time.Second, DeadPeerGrace: 2 * time.Minute, Extra: []string{"--pipeline", pipeline}})
 	t.Cleanup(func() { dumpLogsOnFailure(t, l) })
 
 	// h1 has a static subnet (for the conflict scenario); h2 and h3 claim theirs by gossip.
@@ -68,6 +70,21 @@ func testFabric(t *testing.T, tunnel string) {
 			}
 		}
 		assertMatrix(t, ctx, cs, 6)
+		// Routed mode: ovsfabric's flows are on br-int, and the to-peer flows carried the
+		// pings. L2 mode: none of ovsfabric's flows.
+		for _, h := range l.Hosts {
+			out, err := h.Ofctl(ctx, "dump-flows", "br-int", fmt.Sprintf("cookie=%#x/%#x", flows.CookieBase, flows.CookieMask))
+			if err != nil {
+				t.Fatal(err)
+			}
+			routed := regexp.MustCompile(`n_packets=[1-9].*actions=.*dec_ttl.*output`).MatchString(out)
+			if pipeline == "routed" && !routed {
+				t.Errorf("%s: no routed flow carried packets:\n%s", h.Name, out)
+			}
+			if pipeline == "l2" && strings.Contains(out, "cookie=") {
+				t.Errorf("%s: ovsfabric flows in l2 mode:\n%s", h.Name, out)
+			}
+		}
 	})
 
 	t.Run("operator deletes a tunnel port", func(t *testing.T) {
