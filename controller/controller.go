@@ -53,6 +53,7 @@ type Kernel interface {
 	NetNSExists(path string) bool
 	ReconcileNAT(r natrules.Rules) (bool, error)
 	ForgetNeighbor(dev string, ip netip.Addr) error
+	DisableRedirects(dev string) error
 }
 
 // Membership is what the controller needs from gossip.
@@ -354,7 +355,10 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired, view []fabric.
 	if err := c.sw.EnsureBridge(ctx, ovsdb.BridgeSpec{Name: d.Bridge, DatapathType: d.Datapath, FailMode: "standalone", Owner: owner}); err != nil {
 		return fmt.Errorf("ensure bridge %s: %w", d.Bridge, err)
 	}
-	if err := c.sw.EnsurePort(ctx, d.Bridge, ovsdb.PortSpec{Name: d.GatewayPort, Type: "internal", Owner: owner, Role: ovsdb.RoleGateway}); err != nil {
+	// The gateway's MAC is pinned (derived from the node name): ovs-vswitchd would otherwise
+	// pick a new one for the tap device at every restart, and containers' ARP caches and the
+	// pipeline's flows would point at the old one.
+	if err := c.sw.EnsurePort(ctx, d.Bridge, ovsdb.PortSpec{Name: d.GatewayPort, Type: "internal", Owner: owner, Role: ovsdb.RoleGateway, MAC: fabric.GatewayMAC(c.s.Name).String()}); err != nil {
 		return fmt.Errorf("ensure gateway port %s: %w", d.GatewayPort, err)
 	}
 	subnets := map[string]fabric.Peer{}
@@ -402,6 +406,9 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired, view []fabric.
 	}
 	if err := c.k.SetForwarding(true); err != nil {
 		return fmt.Errorf("enable forwarding: %w", err)
+	}
+	if err := c.k.DisableRedirects(d.GatewayPort); err != nil {
+		return fmt.Errorf("disable redirects: %w", err)
 	}
 	routes := make([]netplumb.Route, 0, len(d.Routes))
 	for _, r := range d.Routes {

@@ -72,7 +72,8 @@ func (k *fakeKernel) ReconcileRoutes(desired []netplumb.Route) (netplumb.RouteCh
 	k.routes = append([]netplumb.Route(nil), desired...)
 	return rc, nil
 }
-func (k *fakeKernel) SetForwarding(bool) error { return nil }
+func (k *fakeKernel) SetForwarding(bool) error      { return nil }
+func (k *fakeKernel) DisableRedirects(string) error { return nil }
 func (k *fakeKernel) Attach(a netplumb.Attachment) (netplumb.AttachResult, error) {
 	return netplumb.AttachResult{MAC: a.MAC, HostIf: a.HostIf}, nil
 }

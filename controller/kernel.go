@@ -48,3 +48,6 @@ func (HostKernel) ReconcileNAT(r natrules.Rules) (bool, error) { return natrules
 func (HostKernel) ForgetNeighbor(dev string, ip netip.Addr) error {
 	return netplumb.ForgetNeighbor(dev, ip)
 }
+
+// DisableRedirects stops ICMP redirects out of the gateway port.
+func (HostKernel) DisableRedirects(dev string) error { return netplumb.DisableRedirects(dev) }

@@ -277,3 +277,13 @@ func TestClaimIndexMatchesConflict(t *testing.T) {
 		}
 	}
 }
+
+func TestGatewayMAC(t *testing.T) {
+	a, b := GatewayMAC("h1"), GatewayMAC("h2")
+	if a.String() == b.String() || a.String() != GatewayMAC("h1").String() {
+		t.Errorf("GatewayMAC not stable and distinct: %s %s", a, b)
+	}
+	if a[0]&1 != 0 || a[0]&2 == 0 {
+		t.Errorf("GatewayMAC %s is not a locally administered unicast address", a)
+	}
+}

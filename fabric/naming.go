@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 )
 
 // MaxIfNameLen is the longest interface name the kernel accepts (IFNAMSIZ - 1).
@@ -52,4 +53,11 @@ func ValidIfName(name string) error {
 		return fmt.Errorf("interface name %q is not allowed", name)
 	}
 	return nil
+}
+
+// GatewayMAC is the pinned MAC of a node's gateway port: locally administered, unicast, and
+// derived from the node name so it is the same across restarts of OVS and fabricd.
+func GatewayMAC(node string) net.HardwareAddr {
+	sum := sha256.Sum256([]byte("gateway/" + node))
+	return net.HardwareAddr{0x0a, sum[0], sum[1], sum[2], sum[3], sum[4]}
 }

@@ -39,3 +39,30 @@ func Forwarding() (bool, error) {
 	}
 	return string(bytes.TrimSpace(cur)) == "1", nil
 }
+
+// setSysctl writes value to a /proc/sys file when it differs, in the current netns.
+func setSysctl(path, value string) error {
+	cur, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	if string(bytes.TrimSpace(cur)) == value {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte(value+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// DisableRedirects stops the kernel from sending ICMP redirects out of dev (and in general:
+// the "all" switch is ORed with the device's). Containers behind the gateway would otherwise
+// cache a redirect toward a peer's gateway and bypass the pipeline for minutes.
+func DisableRedirects(dev string) error {
+	for _, p := range []string{"/proc/sys/net/ipv4/conf/all/send_redirects", "/proc/sys/net/ipv4/conf/" + dev + "/send_redirects"} {
+		if err := setSysctl(p, "0"); err != nil {
+			return err
+		}
+	}
+	return nil
+}

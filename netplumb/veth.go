@@ -257,6 +257,12 @@ func Attach(a Attachment) (res AttachResult, err error) {
 		return res, fmt.Errorf("netns %s: %w", a.NetNS, err)
 	}
 	disableIPv6(a.HostIf)
+	// The host end is a bridge port without an address: the host kernel must not answer ARP
+	// on it (it would hand out the veth's MAC for the gateway and then forward a second copy
+	// of every frame the userspace datapath also switches).
+	if err := setSysctl("/proc/sys/net/ipv4/conf/"+a.HostIf+"/arp_ignore", "1"); err != nil {
+		return res, err
+	}
 	if a.TxChecksumOff {
 		if err := TxChecksumOff(a.HostIf); err != nil {
 			return res, err

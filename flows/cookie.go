@@ -1,0 +1,93 @@
+package flows
+
+import (
+	"fmt"
+	"hash/fnv"
+)
+
+// Cookie layout, as `ovs-ofctl dump-flows` shows it (leading zeros dropped):
+//
+//	0x0fab PPPP HHHHHHHH
+//	  │    │    └ flow ID: FNV-1a hash of table, priority and match
+//	  │    └ Purpose
+//	  └ CookieBase: ovsfabric
+const (
+	// CookieBase marks a flow as ovsfabric's: the cookie's top 16 bits are 0x0fab.
+	CookieBase uint64 = 0x0fab_0000_0000_0000
+	// CookieMask selects the bits that CookieBase sets: a flow is ovsfabric's when
+	// cookie&CookieMask == CookieBase (ovs-ofctl: cookie=0x0fab000000000000/0xffff000000000000).
+	CookieMask uint64 = 0xffff_0000_0000_0000
+	// PurposeMask selects the Purpose bits of a cookie.
+	PurposeMask uint64 = 0x0000_ffff_0000_0000
+	// IDMask selects a cookie's flow ID bits.
+	IDMask uint64 = 0x0000_0000_ffff_ffff
+
+	purposeShift = 32
+)
+
+// Purpose says what an ovsfabric flow is for; it is bits 32-47 of the flow's cookie.
+type Purpose uint16
+
+// The purposes of ovsfabric's flows.
+const (
+	// PurposeNone is the Purpose of a cookie that is not ovsfabric's.
+	PurposeNone Purpose = 0
+	// PurposeClassifier: table 0, which sends each known in_port to the table for its kind
+	// (local port or tunnel).
+	PurposeClassifier Purpose = 1
+	// PurposeARPResponder: answers ARP requests for the gateway and for peer subnets.
+	PurposeARPResponder Purpose = 2
+	// PurposeToPeer: routes IPv4 for a peer's subnet into that peer's tunnel.
+	PurposeToPeer Purpose = 3
+	// PurposeFromTunnel: delivers IPv4 arriving from a tunnel to a local address.
+	PurposeFromTunnel Purpose = 4
+	// PurposeLocalDelivery: switching among the host's own ports (containers and gateway),
+	// by destination MAC, and replication of local broadcasts to local ports only.
+	PurposeLocalDelivery Purpose = 5
+	// PurposeToGateway: IPv4 for destinations outside the cluster CIDR goes to the gateway
+	// port (the host kernel routes and NATs it).
+	PurposeToGateway Purpose = 6
+	// PurposeDefault: the explicit drops that end each table (unknown in_port, non-IPv4
+	// from tunnels, unknown unicast, unreachable cluster addresses).
+	PurposeDefault Purpose = 7
+)
+
+var purposeNames = map[Purpose]string{
+	PurposeNone:          "not-ovsfabric",
+	PurposeClassifier:    "classifier",
+	PurposeARPResponder:  "arp-responder",
+	PurposeToPeer:        "to-peer",
+	PurposeFromTunnel:    "from-tunnel",
+	PurposeLocalDelivery: "local-delivery",
+	PurposeToGateway:     "to-gateway",
+	PurposeDefault:       "default",
+}
+
+// String is the purpose's name as docs/pipeline.md uses it, e.g. "to-peer".
+func (p Purpose) String() string {
+	if s, ok := purposeNames[p]; ok {
+		return s
+	}
+	return fmt.Sprintf("unknown(%#04x)", uint16(p))
+}
+
+// PurposeOf reads the Purpose out of a flow's cookie; PurposeNone when the cookie is not
+// ovsfabric's. PurposeOf(c).String() tells an operator what a dumped flow is for.
+func PurposeOf(cookie uint64) Purpose {
+	if !IsOurs(cookie) {
+		return PurposeNone
+	}
+	return Purpose((cookie & PurposeMask) >> purposeShift)
+}
+
+// IsOurs reports whether cookie marks a flow as ovsfabric's.
+func IsOurs(cookie uint64) bool { return cookie&CookieMask == CookieBase }
+
+// makeCookie is the cookie of the ovsfabric flow with the given purpose, table, priority and
+// match (in ovs-ofctl syntax, as the flow is written): CookieBase, the purpose, and an FNV-1a
+// hash of table, priority and match as the flow's ID.
+func makeCookie(p Purpose, table, priority int, match string) uint64 {
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%d/%d/%s", table, priority, match)
+	return CookieBase | uint64(p)<<purposeShift | uint64(h.Sum32())
+}
