@@ -66,7 +66,7 @@ func run() error {
 	}
 	step("building a lab of %d hosts in %s (a netns, ovsdb-server and ovs-vswitchd each)", hosts, dir)
 	start := time.Now()
-	l, err := lab.Up(ctx, lab.Config{Dir: dir, Name: "demo", Hosts: hosts})
+	l, err := lab.Up(ctx, lab.Config{Dir: dir, Name: "demo", Hosts: hosts, Keep: keep})
 	if err != nil {
 		return err
 	}
