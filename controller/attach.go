@@ -121,6 +121,10 @@ func (c *Controller) Attachments(ctx context.Context) ([]api.Attachment, error) 
 // host end on the bridge as an OVS port recording the attachment. It is all or nothing, and
 // repeating it with the same parameters changes nothing.
 func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Attachment, error) {
+	// Wait outside attachMu: detach and pruning go on meanwhile.
+	if err := c.waitReady(ctx); err != nil {
+		return api.Attachment{}, err
+	}
 	c.attachMu.Lock()
 	defer c.attachMu.Unlock()
 

@@ -104,12 +104,17 @@ type Controller struct {
 	metrics    *metrics
 	// spread is the attachment list last published by gossip.
 	spread []byte
+
+	// ready is closed after the first successful apply: the bridge and gateway exist, so
+	// attachments can be made.
+	ready     chan struct{}
+	readyOnce sync.Once
 }
 
 // New returns a controller for settings s (with s.Advertise set) over the given systems.
 // resolvers turn container names into network namespaces (Docker, Podman), tried in order.
 func New(s Settings, sw Switch, k Kernel, log *slog.Logger, resolvers ...Resolver) *Controller {
-	return &Controller{s: s, sw: sw, k: k, log: log, resolvers: resolvers, started: time.Now(), kick: make(chan struct{}, 1), remembered: map[string]fabric.Peer{}, metrics: newMetrics()}
+	return &Controller{s: s, sw: sw, k: k, log: log, resolvers: resolvers, started: time.Now(), kick: make(chan struct{}, 1), ready: make(chan struct{}), remembered: map[string]fabric.Peer{}, metrics: newMetrics()}
 }
 
 // Init loads what a previous run left in OVSDB: the node's subnet claim and the peers its
@@ -255,6 +260,37 @@ func (c *Controller) settled() bool {
 	return len(c.s.Join) == 0 || c.m.NumMembers() > 1 || time.Since(c.started) > settleTime
 }
 
+// readyWait is how long a request that needs the bridge waits for fabricd's first
+// successful reconcile before it is refused as "still starting".
+const readyWait = 15 * time.Second
+
+// waitReady waits until the first reconcile has built the bridge and gateway, so that an
+// attach made right after fabricd started is served rather than failing on a missing bridge.
+func (c *Controller) waitReady(ctx context.Context) error {
+	select {
+	case <-c.ready:
+		return nil
+	default:
+	}
+	c.Kick()
+	t := time.NewTimer(readyWait)
+	defer t.Stop()
+	select {
+	case <-c.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		c.mu.Lock()
+		last := c.lastErr
+		c.mu.Unlock()
+		if last != nil {
+			return unavailable("fabricd has not built %s yet (last reconcile: %v); retry when `fabricctl status` shows no error", c.s.Bridge, last)
+		}
+		return unavailable("fabricd has not built %s yet; retry in a few seconds", c.s.Bridge)
+	}
+}
+
 // Sync runs one reconcile: gather facts, plan, apply the difference.
 func (c *Controller) Sync(ctx context.Context) (err error) {
 	start := time.Now()
@@ -282,6 +318,9 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 	}
 	err = c.apply(ctx, d, view)
 	c.setResult(&d, view, err)
+	if err == nil {
+		c.readyOnce.Do(func() { close(c.ready) })
+	}
 	return err
 }
 

@@ -24,6 +24,10 @@ func notFound(format string, args ...any) error {
 	return &RequestError{Code: http.StatusNotFound, Err: fmt.Errorf(format, args...)}
 }
 
+func unavailable(format string, args ...any) error {
+	return &RequestError{Code: http.StatusServiceUnavailable, Err: fmt.Errorf(format, args...)}
+}
+
 func conflict(format string, args ...any) error {
 	return &RequestError{Code: http.StatusConflict, Err: fmt.Errorf(format, args...)}
 }
