@@ -447,3 +447,46 @@ func attachReq(target, ip, mac string) (r api.AttachRequest) {
 	r.Target, r.IP, r.MAC = target, ip, mac
 	return r
 }
+
+// TestAttachWaitsForFirstReconcile: an attach made right after fabricd started, before the
+// bridge exists, is served once the first reconcile has built it, and is refused cleanly
+// (nothing created) when the caller gives up first.
+func TestAttachWaitsForFirstReconcile(t *testing.T) {
+	ctx := context.Background()
+	m := &fakeMembers{ch: make(chan struct{})}
+	c, sw, _ := newController(t, ovsdbtest.Start(t), settings(t, "10.244.1.0/24"), m)
+	ns := filepath.Join(t.TempDir(), "netns")
+	if err := os.WriteFile(ns, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	_, err := c.Attach(short, attachReq(ns, "", ""))
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("attach before the first reconcile with an expiring context: %v, want deadline exceeded", err)
+	}
+	if ports, err := sw.Ports(ctx, "br-int"); err == nil && len(ports) > 0 {
+		t.Fatalf("a refused attach left ports: %+v", ports)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Attach(ctx, attachReq(ns, "", ""))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("attach returned before any reconcile: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("attach after the first reconcile: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("attach still waiting after the first reconcile")
+	}
+}
