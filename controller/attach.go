@@ -202,7 +202,7 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 	}
 	res, err := c.k.Attach(netplumb.Attachment{
 		NetNS: t.NetNS, IfName: ifname, HostIf: port, Addr: addr, Gateway: fabric.Gateway(subnet),
-		MAC: mac, MTU: mtu, TxChecksumOff: c.s.DatapathType == "netdev",
+		MAC: mac, GatewayMAC: fabric.GatewayMAC(c.s.Name), MTU: mtu, TxChecksumOff: c.s.DatapathType == "netdev",
 	})
 	if err != nil {
 		return api.Attachment{}, classifyAttachErr(err)
@@ -220,6 +220,10 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 	// The address may have belonged to a container detached a moment ago.
 	if err := c.k.ForgetNeighbor(c.s.GatewayPort, ip); err != nil {
 		c.log.Warn("forget stale neighbour", "ip", ip, "err", err)
+	}
+	// Not an attach failure: the port is recorded, and the loop keeps at it.
+	if err := c.makeLive(ctx, port); err != nil {
+		c.log.Warn("new port not live yet", "port", port, "err", err)
 	}
 	c.Kick() // spread the new attachment by gossip
 	c.log.Info("attached", "container", a.Container, "netns", a.NetNS, "ip", a.IP, "mac", a.MAC, "port", port)

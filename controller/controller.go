@@ -109,6 +109,11 @@ type Controller struct {
 	// attachments can be made.
 	ready     chan struct{}
 	readyOnce sync.Once
+
+	// pipeMu serialises flow reconciles: the loop's and the one an attach makes at once.
+	// flowsApplied is what the last flow reconcile left on the bridge (nil: unknown).
+	pipeMu       sync.Mutex
+	flowsApplied []flows.Flow
 }
 
 // New returns a controller for settings s (with s.Advertise set) over the given systems.

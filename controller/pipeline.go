@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
+	"time"
 
 	"github.com/ovsfabric/ovsfabric/fabric"
 	"github.com/ovsfabric/ovsfabric/flows"
@@ -30,6 +32,8 @@ func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, view [
 	if c.of == nil {
 		return nil
 	}
+	c.pipeMu.Lock()
+	defer c.pipeMu.Unlock()
 	var desired []flows.Flow
 	if c.s.Pipeline == PipelineRouted {
 		in, err := c.pipelineInput(ctx, d, view)
@@ -47,8 +51,10 @@ func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, view [
 	}
 	res, err := flows.Reconcile(ctx, c.of, desired)
 	if err != nil {
+		c.flowsApplied = nil
 		return fmt.Errorf("reconcile flows on %s: %w", d.Bridge, err)
 	}
+	c.flowsApplied = desired
 	if res.Changed() {
 		c.log.Info("flows updated", "bridge", d.Bridge, "pipeline", c.s.Pipeline, "result", res.String())
 	}
@@ -90,4 +96,66 @@ func (c *Controller) pipelineInput(ctx context.Context, d fabric.Desired, view [
 		}
 	}
 	return in, nil
+}
+
+// portLiveWait bounds how long an attach waits for ovs-vswitchd to take its new port.
+const portLiveWait = 3 * time.Second
+
+// makeLive waits until ovs-vswitchd has numbered the new port (it is then in the datapath) and,
+// in routed mode, programs its flows at once rather than on the loop's next sync, so that the
+// container can send the moment attach returns.
+func (c *Controller) makeLive(ctx context.Context, port string) error {
+	if c.of == nil {
+		return nil // no data path is driven (unit tests): no ovs-vswitchd to wait for
+	}
+	ctx, cancel := context.WithTimeout(ctx, portLiveWait)
+	defer cancel()
+	for {
+		ports, err := c.sw.Ports(ctx, c.s.Bridge)
+		if err != nil {
+			return fmt.Errorf("read ports of %s: %w", c.s.Bridge, err)
+		}
+		if i := slices.IndexFunc(ports, func(p ovsdb.PortInfo) bool { return p.Name == port }); i >= 0 {
+			if p := ports[i]; p.Ofport > 0 {
+				break
+			} else if p.Error != "" {
+				return fmt.Errorf("ovs-vswitchd cannot add port %s: %s", port, p.Error)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("port %s has no OpenFlow port number after %s: %w", port, portLiveWait, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if c.s.Pipeline != PipelineRouted {
+		return nil
+	}
+	c.mu.Lock()
+	d, view := c.desired, c.peerView
+	c.mu.Unlock()
+	c.pipeMu.Lock()
+	defer c.pipeMu.Unlock()
+	if c.flowsApplied == nil {
+		return nil // no reconcile has succeeded yet: the loop's next one does it all
+	}
+	in, err := c.pipelineInput(ctx, d, view)
+	if err != nil {
+		return err
+	}
+	desired, err := flows.Plan(in)
+	if err != nil {
+		return fmt.Errorf("plan flows: %w", err)
+	}
+	// Only adds (the new port's flows), without dumping the bridge: the fast path.
+	n, err := flows.AddNew(ctx, c.of, desired, c.flowsApplied)
+	if err != nil {
+		c.flowsApplied = nil
+		return fmt.Errorf("add flows for %s: %w", port, err)
+	}
+	if n > 0 {
+		c.flowsApplied = desired
+		c.log.Info("flows added", "bridge", d.Bridge, "port", port, "added", n)
+	}
+	return nil
 }

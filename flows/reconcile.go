@@ -135,3 +135,41 @@ func sortFlows(fs []Flow) {
 		return fs[i].Cookie < fs[j].Cookie
 	})
 }
+
+// AddNew adds the desired flows that applied (what the last Reconcile made the bridge hold)
+// lacks or holds differently, in one Switch.Apply, without dumping the bridge and without
+// deleting anything. It is the fast path for a change that only adds, such as a new
+// container port; the next Reconcile removes what is stale. It returns how many flows it
+// added.
+func AddNew(ctx context.Context, sw Switch, desired, applied []Flow) (int, error) {
+	have := make(map[flowKey]normalized, len(applied))
+	for _, f := range applied {
+		n, err := normalize(f)
+		if err != nil {
+			return 0, fmt.Errorf("add flows: applied %w", err)
+		}
+		have[flowKey{f.Table, f.Cookie}] = n
+	}
+	var add []Flow
+	for _, f := range desired {
+		if !IsOurs(f.Cookie) {
+			return 0, fmt.Errorf("add flows: desired flow %s: cookie %#x is not ovsfabric's", f, f.Cookie)
+		}
+		n, err := normalize(f)
+		if err != nil {
+			return 0, fmt.Errorf("add flows: desired %w", err)
+		}
+		if got, ok := have[flowKey{f.Table, f.Cookie}]; ok && got == n {
+			continue
+		}
+		add = append(add, f)
+	}
+	if len(add) == 0 {
+		return 0, nil
+	}
+	sortFlows(add)
+	if err := sw.Apply(ctx, add, nil); err != nil {
+		return 0, fmt.Errorf("add flows: apply %d adds: %w", len(add), err)
+	}
+	return len(add), nil
+}

@@ -367,3 +367,32 @@ func TestEquivalent(t *testing.T) {
 		}
 	}
 }
+
+// TestAddNew: a new container's flows are added without a dump and without deletes, ending in
+// the state a full Reconcile would make; a repeat adds nothing.
+func TestAddNew(t *testing.T) {
+	sw := newFake()
+	in := testInput()
+	before := mustPlan(t, in)
+	reconcile(t, sw, before)
+	in.Containers = append(in.Containers, Port{Name: "vf-c3", OFPort: 6, MAC: mac("02:00:00:00:00:33"), IP: netip.MustParseAddr("10.244.3.7")})
+	after := mustPlan(t, in)
+	dumps, applies := sw.dumps, sw.applies
+	n, err := AddNew(context.Background(), sw, after, before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 || sw.dumps != dumps || sw.applies != applies+1 {
+		t.Errorf("AddNew added %d flows with %d dumps and %d applies; want some flows, no dump, one apply", n, sw.dumps-dumps, sw.applies-applies)
+	}
+	if !reflect.DeepEqual(sw.ours(), after) {
+		t.Errorf("switch holds\n%s\nwant\n%s", dump(sw.ours()), dump(after))
+	}
+	if n, err := AddNew(context.Background(), sw, after, after); err != nil || n != 0 || sw.applies != applies+1 {
+		t.Errorf("repeat AddNew: %d added, %v; want nothing and no apply", n, err)
+	}
+	if res := reconcile(t, sw, after); res.Changed() {
+		t.Errorf("Reconcile after AddNew changed %s", res)
+	}
+	sw.foreignIntact(t)
+}

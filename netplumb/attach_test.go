@@ -191,6 +191,35 @@ func TestAttachRoutesBesideForeignDefault(t *testing.T) {
 	}
 }
 
+// TestAttachGatewayNeighbour: with GatewayMAC the container knows the gateway's MAC from the
+// start (a permanent neighbour entry), so its first packet needs no ARP.
+func TestAttachGatewayNeighbour(t *testing.T) {
+	newHost(t)
+	cont := newNS(t, "cont")
+	gwMAC, _ := net.ParseMAC("0a:11:22:33:44:55")
+	a := Attachment{NetNS: cont.Path(), HostIf: "vfneigh", Addr: mustPrefix("10.99.3.7/24"),
+		Gateway: mustAddr("10.99.3.1"), GatewayMAC: gwMAC, MTU: 1450}
+	if _, err := Attach(a); err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	l, err := nlIn(t, cont).LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := nlIn(t, cont).NeighList(l.Attrs().Index, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ns) != 1 || !ns[0].IP.Equal(net.ParseIP("10.99.3.1")) || ns[0].HardwareAddr.String() != gwMAC.String() || ns[0].State != netlink.NUD_PERMANENT {
+		t.Errorf("container neighbours %+v, want 10.99.3.1 lladdr %s permanent", ns, gwMAC)
+	}
+	bad := a
+	bad.HostIf, bad.GatewayMAC = "vfneigh2", net.HardwareAddr{0x01, 0, 0x5e, 0, 0, 1}
+	if _, err := Attach(bad); !IsInvalid(err) {
+		t.Errorf("multicast gateway MAC: got %v, want an invalid-input error", err)
+	}
+}
+
 // TestAttachRollback checks that a refused or failed Attach leaves no new link on either side.
 func TestAttachRollback(t *testing.T) {
 	tests := []struct {

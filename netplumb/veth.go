@@ -40,6 +40,11 @@ type Attachment struct {
 	Routes []netip.Prefix
 	// MAC is the container interface's MAC; a random locally administered unicast one if nil.
 	MAC net.HardwareAddr
+	// GatewayMAC, when set, is written into the container's neighbour table as the gateway's
+	// permanent entry, so that its first packet needs no ARP: a request sent before the bridge
+	// has taken the new port would go unanswered, and Linux repeats it only after a second.
+	// Only for a gateway whose MAC never changes (fabricd pins it).
+	GatewayMAC net.HardwareAddr
 	// MTU of both ends, MinMTU..MaxMTU (at least 1280 for IPv6).
 	MTU int
 	// TxChecksumOff turns TX checksum offload off on both ends (needed by the userspace
@@ -94,6 +99,9 @@ func (a Attachment) normalize() (Attachment, error) {
 		return a, invalidf("gateway %s is the container's own address", g)
 	case hostPart && (g == subnet.Addr() || g == lastAddr(subnet)):
 		return a, invalidf("gateway %s is the network or broadcast address of %s", g, subnet)
+	}
+	if m := a.GatewayMAC; m != nil && (len(m) != 6 || m[0]&1 == 1) {
+		return a, invalidf("gateway MAC %s is not a unicast Ethernet address", m)
 	}
 	for _, r := range a.Routes {
 		switch {
@@ -341,6 +349,17 @@ func configureContainer(h *netlink.Handle, target ns.NetNS, a Attachment, dsts [
 	}
 	if err := h.LinkSetUp(l); err != nil {
 		return fmt.Errorf("set %s up: %w", a.IfName, err)
+	}
+	if a.GatewayMAC != nil {
+		fam := unix.AF_INET
+		if a.Gateway.Is6() {
+			fam = unix.AF_INET6
+		}
+		n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: fam, State: netlink.NUD_PERMANENT,
+			IP: ipOf(a.Gateway), HardwareAddr: a.GatewayMAC}
+		if err := h.NeighSet(n); err != nil {
+			return fmt.Errorf("set gateway neighbour %s lladdr %s dev %s: %w", a.Gateway, a.GatewayMAC, a.IfName, err)
+		}
 	}
 	for _, d := range dsts {
 		r := &netlink.Route{

@@ -79,32 +79,33 @@ type Config struct {
 // confirm the suspicion (SuspicionMult−2 confirmations needed; none when the cluster has
 // fewer than SuspicionMult members, in which case the timer is min right away).
 //
-// With the defaults, a crashed host is suspected about 1 s after the crash (the wait until
+// With the defaults, a crashed host is suspected about 0.8 s after the crash (the wait until
 // it is next probed, plus one ProbeInterval for the failed probe) and declared dead when the
-// suspicion timer expires: 2 s later with fewer than 4 members (no confirmations needed),
-// 2–6 s later with 4–10 members depending on how fast two others confirm (they do within
-// about a second, as the suspect is probed about twice a second), 4–12 s with 100. The
-// dead message then reaches everyone within a few GossipIntervals. Measured on loopback
-// (TestFailureDetection, TestScale100): all others saw a killed member dead after 2.8–3.4 s
-// with 3 and 6 members, and after 4.8–7.1 s with 100 members. A member that is merely slow
-// (CPU starvation) refutes the accusation as soon as it hears it and shows as alive again;
-// Lifeguard's health awareness stretches the probe interval of a member that notices it is
-// itself degraded.
+// suspicion timer expires: min = 1.2 s after the first suspicion once one other member
+// confirms it (with 3–10 members; the others probe the suspect too and do within about a
+// second), 2.4 s without confirmation; 2.4–4.8 s with 100 members. The dead message then
+// reaches everyone within a few GossipIntervals. Measured on loopback (TestFailureDetection,
+// TestScale100): all others saw a killed member dead after 1.7–1.8 s with 3 and 6 members,
+// and after 3.0 s with 100 members.
+// A member that is merely slow (CPU starvation) refutes the accusation as soon as it hears
+// it and shows as alive again; Lifeguard's health awareness stretches the probe interval of
+// a member that notices it is itself degraded. A false "dead" costs fabricd nothing on the
+// data path: a dead peer keeps its tunnel and route for --dead-peer-grace.
 type Timings struct {
-	// ProbeInterval is how often each member probes another one. Default 500 ms
-	// (memberlist LAN: 1 s): halves the time to first suspicion.
+	// ProbeInterval is how often each member probes another one. Default 400 ms
+	// (memberlist LAN: 1 s): less than half the time to first suspicion.
 	ProbeInterval time.Duration
 	// ProbeTimeout is how long a direct probe waits for its ack before indirect probes are
 	// sent. LAN round trips are well under a millisecond, but fabric hosts share two cores
 	// with ovs-vswitchd, so keep headroom. Default 200 ms (LAN: 500 ms); must be below
 	// ProbeInterval.
 	ProbeTimeout time.Duration
-	// SuspicionMult scales the suspicion timeout (see above). Default 4, memberlist's:
-	// 2 s with up to 10 hosts, 4 s with 100.
+	// SuspicionMult scales the suspicion timeout (see above). Default 3 (memberlist LAN: 4):
+	// 1.2 s with up to 10 hosts, 2.4 s with 100; one confirmation needed.
 	SuspicionMult int
 	// SuspicionMaxTimeoutMult bounds the suspicion timeout without confirmations, as a
-	// multiple of its minimum. Default 3 (LAN: 6): a worst case of 6 s rather than 12 s in a
-	// small cluster.
+	// multiple of its minimum. Default 2 (LAN: 6): a worst case of 2.4 s rather than 7.2 s in
+	// a small cluster.
 	SuspicionMaxTimeoutMult int
 	// GossipInterval is how often queued broadcasts (alive, suspect, dead, metadata,
 	// goodbyes, attachments) are sent to GossipNodes random members. Default 100 ms
@@ -128,10 +129,10 @@ type Timings struct {
 // DefaultTimings returns the LAN-tuned defaults documented on Timings.
 func DefaultTimings() Timings {
 	return Timings{
-		ProbeInterval:           500 * time.Millisecond,
+		ProbeInterval:           400 * time.Millisecond,
 		ProbeTimeout:            200 * time.Millisecond,
-		SuspicionMult:           4,
-		SuspicionMaxTimeoutMult: 3,
+		SuspicionMult:           3,
+		SuspicionMaxTimeoutMult: 2,
 		GossipInterval:          100 * time.Millisecond,
 		GossipNodes:             3,
 		GossipToTheDeadTime:     15 * time.Second,
