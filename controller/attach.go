@@ -121,13 +121,9 @@ func (c *Controller) Attachments(ctx context.Context) ([]api.Attachment, error) 
 // host end on the bridge as an OVS port recording the attachment. It is all or nothing, and
 // repeating it with the same parameters changes nothing.
 func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Attachment, error) {
-	// Wait outside attachMu: detach and pruning go on meanwhile.
 	if err := c.waitReady(ctx); err != nil {
 		return api.Attachment{}, err
 	}
-	c.attachMu.Lock()
-	defer c.attachMu.Unlock()
-
 	ifname := req.IfName
 	if ifname == "" {
 		ifname = "eth0"
@@ -164,32 +160,16 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 	if !subnet.IsValid() {
 		return api.Attachment{}, conflict("this host has no subnet yet; retry in a few seconds")
 	}
-	existing, err := c.Attachments(ctx)
-	if err != nil {
+	port := portNameOf(t)
+	ip, same, err := c.reserve(ctx, t, port, subnet, ifname, reqIP, mac)
+	if err != nil || same != nil {
+		if same != nil {
+			return *same, nil
+		}
 		return api.Attachment{}, err
 	}
-	port := portNameOf(t)
-	used := map[netip.Addr]bool{}
-	for _, a := range existing {
-		if a.Port == port {
-			if sameAttach(a, ifname, reqIP, mac) {
-				a.Unchanged = true
-				return a, nil
-			}
-			return api.Attachment{}, conflict("%s is already attached as %s %s on %s; detach it first", t.Name, a.IP, a.MAC, a.IfName)
-		}
-		if p, err := netip.ParsePrefix(a.IP); err == nil {
-			used[p.Addr()] = true
-		}
-	}
-	ip := reqIP
-	if ip.IsValid() {
-		if err := fabric.CheckContainerIP(subnet, ip, used); err != nil {
-			return api.Attachment{}, badRequest("--ip: %v", err)
-		}
-	} else if ip, err = fabric.AllocateIP(subnet, used); err != nil {
-		return api.Attachment{}, conflict("%v", err)
-	}
+	// The address stays reserved until the port records it in OVSDB (or the attach fails).
+	defer c.unreserve(port)
 	addr := netip.PrefixFrom(ip, subnet.Bits())
 	mtu, err := fabric.ContainerMTU(c.s.UnderlayMTU, c.s.TunnelType, c.s.Advertise.Is6())
 	if err != nil {
@@ -228,6 +208,58 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 	c.Kick() // spread the new attachment by gossip
 	c.log.Info("attached", "container", a.Container, "netns", a.NetNS, "ip", a.IP, "mac", a.MAC, "port", port)
 	return a, nil
+}
+
+// reserve picks the container's address under attachMu and reserves it, with the port, for
+// the attach in flight, so that concurrent attaches never pick the same address and the slow
+// part (veth, netlink, OVSDB, flows) runs outside the lock. same is the existing attachment
+// when the target is already attached exactly so.
+func (c *Controller) reserve(ctx context.Context, t Target, port string, subnet netip.Prefix, ifname string, reqIP netip.Addr, mac net.HardwareAddr) (ip netip.Addr, same *api.Attachment, err error) {
+	c.attachMu.Lock()
+	defer c.attachMu.Unlock()
+	if _, busy := c.inflight[port]; busy {
+		return ip, nil, conflict("an attach of %s is already in progress", t.Name)
+	}
+	existing, err := c.Attachments(ctx)
+	if err != nil {
+		return ip, nil, err
+	}
+	used := map[netip.Addr]bool{}
+	for _, r := range c.inflight {
+		used[r] = true
+	}
+	for _, a := range existing {
+		if a.Port == port {
+			if sameAttach(a, ifname, reqIP, mac) {
+				a.Unchanged = true
+				return ip, &a, nil
+			}
+			return ip, nil, conflict("%s is already attached as %s %s on %s; detach it first", t.Name, a.IP, a.MAC, a.IfName)
+		}
+		if p, err := netip.ParsePrefix(a.IP); err == nil {
+			used[p.Addr()] = true
+		}
+	}
+	ip = reqIP
+	if ip.IsValid() {
+		if err := fabric.CheckContainerIP(subnet, ip, used); err != nil {
+			return ip, nil, badRequest("--ip: %v", err)
+		}
+	} else if ip, err = fabric.AllocateIP(subnet, used); err != nil {
+		return ip, nil, conflict("%v", err)
+	}
+	if c.inflight == nil {
+		c.inflight = map[string]netip.Addr{}
+	}
+	c.inflight[port] = ip
+	return ip, nil, nil
+}
+
+// unreserve ends the reservation reserve made for port.
+func (c *Controller) unreserve(port string) {
+	c.attachMu.Lock()
+	delete(c.inflight, port)
+	c.attachMu.Unlock()
 }
 
 // portNameOf is the OVS port (and host veth) name of a target.

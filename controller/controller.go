@@ -88,9 +88,11 @@ type Controller struct {
 	// kick wakes the loop for a sync outside the events it watches (API requests).
 	kick chan struct{}
 
-	// attachMu serialises attach, detach and pruning, so concurrent attaches never pick the
-	// same address.
+	// attachMu serialises detach, pruning, publishing and the address choice of attaches;
+	// inflight holds the ports and addresses of attaches past that choice but not yet
+	// recorded in OVSDB, so concurrent attaches never pick the same address or port.
 	attachMu sync.Mutex
+	inflight map[string]netip.Addr
 
 	mu         sync.Mutex
 	claim      fabric.Claim
