@@ -36,6 +36,14 @@ type Client struct {
 	// tick is closed and replaced on every cache event; commit waits on it.
 	tickMu sync.Mutex
 	tick   chan struct{}
+
+	// gen counts cache events and own commits; snap is the indexed read of the cache made at
+	// generation snapGen, reused while gen has not moved (readers never modify it), so that a
+	// reconcile with nothing to change does not copy every row.
+	gen     atomic.Uint64
+	snapMu  sync.Mutex
+	snap    *snapshot
+	snapGen uint64
 }
 
 // Option configures Dial.
@@ -99,9 +107,9 @@ func Dial(ctx context.Context, endpoint string, opts ...Option) (*Client, error)
 	}
 	c := &Client{ovs: ovs, endpoint: ep, log: o.log, changes: make(chan struct{}, 1), tick: make(chan struct{})}
 	ovs.Cache().AddEventHandler(&cache.EventHandlerFuncs{
-		AddFunc:    func(string, model.Model) { c.notify() },
-		UpdateFunc: func(string, model.Model, model.Model) { c.notify() },
-		DeleteFunc: func(string, model.Model) { c.notify() },
+		AddFunc:    func(string, model.Model) { c.gen.Add(1); c.notify() },
+		UpdateFunc: func(string, model.Model, model.Model) { c.gen.Add(1); c.notify() },
+		DeleteFunc: func(string, model.Model) { c.gen.Add(1); c.notify() },
 	})
 	var (
 		ovsRow vswitchd.OpenvSwitch
@@ -192,6 +200,9 @@ func (c *Client) commit(ctx context.Context, what, rootUUID string, ops []libovs
 		Where: uuidIs(rootUUID), Columns: []string{"next_cfg"},
 	})
 	c.txns.Add(1)
+	// Whatever the outcome, the cache may now differ from the last snapshot before its
+	// events have been handed out: never reuse that snapshot.
+	defer c.gen.Add(1)
 	start := time.Now()
 	res, err := c.ovs.Transact(ctx, all...)
 	if err != nil {

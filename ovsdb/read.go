@@ -67,8 +67,30 @@ type snapshot struct {
 	bridgeOfPort map[string]string              // port UUID -> bridge name
 }
 
-// snapshot reads the cache. The root row is optional here; writers check it.
+// snapshot reads the cache, or returns the last read while no cache event or commit has
+// happened since. It is shared: callers must not modify it. The root row is optional here;
+// writers check it.
 func (c *Client) snapshot(ctx context.Context) (*snapshot, error) {
+	g := c.gen.Load()
+	c.snapMu.Lock()
+	if c.snap != nil && c.snapGen == g {
+		s := c.snap
+		c.snapMu.Unlock()
+		return s, nil
+	}
+	c.snapMu.Unlock()
+	s, err := c.readSnapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.snapMu.Lock()
+	c.snap, c.snapGen = s, g
+	c.snapMu.Unlock()
+	return s, nil
+}
+
+// readSnapshot copies the bridge tables out of the cache and indexes them.
+func (c *Client) readSnapshot(ctx context.Context) (*snapshot, error) {
 	var (
 		rs []vswitchd.OpenvSwitch
 		bs []vswitchd.Bridge
