@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ovsfabric/ovsfabric/api"
 	"github.com/ovsfabric/ovsfabric/fabric"
@@ -180,6 +181,7 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 	if err := c.k.Detach(port); err != nil {
 		return api.Attachment{}, fmt.Errorf("remove leftover veth %s: %w", port, err)
 	}
+	begin := time.Now()
 	res, err := c.k.Attach(netplumb.Attachment{
 		NetNS: t.NetNS, IfName: ifname, HostIf: port, Addr: addr, Gateway: fabric.Gateway(subnet),
 		MAC: mac, GatewayMAC: fabric.GatewayMAC(c.s.Name), MTU: mtu, TxChecksumOff: c.s.DatapathType == "netdev",
@@ -191,6 +193,7 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 		Host: c.s.Name, Container: t.Name, ID: t.ID, NetNS: t.NetNS, IfName: ifname, IP: addr.String(),
 		MAC: res.MAC.String(), Gateway: fabric.Gateway(subnet).String(), MTU: mtu, Port: port,
 	}
+	plumbed := time.Now()
 	if err := c.sw.EnsurePort(ctx, c.s.Bridge, c.portSpec(a)); err != nil {
 		if derr := c.k.Detach(port); derr != nil {
 			c.log.Error("roll back veth after failed port add", "port", port, "err", derr)
@@ -202,11 +205,14 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 		c.log.Warn("forget stale neighbour", "ip", ip, "err", err)
 	}
 	// Not an attach failure: the port is recorded, and the loop keeps at it.
+	recorded := time.Now()
 	if err := c.makeLive(ctx, port); err != nil {
 		c.log.Warn("new port not live yet", "port", port, "err", err)
 	}
 	c.Kick() // spread the new attachment by gossip
-	c.log.Info("attached", "container", a.Container, "netns", a.NetNS, "ip", a.IP, "mac", a.MAC, "port", port)
+	c.log.Info("attached", "container", a.Container, "netns", a.NetNS, "ip", a.IP, "mac", a.MAC, "port", port,
+		"veth", plumbed.Sub(begin).Round(time.Millisecond), "ovsdb", recorded.Sub(plumbed).Round(time.Millisecond),
+		"live", time.Since(recorded).Round(time.Millisecond))
 	return a, nil
 }
 
