@@ -3,6 +3,7 @@ package fabric
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 )
@@ -110,14 +111,18 @@ func Plan(f Facts) (Desired, error) {
 		MTU:         mtu,
 	}
 
-	claims := []Claim{{Node: f.Node, Subnet: f.Subnet, Since: f.SubnetSince}}
+	// Sized up front: at thousands of peers, regrowing these slices costs more than planning.
+	d.Tunnels = make([]Tunnel, 0, len(f.Peers))
+	d.Routes = make([]Route, 0, len(f.Peers))
+	claims := make([]Claim, 0, len(f.Peers)+1)
+	claims = append(claims, Claim{Node: f.Node, Subnet: f.Subnet, Since: f.SubnetSince})
 	for _, p := range f.Peers {
 		if p.Subnet.IsValid() && p.State != PeerLeft {
 			claims = append(claims, Claim{Node: p.Name, Subnet: p.Subnet, Since: p.SubnetSince})
 		}
 	}
 	ix := newClaimIndex(claims)
-	peers := append([]Peer(nil), f.Peers...)
+	peers := slices.Clone(f.Peers)
 	sort.Slice(peers, func(i, j int) bool { return peers[i].Name < peers[j].Name })
 	for _, p := range peers {
 		if p.Name == f.Node {

@@ -135,7 +135,7 @@ func newClaimIndex(claims []Claim) claimIndex {
 		}
 		m := ix.byLen[c.Subnet.Bits()]
 		if m == nil {
-			m = map[netip.Prefix][]Claim{}
+			m = make(map[netip.Prefix][]Claim, len(claims))
 			ix.byLen[c.Subnet.Bits()] = m
 		}
 		k := c.Subnet.Masked()
