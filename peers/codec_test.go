@@ -36,7 +36,7 @@ func TestMetaRoundTrip(t *testing.T) {
 		{"largest ipv6", worst},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := encodeMeta(tc.meta)
+			b, err := EncodeMeta(tc.meta)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,8 +100,8 @@ func TestMetaValidate(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Validate() = %v, want %q", err, tc.want)
 			}
-			if _, err := encodeMeta(tc.meta); err == nil {
-				t.Fatal("encodeMeta accepted invalid metadata")
+			if _, err := EncodeMeta(tc.meta); err == nil {
+				t.Fatal("EncodeMeta accepted invalid metadata")
 			}
 		})
 	}

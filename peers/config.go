@@ -19,9 +19,9 @@ const DefaultPort = 7946
 // DefaultForget is how long dead and left peers stay in Peers when Config.Forget is zero.
 const DefaultForget = 5 * time.Minute
 
-// gossipLabel is memberlist's packet and stream label: fabricd ignores other memberlist
+// GossipLabel is memberlist's packet and stream label: fabricd ignores other memberlist
 // users (Serf, Consul) that may share the port or the network.
-const gossipLabel = "ovsfabric"
+const GossipLabel = "ovsfabric"
 
 // Config is what Start needs.
 type Config struct {
@@ -267,7 +267,7 @@ func (c Config) memberlistConfig(h *hooks) *memberlist.Config {
 	if c.AdvertiseAddr.IsValid() {
 		mc.AdvertiseAddr = c.AdvertiseAddr.String()
 	}
-	mc.Label = gossipLabel
+	mc.Label = GossipLabel
 	if len(c.SecretKey) > 0 {
 		mc.SecretKey = append([]byte(nil), c.SecretKey...)
 	}

@@ -162,7 +162,7 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 	if err != nil {
 		return nil, fmt.Errorf("peers: %w", err)
 	}
-	raw, err := encodeMeta(cfg.Meta)
+	raw, err := EncodeMeta(cfg.Meta)
 	if err != nil {
 		return nil, fmt.Errorf("peers: %w", err)
 	}
@@ -250,7 +250,7 @@ func (m *Membership) SetMeta(ctx context.Context, meta Meta) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("set metadata: %w", err)
 	}
-	raw, err := encodeMeta(meta)
+	raw, err := EncodeMeta(meta)
 	if err != nil {
 		return fmt.Errorf("set metadata: %w", err)
 	}

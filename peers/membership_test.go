@@ -255,7 +255,7 @@ func TestAliveDelegateRefuses(t *testing.T) {
 	h := &hooks{m: a}
 	other := testMeta(2)
 	other.Tunnel = TunnelVXLAN
-	raw, err := encodeMeta(other)
+	raw, err := EncodeMeta(other)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestAliveDelegateRefuses(t *testing.T) {
 	if err := h.NotifyAlive(&memberlist.Node{Name: "w", Meta: []byte("garbage")}); err == nil {
 		t.Fatal("NotifyAlive accepted unreadable metadata")
 	}
-	self, _ := encodeMeta(testMeta(1))
+	self, _ := EncodeMeta(testMeta(1))
 	if err := h.NotifyAlive(&memberlist.Node{Name: "a", Meta: self}); err != nil {
 		t.Fatalf("NotifyAlive(self) = %v", err)
 	}

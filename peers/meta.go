@@ -85,8 +85,10 @@ func (m Meta) Validate() error {
 	return nil
 }
 
-// encodeMeta validates m and encodes it for memberlist's node metadata.
-func encodeMeta(m Meta) ([]byte, error) {
+// EncodeMeta validates m and encodes it as a node's memberlist metadata, exactly as a
+// Membership announces it (for tools that run bare memberlist nodes, such as the benchmark's
+// synthetic peers).
+func EncodeMeta(m Meta) ([]byte, error) {
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid metadata: %w", err)
 	}
@@ -100,7 +102,7 @@ func encodeMeta(m Meta) ([]byte, error) {
 	return b, nil
 }
 
-// decodeMeta parses what encodeMeta made. It checks only the encoding, not the content, so
+// decodeMeta parses what EncodeMeta made. It checks only the encoding, not the content, so
 // that a node of another protocol version is refused for its version (see checkRemote)
 // rather than for fields it may use differently. Unknown keys are ignored.
 func decodeMeta(b []byte) (Meta, error) {

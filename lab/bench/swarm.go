@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -45,23 +44,6 @@ type SwarmConfig struct {
 // one machine. fabricd sees, probes and gossips with all of them as with real hosts.
 const synPrefix = "syn"
 
-// swarmLabel is package peers' memberlist label (peers.gossipLabel): fabricd ignores gossip
-// without it.
-const swarmLabel = "ovsfabric"
-
-// synWireMeta is a node's metadata as package peers encodes it (JSON with short keys, see
-// wireMeta in peers/meta.go). TestSwarmMembersArePeers checks that a real peers.Membership
-// accepts it, so a change there shows up as a failing test here.
-type synWireMeta struct {
-	Proto       int          `json:"v"`
-	Addr        netip.Addr   `json:"a,omitzero"`
-	Subnet      netip.Prefix `json:"s,omitzero"`
-	SubnetSince int64        `json:"t,omitempty"`
-	Tunnel      string       `json:"u,omitempty"`
-	ClusterCIDR netip.Prefix `json:"c,omitzero"`
-	MTU         int          `json:"m,omitempty"`
-}
-
 // synMeta is member i's metadata.
 func synMeta(cfg SwarmConfig, i int) ([]byte, error) {
 	a := [4]byte{198, 18, byte((i + 1) >> 8), byte(i + 1)}
@@ -70,10 +52,7 @@ func synMeta(cfg SwarmConfig, i int) ([]byte, error) {
 		Subnet: fabric.NthSubnet(cfg.ClusterCIDR, 24, i+1), SubnetSince: time.Now().UnixMilli(),
 		Tunnel: cfg.Tunnel, ClusterCIDR: cfg.ClusterCIDR, MTU: 1450,
 	}
-	if err := m.Validate(); err != nil {
-		return nil, err
-	}
-	return json.Marshal(synWireMeta(m))
+	return peers.EncodeMeta(m)
 }
 
 // synDelegate is a synthetic member's memberlist delegate: it announces its metadata, has
@@ -157,7 +136,7 @@ func startMember(cfg SwarmConfig, i int) (*memberlist.Memberlist, error) {
 	mc.Name = name
 	mc.BindAddr, mc.BindPort = cfg.Bind.String(), port
 	mc.AdvertiseAddr, mc.AdvertisePort = cfg.Bind.String(), port
-	mc.Label = swarmLabel
+	mc.Label = peers.GossipLabel
 	mc.ProbeInterval, mc.ProbeTimeout = 20*time.Second, 5*time.Second
 	mc.GossipInterval, mc.GossipNodes = time.Second, 1
 	mc.PushPullInterval = 0
