@@ -87,6 +87,7 @@ type StatusError struct {
 	Message string
 }
 
+// Error returns the server's message.
 func (e *StatusError) Error() string { return e.Message }
 
 // Status fetches the host's status.

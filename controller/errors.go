@@ -13,7 +13,10 @@ type RequestError struct {
 	Err  error
 }
 
+// Error returns the message sent to the client.
 func (e *RequestError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying error.
 func (e *RequestError) Unwrap() error { return e.Err }
 
 func badRequest(format string, args ...any) error {

@@ -25,6 +25,7 @@ type PortMapping struct {
 	ContainerPort uint16
 }
 
+// String is the mapping as stored in external_ids: PROTO:HOSTPORT:CONTAINERPORT.
 func (m PortMapping) String() string {
 	return fmt.Sprintf("%s:%d:%d", m.Proto, m.HostPort, m.ContainerPort)
 }

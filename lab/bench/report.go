@@ -23,6 +23,7 @@ const (
 	Reported
 )
 
+// String is the status as the report shows it.
 func (s Status) String() string {
 	switch s {
 	case Met:
