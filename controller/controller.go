@@ -167,6 +167,23 @@ func (c *Controller) Init(ctx context.Context) error {
 	return nil
 }
 
+// RejoinAddrs are the underlay addresses of the peers this node's tunnels lead to (read by
+// Init), for gossip to join besides --join: a restarted fabricd finds its fabric again at
+// once, also when it was the seed started without --join (otherwise it would wait for a
+// peer's periodic push/pull to reach it, and show its peers as dead meanwhile).
+func (c *Controller) RejoinAddrs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, p := range c.remembered {
+		if p.Underlay.IsValid() && p.Underlay != c.s.Advertise {
+			out = append(out, p.Underlay.String())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // rememberedPeer turns a tunnel port this node owns into a peer fact: it is known only from
 // OVSDB, so it counts as dead since fabricd started, which keeps its tunnel and route for the
 // dead-peer grace unless gossip says otherwise.

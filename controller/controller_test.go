@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -258,6 +259,9 @@ func TestRestartAdoptsWithoutChanges(t *testing.T) {
 	c2, sw2, _ := newController(t, ep, s, empty)
 	if c2.Status().Subnet != claimed {
 		t.Errorf("restart picked %q, want the persisted %q", c2.Status().Subnet, claimed)
+	}
+	if got := c2.RejoinAddrs(); !slices.Equal(got, []string{"172.30.0.12"}) {
+		t.Errorf("restart would rejoin %v, want the peer its tunnel leads to", got)
 	}
 	if err := c2.Sync(ctx); err != nil {
 		t.Fatal(err)

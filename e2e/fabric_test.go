@@ -147,9 +147,11 @@ func testFabric(t *testing.T, tunnel, pipeline string) {
 			}
 		}
 		// Let the restarted node settle and sync a few times, then nothing may have changed.
-		if _, err := f.WaitConverged(ctx, 30*time.Second); err != nil {
+		took, err := f.WaitConverged(ctx, 30*time.Second)
+		if err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("every node sees every other alive with a tunnel %s after the pings ended", took.Round(time.Millisecond))
 		time.Sleep(5 * time.Second)
 		for _, h := range l.Hosts {
 			if got := vsctlShow(t, ctx, h); got != showBefore[h.Name] {

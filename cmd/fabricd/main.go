@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -203,9 +204,15 @@ func run(parent context.Context, cfg controller.Config) error {
 	if err := ctrl.Init(ctx); err != nil {
 		return err
 	}
+	join := s.Join
+	for _, a := range ctrl.RejoinAddrs() {
+		if !slices.Contains(join, a) {
+			join = append(join, a)
+		}
+	}
 	members, err := peers.Start(ctx, peers.Config{
 		Name: s.Name, BindAddr: s.Advertise, AdvertiseAddr: s.Advertise, Port: s.GossipPort,
-		Join: s.Join, SecretKey: s.GossipKey, Meta: ctrl.Meta(), Logger: log.With("component", "gossip"),
+		Join: join, SecretKey: s.GossipKey, Meta: ctrl.Meta(), Logger: log.With("component", "gossip"),
 		Forget: s.DeadPeerGrace + time.Minute,
 	})
 	if err != nil {
