@@ -148,7 +148,9 @@ func (c *Controller) makeLive(ctx context.Context, port string) error {
 		return fmt.Errorf("plan flows: %w", err)
 	}
 	// Only adds (the new port's flows), without dumping the bridge: the fast path.
+	numbered := time.Now()
 	n, err := flows.AddNew(ctx, c.of, desired, c.flowsApplied)
+	c.log.Debug("new port's flows", "port", port, "took", time.Since(numbered).Round(time.Millisecond))
 	if err != nil {
 		c.flowsApplied = nil
 		return fmt.Errorf("add flows for %s: %w", port, err)
