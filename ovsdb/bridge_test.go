@@ -8,6 +8,7 @@ import (
 	"github.com/ovn-org/libovsdb/model"
 	libovsdb "github.com/ovn-org/libovsdb/ovsdb"
 
+	"github.com/ovsfabric/ovsfabric/ovsdb/ovsdbtest"
 	"github.com/ovsfabric/ovsfabric/ovsdb/vswitchd"
 )
 
@@ -135,7 +136,7 @@ func TestEnsureBridge(t *testing.T) {
 }
 
 func TestEnsureBridgeRejects(t *testing.T) {
-	c := dial(t, startInMemory(t))
+	c := dial(t, ovsdbtest.Start(t))
 	for _, tc := range []struct {
 		name string
 		spec BridgeSpec

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ovsfabric/ovsfabric/ovsdb/ovsdbtest"
 )
 
 func TestDialErrors(t *testing.T) {
@@ -73,7 +75,7 @@ func TestDialErrors(t *testing.T) {
 }
 
 func TestDialRelativeSocketAndLogger(t *testing.T) {
-	ep := startInMemory(t)
+	ep := ovsdbtest.Start(t)
 	sock := strings.TrimPrefix(ep, "unix:")
 	t.Chdir(filepath.Dir(sock))
 	var logs bytes.Buffer

@@ -17,13 +17,11 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/go-logr/stdr"
 	"github.com/ovn-org/libovsdb/client"
-	"github.com/ovn-org/libovsdb/database/inmemory"
 	"github.com/ovn-org/libovsdb/model"
 	libovsdb "github.com/ovn-org/libovsdb/ovsdb"
-	"github.com/ovn-org/libovsdb/server"
 
+	"github.com/ovsfabric/ovsfabric/ovsdb/ovsdbtest"
 	"github.com/ovsfabric/ovsfabric/ovsdb/vswitchd"
 )
 
@@ -35,7 +33,7 @@ type backend struct {
 	start func(testing.TB) string // returns an endpoint whose database has its root row
 }
 
-var backends = []backend{{"inmemory", startInMemory}, {"ovsdb-server", startOVSDBServer}}
+var backends = []backend{{"inmemory", ovsdbtest.Start}, {"ovsdb-server", startOVSDBServer}}
 
 // eachBackend runs f as a subtest per backend, each with a fresh database.
 func eachBackend(t *testing.T, f func(t *testing.T, ep string)) {
@@ -52,44 +50,6 @@ func shortTempDir(t testing.TB) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
-}
-
-// startInMemory runs libovsdb's in-memory OVSDB server with the Open_vSwitch schema and its
-// root row on a unix socket.
-func startInMemory(t testing.TB) string {
-	t.Helper()
-	// libovsdb's server package turns stdr's global verbosity to 5 when it loads, which logs
-	// every row of every transaction (and makes the server several times slower).
-	stdr.SetVerbosity(0)
-	clientModel, err := vswitchd.FullDatabaseModel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	schema := vswitchd.Schema()
-	dbModel, errs := model.NewDatabaseModel(schema, clientModel)
-	if len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	db := inmemory.NewDatabase(map[string]model.ClientDBModel{schema.Name: clientModel})
-	srv, err := server.NewOvsdbServer(db, dbModel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(shortTempDir(t), "db.sock")
-	served := make(chan struct{})
-	go func() { defer close(served); _ = srv.Serve("unix", sock) }()
-	t.Cleanup(func() { srv.Close(); <-served })
-	deadline := time.Now().Add(5 * time.Second)
-	for !srv.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("in-memory OVSDB server not ready")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	// The root row, as `ovs-vsctl init` makes it (with a system-id, as the OVS scripts add).
-	raw := rawClient(t, "unix:"+sock)
-	rawTransact(t, raw, mustOps(raw.Create(&vswitchd.OpenvSwitch{UUID: "root", ExternalIDs: map[string]string{"system-id": "test"}})))
-	return "unix:" + sock
 }
 
 // skipOrFail skips a test that needs a real ovsdb-server, or fails it when CI=true.

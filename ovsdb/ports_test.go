@@ -9,6 +9,7 @@ import (
 	"github.com/ovn-org/libovsdb/model"
 	libovsdb "github.com/ovn-org/libovsdb/ovsdb"
 
+	"github.com/ovsfabric/ovsfabric/ovsdb/ovsdbtest"
 	"github.com/ovsfabric/ovsfabric/ovsdb/vswitchd"
 )
 
@@ -157,7 +158,7 @@ func join(s []string) string {
 }
 
 func TestEnsurePortRejects(t *testing.T) {
-	c := dial(t, startInMemory(t))
+	c := dial(t, ovsdbtest.Start(t))
 	ensureBridge(t, c, "br-int", "h1")
 	ok := PortSpec{Name: "vethc1", Owner: "h1", Role: RoleContainer}
 	with := func(f func(*PortSpec)) PortSpec { p := ok; f(&p); return p }

@@ -4,6 +4,7 @@ package ovsdbtest
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -40,9 +41,17 @@ func Start(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(t.TempDir(), "db.sock")
-	go func() { _ = srv.Serve("unix", sock) }()
-	t.Cleanup(srv.Close)
+	// Not t.TempDir(): its path grows with the test's name, and a unix socket path is limited
+	// to 108 bytes.
+	dir, err := os.MkdirTemp("", "ovsdbt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "db.sock")
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve("unix", sock) }()
+	t.Cleanup(func() { srv.Close(); <-served })
 	deadline := time.Now().Add(5 * time.Second)
 	for !srv.Ready() {
 		if time.Now().After(deadline) {
