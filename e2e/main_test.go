@@ -12,6 +12,7 @@ import (
 
 	"github.com/ovsfabric/ovsfabric/lab"
 	"github.com/ovsfabric/ovsfabric/lab/fabriclab"
+	"github.com/ovsfabric/ovsfabric/lab/labtest"
 )
 
 // binDir holds fabricd and fabricctl built for this test run.
@@ -43,25 +44,7 @@ func TestMain(m *testing.M) {
 // requireLab skips the test when the lab cannot run here, or fails it under CI=true.
 func requireLab(t *testing.T) {
 	t.Helper()
-	why := ""
-	switch {
-	case os.Geteuid() != 0:
-		why = "lab tests need root (network namespaces, OVS daemons)"
-	default:
-		for _, bin := range []string{"ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ip", "ping"} {
-			if _, err := lookPath(bin); err != nil {
-				why = "lab tests need " + bin + " (run `make deps`)"
-				break
-			}
-		}
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true but the lab cannot run: %s", why)
-	}
-	t.Skip(why)
+	labtest.Require(t, "lab tests (network namespaces, OVS daemons)", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ip", "ping")
 }
 
 // upLab builds a lab of n hosts and tears it down when the test ends, checking that nothing

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ovsfabric/ovsfabric/fabric"
 	"github.com/ovsfabric/ovsfabric/lab"
+	"github.com/ovsfabric/ovsfabric/lab/labtest"
 	"github.com/ovsfabric/ovsfabric/netplumb"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
 )
@@ -129,7 +130,7 @@ func testOVSDBLayer(t *testing.T, tunnel fabric.TunnelType) {
 	// TCP across the tunnel: a bounded 3-second iperf3 run.
 	srv := containers[1][strings.LastIndex(containers[1], "/")+1:]
 	cli := containers[0][strings.LastIndex(containers[0], "/")+1:]
-	if _, err := lookPath("iperf3"); err != nil {
+	if _, err := labtest.LookPath("iperf3"); err != nil {
 		t.Fatalf("iperf3 missing (make deps): %v", err)
 	}
 	server, err := l.StartIn(ctx, srv, "iperf3", []string{"iperf3", "-s", "-1", "-B", "10.244.2.2"}, nil)

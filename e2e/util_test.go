@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"os/exec"
 	"regexp"
 	"sort"
 	"strings"
@@ -11,18 +10,6 @@ import (
 
 	"github.com/ovsfabric/ovsfabric/lab"
 )
-
-func lookPath(bin string) (string, error) {
-	if p, err := exec.LookPath(bin); err == nil {
-		return p, nil
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/bin"} {
-		if p, err := exec.LookPath(dir + "/" + bin); err == nil {
-			return p, nil
-		}
-	}
-	return exec.LookPath(bin)
-}
 
 // tunnelPorts lists the ports of br-int that fabricd made as tunnels.
 func tunnelPorts(t *testing.T, ctx context.Context, h *lab.Host) []string {

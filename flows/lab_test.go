@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/ovsfabric/ovsfabric/fabric"
 	"github.com/ovsfabric/ovsfabric/flows"
 	"github.com/ovsfabric/ovsfabric/lab"
+	"github.com/ovsfabric/ovsfabric/lab/labtest"
 	"github.com/ovsfabric/ovsfabric/netplumb"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
 )
@@ -27,36 +27,7 @@ import (
 // requireLab skips the test when the lab cannot run here, or fails it under CI=true.
 func requireLab(t *testing.T) {
 	t.Helper()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "the routed pipeline lab test needs root (network namespaces, OVS daemons)"
-	} else {
-		for _, bin := range []string{"ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-ofctl", "ip", "ping", "iperf3", "tcpdump"} {
-			if _, err := lookPath(bin); err != nil {
-				why = "the routed pipeline lab test needs " + bin + " (run `make deps`)"
-				break
-			}
-		}
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true but the lab cannot run: %s", why)
-	}
-	t.Skip(why)
-}
-
-func lookPath(bin string) (string, error) {
-	if p, err := exec.LookPath(bin); err == nil {
-		return p, nil
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		if p, err := exec.LookPath(dir + "/" + bin); err == nil {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s not found", bin)
+	labtest.Require(t, "the routed pipeline lab test (network namespaces, OVS daemons)", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-ofctl", "ip", "ping", "iperf3", "tcpdump")
 }
 
 // TestRoutedPipelineLab builds two lab hosts by hand with the ovsdb and netplumb packages

@@ -14,29 +14,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ovsfabric/ovsfabric/lab/labtest"
 )
 
 // requireLab skips a test that needs root and Open vSwitch, unless CI=true: then it fails.
 func requireLab(t *testing.T) {
 	t.Helper()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "lab tests need root (network namespaces, OVS daemons)"
-	} else {
-		for _, bin := range []string{"ip", "ethtool", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ping", "sysctl"} {
-			if _, err := lookPath(bin); err != nil {
-				why = err.Error()
-				break
-			}
-		}
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true but the lab cannot run: %s", why)
-	}
-	t.Skip(why)
+	labtest.Require(t, "lab tests (network namespaces, OVS daemons)", "ip", "ethtool", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ping", "sysctl")
 }
 
 // upTestLab builds a lab in a temporary directory and, when the test ends (also on failure),

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -15,26 +14,15 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/ovsfabric/ovsfabric/lab/labtest"
 )
 
-// requireRoot skips tests that need root (netns, nftables) with a clear
-// message, or fails them when CI=true so CI cannot silently skip them.
+// requireRoot skips tests that need root (netns, nftables) with a clear message, or fails
+// them when CI=true so CI cannot silently skip them.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("this test needs root (network namespaces, nftables) and CI=true forbids skipping")
-		}
-		t.Skip("skipping: needs root (network namespaces, nftables); run with sudo, e.g. `sudo -E go test ./natrules/`")
-	}
-	for _, bin := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not installed: %v", bin, err)
-			}
-			t.Skipf("skipping: %s not installed", bin)
-		}
-	}
+	labtest.Require(t, "this test (network namespaces, nftables; run as root, e.g. `sudo -E go test ./natrules/`)", "ip", "nft")
 }
 
 // testNS is a fresh, uniquely named network namespace (visible to

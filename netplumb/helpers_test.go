@@ -16,6 +16,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/ovsfabric/ovsfabric/lab/labtest"
 )
 
 // Root tests never touch the network namespace the test binary starts in: each creates its
@@ -27,14 +29,7 @@ const netnsDir = "/run/netns"
 // requireRoot skips a test that needs root, or fails it when CI=true.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	const msg = "needs root: creates network namespaces, veths and routes (run as root, e.g. sudo go test ./netplumb/)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + "; CI=true, so this is a failure, not a skip")
-	}
-	t.Skip(msg)
+	labtest.Require(t, "this test (it creates network namespaces, veths and routes; run as root, e.g. sudo go test ./netplumb/)")
 }
 
 func randHex(n int) string {

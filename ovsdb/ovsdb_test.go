@@ -21,6 +21,7 @@ import (
 	"github.com/ovn-org/libovsdb/model"
 	libovsdb "github.com/ovn-org/libovsdb/ovsdb"
 
+	"github.com/ovsfabric/ovsfabric/lab/labtest"
 	"github.com/ovsfabric/ovsfabric/ovsdb/ovsdbtest"
 	"github.com/ovsfabric/ovsfabric/ovsdb/vswitchd"
 )
@@ -55,11 +56,7 @@ func shortTempDir(t testing.TB) string {
 // skipOrFail skips a test that needs a real ovsdb-server, or fails it when CI=true.
 func skipOrFail(t testing.TB, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true and the real ovsdb-server cannot run: %s", msg)
-	}
-	t.Skipf("skipping the real ovsdb-server backend: %s", msg)
+	labtest.SkipOrFail(t, "the real ovsdb-server backend cannot run: "+format, args...)
 }
 
 // startOVSDBServer runs a real ovsdb-server on a fresh database in a temp dir, initialised with

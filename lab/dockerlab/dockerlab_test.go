@@ -22,30 +22,18 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
+
+	"github.com/ovsfabric/ovsfabric/lab/labtest"
 )
 
 // requireLab skips the test when it cannot run here (not root, docker.io or busybox
 // missing), or fails it when CI=true: CI must run the lab tests.
 func requireLab(t *testing.T) {
 	t.Helper()
-	var reason string
-	switch {
-	case os.Geteuid() != 0:
-		reason = "needs root (it starts dockerd and creates a network namespace)"
-	case Available() != nil:
-		reason = Available().Error()
-	default:
-		if _, err := exec.LookPath("ip"); err != nil {
-			reason = "needs iproute2's ip to create a network namespace"
-		}
+	labtest.Require(t, "the dockerlab lab test (it starts dockerd and creates a network namespace)", "ip")
+	if err := Available(); err != nil {
+		labtest.SkipOrFail(t, "the dockerlab lab test: %v", err)
 	}
-	if reason == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("dockerlab lab test cannot run and CI=true: %s", reason)
-	}
-	t.Skipf("skipping dockerlab lab test: %s", reason)
 }
 
 // testLogger sends slog output to t.Log.

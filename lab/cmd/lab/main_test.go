@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ovsfabric/ovsfabric/lab"
+	"github.com/ovsfabric/ovsfabric/lab/labtest"
 )
 
 // TestMain lets the test binary act as the lab command (LAB_CLI_MAIN=1), so the tests run the
@@ -33,12 +34,7 @@ func cli(t *testing.T, ctx context.Context, dir string, args ...string) (string,
 }
 
 func TestCLI(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true but the lab CLI test needs root")
-		}
-		t.Skip("the lab CLI test needs root")
-	}
+	labtest.Require(t, "the lab CLI test (it builds a lab)")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cwd := t.TempDir()
