@@ -36,17 +36,14 @@ func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, view [
 	defer c.pipeMu.Unlock()
 	var desired []flows.Flow
 	if c.s.Pipeline == PipelineRouted {
-		in, err := c.pipelineInput(ctx, d, view)
-		if err != nil {
-			return err
-		}
-		desired, err = flows.Plan(in)
+		var err error
+		desired, err = c.routedFlows(ctx, d, view)
 		if errors.Is(err, flows.ErrNotReady) {
 			c.log.Debug("gateway port has no OpenFlow number yet; flows wait for the next sync")
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("plan flows: %w", err)
+			return err
 		}
 	}
 	res, err := flows.Reconcile(ctx, c.of, desired)
@@ -59,6 +56,20 @@ func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, view [
 		c.log.Info("flows updated", "bridge", d.Bridge, "pipeline", c.s.Pipeline, "result", res.String())
 	}
 	return nil
+}
+
+// routedFlows are the routed pipeline's flows for the bridge as OVSDB shows it now
+// (flows.ErrNotReady while the gateway port has no OpenFlow number).
+func (c *Controller) routedFlows(ctx context.Context, d fabric.Desired, view []fabric.Peer) ([]flows.Flow, error) {
+	in, err := c.pipelineInput(ctx, d, view)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := flows.Plan(in)
+	if err != nil {
+		return nil, fmt.Errorf("plan flows: %w", err)
+	}
+	return fs, nil
 }
 
 // pipelineInput gathers what flows.Plan needs from OVSDB: OpenFlow port numbers and MACs.
@@ -139,18 +150,14 @@ func (c *Controller) makeLive(ctx context.Context, port string) error {
 	if c.flowsApplied == nil {
 		return nil // no reconcile has succeeded yet: the loop's next one does it all
 	}
-	in, err := c.pipelineInput(ctx, d, view)
+	desired, err := c.routedFlows(ctx, d, view)
 	if err != nil {
 		return err
 	}
-	desired, err := flows.Plan(in)
-	if err != nil {
-		return fmt.Errorf("plan flows: %w", err)
-	}
 	// Only adds (the new port's flows), without dumping the bridge: the fast path.
-	numbered := time.Now()
+	start := time.Now()
 	n, err := flows.AddNew(ctx, c.of, desired, c.flowsApplied)
-	c.log.Debug("new port's flows", "port", port, "took", time.Since(numbered).Round(time.Millisecond))
+	c.log.Debug("new port's flows", "port", port, "took", time.Since(start).Round(time.Millisecond))
 	if err != nil {
 		c.flowsApplied = nil
 		return fmt.Errorf("add flows for %s: %w", port, err)
