@@ -163,11 +163,11 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 	}
 	port := portNameOf(t)
 	ip, same, err := c.reserve(ctx, t, port, subnet, ifname, reqIP, mac)
-	if err != nil || same != nil {
-		if same != nil {
-			return *same, nil
-		}
+	if err != nil {
 		return api.Attachment{}, err
+	}
+	if same != nil {
+		return *same, nil
 	}
 	// The address stays reserved until the port records it in OVSDB (or the attach fails).
 	defer c.unreserve(port)
@@ -253,9 +253,6 @@ func (c *Controller) reserve(ctx context.Context, t Target, port string, subnet 
 		}
 	} else if ip, err = fabric.AllocateIP(subnet, used); err != nil {
 		return ip, nil, conflict("%v", err)
-	}
-	if c.inflight == nil {
-		c.inflight = map[string]netip.Addr{}
 	}
 	c.inflight[port] = ip
 	return ip, nil, nil

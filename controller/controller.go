@@ -121,7 +121,7 @@ type Controller struct {
 // New returns a controller for settings s (with s.Advertise set) over the given systems.
 // resolvers turn container names into network namespaces (Docker, Podman), tried in order.
 func New(s Settings, sw Switch, k Kernel, log *slog.Logger, resolvers ...Resolver) *Controller {
-	return &Controller{s: s, sw: sw, k: k, log: log, resolvers: resolvers, started: time.Now(), kick: make(chan struct{}, 1), ready: make(chan struct{}), remembered: map[string]fabric.Peer{}, metrics: newMetrics()}
+	return &Controller{s: s, sw: sw, k: k, log: log, resolvers: resolvers, started: time.Now(), kick: make(chan struct{}, 1), ready: make(chan struct{}), inflight: map[string]netip.Addr{}, remembered: map[string]fabric.Peer{}, metrics: newMetrics()}
 }
 
 // Init loads what a previous run left in OVSDB: the node's subnet claim and the peers its
