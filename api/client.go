@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -39,6 +40,19 @@ func NewClient(path string) *Client {
 // ErrNotRunning is returned when nothing listens on the socket.
 var ErrNotRunning = errors.New("fabricd is not running")
 
+// ErrNotFabricd is returned when the socket answers, but not as fabricd's API does (an OVSDB
+// or Docker socket, say).
+var ErrNotFabricd = errors.New("not a fabricd API socket")
+
+// ErrPermission is returned when the caller may not connect to the socket.
+var ErrPermission = errors.New("permission denied")
+
+// SocketEnv is the environment variable that names the API socket when no --socket is given.
+const SocketEnv = "FABRICCTL_SOCKET"
+
+// DefaultSocket is where fabricd listens unless told otherwise.
+const DefaultSocket = "/run/ovsfabric/fabricd.sock"
+
 // Do sends a request with an optional JSON body and decodes the JSON answer into out.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
@@ -56,29 +70,70 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-			return fmt.Errorf("%w: no API socket at %s (start it with `fabricd --api-socket %s ...`, or point --socket at the right path)", ErrNotRunning, c.socket, c.socket)
-		}
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return c.transportError(method, path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("read answer: %w", err)
+		return c.transportError(method, path, err)
+	}
+	// fabricd answers every request, errors included, with a JSON body; anything else is some
+	// other server on the socket (Docker's "page not found", for one).
+	if !isJSON(resp.Header.Get("Content-Type")) {
+		return c.notFabricd(fmt.Sprintf("it answered %q", summary(resp.Status, data)))
 	}
 	if resp.StatusCode >= 300 {
 		var e Error
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			return &StatusError{Code: resp.StatusCode, Message: e.Error}
 		}
-		return &StatusError{Code: resp.StatusCode, Message: string(bytes.TrimSpace(data))}
+		return c.notFabricd(fmt.Sprintf("it answered %q", summary(resp.Status, data)))
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("decode answer: %w", err)
+			return fmt.Errorf("decode answer of %s %s: %w", method, path, err)
 		}
 	}
 	return nil
+}
+
+// transportError explains a failure to talk HTTP over the socket: nothing listening, no
+// permission, or a server that does not speak HTTP (ovsdb-server closes the connection).
+func (c *Client) transportError(method, path string, err error) error {
+	switch {
+	case errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED):
+		if fi, serr := os.Stat(c.socket); serr == nil && fi.Mode()&os.ModeSocket == 0 {
+			return c.notFabricd("it is not a socket")
+		}
+		return fmt.Errorf("%w: no API socket at %s (start it with `fabricd --api-socket %s ...`, or point --socket or %s at the right path)", ErrNotRunning, c.socket, c.socket, SocketEnv)
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("%w: the socket %s is root-only (see fabricd's --api-group, or run as root)", ErrPermission, c.socket)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		strings.Contains(err.Error(), "malformed HTTP"):
+		return c.notFabricd(fmt.Sprintf("it closed the connection or answered something other than HTTP: %v", err))
+	}
+	return fmt.Errorf("%s %s on %s: %w", method, path, c.socket, err)
+}
+
+func (c *Client) notFabricd(why string) error {
+	return fmt.Errorf("%s is %w (%s); point --socket or %s at fabricd's --api-socket", c.socket, ErrNotFabricd, why, SocketEnv)
+}
+
+func isJSON(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
+}
+
+// summary is a short form of an answer for an error message.
+func summary(status string, body []byte) string {
+	b := strings.Join(strings.Fields(string(body)), " ")
+	if len(b) > 80 {
+		b = b[:80] + "..."
+	}
+	if b == "" {
+		return status
+	}
+	return status + ": " + b
 }
 
 // StatusError is an error answer of the API.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,11 +79,18 @@ func (c *Controller) resolve(ctx context.Context, target string) (Target, error)
 			return t, nil
 		}
 	}
-	if len(errs) > 0 {
-		return Target{}, notFound("container %q not found (%s)", target, strings.Join(errs, "; "))
+	hint := ""
+	if ns := filepath.Join(netnsDir, target); !strings.Contains(target, "/") && c.k.NetNSExists(ns) {
+		hint = fmt.Sprintf("; a network namespace of that name exists: attach %s", ns)
 	}
-	return Target{}, notFound("container %q not found: not a Docker or Podman container, pid:PID or netns path", target)
+	if len(errs) > 0 {
+		return Target{}, notFound("container %q not found (%s)%s", target, strings.Join(errs, "; "), hint)
+	}
+	return Target{}, notFound("container %q not found: not a Docker or Podman container, pid:PID or netns path%s", target, hint)
 }
+
+// netnsDir is where `ip netns add` puts named network namespaces; a variable for tests.
+var netnsDir = "/var/run/netns"
 
 // attachmentFromPort reads an attachment back from its OVS port.
 func (c *Controller) attachmentFromPort(p ovsdb.PortInfo) (api.Attachment, bool) {
@@ -143,13 +151,9 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 		}
 		mac = m
 	}
-	var reqIP netip.Addr
-	if req.IP != "" {
-		ip, err := netip.ParseAddr(req.IP)
-		if err != nil {
-			return api.Attachment{}, badRequest("--ip %q is not an IP address", req.IP)
-		}
-		reqIP = ip
+	reqIP, reqBits, err := parseReqIP(req.IP)
+	if err != nil {
+		return api.Attachment{}, err
 	}
 	t, err := c.resolve(ctx, req.Target)
 	if err != nil {
@@ -160,6 +164,11 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 	c.mu.Unlock()
 	if !subnet.IsValid() {
 		return api.Attachment{}, conflict("this host has no subnet yet; retry in a few seconds")
+	}
+	// ADDR/BITS (the pipework habit) is fine when BITS is the subnet's: the prefix length is
+	// not the operator's to choose.
+	if reqBits >= 0 && reqBits != subnet.Bits() {
+		return api.Attachment{}, badRequest("--ip %s: give the address without /%d (the prefix is this host's subnet %s)", req.IP, reqBits, subnet)
 	}
 	port := portNameOf(t)
 	ip, same, err := c.reserve(ctx, t, port, subnet, ifname, reqIP, mac)
@@ -231,8 +240,10 @@ func (c *Controller) reserve(ctx context.Context, t Target, port string, subnet 
 		return ip, nil, err
 	}
 	used := map[netip.Addr]bool{}
-	for _, r := range c.inflight {
+	holder := map[netip.Addr]string{} // who holds each used address, for the error
+	for p, r := range c.inflight {
 		used[r] = true
+		holder[r] = "an attach in progress (port " + p + ")"
 	}
 	for _, a := range existing {
 		if a.Port == port {
@@ -244,10 +255,14 @@ func (c *Controller) reserve(ctx context.Context, t Target, port string, subnet 
 		}
 		if p, err := netip.ParsePrefix(a.IP); err == nil {
 			used[p.Addr()] = true
+			holder[p.Addr()] = fmt.Sprintf("%s (port %s)", a.Container, a.Port)
 		}
 	}
 	ip = reqIP
 	if ip.IsValid() {
+		if h, ok := holder[ip]; ok && subnet.Contains(ip) {
+			return ip, nil, badRequest("--ip: %s is already in use by %s; detach it or pick another address", ip, h)
+		}
 		if err := fabric.CheckContainerIP(subnet, ip, used); err != nil {
 			return ip, nil, badRequest("--ip: %v", err)
 		}
@@ -256,6 +271,25 @@ func (c *Controller) reserve(ctx context.Context, t Target, port string, subnet 
 	}
 	c.inflight[port] = ip
 	return ip, nil, nil
+}
+
+// parseReqIP parses --ip: an address, or ADDR/BITS as pipework takes it; bits is -1 when no
+// prefix length was given.
+func parseReqIP(s string) (ip netip.Addr, bits int, err error) {
+	if s == "" {
+		return ip, -1, nil
+	}
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return ip, -1, badRequest("--ip %q is not an IP address", s)
+		}
+		return p.Addr(), p.Bits(), nil
+	}
+	if ip, err = netip.ParseAddr(s); err != nil {
+		return ip, -1, badRequest("--ip %q is not an IP address", s)
+	}
+	return ip, -1, nil
 }
 
 // unreserve ends the reservation reserve made for port.

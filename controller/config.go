@@ -3,9 +3,13 @@ package controller
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
+	"reflect"
+	"regexp"
 	"strings"
 	"time"
 
@@ -75,10 +79,89 @@ func (c *Config) LoadFile(path string) error {
 	}
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil {
-		return fmt.Errorf("parse config %s: %w", path, err)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %w", path, plainYAMLError(err))
 	}
 	return nil
+}
+
+// unknownField matches yaml.v3's wording for a key KnownFields rejects.
+var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type \S+$`)
+
+// plainYAMLError rewords yaml.v3's "field tunnle not found in type controller.Config" as
+// `line 1: unknown key "tunnle" (did you mean "tunnel"?)`; other errors pass through.
+func plainYAMLError(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	msgs := make([]string, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		m := unknownField.FindStringSubmatch(e)
+		if m == nil {
+			msgs = append(msgs, e)
+			continue
+		}
+		msg := fmt.Sprintf("line %s: unknown key %q", m[1], m[2])
+		if near := nearestKey(m[2]); near != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", near)
+		}
+		msgs = append(msgs, msg)
+	}
+	return &configError{msg: strings.Join(msgs, "; "), err: err}
+}
+
+// configError is a reworded YAML error that still unwraps to the original.
+type configError struct {
+	msg string
+	err error
+}
+
+func (e *configError) Error() string { return e.msg }
+func (e *configError) Unwrap() error { return e.err }
+
+// ConfigKeys are the keys a config file may set, in the order of Config's fields.
+func ConfigKeys() []string {
+	t := reflect.TypeOf(Config{})
+	keys := make([]string, 0, t.NumField())
+	for i := range t.NumField() {
+		if k, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// nearestKey is the known key within edit distance 2 of key, or "".
+func nearestKey(key string) string {
+	best, bestD := "", 3
+	for _, k := range ConfigKeys() {
+		if d := editDistance(key, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // Settings is a validated Config, parsed into the types the controller uses.

@@ -334,29 +334,38 @@ func TestAttachBadInputChangesNothing(t *testing.T) {
 	other := filepath.Join(t.TempDir(), "other")
 	_ = os.WriteFile(other, nil, 0o600)
 	tx := sw.Transactions()
+	named := filepath.Join(t.TempDir(), "blue") // a named netns as `ip netns add` makes it
+	_ = os.WriteFile(named, nil, 0o600)
+	defer func(old string) { netnsDir = old }(netnsDir)
+	netnsDir = filepath.Dir(named)
 	for _, tc := range []struct {
 		name     string
 		target   string
 		ip, mac  string
 		wantCode int
+		say      string
 	}{
-		{"empty target", "", "", "", 400},
-		{"missing path", "/nonexistent/netns", "", "", 404},
-		{"bad pid", "pid:abc", "", "", 400},
-		{"ip outside", other, "10.244.2.9", "", 400},
-		{"ip taken", other, "10.244.1.9", "", 400},
-		{"gateway", other, "10.244.1.1", "", 400},
-		{"broadcast", other, "10.244.1.255", "", 400},
-		{"malformed ip", other, "10.244.1", "", 400},
-		{"bad mac", other, "", "nope", 400},
-		{"multicast mac", other, "", "01:00:5e:00:00:01", 400},
-		{"re-attach with other ip", ns, "10.244.1.10", "", 409},
-		{"unknown container", "nginx", "", "", 404},
+		{"empty target", "", "", "", 400, ""},
+		{"missing path", "/nonexistent/netns", "", "", 404, ""},
+		{"bad pid", "pid:abc", "", "", 400, ""},
+		{"ip outside", other, "10.244.2.9", "", 400, "outside"},
+		{"ip taken", other, "10.244.1.9", "", 400, "in use by " + ns + " (port "},
+		{"gateway", other, "10.244.1.1", "", 400, "gateway"},
+		{"broadcast", other, "10.244.1.255", "", 400, "broadcast"},
+		{"malformed ip", other, "10.244.1", "", 400, "not an IP"},
+		{"ip with another prefix length", other, "10.244.1.20/16", "", 400, "without /16"},
+		{"ip/24 outside", other, "10.244.2.9/24", "", 400, "outside"},
+		{"malformed ip prefix", other, "10.244.1.20/40", "", 400, "not an IP"},
+		{"bad mac", other, "", "nope", 400, "MAC"},
+		{"multicast mac", other, "", "01:00:5e:00:00:01", 400, "unicast"},
+		{"re-attach with other ip", ns, "10.244.1.10", "", 409, "detach it first"},
+		{"unknown container", "nginx", "", "", 404, "not found"},
+		{"netns name without path", "blue", "", "", 404, "attach " + named},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := c.Attach(ctx, attachReq(tc.target, tc.ip, tc.mac))
-			if err == nil || httpCode(err) != tc.wantCode {
-				t.Errorf("err %v (code %d), want code %d", err, httpCode(err), tc.wantCode)
+			if err == nil || httpCode(err) != tc.wantCode || !strings.Contains(err.Error(), tc.say) {
+				t.Errorf("err %v (code %d), want code %d saying %q", err, httpCode(err), tc.wantCode, tc.say)
 			}
 		})
 	}
@@ -366,6 +375,75 @@ func TestAttachBadInputChangesNothing(t *testing.T) {
 	as, _ := c.Attachments(ctx)
 	if len(as) != 1 {
 		t.Errorf("attachments after bad input: %+v", as)
+	}
+}
+
+// TestAttachIPWithPrefix: --ip ADDR/BITS, the pipework habit, is taken when BITS is the
+// subnet's prefix length.
+func TestAttachIPWithPrefix(t *testing.T) {
+	ctx := context.Background()
+	c, _, _ := newController(t, ovsdbtest.Start(t), settings(t, "10.244.1.0/24"), &fakeMembers{ch: make(chan struct{})})
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ns := filepath.Join(t.TempDir(), "netns")
+	_ = os.WriteFile(ns, nil, 0o600)
+	a, err := c.Attach(ctx, attachReq(ns, "10.244.1.60/24", ""))
+	if err != nil || a.IP != "10.244.1.60/24" {
+		t.Fatalf("attach --ip 10.244.1.60/24: %+v %v", a, err)
+	}
+	if again, err := c.Attach(ctx, attachReq(ns, "10.244.1.60/24", "")); err != nil || !again.Unchanged {
+		t.Errorf("repeat: %+v %v", again, err)
+	}
+}
+
+// TestPublishRefusesFabricdPorts: the host ports fabricd itself listens on (gossip TCP and
+// UDP, metrics) and DNS are refused with a 409 naming their use, and change nothing; other
+// ports publish, and detach reports the published ports it removed.
+func TestPublishRefusesFabricdPorts(t *testing.T) {
+	ctx := context.Background()
+	s := settings(t, "10.244.1.0/24")
+	s.MetricsAddr = ":9464"
+	c, sw, k := newController(t, ovsdbtest.Start(t), s, &fakeMembers{ch: make(chan struct{})})
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ns := filepath.Join(t.TempDir(), "web")
+	_ = os.WriteFile(ns, nil, 0o600)
+	if _, err := c.Attach(ctx, attachReq(ns, "", "")); err != nil {
+		t.Fatal(err)
+	}
+	tx := sw.Transactions()
+	for _, tc := range []struct{ spec, say string }{
+		{"7946:80", "gossip port (--gossip-port 7946)"},
+		{"7946:53/udp", "gossip port"},
+		{"9464:80", "metrics port (--metrics-addr :9464)"},
+		{"53:53/udp", "DNS"},
+		{"53:8053", "DNS"},
+	} {
+		_, err := c.Publish(ctx, ns, tc.spec)
+		if err == nil || httpCode(err) != 409 || !strings.Contains(err.Error(), tc.say) {
+			t.Errorf("publish %s: %v (code %d), want 409 saying %q", tc.spec, err, httpCode(err), tc.say)
+		}
+	}
+	if sw.Transactions() != tx {
+		t.Errorf("refused publishes sent %d OVSDB transactions", sw.Transactions()-tx)
+	}
+	// UDP on the metrics port is not fabricd's: it publishes.
+	for _, spec := range []string{"8080:80", "9464:9464/udp"} {
+		if _, err := c.Publish(ctx, ns, spec); err != nil {
+			t.Errorf("publish %s: %v", spec, err)
+		}
+	}
+	k.mu.Lock()
+	r := k.nat
+	k.mu.Unlock()
+	if len(r.Publish) != 2 {
+		t.Errorf("NAT rules after publishing: %+v", r.Publish)
+	}
+	a, err := c.Detach(ctx, ns)
+	if err != nil || strings.Join(a.Published, ",") != "tcp:8080:80,udp:9464:9464" {
+		t.Errorf("detach: %+v %v, want the published ports it removed", a, err)
 	}
 }
 
@@ -433,10 +511,22 @@ func TestLoadFile(t *testing.T) {
 	if c.Name != "h9" || c.Tunnel != "gre" || len(c.Join) != 2 || c.DeadPeerGrace != 5*time.Minute || c.Bridge != "br-int" {
 		t.Errorf("loaded %+v", c)
 	}
-	bad := filepath.Join(dir, "bad.yaml")
-	_ = os.WriteFile(bad, []byte("tunel: gre\n"), 0o600)
-	if err := c.LoadFile(bad); err == nil || !strings.Contains(err.Error(), "tunel") {
-		t.Errorf("unknown key: %v", err)
+	for _, tc := range []struct{ text, want string }{
+		{"tunle: gre\n", `config file BAD: line 1: unknown key "tunle" (did you mean "tunnel"?)`},
+		{"name: h1\nzzzz: 1\n", `config file BAD: line 2: unknown key "zzzz"`},
+		{"name: [\n", "config file BAD: yaml:"},
+	} {
+		bad := filepath.Join(dir, "bad.yaml")
+		_ = os.WriteFile(bad, []byte(tc.text), 0o600)
+		err := c.LoadFile(bad)
+		if err == nil || !strings.HasPrefix(err.Error(), strings.ReplaceAll(tc.want, "BAD", bad)) || strings.Contains(err.Error(), "controller.Config") {
+			t.Errorf("LoadFile(%q) = %v, want %q", tc.text, err, tc.want)
+		}
+	}
+	empty := filepath.Join(dir, "empty.yaml")
+	_ = os.WriteFile(empty, nil, 0o600)
+	if err := c.LoadFile(empty); err != nil {
+		t.Errorf("empty file: %v", err)
 	}
 	key := filepath.Join(dir, "key")
 	_ = os.WriteFile(key, []byte("000102030405060708090a0b0c0d0e0f\n"), 0o600)

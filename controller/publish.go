@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -94,6 +95,11 @@ func (c *Controller) changePublish(ctx context.Context, target, spec string, add
 	if err != nil {
 		return api.Attachment{}, badRequest("%v", err)
 	}
+	if add {
+		if use := c.reservedPort(m.Proto, m.HostPort); use != "" {
+			return api.Attachment{}, conflict("%s port %d on this host is %s; publishing it would take it over, choose another host port", m.Proto, m.HostPort, use)
+		}
+	}
 	c.attachMu.Lock()
 	defer c.attachMu.Unlock()
 	all, err := c.Attachments(ctx)
@@ -148,6 +154,37 @@ func (c *Controller) changePublish(ctx context.Context, target, spec string, add
 	return a, nil
 }
 
+// DNSPort is reserved for the fabric's DNS service: no container may publish it.
+const DNSPort = 53
+
+// reservedPort says what on this host uses host port proto/port, or "" when a container may
+// publish it: fabricd's gossip (TCP and UDP), its metrics listener, and DNS. A DNAT of one of
+// them would divert fabricd's own traffic to the container.
+func (c *Controller) reservedPort(proto string, port uint16) string {
+	switch {
+	case int(port) == c.s.GossipPort:
+		return fmt.Sprintf("fabricd's gossip port (--gossip-port %d)", c.s.GossipPort)
+	case proto == "tcp" && c.s.MetricsAddr != "" && metricsPort(c.s.MetricsAddr) == port:
+		return fmt.Sprintf("fabricd's metrics port (--metrics-addr %s)", c.s.MetricsAddr)
+	case port == DNSPort:
+		return "reserved for the fabric's DNS service"
+	}
+	return ""
+}
+
+// metricsPort is the port of a --metrics-addr HOST:PORT, or 0.
+func metricsPort(addr string) uint16 {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, err := parsePort(p)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
 // findAttachment matches target against the attachments, also when its container is gone.
 func (c *Controller) findAttachment(ctx context.Context, all []api.Attachment, target string) (api.Attachment, bool) {
 	port := ""
@@ -191,6 +228,11 @@ func (c *Controller) natRules(all []api.Attachment) natrules.Rules {
 			m, err := parseStored(s)
 			if err != nil {
 				c.log.Warn("ignoring a malformed published port", "port", a.Port, "value", s)
+				continue
+			}
+			// Recorded before fabricd refused such ports: never divert fabricd's own traffic.
+			if use := c.reservedPort(m.Proto, m.HostPort); use != "" {
+				c.log.Warn("ignoring a published port that fabricd uses", "container", a.Container, "value", s, "use", use)
 				continue
 			}
 			r.Publish = append(r.Publish, natrules.Publish{

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ovsfabric/ovsfabric/api"
+	"github.com/ovsfabric/ovsfabric/internal/buildinfo"
 )
 
 func main() {
@@ -54,10 +55,31 @@ func newRoot(out io.Writer) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&o.socket, "socket", "/run/ovsfabric/fabricd.sock", "fabricd API socket")
+	root.PersistentFlags().StringVar(&o.socket, "socket", defaultSocket(os.Getenv), "fabricd API socket; $"+api.SocketEnv+" sets it when this flag is not given")
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(statusCmd(o), peersCmd(o), leaveCmd(o), attachCmd(o), detachCmd(o), lsCmd(o), publishCmd(o, true), publishCmd(o, false))
+	root.AddCommand(statusCmd(o), peersCmd(o), leaveCmd(o), attachCmd(o), detachCmd(o), lsCmd(o), publishCmd(o, true), publishCmd(o, false), versionCmd(o))
 	return root
+}
+
+// defaultSocket is the socket used without --socket: $FABRICCTL_SOCKET when set, else
+// fabricd's default. The flag wins over both.
+func defaultSocket(getenv func(string) string) string {
+	if s := strings.TrimSpace(getenv(api.SocketEnv)); s != "" {
+		return s
+	}
+	return api.DefaultSocket
+}
+
+func versionCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print fabricctl's build version (module version, VCS commit, modified)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			info := buildinfo.Read()
+			return o.print(info, func(w io.Writer) { fmt.Fprintln(w, info.Line("fabricctl")) })
+		},
+	}
 }
 
 func ctx() (context.Context, context.CancelFunc) {
@@ -171,6 +193,7 @@ address from this host's subnet (or --ip), the fabric MTU and a default route vi
 Attaching an attached container with the same parameters changes nothing.`,
 		Example: `  fabricctl attach web1
   fabricctl attach pid:4242 --ip 10.244.3.10
+  fabricctl attach pid:4242 --ip 10.244.3.10/24   # the subnet's prefix length is accepted
   fabricctl attach /var/run/netns/blue --ifname eth1 --mac 02:00:00:00:00:10`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
@@ -202,7 +225,12 @@ func detachCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return o.print(a, func(w io.Writer) { fmt.Fprintf(w, "detached %s (%s, port %s)\n", a.Container, a.IP, a.Port) })
+			return o.print(a, func(w io.Writer) {
+				fmt.Fprintf(w, "detached %s (%s, port %s)\n", a.Container, a.IP, a.Port)
+				if len(a.Published) > 0 {
+					fmt.Fprintf(w, "removed published ports: %s\n", strings.Join(a.Published, ", "))
+				}
+			})
 		},
 	}
 }
@@ -226,9 +254,9 @@ func lsCmd(o *options) *cobra.Command {
 			}
 			return o.print(as, func(w io.Writer) {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "HOST\tCONTAINER\tIP\tMAC\tPORT\tNETNS")
+				fmt.Fprintln(tw, "HOST\tCONTAINER\tIP\tMAC\tPORT\tPUBLISHED\tNETNS")
 				for _, a := range as {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Host, a.Container, a.IP, a.MAC, a.Port, a.NetNS)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Host, a.Container, a.IP, a.MAC, a.Port, orDash(strings.Join(a.Published, ",")), a.NetNS)
 				}
 				tw.Flush()
 			})

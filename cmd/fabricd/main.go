@@ -25,6 +25,7 @@ import (
 	"github.com/ovsfabric/ovsfabric/containers"
 	"github.com/ovsfabric/ovsfabric/controller"
 	"github.com/ovsfabric/ovsfabric/flows"
+	"github.com/ovsfabric/ovsfabric/internal/buildinfo"
 	"github.com/ovsfabric/ovsfabric/netplumb"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
 	"github.com/ovsfabric/ovsfabric/peers"
@@ -46,6 +47,7 @@ func newCommand() *cobra.Command {
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildinfo.Read().String(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			final, err := resolveConfig(cmd.Flags(), cfg, configFile, join)
 			if err != nil {
@@ -54,6 +56,7 @@ func newCommand() *cobra.Command {
 			return run(cmd.Context(), final)
 		},
 	}
+	cmd.SetVersionTemplate("fabricd {{.Version}}\n")
 	f := cmd.Flags()
 	f.StringVar(&configFile, "config", "", "YAML config file (flags win over it)")
 	f.StringVar(&cfg.Name, "name", cfg.Name, "node name, unique in the fabric")
@@ -183,7 +186,7 @@ func run(parent context.Context, cfg controller.Config) error {
 	sw, err := ovsdb.Dial(dialCtx, s.OVSDB, ovsdb.WithLogger(log))
 	cancel()
 	if err != nil {
-		return fmt.Errorf("connect to OVSDB: %w", err)
+		return ovsdbUnreachable(s.OVSDB, err)
 	}
 	defer sw.Close()
 	if s.DatapathType, err = detectDatapath(ctx, s.Datapath, sw); err != nil {
@@ -321,4 +324,36 @@ func detectDatapath(ctx context.Context, want string, sw *ovsdb.Client) (string,
 		return "", fmt.Errorf("no openvswitch kernel module and ovs-vswitchd offers no netdev datapath (has %v)", types)
 	}
 	return "netdev", nil
+}
+
+// hintError is an error reworded for the operator that still unwraps to its cause.
+type hintError struct {
+	msg string
+	err error
+}
+
+func (e *hintError) Error() string { return e.msg }
+func (e *hintError) Unwrap() error { return e.err }
+
+// ovsdbUnreachable says once, in plain words, that OVSDB at endpoint did not answer and what
+// to check. libovsdb's own error repeats the endpoint at every layer; its root cause (the
+// system call's error, or the timeout) is what the operator needs.
+func ovsdbUnreachable(endpoint string, err error) error {
+	cause := err.Error()
+	var errno syscall.Errno
+	switch {
+	case errors.As(err, &errno):
+		cause = errno.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		cause = "no answer in time"
+	default:
+		// libovsdb formats its wrapped errors with %v: keep the innermost part.
+		if i := strings.LastIndex(cause, ": "); i >= 0 {
+			cause = cause[i+2:]
+		}
+	}
+	return &hintError{
+		msg: fmt.Sprintf("cannot reach OVSDB at %s (%s): is ovsdb-server running? (set its socket with --ovsdb)", endpoint, cause),
+		err: err,
+	}
 }
