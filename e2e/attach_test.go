@@ -257,7 +257,9 @@ func testAttach(t *testing.T, tunnel string) {
 			{"missing netns path", []string{"attach", "/var/run/netns/ovsfab-nope"}, "does not exist"},
 			{"container not running", []string{"attach", "stopped"}, "not running"},
 			{"ip outside the subnet", []string{"attach", free, "--ip", "10.99.0.5"}, "outside"},
-			{"ip taken", []string{"attach", free, "--ip", strings.Split(webA.IP, "/")[0]}, "in use"},
+			{"ip taken", []string{"attach", free, "--ip", strings.Split(webA.IP, "/")[0]}, "in use by web (port " + webA.Port + ")"},
+			{"ip with another prefix length", []string{"attach", free, "--ip", sub2 + "60/16"}, "give the address without /16"},
+			{"netns name without its path", []string{"attach", filepath.Base(free)}, "attach " + free},
 			{"ip is the gateway", []string{"attach", free, "--ip", sub2 + "1"}, "gateway"},
 			{"malformed ip", []string{"attach", free, "--ip", "10.244.1"}, "not an IP"},
 			{"invalid mac", []string{"attach", free, "--mac", "zz:00"}, "MAC"},
@@ -268,10 +270,19 @@ func testAttach(t *testing.T, tunnel string) {
 			{"publish malformed", []string{"publish", "web", "8080"}, "HOSTPORT:CONTAINERPORT"},
 			{"publish bad proto", []string{"publish", "web", "8080:80/sctp"}, "tcp or udp"},
 			{"port already published", []string{"publish", "web", "9090:81"}, "already published"},
+			{"publish the gossip port", []string{"publish", "web", "7946:80"}, "fabricd's gossip port (--gossip-port 7946)"},
+			{"publish the gossip port, udp", []string{"publish", "web", "7946:80/udp"}, "fabricd's gossip port"},
+			{"publish DNS", []string{"publish", "web", "53:53/udp"}, "DNS"},
+			{"not a fabricd socket: ovsdb", []string{"--socket", l.Hosts[1].DBSocket(), "status"}, l.Hosts[1].DBSocket() + " is not a fabricd API socket"},
+			{"not a fabricd socket: docker", []string{"--socket", strings.TrimPrefix(dock.Host(), "unix://"), "status"}, " is not a fabricd API socket"},
 			{"detach unknown", []string{"detach", "no-such-container"}, "not attached"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				out, err := exec.CommandContext(ctx, ctl, append([]string{"--socket", n2.Socket}, tc.args...)...).CombinedOutput()
+				// The socket comes from the environment, as in `lab exec`; a --socket in the
+				// case's arguments wins over it.
+				cmd := exec.CommandContext(ctx, ctl, tc.args...)
+				cmd.Env = append(os.Environ(), api.SocketEnv+"="+n2.Socket)
+				out, err := cmd.CombinedOutput()
 				if err == nil {
 					t.Fatalf("fabricctl %s succeeded: %s", strings.Join(tc.args, " "), out)
 				}
@@ -294,11 +305,25 @@ func testAttach(t *testing.T, tunnel string) {
 		if after != before {
 			t.Errorf("bad input changed the host:\nbefore:\n%s\nafter:\n%s", before, after)
 		}
+		if out, err := exec.CommandContext(ctx, ctl, "--socket", n2.Socket, "ls").CombinedOutput(); err != nil ||
+			!regexp.MustCompile(`web\s+\S+\s+\S+\s+\S+\s+tcp:9090:80\s`).Match(out) {
+			t.Errorf("fabricctl ls does not show web's published port tcp:9090:80: %v\n%s", err, out)
+		}
 		if _, err := lab.RunIn(ctx, filepath.Base(free), "ip", "-o", "link", "show", "eth0"); err == nil {
 			t.Error("a half-made eth0 was left in the target netns")
 		}
 		if err := dockerPing(c3.IP); err != nil {
 			t.Errorf("other attachments broke: %v", err)
+		}
+	})
+
+	t.Run("detach names the published ports it removed", func(t *testing.T) {
+		out, err := exec.CommandContext(ctx, filepath.Join(binDir, "fabricctl"), "--socket", n2.Socket, "detach", "web").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "removed published ports: tcp:9090:80") {
+			t.Errorf("fabricctl detach web: %v\n%s", err, out)
+		}
+		if rules, err := lab.RunIn(ctx, l.Hosts[1].NetNS, "nft", "list", "ruleset"); err != nil || strings.Contains(rules, "9090") {
+			t.Errorf("DNAT of 9090 left after detach (%v):\n%s", err, rules)
 		}
 	})
 
