@@ -8,12 +8,15 @@
 //	POST /v1/leave    -> Message   (leave the fabric gracefully, then fabricd exits)
 //	GET  /v1/attachments[?all=1] -> []Attachment (all: every host's, spread by gossip)
 //	POST /v1/attachments AttachRequest -> Attachment
-//	POST /v1/detach   DetachRequest -> Attachment
+//	POST /v1/detach   DetachRequest -> Attachment (as it was: Published lists the ports it removed)
 //	POST /v1/publish  PublishRequest -> Attachment
 //	POST /v1/unpublish PublishRequest -> Attachment
 //
 // Every error is a JSON Error with an HTTP status: 400 for a malformed or invalid request,
-// 404 for an unknown object, 409 for a conflict, 500 for a failure inside fabricd.
+// 404 for an unknown object, 409 for a conflict with the current state (a host port already
+// published or used by fabricd itself, a container attached otherwise), 500 for a failure
+// inside fabricd. Every answer, errors included, is
+// application/json: the client takes anything else for another server on the socket.
 package api
 
 import "time"
