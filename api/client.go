@@ -108,9 +108,10 @@ func (c *Client) transportError(method, path string, err error) error {
 		return fmt.Errorf("%w: no API socket at %s (start it with `fabricd --api-socket %s ...`, or point --socket or %s at the right path)", ErrNotRunning, c.socket, c.socket, SocketEnv)
 	case errors.Is(err, os.ErrPermission):
 		return fmt.Errorf("%w: the socket %s is root-only (see fabricd's --api-group, or run as root)", ErrPermission, c.socket)
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
-		strings.Contains(err.Error(), "malformed HTTP"):
-		return c.notFabricd(fmt.Sprintf("it closed the connection or answered something other than HTTP: %v", err))
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET):
+		return c.notFabricd("it closed the connection without an HTTP answer")
+	case strings.Contains(err.Error(), "malformed HTTP"):
+		return c.notFabricd("it answered something other than HTTP")
 	}
 	return fmt.Errorf("%s %s on %s: %w", method, path, c.socket, err)
 }

@@ -173,6 +173,7 @@ func TestClientRealOVSDBSocket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := NewClient(sock).Status(ctx)
+	t.Log(err)
 	if !errors.Is(err, ErrNotFabricd) || !strings.Contains(err.Error(), sock+" is not a fabricd API socket") {
 		t.Errorf("err = %v, want %q", err, sock+" is not a fabricd API socket")
 	}

@@ -283,6 +283,7 @@ func testAttach(t *testing.T, tunnel string) {
 				cmd := exec.CommandContext(ctx, ctl, tc.args...)
 				cmd.Env = append(os.Environ(), api.SocketEnv+"="+n2.Socket)
 				out, err := cmd.CombinedOutput()
+				t.Logf("fabricctl %s: %s", strings.Join(tc.args, " "), bytes.TrimSpace(out))
 				if err == nil {
 					t.Fatalf("fabricctl %s succeeded: %s", strings.Join(tc.args, " "), out)
 				}
