@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 GO ?= go
+# The binaries record their commit (fabricd --version) even where GOFLAGS says -buildvcs=false.
+BUILDFLAGS ?= -buildvcs=auto
 BIN := bin
 # What the tests and the lab need from Debian. docker.io and busybox-static give the lab real
 # containers (an image imported from a rootfs: no registry here).
@@ -29,8 +31,8 @@ deps:
 	fi
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/fabricd ./cmd/fabricctl ./lab/cmd/lab
-	$(GO) build -o $(BIN)/fabric-demo ./lab/cmd/demo
+	$(GO) build $(BUILDFLAGS) -o $(BIN)/ ./cmd/fabricd ./cmd/fabricctl ./lab/cmd/lab
+	$(GO) build $(BUILDFLAGS) -o $(BIN)/fabric-demo ./lab/cmd/demo
 
 vet:
 	$(GO) vet ./...
@@ -57,7 +59,7 @@ demo-down:
 
 # bench runs the benchmark suite in the lab and rewrites docs/benchmarks.md.
 bench: deps build
-	$(GO) build -o $(BIN)/fabric-bench ./lab/cmd/bench
+	$(GO) build $(BUILDFLAGS) -o $(BIN)/fabric-bench ./lab/cmd/bench
 	./$(BIN)/fabric-bench --out docs/benchmarks.md
 
 clean:
