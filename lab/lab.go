@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ovsfabric/ovsfabric/lab/dockerlab"
 )
 
 // Config describes a lab to build with Up. The zero value (plus Hosts) is a sensible lab.
@@ -544,11 +546,25 @@ func (l *Lab) Down(ctx context.Context) error {
 	}
 	errs = append(errs, stopAll(others, 5*time.Second)...)
 
+	// 1b. The hosts' private dockerds: their containers, dockerd, containerd, the shims by
+	// recorded PID (checked by start time), then their mounts, cgroups and directories.
+	dockers := l.dockers()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, r := range dockers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := dockerlab.Cleanup(ctx, r.Daemon, l.log); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("host %s: %w", r.Host, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+
 	// 2. Each host's ovs-vswitchd, then ovsdb-server (also ones known only by pidfile).
-	var (
-		wg sync.WaitGroup
-		mu sync.Mutex
-	)
 	for _, h := range hosts {
 		wg.Add(1)
 		go func() {
@@ -598,7 +614,7 @@ func (l *Lab) Down(ctx context.Context) error {
 
 	if err := errors.Join(errs...); err != nil {
 		_ = l.save()
-		return fmt.Errorf("lab %s down: %w", l.Name, err)
+		return fmt.Errorf("lab %s down: %w\nto finish the teardown by hand, run as root:\n  %s", l.Name, err, strings.Join(l.handCommands(), "\n  "))
 	}
 	// 4. The registry entry and the directory.
 	if err := release(l.Name, l.Dir); err != nil {
@@ -661,6 +677,20 @@ func (l *Lab) Leftovers() []string {
 	for _, p := range l.Procs() {
 		if !seen[p.rec.PID] && p.Alive() {
 			out = append(out, fmt.Sprintf("process %s (pid %d) in netns %s", p.rec.Name, p.rec.PID, p.rec.NetNS))
+		}
+	}
+	for _, r := range l.dockers() {
+		for _, left := range dockerlab.Leftovers(r.Daemon) {
+			out = append(out, left+" (host "+r.Host+")")
+		}
+	}
+	if l.Dir != "" {
+		if mounts, err := dockerlab.MountsBelow(l.Dir); err == nil {
+			for _, m := range mounts {
+				if !slices.ContainsFunc(out, func(s string) bool { return s == "mount "+m || strings.HasPrefix(s, "mount "+m+" ") }) {
+					out = append(out, "mount "+m)
+				}
+			}
 		}
 	}
 	if st, err := readRegistry(l.Name); err == nil && (st.Dir == l.Dir || l.Dir == "") {
