@@ -16,6 +16,11 @@
 // PID whatever they started that is still alive (shims, container processes), unmounts
 // what is left below the directory, removes the daemon's cgroups and the directory.
 //
+// A daemon outlives the process that started it unless stopped (the demo with KEEP=1).
+// Its Record — directory, cgroup parent, PIDs and start times of containerd and dockerd —
+// goes to Config.OnRecord (the lab's state file) and to Dir/dockerlab.json before and as
+// each daemon starts; Cleanup does what Stop does from a Record, in another process.
+//
 // A few things live outside the directory because the binaries hard-code them:
 // /run/docker/plugins (dockerd's plugin exec root) and /run/containerd/s (the shims'
 // sockets). When a dockerlab daemon has to create those directories it marks them, and
