@@ -451,6 +451,9 @@ func Open(dir string) (*Lab, error) {
 		return nil, err
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no lab in %s (no state.json there): %w", dir, fs.ErrNotExist)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("no lab in %s: %w", dir, err)
 	}

@@ -89,7 +89,7 @@ func (e notFound) Error() string {
 	for _, i := range labs {
 		switch {
 		case i.Dir != "":
-			sel = append(sel, fmt.Sprintf("--dir %s   (lab %s, %d hosts)", i.Dir, i.Name, i.Hosts))
+			sel = append(sel, fmt.Sprintf("--dir %s   (lab %s, hosts: %d)", i.Dir, i.Name, i.Hosts))
 		default:
 			sel = append(sel, fmt.Sprintf("--name %s   (namespaces only)", i.Name))
 		}
@@ -167,8 +167,8 @@ func downCmd(o *options) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			l, err := o.open()
-			if errors.Is(err, fs.ErrNotExist) {
-				fmt.Printf("%v: nothing to do\n", err)
+			if nf := (notFound{}); errors.As(err, &nf) {
+				fmt.Printf("%v: nothing to do\n", nf.err)
 				return nil
 			}
 			if err != nil {

@@ -77,7 +77,7 @@ func TestCLI(t *testing.T) {
 		{[]string{"exec", "h2", "--", "sh", "-c", "echo $FABRICCTL_SOCKET"}, dir + "/h2/fabricd.sock"},
 		{[]string{"exec", "h1", "--", "sh", "-c", "echo $PATH"}, filepath.Dir(os.Args[0]) + ":"},
 		// Without a lab at --dir, the labs that exist are suggested.
-		{[]string{"status", "--dir", filepath.Join(cwd, "nolab")}, "--dir " + dir + "   (lab " + name},
+		{[]string{"status", "--dir", filepath.Join(cwd, "nolab")}, "--dir " + dir + "   (lab " + name + ", hosts: 3)"},
 	} {
 		out, err := cli(t, ctx, cwd, tc.args...)
 		if (err != nil && tc.args[0] != "status") || !strings.Contains(out, tc.want) {
