@@ -526,11 +526,14 @@ func fromState(st *state, dir string) (*Lab, error) {
 
 // Down removes everything the lab made: it stops the processes it started (checking by start
 // time and command line that each PID is still the one it started; other processes are never
-// signalled), its hosts' OVS daemons, deletes its namespaces (their links go with them), its
+// signalled), the hosts' private dockerds (Host.StartDocker, or found in a host's docker
+// directory: their containers, daemons, shims, mounts and cgroups, see dockerlab.Cleanup),
+// its hosts' OVS daemons, deletes its namespaces (their links go with them), its
 // registry entry and its directory. It is idempotent and works from the state file alone
 // (Open, OpenName). A namespace in which a process the lab did not start still runs is kept
 // and reported; the error lists everything that could not be removed, and the state is kept
-// so that Down can be run again.
+// so that Down can be run again; the error ends with the shell commands that would finish
+// the teardown by hand.
 func (l *Lab) Down(ctx context.Context) error {
 	start := time.Now()
 	l.mu.Lock()
