@@ -6,6 +6,7 @@
 // tunnels route through an OVS bridge. Containers are network namespaces too.
 //
 // Everything the lab makes is recorded in <dir>/state.json as it is made, so Down removes it
-// all — killing only the processes it started, by PID — even after the harness crashed.
+// all — killing only the processes it started, by PID, a host's private dockerd with its
+// containers, mounts and cgroups included (Host.StartDocker) — even after the harness crashed.
 // The lab never touches the root namespace's addresses, routes or firewall.
 package lab

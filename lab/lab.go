@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ovsfabric/ovsfabric/lab/dockerlab"
 )
 
 // Config describes a lab to build with Up. The zero value (plus Hosts) is a sensible lab.
@@ -449,6 +451,9 @@ func Open(dir string) (*Lab, error) {
 		return nil, err
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no lab in %s (no state.json there): %w", dir, fs.ErrNotExist)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("no lab in %s: %w", dir, err)
 	}
@@ -521,11 +526,14 @@ func fromState(st *state, dir string) (*Lab, error) {
 
 // Down removes everything the lab made: it stops the processes it started (checking by start
 // time and command line that each PID is still the one it started; other processes are never
-// signalled), its hosts' OVS daemons, deletes its namespaces (their links go with them), its
+// signalled), the hosts' private dockerds (Host.StartDocker, or found in a host's docker
+// directory: their containers, daemons, shims, mounts and cgroups, see dockerlab.Cleanup),
+// its hosts' OVS daemons, deletes its namespaces (their links go with them), its
 // registry entry and its directory. It is idempotent and works from the state file alone
 // (Open, OpenName). A namespace in which a process the lab did not start still runs is kept
 // and reported; the error lists everything that could not be removed, and the state is kept
-// so that Down can be run again.
+// so that Down can be run again; the error ends with the shell commands that would finish
+// the teardown by hand.
 func (l *Lab) Down(ctx context.Context) error {
 	start := time.Now()
 	l.mu.Lock()
@@ -544,11 +552,25 @@ func (l *Lab) Down(ctx context.Context) error {
 	}
 	errs = append(errs, stopAll(others, 5*time.Second)...)
 
+	// 1b. The hosts' private dockerds: their containers, dockerd, containerd, the shims by
+	// recorded PID (checked by start time), then their mounts, cgroups and directories.
+	dockers := l.dockers()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, r := range dockers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := dockerlab.Cleanup(ctx, r.Daemon, l.log); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("host %s: %w", r.Host, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+
 	// 2. Each host's ovs-vswitchd, then ovsdb-server (also ones known only by pidfile).
-	var (
-		wg sync.WaitGroup
-		mu sync.Mutex
-	)
 	for _, h := range hosts {
 		wg.Add(1)
 		go func() {
@@ -598,7 +620,7 @@ func (l *Lab) Down(ctx context.Context) error {
 
 	if err := errors.Join(errs...); err != nil {
 		_ = l.save()
-		return fmt.Errorf("lab %s down: %w", l.Name, err)
+		return fmt.Errorf("lab %s down: %w\nto finish the teardown by hand, run as root:\n  %s", l.Name, err, strings.Join(l.handCommands(), "\n  "))
 	}
 	// 4. The registry entry and the directory.
 	if err := release(l.Name, l.Dir); err != nil {
@@ -661,6 +683,20 @@ func (l *Lab) Leftovers() []string {
 	for _, p := range l.Procs() {
 		if !seen[p.rec.PID] && p.Alive() {
 			out = append(out, fmt.Sprintf("process %s (pid %d) in netns %s", p.rec.Name, p.rec.PID, p.rec.NetNS))
+		}
+	}
+	for _, r := range l.dockers() {
+		for _, left := range dockerlab.Leftovers(r.Daemon) {
+			out = append(out, left+" (host "+r.Host+")")
+		}
+	}
+	if l.Dir != "" {
+		if mounts, err := dockerlab.MountsBelow(l.Dir); err == nil {
+			for _, m := range mounts {
+				if !slices.ContainsFunc(out, func(s string) bool { return s == "mount "+m || strings.HasPrefix(s, "mount "+m+" ") }) {
+					out = append(out, "mount "+m)
+				}
+			}
 		}
 	}
 	if st, err := readRegistry(l.Name); err == nil && (st.Dir == l.Dir || l.Dir == "") {

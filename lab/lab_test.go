@@ -481,6 +481,13 @@ func TestForeignProcessNotKilled(t *testing.T) {
 		t.Fatalf("Down with a foreign process in a lab netns: %v", err)
 	}
 	t.Logf("Down reported: %v", err)
+	// The error ends with the commands that finish the teardown by hand.
+	for _, want := range []string{"to finish the teardown by hand", fmt.Sprintf("kill -9 %d", foreign.Process.Pid),
+		"ip netns del " + filepath.Base(path), "rm -f " + registryPath(l.Name), "rm -rf " + l.Dir} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Down's error lacks %q", want)
+		}
+	}
 	if _, serr := os.Stat(path); serr != nil || !sameProcess(foreign.Process.Pid, 0) {
 		t.Fatal("the netns or the foreign process is gone")
 	}

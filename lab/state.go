@@ -39,9 +39,11 @@ type state struct {
 	Netns      []string     `json:"netns"`
 	Hosts      []hostRecord `json:"hosts"`
 	Procs      []procRecord `json:"procs"`
-	External   string       `json:"external,omitempty"`
-	ExtIP      string       `json:"external_ip,omitempty"`
-	CreatedAt  time.Time    `json:"created_at"`
+	// Dockers are the private dockerds started with Host.StartDocker.
+	Dockers   []dockerRecord `json:"dockers,omitempty"`
+	External  string         `json:"external,omitempty"`
+	ExtIP     string         `json:"external_ip,omitempty"`
+	CreatedAt time.Time      `json:"created_at"`
 }
 
 type hostRecord struct {

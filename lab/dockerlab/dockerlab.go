@@ -16,6 +16,11 @@
 // PID whatever they started that is still alive (shims, container processes), unmounts
 // what is left below the directory, removes the daemon's cgroups and the directory.
 //
+// A daemon outlives the process that started it unless stopped (the demo with KEEP=1).
+// Its Record — directory, cgroup parent, PIDs and start times of containerd and dockerd —
+// goes to Config.OnRecord (the lab's state file) and to Dir/dockerlab.json before and as
+// each daemon starts; Cleanup does what Stop does from a Record, in another process.
+//
 // A few things live outside the directory because the binaries hard-code them:
 // /run/docker/plugins (dockerd's plugin exec root) and /run/containerd/s (the shims'
 // sockets). When a dockerlab daemon has to create those directories it marks them, and
@@ -82,7 +87,14 @@ type Config struct {
 	StorageDriver string
 	// Logger receives progress and cleanup messages; nil means slog.Default().
 	Logger *slog.Logger
+	// OnRecord, when set, is handed the daemon's Record before its first process starts
+	// and again after each one started, so that a lab can stop the daemon later from
+	// another process (Cleanup). An error fails Start.
+	OnRecord func(Record) error
 }
+
+// cgroupParentPrefix starts the cgroup parent of every dockerlab daemon.
+const cgroupParentPrefix = "/ovsfabric-dockerlab-"
 
 // Daemon is a running private dockerd with its own containerd. Its methods are safe
 // for concurrent use; Stop is idempotent.
@@ -94,10 +106,15 @@ type Daemon struct {
 	log      *slog.Logger
 	env      []string // environment for dockerd, containerd and the docker CLI
 	cgParent string   // --cgroup-parent, e.g. /ovsfabric-dockerlab-0a1b2c3d
+	onRecord func(Record) error
 
 	containerd *child
 	dockerd    *child
 	shared     *sharedDirs
+	// adoptedContainerd and adoptedDockerd are daemons another process started, known
+	// from a Record (Cleanup).
+	adoptedContainerd *proc
+	adoptedDockerd    *proc
 
 	mu       sync.Mutex
 	imported bool
@@ -107,11 +124,12 @@ type Daemon struct {
 
 // child is a process this package started and still owns (not yet reaped).
 type child struct {
-	name string
-	cmd  *exec.Cmd
-	log  string        // path of its log file
-	done chan struct{} // closed when Wait returned
-	err  error         // Wait's result, valid after done
+	name  string
+	cmd   *exec.Cmd
+	log   string        // path of its log file
+	start uint64        // start time (field 22 of /proc/PID/stat), for the Record
+	done  chan struct{} // closed when Wait returned
+	err   error         // Wait's result, valid after done
 }
 
 func (c *child) exited() bool {
@@ -201,7 +219,8 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		id:    hex.EncodeToString(idBytes),
 		log:   log.With("dockerlab", dir),
 	}
-	d.cgParent = "/ovsfabric-dockerlab-" + d.id
+	d.cgParent = cgroupParentPrefix + d.id
+	d.onRecord = cfg.OnRecord
 	d.env = append(cleanEnv(), "DOCKER_CONFIG="+d.path("cli"))
 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -222,6 +241,9 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		if err := os.MkdirAll(d.path(sub), 0o700); err != nil {
 			return fail(fmt.Errorf("dockerlab: %w", err))
 		}
+	}
+	if err := d.saveRecord(); err != nil {
+		return fail(err)
 	}
 	d.driver = cfg.StorageDriver
 	auto := d.driver == ""
@@ -298,6 +320,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		return err
 	}
 	d.containerd = c
+	if err := d.saveRecord(); err != nil {
+		return err
+	}
 	if err := d.waitReady(ctx, c, func() error {
 		conn, err := net.DialTimeout("unix", d.ctrdSocket(), time.Second)
 		if err != nil {
@@ -345,6 +370,9 @@ func (d *Daemon) startDockerd(ctx context.Context) error {
 		return err
 	}
 	d.dockerd = c
+	if err := d.saveRecord(); err != nil {
+		return err
+	}
 	hc := d.httpClient()
 	defer hc.CloseIdleConnections()
 	if err := d.waitReady(ctx, c, func() error {
@@ -398,6 +426,7 @@ func (d *Daemon) spawn(name, logPath, bin string, args ...string) (*child, error
 		return nil, fmt.Errorf("dockerlab: starting %s: %w", name, err)
 	}
 	c := &child{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	_, c.start, _ = procStat(cmd.Process.Pid)
 	go func() {
 		c.err = cmd.Wait()
 		close(c.done)

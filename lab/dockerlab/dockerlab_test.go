@@ -524,3 +524,64 @@ func TestLongestDir(t *testing.T) {
 		t.Errorf("Stop: %v", err)
 	}
 }
+
+// TestCleanupFromRecord stops a daemon the way `lab down` does after the process that started
+// it has gone: from its Record alone (here found again by Discover without the record file,
+// as for a daemon nobody recorded), and checks that nothing is left.
+func TestCleanupFromRecord(t *testing.T) {
+	requireLab(t)
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "docker")
+	var hooked []Record
+	d, err := Start(ctx, Config{Dir: dir, NetNS: newNetns(t), Logger: testLogger(t),
+		OnRecord: func(r Record) error { hooked = append(hooked, r); return nil }})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = d.Stop(context.Background()) })
+	if _, err := d.Run(ctx, "rec"); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// OnRecord saw the daemon before any process (so a crash in between leaves a record of
+	// the cgroup parent) and after each started.
+	if len(hooked) < 3 || len(hooked[0].Procs) != 0 || len(hooked[len(hooked)-1].Procs) != 2 {
+		t.Errorf("OnRecord calls: %+v", hooked)
+	}
+	rec := d.Record()
+	if err := os.Remove(filepath.Join(dir, recordFile)); err != nil {
+		t.Fatal(err)
+	}
+	found, ok := Discover(dir)
+	if !ok || found.CgroupParent != rec.CgroupParent || len(found.Procs) != 2 {
+		t.Fatalf("Discover without the record file: %+v, %v; want %+v", found, ok, rec)
+	}
+	ps := Processes(found)
+	names := map[string]bool{}
+	for _, p := range ps {
+		names[strings.SplitN(p.Name, ":", 2)[0]] = true
+	}
+	for _, want := range []string{"dockerd", "containerd", "containerd-shim", "container"} {
+		if !names[want] {
+			t.Errorf("Processes lacks %s: %+v", want, ps)
+		}
+	}
+	if cmds := HandCommands(found); len(cmds) == 0 || !strings.HasPrefix(cmds[0], "kill -9 ") {
+		t.Errorf("HandCommands of a running daemon: %q", cmds)
+	}
+	if err := Cleanup(ctx, found, testLogger(t)); err != nil {
+		t.Errorf("Cleanup: %v", err)
+	}
+	if left := Leftovers(rec); len(left) > 0 {
+		t.Errorf("left after Cleanup: %v", left)
+	}
+	if err := Cleanup(ctx, rec, testLogger(t)); err != nil {
+		t.Errorf("second Cleanup: %v", err)
+	}
+	if _, ok := Discover(dir); ok {
+		t.Error("Discover finds a daemon after Cleanup")
+	}
+	// A record must never make Cleanup walk cgroups that are not a dockerlab daemon's.
+	if err := Cleanup(ctx, Record{Dir: dir, CgroupParent: "/"}, testLogger(t)); err == nil {
+		t.Error("Cleanup accepted cgroup parent /")
+	}
+}

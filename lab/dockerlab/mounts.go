@@ -145,6 +145,11 @@ func cgroupMountPoints() []string {
 // cgroupDirs returns parent (an absolute cgroup path) and its descendants in every
 // hierarchy where it exists, deepest first.
 func cgroupDirs(parent string) []string {
+	// Only a dockerlab cgroup parent: an empty or foreign one would name other cgroups, or
+	// the whole hierarchy, and what is in them would be killed and removed.
+	if !strings.HasPrefix(parent, cgroupParentPrefix) || strings.Contains(parent, "..") {
+		return nil
+	}
 	var dirs []string
 	for _, mp := range cgroupMountPoints() {
 		root := filepath.Join(mp, parent)

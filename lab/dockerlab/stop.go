@@ -31,7 +31,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 
 	// 1. Containers, through the API while dockerd is alive: this lets dockerd,
 	// containerd and the shims unmount and delete everything themselves.
-	if d.dockerd != nil && !d.dockerd.exited() {
+	if (d.dockerd != nil && !d.dockerd.exited()) || (d.adoptedDockerd != nil && d.adoptedDockerd.alive()) {
 		if err := d.removeAllContainers(ctx); err != nil {
 			d.log.Warn("removing containers through the API failed; killing them", "err", err)
 		}
@@ -42,6 +42,9 @@ func (d *Daemon) Stop(ctx context.Context) error {
 		if err := d.stopChild(d.dockerd, dockerdStopGrace); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := stopAdopted("dockerd", d.adoptedDockerd, dockerdStopGrace, d.log); err != nil {
+		errs = append(errs, err)
 	}
 
 	// 3. Whatever survived: container processes (members of our cgroup parent) and
@@ -72,6 +75,9 @@ func (d *Daemon) Stop(ctx context.Context) error {
 		if err := d.stopChild(d.containerd, processStopGrace); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := stopAdopted("containerd", d.adoptedContainerd, processStopGrace, d.log); err != nil {
+		errs = append(errs, err)
 	}
 
 	// 5. Mounts below Dir (dockerd's data-root bind mount, overlay rootfs, netns

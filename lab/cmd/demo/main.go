@@ -4,7 +4,8 @@
 // cross-host ping matrix and `ovs-vsctl show`. `make demo` runs it.
 //
 // Environment: HOSTS (3), TUNNEL (vxlan|gre), KEEP=1 keeps the lab (remove it with
-// `make demo-down`), DIR (.lab/demo), BIN (bin).
+// `make demo-down`, i.e. `lab down --dir DIR`: it also stops the private dockerd), DIR
+// (.lab/demo), BIN (bin), NAME (demo: the lab name, which prefixes its namespaces).
 package main
 
 import (
@@ -54,6 +55,7 @@ func run() error {
 	keep := env("KEEP", "") == "1"
 	dir, _ := filepath.Abs(env("DIR", ".lab/demo"))
 	bin, _ := filepath.Abs(env("BIN", "bin"))
+	name := env("NAME", "demo")
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
@@ -66,7 +68,7 @@ func run() error {
 	}
 	step("building a lab of %d hosts in %s (a netns, ovsdb-server and ovs-vswitchd each)", hosts, dir)
 	start := time.Now()
-	l, err := lab.Up(ctx, lab.Config{Dir: dir, Name: "demo", Hosts: hosts, Keep: keep})
+	l, err := lab.Up(ctx, lab.Config{Dir: dir, Name: name, Hosts: hosts, Keep: keep})
 	if err != nil {
 		return err
 	}
@@ -131,7 +133,9 @@ func run() error {
 	} else {
 		n := f.Nodes()[1%len(f.Nodes())]
 		step("starting a private dockerd on %s and a real Docker container \"web\" (--network none), attached by name", n.Host.Name)
-		dock, err := dockerlab.Start(ctx, dockerlab.Config{Dir: filepath.Join(n.Host.Dir, "docker"), NetNS: n.Host.NetNS})
+		// Host.StartDocker records dockerd and containerd in the lab's state: `lab down` stops
+		// them and removes their mounts and cgroups once this process is gone (KEEP=1).
+		dock, err := n.Host.StartDocker(ctx)
 		if err != nil {
 			return err
 		}
@@ -196,7 +200,7 @@ func run() error {
 	fmt.Print(routes)
 
 	if keep {
-		fmt.Printf("\nThe lab keeps running (KEEP=1). Look inside:\n  bin/lab exec --dir %s h1 -- ovs-vsctl show\n  bin/lab exec --dir %s h1 -- ip route\n  bin/fabricctl --socket %s peers\nRemove it with: make demo-down\n", dir, dir, first.Socket)
+		fmt.Printf("\nThe lab keeps running (KEEP=1). Look inside:\n  bin/lab status --dir %s\n  bin/lab exec --dir %s h1 -- ovs-vsctl show\n  bin/lab exec --dir %s h1 -- ip route\n  bin/lab exec --dir %s h1 -- fabricctl peers      (API socket %s)\nRemove it (fabricd, OVS, the private dockerd, namespaces) with: make demo-down\n", dir, dir, dir, dir, first.Socket)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d pairs could not reach each other", failed, len(res))

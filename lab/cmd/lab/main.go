@@ -55,7 +55,8 @@ func (o *options) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
-// open loads the lab selected by --name (from the machine's registry) or --dir.
+// open loads the lab selected by --name (from the machine's registry) or --dir. When there is
+// no such lab, the error lists the labs that exist and how to select one.
 func (o *options) open() (*lab.Lab, error) {
 	var (
 		l   *lab.Lab
@@ -66,11 +67,37 @@ func (o *options) open() (*lab.Lab, error) {
 	} else {
 		l, err = lab.Open(o.dir)
 	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, notFound{err}
+	}
 	if err != nil {
 		return nil, err
 	}
 	l.SetLogger(o.logger())
 	return l, nil
+}
+
+// notFound is "no such lab", with the labs that do exist.
+type notFound struct{ err error }
+
+func (e notFound) Unwrap() error { return e.err }
+
+func (e notFound) Error() string {
+	msg := e.err.Error()
+	labs, _ := lab.Labs()
+	var sel []string
+	for _, i := range labs {
+		switch {
+		case i.Dir != "":
+			sel = append(sel, fmt.Sprintf("--dir %s   (lab %s, hosts: %d)", i.Dir, i.Name, i.Hosts))
+		default:
+			sel = append(sel, fmt.Sprintf("--name %s   (namespaces only)", i.Name))
+		}
+	}
+	if len(sel) == 0 {
+		return msg + "\nno lab exists on this machine: make one with `lab up` (or `make demo KEEP=1`)"
+	}
+	return msg + "\nlabs on this machine (`lab ls`); select one with\n  " + strings.Join(sel, "\n  ")
 }
 
 func root() *cobra.Command {
@@ -140,8 +167,8 @@ func downCmd(o *options) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			l, err := o.open()
-			if errors.Is(err, fs.ErrNotExist) {
-				fmt.Printf("%v: nothing to do\n", err)
+			if nf := (notFound{}); errors.As(err, &nf) {
+				fmt.Printf("%v: nothing to do\n", nf.err)
 				return nil
 			}
 			if err != nil {
@@ -204,8 +231,13 @@ func execCmd(o *options) *cobra.Command {
 		Long: `exec runs CMD in a lab namespace with 'ip netns exec'. TARGET is a host (h1), "ext" (the
 external node), "underlay", or a container namespace (h1-c1, or its full name). On a host the
 OVS environment is set (OVS_RUNDIR and friends point at the host's directory), so plain
-ovs-vsctl, ovs-ofctl and 'ovs-appctl -t ovs-vswitchd' reach that host's daemons.`,
-		Example: `  lab exec h1 -- ovs-vsctl show
+ovs-vsctl, ovs-ofctl and 'ovs-appctl -t ovs-vswitchd' reach that host's daemons;
+FABRICCTL_SOCKET is the host's fabricd API socket (<dir>/hN/fabricd.sock), so plain fabricctl
+talks to that host's fabricd, and DOCKER_HOST its private dockerd when it runs. The lab's bin
+directory (where fabricd was started from, and this lab binary's) comes first on PATH.`,
+		Example: `  lab exec --dir .lab/demo h1 -- fabricctl peers
+  lab exec --dir .lab/demo h2 -- docker ps
+  lab exec h1 -- ovs-vsctl show
   lab exec h1 -- ovs-ofctl dump-flows br-int
   lab exec h1 -- ovs-appctl -t ovs-vswitchd fdb/show br-int
   lab exec h2 -- ip route
@@ -223,13 +255,14 @@ ovs-vsctl, ovs-ofctl and 'ovs-appctl -t ovs-vswitchd' reach that host's daemons.
 			if err != nil {
 				return err
 			}
+			env = append(env, "PATH="+binPath(l, args[0]))
 			ip, err := exec.LookPath("ip")
 			if err != nil {
 				ip = "/usr/sbin/ip"
 			}
 			// Replace this process: the terminal, signals and the exit status are the command's.
 			argv := append([]string{"ip", "netns", "exec", ns}, args[1:]...)
-			return syscall.Exec(ip, argv, append(os.Environ(), env...))
+			return syscall.Exec(ip, argv, mergeEnv(os.Environ(), env))
 		},
 	}
 }
@@ -237,7 +270,11 @@ ovs-vsctl, ovs-ofctl and 'ovs-appctl -t ovs-vswitchd' reach that host's daemons.
 // target resolves an exec TARGET to a namespace and the environment to run in it with.
 func target(l *lab.Lab, t string) (string, []string, error) {
 	if h := l.Host(t); h != nil {
-		return h.NetNS, h.Env(), nil
+		env := append(h.Env(), "FABRICCTL_SOCKET="+h.APISocket())
+		if _, err := os.Stat(strings.TrimPrefix(h.DockerHost(), "unix://")); err == nil {
+			env = append(env, "DOCKER_HOST="+h.DockerHost())
+		}
+		return h.NetNS, env, nil
 	}
 	switch t {
 	case "ext", "external":
@@ -336,14 +373,42 @@ func printStatus(l *lab.Lab) {
 	fmt.Printf("lab %s  dir %s\n", l.Name, orDash(l.Dir))
 	fmt.Printf("datapath %s  underlay %s (netns %s, bridge br0)  mtu %d\n", orDash(l.Datapath), l.UnderlayCIDR, l.Underlay, l.MTU)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nHOST\tNETNS\tUNDERLAY\tOVSDB\tPROCESSES")
+	fmt.Fprintln(tw, "\nHOST\tNETNS\tUNDERLAY\tOVSDB\tAPI SOCKET\tPROCESSES")
+	var api, dockers []string
 	for _, h := range l.Hosts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Name, h.NetNS+exists(h.NetNS), h.UnderlayIP, h.Endpoint(), procs(h.Procs()))
+		sock := "-"
+		if _, err := os.Stat(h.APISocket()); err == nil {
+			sock = h.APISocket()
+			api = append(api, h.Name)
+		}
+		var parts []string
+		if ps := procs(h.Procs()); ps != "-" {
+			parts = append(parts, ps)
+		}
+		// The private dockerd's processes: dockerd, containerd, shims, containers.
+		if dps := h.DockerProcesses(); len(dps) > 0 {
+			dockers = append(dockers, fmt.Sprintf("%s: DOCKER_HOST=%s", h.Name, h.DockerHost()))
+			for _, p := range dps {
+				parts = append(parts, fmt.Sprintf("%s:%d(up)", p.Name, p.PID))
+			}
+		}
+		ps := orDash(strings.Join(parts, " "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, h.NetNS+exists(h.NetNS), h.UnderlayIP, h.Endpoint(), sock, ps)
 	}
 	if l.External != "" {
-		fmt.Fprintf(tw, "ext\t%s\t%s\t-\t%s\n", l.External+exists(l.External), l.ExternalIP, procs(procsIn(l, l.External)))
+		fmt.Fprintf(tw, "ext\t%s\t%s\t-\t-\t%s\n", l.External+exists(l.External), l.ExternalIP, procs(procsIn(l, l.External)))
 	}
 	_ = tw.Flush()
+	sel := "--dir " + l.Dir
+	if l.Dir == "" {
+		sel = "--name " + l.Name
+	}
+	if len(api) > 0 {
+		fmt.Printf("\nfabricctl on a host (FABRICCTL_SOCKET is its API socket):  lab exec %s %s -- fabricctl peers\n", sel, api[0])
+	}
+	if len(dockers) > 0 {
+		fmt.Printf("\nprivate dockerd (stopped by lab down):\n  %s\n", strings.Join(dockers, "\n  "))
+	}
 	var others []string
 	for _, ns := range l.NetNS() {
 		if ns == l.Underlay || ns == l.External || slices.ContainsFunc(l.Hosts, func(h *lab.Host) bool { return h.NetNS == ns }) {
@@ -359,7 +424,7 @@ func printStatus(l *lab.Lab) {
 		fmt.Printf("\ncontainer namespaces:\n  %s\n", strings.Join(others, "\n  "))
 	}
 	if l.Dir != "" {
-		fmt.Printf("\nlogs: %s/<host>/{ovsdb-server,ovs-vswitchd,<process>}.log\n", l.Dir)
+		fmt.Printf("\nlogs: %s/<host>/{ovsdb-server,ovs-vswitchd,<process>}.log, <host>/docker/{dockerd,containerd}.log\n", l.Dir)
 	}
 }
 
@@ -410,4 +475,46 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// binPath is PATH for a command run by exec: first the directories of the fabricd the lab runs
+// on the target host (or any host) and of this lab binary — bin/ of the checkout, holding
+// fabricctl — then the caller's PATH.
+func binPath(l *lab.Lab, target string) string {
+	var dirs []string
+	add := func(d string) {
+		if d != "" && filepath.IsAbs(d) && !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	h := l.Host(target)
+	for _, p := range slices.Backward(l.Procs()) {
+		if argv := p.Argv(); p.Name() == "fabricd" && len(argv) > 0 && (h == nil || p.NetNS() == h.NetNS) {
+			add(filepath.Dir(argv[0]))
+			break
+		}
+	}
+	if exe, err := os.Executable(); err == nil {
+		add(filepath.Dir(exe))
+	}
+	path := os.Getenv("PATH")
+	if path == "" {
+		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	}
+	return strings.Join(append(dirs, path), string(os.PathListSeparator))
+}
+
+// mergeEnv is base with the variables of over set (replaced, not added twice: with two PATH
+// entries, programs would see the first).
+func mergeEnv(base, over []string) []string {
+	keys := map[string]bool{}
+	for _, kv := range over {
+		k, _, _ := strings.Cut(kv, "=")
+		keys[k] = true
+	}
+	out := slices.DeleteFunc(slices.Clone(base), func(kv string) bool {
+		k, _, _ := strings.Cut(kv, "=")
+		return keys[k]
+	})
+	return append(out, over...)
 }

@@ -73,9 +73,14 @@ func TestCLI(t *testing.T) {
 		{[]string{"add-host"}, "added h3"},
 		{[]string{"exec", "h3", "--", "ping", "-c1", "-W2", "172.30.0.254"}, "1 received"},
 		{[]string{"ls"}, name},
+		// fabricctl in a host finds its fabricd through FABRICCTL_SOCKET, and bin/ through PATH.
+		{[]string{"exec", "h2", "--", "sh", "-c", "echo $FABRICCTL_SOCKET"}, dir + "/h2/fabricd.sock"},
+		{[]string{"exec", "h1", "--", "sh", "-c", "echo $PATH"}, filepath.Dir(os.Args[0]) + ":"},
+		// Without a lab at --dir, the labs that exist are suggested.
+		{[]string{"status", "--dir", filepath.Join(cwd, "nolab")}, "--dir " + dir + "   (lab " + name + ", hosts: 3)"},
 	} {
 		out, err := cli(t, ctx, cwd, tc.args...)
-		if err != nil || !strings.Contains(out, tc.want) {
+		if (err != nil && tc.args[0] != "status") || !strings.Contains(out, tc.want) {
 			t.Errorf("lab %s: %v, output lacks %q:\n%s", strings.Join(tc.args, " "), err, tc.want, out)
 		}
 	}
