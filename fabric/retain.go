@@ -30,8 +30,8 @@ func (r Retained) Until(retention time.Duration) time.Time {
 	return r.Gone.Add(retention)
 }
 
-// Retain updates the claims this host retains, given its view of the peers at now. A dead
-// or left peer's claim is added, keeping the earliest Gone seen for the same subnet (so a
+// Retain updates the claims this host retains, given its view of the peers at now. The
+// claim of a peer that is gone (left, or dead for grace or longer) is added, keeping the earliest Gone seen for the same subnet (so a
 // fabricd restart, which sees remembered peers go anew, does not extend the retention). A
 // claim is dropped when its node is alive again (its own announcement speaks for it), when
 // another node's active claim overlaps it (that node took the subnet), and when it has been
@@ -44,13 +44,10 @@ func Retain(prev []Retained, peers []Peer, now time.Time, grace, retention time.
 	}
 	var active []Claim
 	for _, p := range peers {
-		switch p.State {
-		case PeerAlive, PeerSuspect:
+		switch {
+		case p.State == PeerAlive || p.State == PeerSuspect:
 			delete(byName, p.Name)
-		case PeerDead, PeerLeft:
-			if !p.Subnet.IsValid() {
-				continue
-			}
+		case p.Subnet.IsValid() && p.Gone(now, grace):
 			r := Retained{Claim: p.Claim(), State: p.State, Underlay: p.Underlay, Gone: p.StateSince}
 			if old, ok := byName[p.Name]; ok && old.Subnet == p.Subnet {
 				if !old.Gone.IsZero() && old.Gone.Before(r.Gone) {
