@@ -97,12 +97,6 @@ type Controller struct {
 	mu         sync.Mutex
 	claim      fabric.Claim
 	static     bool
-	// retained are the claims this node keeps reserved for nodes that went; seenSaved is
-	// when it last persisted that it holds its own claim.
-	retained  []fabric.Retained
-	seenSaved time.Time
-	// now is the wall clock (a field so tests can skew it).
-	now func() time.Time
 	remembered map[string]fabric.Peer
 	desired    fabric.Desired
 	peerView   []fabric.Peer
@@ -122,6 +116,13 @@ type Controller struct {
 	// flowsApplied is what the last flow reconcile left on the bridge (nil: unknown).
 	pipeMu       sync.Mutex
 	flowsApplied []flows.Flow
+
+	// retained are the claims this node keeps reserved for nodes that went; seenSaved is
+	// when it last persisted that it holds its own claim (both under mu).
+	retained  []fabric.Retained
+	seenSaved time.Time
+	// now is the wall clock (a field so tests can skew it).
+	now func() time.Time
 }
 
 // New returns a controller for settings s (with s.Advertise set) over the given systems.

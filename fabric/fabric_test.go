@@ -134,7 +134,9 @@ func TestConflict(t *testing.T) {
 	s := netip.MustParsePrefix("10.244.5.0/24")
 	other := netip.MustParsePrefix("10.244.6.0/24")
 	cl := func(node string, p netip.Prefix, seq uint64) Claim { return Claim{Node: node, Subnet: p, Seq: seq} }
-	legacy := func(node string, p netip.Prefix, since int64) Claim { return Claim{Node: node, Subnet: p, Since: since} }
+	legacy := func(node string, p netip.Prefix, since int64) Claim {
+		return Claim{Node: node, Subnet: p, Since: since}
+	}
 	for _, tc := range []struct {
 		name   string
 		local  Claim

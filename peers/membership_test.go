@@ -46,7 +46,7 @@ func TestConverge(t *testing.T) {
 		}
 		for _, p := range m.Peers() {
 			j := int(p.Name[1] - '0')
-			if !p.Meta.Equal(testMeta(j+1)) {
+			if !p.Meta.Equal(testMeta(j + 1)) {
 				t.Errorf("%s sees %s with meta %+v, want %+v", m.cfg.Name, p.Name, p.Meta, testMeta(j+1))
 			}
 			if p.Gossip != ms[j].Local().Gossip {
