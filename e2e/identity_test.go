@@ -264,7 +264,7 @@ func TestClaimRetention(t *testing.T) {
 	if since := time.Since(t4); since < retention {
 		t.Errorf("h4's retention ended %s after its death, before --claim-retention %s", since.Round(time.Millisecond), retention)
 	}
-	t.Logf("h4's retention ended %s after kill -9 (grace 3s + retention %s; waited %s)", time.Since(t4).Round(time.Millisecond), retention, took.Round(time.Millisecond))
+	t.Logf("h4's retention ended %s after kill -9 (--claim-retention %s, counted from when h4 was declared dead; waited %s)", time.Since(t4).Round(time.Millisecond), retention, took.Round(time.Millisecond))
 	if ids, err := n1.Host.Vsctl(ctx, "get", "Open_vSwitch", ".", "external_ids:ovsfabric-retained"); err != nil || strings.Contains(ids, n4.Host.Name) {
 		t.Errorf("h1 still persists h4's claim: %q %v", ids, err)
 	}
