@@ -252,3 +252,47 @@ func otherFree(got string) string {
 	}
 	return ""
 }
+
+// TestReturnAfterRetention: a host whose persisted claim was last held longer ago than the
+// claim retention (by its own clock) does not re-announce it, since the others may have
+// given the subnet away: it claims anew; within the retention it keeps its claim.
+func TestReturnAfterRetention(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		away  time.Duration
+		keeps bool
+	}{{"back within the retention", 50 * time.Minute, true}, {"back after the retention", 2 * time.Hour, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &clock{t: time.Now()}
+			ep := ovsdbtest.Start(t)
+			s := clusterSettings(t, "h1")
+			m := &fakeMembers{ch: make(chan struct{})}
+			c, _ := newClockedController(t, ep, s, m, clk.now)
+			if err := c.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			mine := c.Status().Subnet
+			clk.add(tc.away)
+			// Meanwhile a node that never heard of h1 took its subnet.
+			m2 := &fakeMembers{ch: make(chan struct{})}
+			m2.set(seqPeer("hn", "172.30.0.30", mine, 1, clk.now()))
+			c2, _ := newClockedController(t, ep, s, m2, clk.now)
+			if got := c2.Meta().Subnet.String() == mine; got != tc.keeps {
+				t.Fatalf("announces %s at start (held %s before), want keep=%v", c2.Meta().Subnet, mine, tc.keeps)
+			}
+			if tc.keeps {
+				return
+			}
+			if err := c2.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := c2.Status().Subnet; got == mine || got == "" {
+				t.Errorf("after the retention h1 holds %q (the live node holds %s)", got, mine)
+			}
+			if m2.meta.SubnetSeq <= 1 {
+				t.Errorf("new claim Seq %d, want past every known one", m2.meta.SubnetSeq)
+			}
+		})
+	}
+}
