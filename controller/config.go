@@ -44,6 +44,10 @@ type Config struct {
 	Pipeline      string        `yaml:"pipeline"`
 	DockerHost    string        `yaml:"docker-host"`
 	PodmanHost    string        `yaml:"podman-host"`
+
+	// ClaimRetention is how long the subnet of a node that died or left stays reserved for
+	// it (0: not at all; freed once it has been dead for DeadPeerGrace, or has left).
+	ClaimRetention time.Duration `yaml:"claim-retention"`
 }
 
 // DefaultConfig is the configuration fabricd starts from before the file and flags.
@@ -67,6 +71,8 @@ func DefaultConfig() Config {
 		Pipeline:      PipelineRouted,
 		DockerHost:    "unix:///var/run/docker.sock",
 		PodmanHost:    "unix:///run/podman/podman.sock",
+
+		ClaimRetention: 24 * time.Hour,
 	}
 }
 
@@ -233,6 +239,9 @@ func (c Config) Validate() (Settings, error) {
 	}
 	if c.DeadPeerGrace < 0 || c.Resync <= 0 {
 		return s, fmt.Errorf("--dead-peer-grace must be >= 0 and --resync > 0")
+	}
+	if c.ClaimRetention < 0 {
+		return s, fmt.Errorf("--claim-retention must be >= 0")
 	}
 	for _, j := range c.Join {
 		if j == "" {

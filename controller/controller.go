@@ -116,12 +116,19 @@ type Controller struct {
 	// flowsApplied is what the last flow reconcile left on the bridge (nil: unknown).
 	pipeMu       sync.Mutex
 	flowsApplied []flows.Flow
+
+	// retained are the claims this node keeps reserved for nodes that went; seenSaved is
+	// when it last persisted that it holds its own claim (both under mu).
+	retained  []fabric.Retained
+	seenSaved time.Time
+	// now is the wall clock (a field so tests can skew it).
+	now func() time.Time
 }
 
 // New returns a controller for settings s (with s.Advertise set) over the given systems.
 // resolvers turn container names into network namespaces (Docker, Podman), tried in order.
 func New(s Settings, sw Switch, k Kernel, log *slog.Logger, resolvers ...Resolver) *Controller {
-	return &Controller{s: s, sw: sw, k: k, log: log, resolvers: resolvers, started: time.Now(), kick: make(chan struct{}, 1), ready: make(chan struct{}), inflight: map[string]netip.Addr{}, remembered: map[string]fabric.Peer{}, metrics: newMetrics()}
+	return &Controller{s: s, sw: sw, k: k, log: log, resolvers: resolvers, started: time.Now(), now: time.Now, kick: make(chan struct{}, 1), ready: make(chan struct{}), inflight: map[string]netip.Addr{}, remembered: map[string]fabric.Peer{}, metrics: newMetrics()}
 }
 
 // Init loads what a previous run left in OVSDB: the node's subnet claim and the peers its
@@ -134,19 +141,15 @@ func (c *Controller) Init(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.claim = fabric.Claim{Node: c.s.Name}
-	if sub, err := netip.ParsePrefix(ids[KeySubnet]); err == nil && ids[KeyNode] == c.s.Name &&
-		fabric.ValidateSubnet(c.s.Cluster, c.s.SubnetPrefix, sub) == nil {
-		since, _ := strconv.ParseInt(ids[KeySubnetSince], 10, 64)
-		c.claim.Subnet, c.claim.Since = sub, since
-	}
+	c.loadClaimLocked(ids)
 	if c.s.StaticSubnet.IsValid() {
 		c.static = true
 		if c.claim.Subnet != c.s.StaticSubnet {
-			c.claim = fabric.Claim{Node: c.s.Name, Subnet: c.s.StaticSubnet, Since: time.Now().UnixMilli()}
+			// Seq 0: ordered (and announced) once the others' claims are known.
+			c.claim = fabric.Claim{Node: c.s.Name, Subnet: c.s.StaticSubnet, Since: c.now().UnixMilli()}
 		}
 	}
-	if c.claim.Subnet.IsValid() {
+	if c.claim.Subnet.IsValid() && c.claim.Seq != 0 {
 		if err := c.persistClaimLocked(ctx); err != nil {
 			return err
 		}
@@ -198,16 +201,12 @@ func rememberedPeer(p ovsdb.PortInfo, owner string, since time.Time) (fabric.Pee
 	}
 	sub, _ := netip.ParsePrefix(ids[KeySubnet])
 	subSince, _ := strconv.ParseInt(ids[KeySubnetSince], 10, 64)
-	return fabric.Peer{Name: ids[ovsdb.KeyPeer], Underlay: remote, Subnet: sub, SubnetSince: subSince, State: fabric.PeerDead, StateSince: since}, true
+	subSeq, _ := strconv.ParseUint(ids[KeySubnetSeq], 10, 64)
+	return fabric.Peer{Name: ids[ovsdb.KeyPeer], Underlay: remote, Subnet: sub, SubnetSince: subSince, SubnetSeq: subSeq, State: fabric.PeerDead, StateSince: since}, true
 }
 
 func (c *Controller) persistClaimLocked(ctx context.Context) error {
-	err := c.sw.SetSystemExternalIDs(ctx, map[string]string{
-		KeyNode:        c.s.Name,
-		KeySubnet:      c.claim.Subnet.String(),
-		KeySubnetSince: strconv.FormatInt(c.claim.Since, 10),
-		KeyCluster:     c.s.Cluster.String(),
-	}, nil)
+	err := c.sw.SetSystemExternalIDs(ctx, c.claimIDsLocked(), nil)
 	if err != nil {
 		return fmt.Errorf("persist subnet claim: %w", err)
 	}
@@ -223,15 +222,21 @@ func (c *Controller) Meta() peers.Meta {
 
 func (c *Controller) metaLocked() peers.Meta {
 	mtu, _ := fabric.ContainerMTU(c.s.UnderlayMTU, c.s.TunnelType, c.s.Advertise.Is6())
-	return peers.Meta{
+	m := peers.Meta{
 		Proto:       peers.ProtocolVersion,
 		Addr:        c.s.Advertise,
 		Subnet:      c.claim.Subnet,
 		SubnetSince: c.claim.Since,
+		SubnetSeq:   c.claim.Seq,
 		Tunnel:      string(c.s.TunnelType),
 		ClusterCIDR: c.s.Cluster,
 		MTU:         mtu,
 	}
+	if c.claim.Seq == 0 { // a static claim not ordered yet (see resolveClaim)
+		m.Subnet, m.SubnetSince = netip.Prefix{}, 0
+	}
+	m.Retained = c.retainedMetaLocked(m)
+	return m
 }
 
 // SetFlowSwitch attaches the OpenFlow side of the bridge, through which the routed pipeline
@@ -323,6 +328,10 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 		return nil
 	}
 	view := c.gatherPeers()
+	if err := c.updateRetained(ctx, view); err != nil {
+		c.setResult(nil, view, err)
+		return err
+	}
 	if err := c.resolveClaim(ctx, view); err != nil {
 		c.setResult(nil, view, err)
 		return err
@@ -330,9 +339,9 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 	c.mu.Lock()
 	facts := fabric.Facts{
 		Node: c.s.Name, Underlay: c.s.Advertise, UnderlayMTU: c.s.UnderlayMTU,
-		Subnet: c.claim.Subnet, SubnetSince: c.claim.Since, ClusterCIDR: c.s.Cluster,
+		Subnet: c.claim.Subnet, SubnetSince: c.claim.Since, SubnetSeq: c.claim.Seq, ClusterCIDR: c.s.Cluster,
 		Tunnel: c.s.TunnelType, Bridge: c.s.Bridge, GatewayPort: c.s.GatewayPort, Datapath: c.s.DatapathType,
-		Peers: view, Now: time.Now(), DeadPeerGrace: c.s.DeadPeerGrace,
+		Peers: view, Now: c.now(), DeadPeerGrace: c.s.DeadPeerGrace,
 	}
 	c.mu.Unlock()
 	d, err := fabric.Plan(facts)
@@ -361,7 +370,7 @@ func (c *Controller) gatherPeers() []fabric.Peer {
 			continue
 		}
 		byName[p.Name] = fabric.Peer{
-			Name: p.Name, Underlay: p.Meta.Addr, Subnet: p.Meta.Subnet, SubnetSince: p.Meta.SubnetSince,
+			Name: p.Name, Underlay: p.Meta.Addr, Subnet: p.Meta.Subnet, SubnetSince: p.Meta.SubnetSince, SubnetSeq: p.Meta.SubnetSeq,
 			State: fabric.PeerState(p.State), StateSince: p.Since,
 		}
 	}
@@ -371,45 +380,6 @@ func (c *Controller) gatherPeers() []fabric.Peer {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
-}
-
-// resolveClaim makes sure this node holds a subnet no older claim contests: it picks one when
-// it has none, re-picks when a dynamic claim loses, and refuses when a static one loses.
-func (c *Controller) resolveClaim(ctx context.Context, view []fabric.Peer) error {
-	var others []fabric.Claim
-	var taken []netip.Prefix
-	for _, p := range view {
-		if p.Subnet.IsValid() && p.State != fabric.PeerLeft {
-			others = append(others, fabric.Claim{Node: p.Name, Subnet: p.Subnet, Since: p.SubnetSince})
-			taken = append(taken, p.Subnet)
-		}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.claim.Subnet.IsValid() {
-		w, lost := fabric.Conflict(c.claim, others)
-		if !lost {
-			return nil
-		}
-		if c.static {
-			return fmt.Errorf("%w: static subnet %s is already claimed by %s (since %s); choose another --subnet",
-				ErrSubnetConflict, c.claim.Subnet, w.Node, time.UnixMilli(w.Since).UTC().Format(time.RFC3339))
-		}
-		c.log.Warn("subnet conflict: an older claim wins, picking another subnet", "subnet", c.claim.Subnet, "winner", w.Node)
-	}
-	sub, err := fabric.PickSubnet(c.s.Name, c.s.Cluster, c.s.SubnetPrefix, fabric.TakenBy(taken))
-	if err != nil {
-		return err
-	}
-	c.claim = fabric.Claim{Node: c.s.Name, Subnet: sub, Since: time.Now().UnixMilli()}
-	if err := c.persistClaimLocked(ctx); err != nil {
-		return err
-	}
-	c.log.Info("claimed subnet", "subnet", sub)
-	if err := c.m.SetMeta(ctx, c.metaLocked()); err != nil {
-		return fmt.Errorf("announce subnet: %w", err)
-	}
-	return nil
 }
 
 // apply makes OVSDB and the kernel match d, changing only what differs.
@@ -438,6 +408,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired, view []fabric.
 			ExternalIDs: map[string]string{
 				KeySubnet:      p.Subnet.String(),
 				KeySubnetSince: strconv.FormatInt(p.SubnetSince, 10),
+				KeySubnetSeq:   strconv.FormatUint(p.SubnetSeq, 10),
 			},
 		})
 	}
@@ -569,6 +540,7 @@ func (c *Controller) Status() api.Status {
 		}
 		st.Peers = append(st.Peers, ap)
 	}
+	st.Peers = c.retainedStatusLocked(st.Peers)
 	if c.m != nil {
 		for _, r := range c.m.Rejected() {
 			st.Rejected = append(st.Rejected, r.String())

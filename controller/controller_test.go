@@ -231,8 +231,10 @@ func TestReconcileLifecycle(t *testing.T) {
 	if got := tunnelPeers(t, sw); got != "" || len(k.routes) != 0 {
 		t.Errorf("after the grace: tunnels %q routes %v", got, k.routes)
 	}
+	// Both keep their subnets reserved: h2 is still known to gossip, h3 only as retained.
 	st := c.Status()
-	if st.Subnet != "10.244.1.0/24" || st.MTU != 1450 || len(st.Peers) != 1 || st.Peers[0].Note == "" {
+	if st.Subnet != "10.244.1.0/24" || st.MTU != 1450 || len(st.Peers) != 2 || !strings.Contains(st.Peers[0].Note, "dead for more than") ||
+		!strings.Contains(st.Peers[0].Note, "subnet retained until") || st.Peers[1].Name != "h3" || st.Peers[1].State != "left" || !strings.Contains(st.Peers[1].Note, "subnet retained until") {
 		t.Errorf("status %+v", st)
 	}
 }

@@ -2,6 +2,7 @@ package fabric
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,18 +133,26 @@ func TestValidateSubnet(t *testing.T) {
 func TestConflict(t *testing.T) {
 	s := netip.MustParsePrefix("10.244.5.0/24")
 	other := netip.MustParsePrefix("10.244.6.0/24")
+	cl := func(node string, p netip.Prefix, seq uint64) Claim { return Claim{Node: node, Subnet: p, Seq: seq} }
+	legacy := func(node string, p netip.Prefix, since int64) Claim {
+		return Claim{Node: node, Subnet: p, Since: since}
+	}
 	for _, tc := range []struct {
 		name   string
 		local  Claim
 		others []Claim
 		want   string
 	}{
-		{"no overlap", Claim{"b", s, 10}, []Claim{{"a", other, 1}}, ""},
-		{"earlier claim wins", Claim{"b", s, 10}, []Claim{{"a", s, 5}}, "a"},
-		{"later claim loses", Claim{"b", s, 5}, []Claim{{"a", s, 10}}, ""},
-		{"tie: lower name wins", Claim{"b", s, 5}, []Claim{{"a", s, 5}}, "a"},
-		{"tie: we are lower", Claim{"a", s, 5}, []Claim{{"b", s, 5}}, ""},
-		{"best of several", Claim{"c", s, 9}, []Claim{{"b", s, 7}, {"a", s, 3}}, "a"},
+		{"no overlap", cl("b", s, 10), []Claim{cl("a", other, 1)}, ""},
+		{"earlier claim wins", cl("b", s, 10), []Claim{cl("a", s, 5)}, "a"},
+		{"later claim loses", cl("b", s, 5), []Claim{cl("a", s, 10)}, ""},
+		{"tie: lower name wins", cl("b", s, 5), []Claim{cl("a", s, 5)}, "a"},
+		{"tie: we are lower", cl("a", s, 5), []Claim{cl("b", s, 5)}, ""},
+		{"best of several", cl("c", s, 9), []Claim{cl("b", s, 7), cl("a", s, 3)}, "a"},
+		{"seq decides, not since", Claim{Node: "b", Subnet: s, Seq: 2, Since: 1}, []Claim{{Node: "a", Subnet: s, Seq: 1, Since: 9}}, "a"},
+		{"previous version: since decides", legacy("b", s, 10), []Claim{{Node: "a", Subnet: s, Seq: 9, Since: 5}}, "a"},
+		{"previous version: since decides the other way", Claim{Node: "a", Subnet: s, Seq: 1, Since: 10}, []Claim{legacy("b", s, 5)}, "b"},
+		{"previous version: tie on since, lower name", legacy("b", s, 5), []Claim{legacy("a", s, 5)}, "a"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w, lost := Conflict(tc.local, tc.others)
@@ -151,6 +160,122 @@ func TestConflict(t *testing.T) {
 				t.Errorf("Conflict = %v %v, want %q", w, lost, tc.want)
 			}
 		})
+	}
+}
+
+// TestClaimOrderIgnoresClocks plays two hosts claiming one subnet, one after the other, with
+// the second host's clock skewed: the claim made later (by the Lamport order, having seen
+// the first) always loses, however far the clocks disagree, and both hosts agree on it.
+func TestClaimOrderIgnoresClocks(t *testing.T) {
+	s := netip.MustParsePrefix("10.244.5.0/24")
+	base := time.Unix(1_800_000_000, 0)
+	for _, tc := range []struct {
+		name       string
+		skew       time.Duration // of the second host's clock
+		firstName  string
+		secondName string
+	}{
+		{"in sync", 0, "b", "a"},
+		{"an hour behind", -time.Hour, "b", "a"},
+		{"an hour ahead", time.Hour, "b", "a"},
+		{"a day behind", -24 * time.Hour, "b", "a"},
+		{"a year behind, lower name", -365 * 24 * time.Hour, "z", "a"},
+		{"ahead, higher name", time.Hour, "a", "z"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The first host claimed a while ago, in a fabric that had seen claims up to 7.
+			first := Claim{Node: tc.firstName, Subnet: s, Since: base.Add(-10 * time.Minute).UnixMilli(), Seq: NextSeq(3, 7)}
+			// The second host then saw the first's claim (and others) and claims the same
+			// subnet (a static --subnet, say) at its skewed "now".
+			second := Claim{Node: tc.secondName, Subnet: s, Since: base.Add(tc.skew).UnixMilli(), Seq: NextSeq(first.Seq, 2)}
+			if w, lost := Conflict(second, []Claim{first}); !lost || w.Node != first.Node {
+				t.Errorf("the later claim was not beaten: Conflict = %+v, %v", w, lost)
+			}
+			if _, lost := Conflict(first, []Claim{second}); lost {
+				t.Error("the live host's claim loses to a later one")
+			}
+			// With wall clocks (the previous rule), a clock far enough behind would win.
+			if tc.skew < -10*time.Minute && !(Claim{Node: second.Node, Subnet: s, Since: second.Since}).Wins(Claim{Node: first.Node, Subnet: s, Since: first.Since}) {
+				t.Error("sanity: the wall-clock rule should have picked the skewed host")
+			}
+		})
+	}
+}
+
+func TestNextSeq(t *testing.T) {
+	for _, tc := range []struct {
+		known []uint64
+		want  uint64
+	}{{nil, 1}, {[]uint64{0, 0}, 1}, {[]uint64{4, 9, 2}, 10}} {
+		if got := NextSeq(tc.known...); got != tc.want {
+			t.Errorf("NextSeq(%v) = %d, want %d", tc.known, got, tc.want)
+		}
+	}
+}
+
+func TestRetain(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	grace, retention := 3*time.Minute, time.Hour
+	pfx := netip.MustParsePrefix
+	peer := func(name, subnet string, st PeerState, ago time.Duration) Peer {
+		return Peer{Name: name, Underlay: netip.MustParseAddr("172.30.0.9"), Subnet: pfx(subnet), SubnetSeq: 4, State: st, StateSince: now.Add(-ago)}
+	}
+	kept := func(name, subnet string, ago time.Duration) Retained {
+		return Retained{Claim: Claim{Node: name, Subnet: pfx(subnet), Seq: 4}, State: PeerDead, Underlay: netip.MustParseAddr("172.30.0.9"), Gone: now.Add(-ago)}
+	}
+	for _, tc := range []struct {
+		name    string
+		prev    []Retained
+		peers   []Peer
+		want    []string // retained node names
+		expired []string
+	}{
+		{"dead within grace: not yet", nil, []Peer{peer("d", "10.244.4.0/24", PeerDead, time.Minute)}, nil, nil},
+		{"dead past grace: retained", nil, []Peer{peer("d", "10.244.4.0/24", PeerDead, 5*time.Minute)}, []string{"d"}, nil},
+		{"left: retained at once", nil, []Peer{peer("l", "10.244.4.0/24", PeerLeft, time.Second)}, []string{"l"}, nil},
+		{"forgotten by gossip: kept", []Retained{kept("f", "10.244.4.0/24", 30*time.Minute)}, nil, []string{"f"}, nil},
+		{"alive again: dropped", []Retained{kept("f", "10.244.4.0/24", 30*time.Minute)}, []Peer{peer("f", "10.244.4.0/24", PeerAlive, 0)}, nil, nil},
+		{"taken by a live node: dropped", []Retained{kept("f", "10.244.4.0/24", 30*time.Minute)}, []Peer{peer("n", "10.244.4.0/24", PeerAlive, 0)}, nil, nil},
+		{"retention over: expired", []Retained{kept("f", "10.244.4.0/24", 61*time.Minute)}, nil, nil, []string{"f"}},
+		{"restart does not extend", []Retained{kept("d", "10.244.4.0/24", 50*time.Minute)}, []Peer{peer("d", "10.244.4.0/24", PeerDead, 4*time.Minute)}, []string{"d"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			next, expired := Retain(tc.prev, tc.peers, now, grace, retention)
+			names := func(rs []Retained) []string {
+				var out []string
+				for _, r := range rs {
+					out = append(out, r.Node)
+				}
+				return out
+			}
+			if !slices.Equal(names(next), tc.want) || !slices.Equal(names(expired), tc.expired) {
+				t.Fatalf("Retain = %v, expired %v; want %v, %v", names(next), names(expired), tc.want, tc.expired)
+			}
+			if tc.name == "restart does not extend" && !next[0].Gone.Equal(now.Add(-50*time.Minute)) {
+				t.Errorf("Gone moved to %s", next[0].Gone)
+			}
+		})
+	}
+}
+
+func TestOldestRetained(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	pfx := netip.MustParsePrefix
+	rs := []Retained{
+		{Claim: Claim{Node: "announced", Subnet: pfx("10.244.1.0/24"), Seq: 1}},
+		{Claim: Claim{Node: "recent", Subnet: pfx("10.244.2.0/24"), Seq: 2}, Gone: now.Add(-time.Minute)},
+		{Claim: Claim{Node: "oldest", Subnet: pfx("10.244.3.0/24"), Seq: 9}, Gone: now.Add(-time.Hour)},
+	}
+	all := func(netip.Prefix) bool { return true }
+	if r, ok := OldestRetained(rs, all); !ok || r.Node != "oldest" {
+		t.Errorf("OldestRetained = %v %v, want oldest", r.Node, ok)
+	}
+	not3 := func(p netip.Prefix) bool { return p != pfx("10.244.3.0/24") }
+	if r, ok := OldestRetained(rs, not3); !ok || r.Node != "recent" {
+		t.Errorf("OldestRetained without .3 = %v %v, want recent", r.Node, ok)
+	}
+	if _, ok := OldestRetained(rs, func(netip.Prefix) bool { return false }); ok {
+		t.Error("OldestRetained found one where none is usable")
 	}
 }
 

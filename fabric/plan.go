@@ -24,11 +24,24 @@ type Peer struct {
 	Name     string
 	Underlay netip.Addr
 	Subnet   netip.Prefix
-	// SubnetSince orders competing subnet claims (Unix ms).
+	// SubnetSince and SubnetSeq order competing subnet claims (see Claim).
 	SubnetSince int64
+	SubnetSeq   uint64
 	State       PeerState
 	// StateSince is when the peer entered State.
 	StateSince time.Time
+}
+
+// Claim is the peer's subnet claim.
+func (p Peer) Claim() Claim {
+	return Claim{Node: p.Name, Subnet: p.Subnet, Since: p.SubnetSince, Seq: p.SubnetSeq}
+}
+
+// Gone reports whether p no longer holds its subnet actively at now: it left, or has been
+// dead for grace or longer. A gone peer gets no tunnel or route and its claim contests no
+// one's; it may still be retained (see Retained).
+func (p Peer) Gone(now time.Time, grace time.Duration) bool {
+	return p.State == PeerLeft || p.State == PeerDead && now.Sub(p.StateSince) >= grace
 }
 
 // Facts is everything Plan needs: this host's configuration and identity, and its view of
@@ -39,6 +52,7 @@ type Facts struct {
 	UnderlayMTU int
 	Subnet      netip.Prefix
 	SubnetSince int64
+	SubnetSeq   uint64
 	ClusterCIDR netip.Prefix
 	Tunnel      TunnelType
 	Bridge      string
@@ -115,10 +129,10 @@ func Plan(f Facts) (Desired, error) {
 	d.Tunnels = make([]Tunnel, 0, len(f.Peers))
 	d.Routes = make([]Route, 0, len(f.Peers))
 	claims := make([]Claim, 0, len(f.Peers)+1)
-	claims = append(claims, Claim{Node: f.Node, Subnet: f.Subnet, Since: f.SubnetSince})
+	claims = append(claims, Claim{Node: f.Node, Subnet: f.Subnet, Since: f.SubnetSince, Seq: f.SubnetSeq})
 	for _, p := range f.Peers {
-		if p.Subnet.IsValid() && p.State != PeerLeft {
-			claims = append(claims, Claim{Node: p.Name, Subnet: p.Subnet, Since: p.SubnetSince})
+		if p.Subnet.IsValid() && !p.Gone(f.Now, f.DeadPeerGrace) {
+			claims = append(claims, p.Claim())
 		}
 	}
 	ix := newClaimIndex(claims)
@@ -158,8 +172,7 @@ func skipReason(f Facts, p Peer, ix claimIndex) string {
 		// controller re-picks or refuses the local claim when it loses.
 		return fmt.Sprintf("subnet %s overlaps this host's subnet %s", p.Subnet, f.Subnet)
 	}
-	own := Claim{Node: p.Name, Subnet: p.Subnet, Since: p.SubnetSince}
-	if w, lost := ix.conflict(own); lost {
+	if w, lost := ix.conflict(p.Claim()); lost {
 		return fmt.Sprintf("subnet %s conflicts with the earlier claim of %s", p.Subnet, w.Node)
 	}
 	return ""

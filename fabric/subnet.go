@@ -7,21 +7,48 @@ import (
 	"net/netip"
 )
 
-// Claim is a node's claim on a per-host subnet. Since orders competing claims: the earlier
-// claim keeps the subnet, and on a tie the lower node name does.
+// Claim is a node's claim on a per-host subnet. Competing claims are ordered by Seq, a
+// logical clock, never by wall clocks: the lower Seq keeps the subnet, and on a tie the lower
+// node name does (see Wins).
 type Claim struct {
 	Node   string
 	Subnet netip.Prefix
-	// Since is when the claim was first made, in Unix milliseconds (persisted across restarts).
+	// Since is the wall-clock time the claim was made (Unix milliseconds, the claimant's
+	// clock): shown to operators, and the order used against a claim without a Seq.
 	Since int64
+	// Seq is the claim's Lamport time: one more than the highest Seq its node had seen in any
+	// claim when it made this one (see NextSeq), persisted with the claim. A claim made after
+	// its node learnt of another claim therefore always orders after it, whatever the hosts'
+	// clocks say. 0 means the claim comes from a node of the previous version, which announces
+	// only Since.
+	Seq uint64
 }
 
-// Wins reports whether claim c keeps its subnet over a competing claim o.
+// Wins reports whether claim c keeps its subnet over a competing claim o: the lower Seq wins,
+// then the lower node name. When either claim has no Seq (a node of the previous version),
+// both are ordered the way that version orders them, by Since then name, so that the old
+// node and this one agree on the winner during a rolling upgrade.
 func (c Claim) Wins(o Claim) bool {
+	if c.Seq != 0 && o.Seq != 0 {
+		if c.Seq != o.Seq {
+			return c.Seq < o.Seq
+		}
+		return c.Node < o.Node
+	}
 	if c.Since != o.Since {
 		return c.Since < o.Since
 	}
 	return c.Node < o.Node
+}
+
+// NextSeq is the Seq of a new claim made by a node that knows of claims with the given Seqs
+// (its own previous claim included): one more than the highest, as in Lamport's rule.
+func NextSeq(known ...uint64) uint64 {
+	var hi uint64
+	for _, q := range known {
+		hi = max(hi, q)
+	}
+	return hi + 1
 }
 
 // SubnetCount is how many subnets of length bits the cluster CIDR holds.

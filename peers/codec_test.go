@@ -3,6 +3,7 @@ package peers
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/netip"
@@ -26,6 +27,9 @@ func TestMetaRoundTrip(t *testing.T) {
 	unclaimed.Subnet, unclaimed.SubnetSince = netip.Prefix{}, 0
 	noMTU := testMeta(4)
 	noMTU.MTU = 0
+	retaining := testMeta(5)
+	retaining.SubnetSeq = 42
+	retaining.Retained = []RetainedClaim{{Node: "gone-1", Subnet: netip.MustParsePrefix("10.244.9.0/24"), Seq: 7}, {Node: "gone-2", Subnet: netip.MustParsePrefix("10.244.10.0/24")}}
 	for _, tc := range []struct {
 		name string
 		meta Meta
@@ -33,6 +37,7 @@ func TestMetaRoundTrip(t *testing.T) {
 		{"ipv4", testMeta(3)},
 		{"unclaimed", unclaimed},
 		{"no mtu", noMTU},
+		{"seq and retained", retaining},
 		{"largest ipv6", worst},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -47,7 +52,7 @@ func TestMetaRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tc.meta {
+			if !got.Equal(tc.meta) {
 				t.Fatalf("round trip:\n got %+v\nwant %+v", got, tc.meta)
 			}
 			t.Logf("%d bytes: %s", len(b), b)
@@ -68,6 +73,54 @@ func TestMetaDecodeTolerant(t *testing.T) {
 		if _, err := decodeMeta(bad); err == nil {
 			t.Errorf("decodeMeta(%.20q) succeeded", bad)
 		}
+	}
+}
+
+// v1WireMeta is the metadata encoding of the first fabricd version (before claim sequence
+// numbers and retained claims), kept here to prove that both versions read each other.
+type v1WireMeta struct {
+	Proto       int          `json:"v"`
+	Addr        netip.Addr   `json:"a,omitzero"`
+	Subnet      netip.Prefix `json:"s,omitzero"`
+	SubnetSince int64        `json:"t,omitempty"`
+	Tunnel      string       `json:"u,omitempty"`
+	ClusterCIDR netip.Prefix `json:"c,omitzero"`
+	MTU         int          `json:"m,omitempty"`
+}
+
+func TestMetaPreviousVersion(t *testing.T) {
+	// What a node of the previous version announces decodes, with no Seq and nothing retained.
+	old := v1WireMeta{Proto: 1, Addr: netip.MustParseAddr("10.0.0.1"), Subnet: netip.MustParsePrefix("10.244.3.0/24"),
+		SubnetSince: 1700000000000, Tunnel: TunnelGRE, ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"), MTU: 1458}
+	b, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeMeta(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SubnetSeq != 0 || got.Retained != nil || got.Subnet != old.Subnet || got.SubnetSince != old.SubnetSince || got.Validate() != nil {
+		t.Fatalf("previous version's metadata decoded as %+v", got)
+	}
+	if err := DefaultCompatible(testMeta(1), got); err != nil && !strings.Contains(err.Error(), "tunnel") {
+		t.Fatalf("previous version refused: %v", err)
+	}
+	// What this version announces decodes on a node of the previous version (json ignores
+	// unknown keys there too), with the same claim and claim time.
+	cur := testMeta(2)
+	cur.SubnetSeq = 9
+	cur.Retained = []RetainedClaim{{Node: "gone", Subnet: netip.MustParsePrefix("10.244.200.0/24"), Seq: 3}}
+	b, err = EncodeMeta(cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v1 v1WireMeta
+	if err := json.Unmarshal(b, &v1); err != nil {
+		t.Fatalf("previous version cannot decode %s: %v", b, err)
+	}
+	if v1.Proto != ProtocolVersion || v1.Subnet != cur.Subnet || v1.SubnetSince != cur.SubnetSince || v1.Addr != cur.Addr {
+		t.Fatalf("previous version reads %+v from %s", v1, b)
 	}
 }
 
@@ -93,6 +146,12 @@ func TestMetaValidate(t *testing.T) {
 		{"subnet wider", mod(func(m *Meta) { m.Subnet = netip.MustParsePrefix("10.0.0.0/8") }), "outside cluster"},
 		{"subnet host bits", mod(func(m *Meta) { m.Subnet = netip.MustParsePrefix("10.244.1.1/24") }), "host bits"},
 		{"negative since", mod(func(m *Meta) { m.SubnetSince = -1 }), "negative"},
+		{"retained outside", mod(func(m *Meta) {
+			m.Retained = []RetainedClaim{{Node: "x", Subnet: netip.MustParsePrefix("10.245.1.0/24")}}
+		}), "retained claim"},
+		{"retained no name", mod(func(m *Meta) {
+			m.Retained = []RetainedClaim{{Subnet: netip.MustParsePrefix("10.244.1.0/24")}}
+		}), "retained claim"},
 		{"mtu", mod(func(m *Meta) { m.MTU = 70000 }), "MTU"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,6 +20,15 @@
 // it never appears in Peers, both sides log "refusing node X: ...", both list it in
 // Rejected, and the joiner's Start fails with an error wrapping ErrIncompatible.
 //
+// # Duplicate names
+//
+// Names are unique. When a join meets a live member of this node's name at another address
+// (a cloned host keeps its hostname), or a newcomer named like a live member of this side,
+// both sides refuse the merge through the MergeDelegate before anything is applied: the
+// joiner's Start fails with an error wrapping ErrNameConflict that names the member's
+// address (a join retried in the background reports it on Fatal instead), and the member
+// logs it, lists the newcomer in Rejected and stays.
+//
 // # States
 //
 // memberlist v0.7.0 does not expose a member's state: Node.State is only filled in for

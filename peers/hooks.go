@@ -25,8 +25,12 @@ var (
 )
 
 // refusalMarker starts the error NotifyMerge returns; memberlist formats it into the
-// joiner's Join error with %v, so join recognises its own refusals by it.
-const refusalMarker = "ovsfabric refuses to merge: "
+// joiner's Join error with %v, so join recognises its own refusals by it. nameConflictMarker
+// starts it instead when the refusal is a duplicate node name.
+const (
+	refusalMarker      = "ovsfabric refuses to merge: "
+	nameConflictMarker = "ovsfabric refuses to merge, duplicate node name: "
+)
 
 // NodeMeta returns this node's encoded metadata (validated to fit MetaMaxSize).
 func (h *hooks) NodeMeta(limit int) []byte {
@@ -98,8 +102,13 @@ func (h *hooks) NotifyAlive(n *memberlist.Node) error {
 }
 
 // NotifyMerge refuses a join (on both the joining and the joined node) when any live node
-// of the other side is incompatible. The joiner's Join then fails with this error.
+// of the other side is incompatible, or has a name a live member of this side already has
+// at another address (a cloned host keeps its hostname). The joiner's Join then fails with
+// this error, and nothing of the other side is merged on either node.
 func (h *hooks) NotifyMerge(nodes []*memberlist.Node) error {
+	if err := h.m.nameConflict(nodes); err != nil {
+		return err
+	}
 	var first error
 	more := 0
 	for _, n := range nodes {
@@ -129,8 +138,13 @@ func (h *hooks) NotifyPingComplete(other *memberlist.Node, _ time.Duration, _ []
 	h.m.acked(other.Name)
 }
 
-// NotifyConflict reports two nodes claiming one name; memberlist keeps the first.
+// NotifyConflict reports an alive message for a member's name from another address, which
+// memberlist ignores (it keeps the first). The member keeps its place; the other node is
+// listed as rejected.
 func (h *hooks) NotifyConflict(existing, other *memberlist.Node) {
+	if existing.Name == h.m.cfg.Name {
+		h.m.log.Warn("another host announces this node's name; keeping this member", "name", other.Name, "other", nodeAddr(other))
+	}
 	h.m.reject(other.Name, nodeAddr(other),
 		errors.New("name already used by the member at "+nodeAddr(existing).String()))
 }

@@ -27,12 +27,18 @@ func (m *Membership) joinTargets() []string {
 func (m *Membership) join(targets []string) (int, error) {
 	n := 0
 	var errs joinErrors
+	m.joining.Add(1)
+	defer m.joining.Add(-1)
 	for _, t := range targets {
 		if m.shut.Load() {
 			return n, fmt.Errorf("join: %w", ErrClosed)
 		}
 		if _, err := m.list.Join([]string{t}); err != nil {
-			errs = append(errs, joinError(t, err))
+			err = joinError(t, err)
+			if errors.Is(err, ErrNameConflict) {
+				return 0, err // fatal whatever the other targets say
+			}
+			errs = append(errs, err)
 			continue
 		}
 		n++
@@ -81,6 +87,9 @@ func joinError(target string, err error) error {
 		}
 	}
 	msg := strings.Join(parts, "; ")
+	if _, reason, ok := strings.Cut(msg, nameConflictMarker); ok {
+		return fmt.Errorf("join %s: %w: %s; give this host a unique --name", target, ErrNameConflict, reason)
+	}
 	if _, reason, ok := strings.Cut(msg, refusalMarker); ok {
 		return fmt.Errorf("join %s: %w: %s", target, ErrIncompatible, reason)
 	}
@@ -115,6 +124,10 @@ func (m *Membership) joinLoop(ctx context.Context, targets []string) {
 			if n, err := m.join(targets); n > 0 {
 				m.log.Info("joined the cluster", "contacted", n, "members", m.list.NumMembers(), "attempts", failures+1)
 				backoff, failures = joinRetryMin, 0
+			} else if errors.Is(err, ErrNameConflict) {
+				m.log.Error("refusing to take part", "err", err)
+				m.fatal <- err
+				return
 			} else {
 				failures++
 				level := slog.LevelDebug

@@ -69,6 +69,10 @@ var (
 	// refused this node as incompatible (or this node refused them), e.g. a different
 	// tunnel type or cluster CIDR.
 	ErrIncompatible = errors.New("incompatible cluster")
+	// ErrNameConflict is wrapped by Start's error, and sent on Fatal, when a live member of
+	// the cluster joined already has this node's name at another address (for instance a
+	// cloned host that kept its hostname): this node must not take part under that name.
+	ErrNameConflict = errors.New("node name already in use")
 	// ErrClosed is returned by methods that need the membership after Leave or Shutdown.
 	ErrClosed = errors.New("membership has left or is shut down")
 )
@@ -109,6 +113,8 @@ type Membership struct {
 	// numAlive counts alive and suspect peers, for the broadcast queue's retransmit limit
 	// (read under memberlist's locks, so it must not take mu).
 	numAlive atomic.Int32
+	// joining counts this node's own join calls in progress (see nameConflict).
+	joining atomic.Int32
 
 	local  atomic.Pointer[localMeta]
 	metaMu sync.Mutex // serializes SetMeta
@@ -124,6 +130,7 @@ type Membership struct {
 	leftAt  atomic.Pointer[time.Time]
 	shut    atomic.Bool
 	leaving chan struct{} // closed by Leave
+	fatal   chan error    // a background join's ErrNameConflict, see Fatal
 	stop    chan struct{} // closed by Shutdown
 	wg      sync.WaitGroup
 }
@@ -176,6 +183,7 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 		states:   map[string]stateEntry{},
 		byesSeen: map[uint64]time.Time{},
 		leaving:  make(chan struct{}),
+		fatal:    make(chan error, 1),
 		stop:     make(chan struct{}),
 	}
 	m.local.Store(&localMeta{meta: cfg.Meta, raw: raw})
@@ -199,7 +207,7 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 		switch {
 		case n > 0:
 			m.log.Info("joined the cluster", "contacted", n, "members", list.NumMembers())
-		case errors.Is(err, ErrIncompatible):
+		case errors.Is(err, ErrIncompatible), errors.Is(err, ErrNameConflict):
 			_ = list.Shutdown()
 			return nil, fmt.Errorf("peers: %w", err)
 		default:
@@ -210,6 +218,47 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 	go m.maintain()
 	go m.joinLoop(ctx, targets)
 	return m, nil
+}
+
+// Fatal delivers at most one error, wrapping ErrNameConflict, when a join made in the
+// background (after Start found no member reachable) found this node's name already used by
+// a live member. The background joins then stop; the caller should shut down.
+func (m *Membership) Fatal() <-chan error { return m.fatal }
+
+// nameConflict is NotifyMerge's duplicate-name check over the other side's nodes: a live
+// node named like this one, or like a live peer of this side, at a different address. While
+// this node is joining, it is the newcomer and yields (its join fails); otherwise it is the
+// joined member, which keeps its place and lists the newcomer as rejected.
+func (m *Membership) nameConflict(nodes []*memberlist.Node) error {
+	for _, n := range nodes {
+		if n.State == memberlist.StateDead || n.State == memberlist.StateLeft {
+			continue
+		}
+		addr := nodeAddr(n)
+		var holder netip.AddrPort // the member of this side that has the name
+		if n.Name == m.cfg.Name {
+			if addr != m.self {
+				holder = m.self
+			}
+		} else {
+			m.mu.Lock()
+			if r := m.peers[n.Name]; r != nil && (r.State == StateAlive || r.State == StateSuspect) && r.Gossip != addr {
+				holder = r.Gossip
+			}
+			m.mu.Unlock()
+		}
+		if !holder.IsValid() {
+			continue
+		}
+		if m.joining.Load() > 0 {
+			// The other side is the fabric this node joins: its node has the name.
+			m.log.Error("this node's name is already used by a live member", "name", n.Name, "member", addr)
+			return fmt.Errorf("%snode name %q is already used by the member at %s", nameConflictMarker, n.Name, addr)
+		}
+		m.reject(n.Name, addr, errors.New("name already used by the member at "+holder.String()))
+		return fmt.Errorf("%snode name %q is already used by the member at %s", nameConflictMarker, n.Name, holder)
+	}
+	return nil
 }
 
 // Local returns this node as a Peer: its name, gossip address, current metadata, and
@@ -260,7 +309,7 @@ func (m *Membership) SetMeta(ctx context.Context, meta Meta) error {
 		return fmt.Errorf("set metadata: %w", ErrClosed)
 	}
 	old := m.local.Load()
-	if old.meta == meta {
+	if old.meta.Equal(meta) {
 		return nil
 	}
 	if err := m.compatible(old.meta, meta); err != nil {

@@ -41,12 +41,12 @@ func TestConverge(t *testing.T) {
 		if got := m.NumMembers(); got != 3 {
 			t.Errorf("%s: NumMembers = %d", m.cfg.Name, got)
 		}
-		if l := m.Local(); l.Name != m.cfg.Name || l.State != StateAlive || l.Meta != testMeta(i+1) || !l.Gossip.IsValid() {
+		if l := m.Local(); l.Name != m.cfg.Name || l.State != StateAlive || !l.Meta.Equal(testMeta(i+1)) || !l.Gossip.IsValid() {
 			t.Errorf("Local() = %+v", l)
 		}
 		for _, p := range m.Peers() {
 			j := int(p.Name[1] - '0')
-			if p.Meta != testMeta(j+1) {
+			if !p.Meta.Equal(testMeta(j + 1)) {
 				t.Errorf("%s sees %s with meta %+v, want %+v", m.cfg.Name, p.Name, p.Meta, testMeta(j+1))
 			}
 			if p.Gossip != ms[j].Local().Gossip {
@@ -86,13 +86,13 @@ func TestSetMeta(t *testing.T) {
 	if err := ms[1].SetMeta(ctx, want); err != nil {
 		t.Fatal(err)
 	}
-	if got := ms[1].Local().Meta; got != want {
+	if got := ms[1].Local().Meta; !got.Equal(want) {
 		t.Fatalf("Local().Meta = %+v", got)
 	}
 	took := waitFor(t, 5*time.Second, "metadata to propagate", func() bool {
 		for _, m := range []*Membership{ms[0], ms[2]} {
 			for _, p := range m.Peers() {
-				if p.Name == "n1" && p.Meta != want {
+				if p.Name == "n1" && !p.Meta.Equal(want) {
 					return false
 				}
 			}

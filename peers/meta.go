@@ -1,6 +1,7 @@
 package peers
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,9 +30,15 @@ type Meta struct {
 	Addr netip.Addr
 	// Subnet is the node's claimed container subnet; the zero Prefix while unclaimed.
 	Subnet netip.Prefix
-	// SubnetSince is when the claim was made (Unix milliseconds); the controller's conflict
-	// rule orders competing claims by it.
+	// SubnetSince is when the claim was made (Unix milliseconds, the claimant's clock): shown
+	// to operators, and what nodes of the previous version order competing claims by.
 	SubnetSince int64
+	// SubnetSeq is the claim's logical (Lamport) time, by which nodes of this version order
+	// competing claims (fabric.Claim); 0 when the node is of the previous version.
+	SubnetSeq uint64
+	// Retained lists subnet claims the node keeps reserved for nodes that went (died or
+	// left), so that a new node does not pick them; oldest first, as many as fit.
+	Retained []RetainedClaim
 	// Tunnel is the tunnel type, TunnelGRE or TunnelVXLAN.
 	Tunnel string
 	// ClusterCIDR is the network all subnets are carved from.
@@ -40,15 +47,42 @@ type Meta struct {
 	MTU int
 }
 
+// RetainedClaim is a subnet claim a node keeps reserved for another node that went.
+type RetainedClaim struct {
+	// Node is the name of the node that went.
+	Node string `json:"n"`
+	// Subnet is its claimed subnet.
+	Subnet netip.Prefix `json:"s"`
+	// Seq is its claim's logical time (0: unknown).
+	Seq uint64 `json:"q,omitempty"`
+}
+
+// Equal reports whether m and o announce the same (Meta holds a slice, so == does not
+// compile; comparing the encodings also stays right as fields are added).
+func (m Meta) Equal(o Meta) bool {
+	a, err1 := json.Marshal(wireMeta(m))
+	b, err2 := json.Marshal(wireMeta(o))
+	return err1 == nil && err2 == nil && bytes.Equal(a, b)
+}
+
 // wireMeta is Meta's encoding: short keys keep it far below memberlist.MetaMaxSize.
+//
+// Compatibility: keys are only ever added, with omitempty, and decoders ignore keys they do
+// not know, so nodes of adjacent versions read each other's metadata (Proto stays 1 as long
+// as that holds). Version 1 had v, a, s, t, u, c and m; "q" (SubnetSeq) and "r" (Retained)
+// were added later. A node of the first version ignores both and keeps ordering competing
+// claims by "t"; a newer node orders a claim without "q" the same way (see fabric.Claim.Wins),
+// so both agree on the winner during a rolling upgrade.
 type wireMeta struct {
-	Proto       int          `json:"v"`
-	Addr        netip.Addr   `json:"a,omitzero"`
-	Subnet      netip.Prefix `json:"s,omitzero"`
-	SubnetSince int64        `json:"t,omitempty"`
-	Tunnel      string       `json:"u,omitempty"`
-	ClusterCIDR netip.Prefix `json:"c,omitzero"`
-	MTU         int          `json:"m,omitempty"`
+	Proto       int             `json:"v"`
+	Addr        netip.Addr      `json:"a,omitzero"`
+	Subnet      netip.Prefix    `json:"s,omitzero"`
+	SubnetSince int64           `json:"t,omitempty"`
+	SubnetSeq   uint64          `json:"q,omitempty"`
+	Retained    []RetainedClaim `json:"r,omitempty"`
+	Tunnel      string          `json:"u,omitempty"`
+	ClusterCIDR netip.Prefix    `json:"c,omitzero"`
+	MTU         int             `json:"m,omitempty"`
 }
 
 // Validate checks that m is complete and consistent: a protocol version, a valid underlay
@@ -71,6 +105,12 @@ func (m Meta) Validate() error {
 		return fmt.Errorf("subnet claim time %d is negative", m.SubnetSince)
 	case m.MTU < 0 || m.MTU > 65535:
 		return fmt.Errorf("MTU %d out of range", m.MTU)
+	}
+	for _, r := range m.Retained {
+		if r.Node == "" || !r.Subnet.IsValid() || r.Subnet != r.Subnet.Masked() ||
+			r.Subnet.Bits() < m.ClusterCIDR.Bits() || !m.ClusterCIDR.Contains(r.Subnet.Addr()) {
+			return fmt.Errorf("retained claim %q %s: needs a name and a subnet inside cluster CIDR %s", r.Node, r.Subnet, m.ClusterCIDR)
+		}
 	}
 	if m.Subnet.IsValid() {
 		if m.Subnet != m.Subnet.Masked() {

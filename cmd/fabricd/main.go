@@ -76,6 +76,7 @@ func newCommand() *cobra.Command {
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (off unless set)")
 	f.BoolVar(&cfg.LeaveOnExit, "leave-on-exit", false, "leave the fabric gracefully on SIGTERM/SIGINT (default: keep the data path, peers wait --dead-peer-grace)")
 	f.DurationVar(&cfg.DeadPeerGrace, "dead-peer-grace", cfg.DeadPeerGrace, "how long a failed peer keeps its tunnel and route")
+	f.DurationVar(&cfg.ClaimRetention, "claim-retention", cfg.ClaimRetention, "how long the subnet of a peer that died or left stays reserved for its return (0: freed after --dead-peer-grace)")
 	f.DurationVar(&cfg.Resync, "resync", cfg.Resync, "periodic reconcile interval")
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	f.StringVar(&cfg.Pipeline, "pipeline", cfg.Pipeline, "data path: routed (OpenFlow routing inside OVS) or l2 (NORMAL switching, host kernel routes)")
@@ -144,6 +145,8 @@ func overlay(dst *controller.Config, src controller.Config, name string) {
 		dst.LeaveOnExit = src.LeaveOnExit
 	case "dead-peer-grace":
 		dst.DeadPeerGrace = src.DeadPeerGrace
+	case "claim-retention":
+		dst.ClaimRetention = src.ClaimRetention
 	case "resync":
 		dst.Resync = src.Resync
 	case "log-level":
@@ -222,6 +225,8 @@ func run(parent context.Context, cfg controller.Config) error {
 		return fmt.Errorf("start gossip: %w", err)
 	}
 	ctrl.SetMembership(members)
+	// A background join that finds this node's name taken by a live member ends the run.
+	fatal := make(chan error, 1)
 
 	// leave is shared by the API and --leave-on-exit: announce the departure, withdraw this
 	// node's tunnels and routes, then stop.
@@ -257,8 +262,22 @@ func run(parent context.Context, cfg controller.Config) error {
 		}()
 	}
 
+	go func() {
+		select {
+		case err := <-members.Fatal():
+			log.Error("refusing to take part", "err", err)
+			fatal <- err
+			stopRun()
+		case <-runCtx.Done():
+		}
+	}()
 	runErr := ctrl.Run(runCtx)
-	left := runCtx.Err() != nil && ctx.Err() == nil // stopped by leave, not by a signal
+	select {
+	case err := <-fatal:
+		runErr = fmt.Errorf("gossip: %w", err)
+	default:
+	}
+	left := runCtx.Err() != nil && ctx.Err() == nil && runErr == nil // stopped by leave, not by a signal
 	if ctx.Err() != nil && s.LeaveOnExit {
 		_ = leave(context.Background())
 		left = true
