@@ -204,6 +204,8 @@ func (m *Membership) handleMsg(b []byte) {
 		}
 		m.bcast.QueueBroadcast(&broadcast{name: "b/" + name, msg: bytes.Clone(b)})
 		m.peerSaidBye(name)
+	case msgKeyReq, msgKeyResp:
+		m.handleKeyMsg(b)
 	default:
 		m.log.Debug("ignoring unknown gossip message", "type", b[0])
 	}

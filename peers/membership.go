@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -110,6 +111,7 @@ type Membership struct {
 	// (read under memberlist's locks, so it must not take mu).
 	numAlive atomic.Int32
 
+	keys   *keyState // gossip keyring
 	local  atomic.Pointer[localMeta]
 	metaMu sync.Mutex // serializes SetMeta
 
@@ -179,7 +181,13 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 		stop:     make(chan struct{}),
 	}
 	m.local.Store(&localMeta{meta: cfg.Meta, raw: raw})
+	if m.keys, err = newKeyState(cfg, m.log); err != nil {
+		return nil, fmt.Errorf("peers: %w", err)
+	}
 	mc := cfg.memberlistConfig(&hooks{m: m})
+	// Always a keyring, empty without a key: installing a key later turns encryption on.
+	mc.Keyring = m.keys.ring
+	mc.Logger = log.New(&logWriter{log: cfg.Logger, seen: m.sawLogLine}, "", 0)
 	m.bcast = &memberlist.TransmitLimitedQueue{
 		NumNodes:       func() int { return int(m.numAlive.Load()) + 1 },
 		RetransmitMult: mc.RetransmitMult,
@@ -191,7 +199,7 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 	m.list = list
 	ln := list.LocalNode()
 	m.self = nodeAddr(ln)
-	m.log.Info("gossip started", "addr", m.self, "encrypted", len(cfg.SecretKey) > 0)
+	m.log.Info("gossip started", "addr", m.self, "encrypted", m.Encrypted())
 
 	targets := m.joinTargets()
 	if len(targets) > 0 {
