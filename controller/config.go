@@ -40,6 +40,12 @@ type Config struct {
 	Pipeline      string        `yaml:"pipeline"`
 	DockerHost    string        `yaml:"docker-host"`
 	PodmanHost    string        `yaml:"podman-host"`
+	// KeyringFile persists the gossip keyring; empty means KeyringPath's default.
+	KeyringFile string `yaml:"keyring-file"`
+	// APIGroup, when set, opens the API socket to this group (mode 0660).
+	APIGroup string `yaml:"api-group"`
+	// OVSRundir is ovs-vswitchd's run directory; empty means found (see OVSRundirCandidates).
+	OVSRundir string `yaml:"ovs-rundir"`
 }
 
 // DefaultConfig is the configuration fabricd starts from before the file and flags.
@@ -89,6 +95,8 @@ type Settings struct {
 	StaticSubnet netip.Prefix
 	TunnelType   fabric.TunnelType
 	GossipKey    []byte
+	// KeyringPath is where the gossip keyring is persisted (see Config.KeyringPath).
+	KeyringPath string
 	// UnderlayMTU and DatapathType are filled by fabricd from the host (underlay interface,
 	// datapath auto-detection) before the controller starts.
 	UnderlayMTU  int
@@ -161,6 +169,7 @@ func (c Config) Validate() (Settings, error) {
 			return s, err
 		}
 	}
+	s.KeyringPath = c.KeyringPath()
 	return s, nil
 }
 

@@ -537,12 +537,13 @@ func decodeKeyJSON(b []byte, typ byte, v any) error {
 }
 
 // keyRefusals maps memberlist's log messages about gossip it could not decrypt (or that was
-// not encrypted) to the reason shown in Rejected.
+// not encrypted), lower-cased as their case varies between versions, to the reason shown
+// in Rejected.
 var keyRefusals = []struct{ match, reason string }{
-	{"No installed keys could decrypt the message", "its gossip is encrypted with a key this host does not have (unknown gossip key)"},
+	{"no installed keys could decrypt the message", "its gossip is encrypted with a key this host does not have (unknown gossip key)"},
 	{"encryption is configured but remote state is not encrypted", "its gossip is not encrypted, this fabric's is (no gossip key)"},
 	{"remote state is encrypted and encryption is not configured", "its gossip is encrypted, this host has no gossip key"},
-	{"Decrypt packet failed", "its gossip cannot be decrypted with any installed key (unknown gossip key, or none)"},
+	{"decrypt packet failed", "its gossip cannot be decrypted with any installed key (unknown gossip key, or none)"},
 }
 
 // sawLogLine looks at memberlist's log messages for gossip refused because of its key and
@@ -552,7 +553,7 @@ var keyRefusals = []struct{ match, reason string }{
 func (m *Membership) sawLogLine(msg string) {
 	reason := ""
 	for _, r := range keyRefusals {
-		if strings.Contains(msg, r.match) {
+		if strings.Contains(strings.ToLower(msg), r.match) {
 			reason = r.reason
 			break
 		}

@@ -180,15 +180,16 @@ func TestKeyringEnablesEncryption(t *testing.T) {
 
 	// A node without the key (or with another one) is refused and listed as rejected.
 	for _, tc := range []struct {
-		name string
-		key  []byte
-	}{{"nokey", nil}, {"otherkey", key(10)}} {
+		name   string
+		key    []byte
+		reason string
+	}{{"nokey", nil, "not encrypted"}, {"otherkey", key(10), "unknown gossip key"}} {
 		cfg := testConfig(tc.name, 7, log, addr(ms[0]))
 		cfg.SecretKey = tc.key
 		o := start(t, cfg)
 		waitFor(t, 10*time.Second, "a rejection of "+tc.name, func() bool {
 			for _, r := range ms[0].Rejected() {
-				if r.Name == "127.0.0.1" {
+				if r.Name == "127.0.0.1" && strings.Contains(r.Reason, tc.reason) {
 					return true
 				}
 			}
