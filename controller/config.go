@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/ovsfabric/ovsfabric/fabric"
 )
 
@@ -79,9 +77,7 @@ func (c *Config) LoadFile(path string) error {
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil {
+	if err := c.LoadYAML(data); err != nil {
 		return fmt.Errorf("parse config %s: %w", path, err)
 	}
 	return nil
