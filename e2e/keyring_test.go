@@ -67,7 +67,9 @@ func TestKeyring(t *testing.T) {
 		{api.KeyringRemove, 1, k1, k2, []string{k2}},
 	}
 	for _, s := range steps {
+		begin := time.Now()
 		r, err := nodes[s.on].Client().ChangeKeyring(ctx, api.KeyringRequest{Op: s.op, Key: s.key})
+		took := time.Since(begin)
 		if err != nil {
 			t.Fatalf("keyring %s on %s: %v", s.op, nodes[s.on].Host.Name, err)
 		}
@@ -82,7 +84,7 @@ func TestKeyring(t *testing.T) {
 		for _, n := range nodes {
 			assertKeyringFile(t, n.Host, s.keys)
 		}
-		t.Logf("keyring %s done on all 3 hosts", s.op)
+		t.Logf("keyring %s done on all 3 hosts in %s", s.op, took.Round(time.Millisecond))
 		time.Sleep(3 * time.Second) // longer than failure detection
 	}
 	for _, p := range <-pings {
