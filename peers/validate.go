@@ -18,7 +18,7 @@ const MaxNodeNameLen = 253
 func checkNodeName(name string) error {
 	switch {
 	case name == "":
-		return errors.New("empty node name")
+		return errors.New("node name is required")
 	case len(name) > MaxNodeNameLen:
 		return fmt.Errorf("node name of %d bytes, more than %d", len(name), MaxNodeNameLen)
 	case !utf8.ValidString(name):
