@@ -398,7 +398,7 @@ func (m *Membership) handleKeyMsg(b []byte) {
 	case msgKeyReq:
 		req, err := decodeKeyReq(b)
 		if err != nil {
-			m.log.Warn("ignoring bad keyring request", "err", err)
+			m.refused("keyring request", err)
 			return
 		}
 		if !m.keys.firstSeen(req.ID) {
@@ -409,7 +409,7 @@ func (m *Membership) handleKeyMsg(b []byte) {
 	case msgKeyResp:
 		resp, err := decodeKeyResp(b)
 		if err != nil {
-			m.log.Warn("ignoring bad keyring answer", "err", err)
+			m.refused("keyring answer", err)
 			return
 		}
 		m.keys.pendMu.Lock()
@@ -425,8 +425,19 @@ func (m *Membership) handleKeyMsg(b []byte) {
 }
 
 // answerKeyReq applies a member's keyring request here and answers it. The answer is sent
-// after the change, so that it is encrypted the way the requester now expects.
+// after the change, so that it is encrypted the way the requester now expects. Requests
+// claiming to come from a node that is not a live member are refused.
 func (m *Membership) answerKeyReq(req keyReq) {
+	var to *memberlist.Node
+	for _, n := range m.list.Members() {
+		if n.Name == req.From && n.Name != m.cfg.Name {
+			to = n
+		}
+	}
+	if to == nil {
+		m.refused("keyring request", fmt.Errorf("%s is not a live member", req.From))
+		return
+	}
 	resp := keyResp{ID: req.ID, Node: m.cfg.Name}
 	if err := m.keys.apply(req.Op, req.Key); err != nil {
 		resp.Err = err.Error()
@@ -439,14 +450,7 @@ func (m *Membership) answerKeyReq(req keyReq) {
 	if err != nil {
 		return
 	}
-	var to *memberlist.Node
-	for _, n := range m.list.Members() {
-		if n.Name == req.From {
-			to = n
-		}
-	}
-	if to == nil || m.shut.Load() {
-		m.log.Warn("cannot answer keyring request: requester is not a live member", "from", req.From)
+	if m.shut.Load() {
 		return
 	}
 	if err := m.list.SendReliable(to, append([]byte{msgKeyResp}, b...)); err != nil {

@@ -3,6 +3,7 @@ package peers
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -346,5 +347,25 @@ func TestRefusesBadUnderlay(t *testing.T) {
 		if peerState(a, tc.name) != "" {
 			t.Errorf("%s became a peer", tc.name)
 		}
+	}
+}
+
+func TestRefusedInputIsLogged(t *testing.T) {
+	sink, log := newSink(t)
+	m := start(t, testConfig("a", 1, log))
+	m.handleMsg([]byte{msgState, 0xff, 0xff})
+	m.handleMsg([]byte{msgBye, 1})
+	if !sink.contains(`level=WARN msg="refusing state message from gossip: state name: bad length"`) {
+		t.Errorf("no warning for a bad state message:\n%s", sink.String())
+	}
+	if sink.contains("refusing goodbye message") { // rate-limited: at debug within 10 s
+		t.Errorf("second refusal not rate-limited:\n%s", sink.String())
+	}
+	// A keyring request from a node that is not a member changes nothing.
+	req, _ := json.Marshal(keyReq{ID: 5, From: "stranger", Op: KeyInstall, Key: key(4)})
+	m.handleMsg(append([]byte{msgKeyReq}, req...))
+	time.Sleep(200 * time.Millisecond)
+	if m.Encrypted() {
+		t.Error("a stranger's keyring request was applied")
 	}
 }

@@ -111,9 +111,11 @@ type Membership struct {
 	// (read under memberlist's locks, so it must not take mu).
 	numAlive atomic.Int32
 
-	keys   *keyState // gossip keyring
-	local  atomic.Pointer[localMeta]
-	metaMu sync.Mutex // serializes SetMeta
+	keys *keyState // gossip keyring
+	// lastRefusedLog is when refused gossip input was last logged as a warning (Unix ns).
+	lastRefusedLog atomic.Int64
+	local          atomic.Pointer[localMeta]
+	metaMu         sync.Mutex // serializes SetMeta
 
 	mu       sync.Mutex
 	peers    map[string]*peerRec

@@ -1,9 +1,12 @@
 package peers
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -66,4 +69,19 @@ func (m *Membership) checkNode(n *memberlist.Node) error {
 		return err
 	}
 	return checkTunnelAddr(meta.Addr, m.local.Load().meta.Addr)
+}
+
+// refusedLogEvery rate-limits the warning about refused gossip input: a flood of garbage
+// must not flood the log (the rest goes to debug).
+const refusedLogEvery = 10 * time.Second
+
+// refused logs gossip input that was dropped for being malformed or invalid.
+func (m *Membership) refused(what string, err error) {
+	now := time.Now().UnixNano()
+	last := m.lastRefusedLog.Load()
+	level := slog.LevelDebug
+	if now-last >= int64(refusedLogEvery) && m.lastRefusedLog.CompareAndSwap(last, now) {
+		level = slog.LevelWarn
+	}
+	m.log.Log(context.Background(), level, "refusing "+what+" from gossip: "+err.Error())
 }
