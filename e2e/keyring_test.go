@@ -170,6 +170,16 @@ func TestKeyring(t *testing.T) {
 		if _, err := f.WaitConverged(ctx, 60*time.Second); err != nil {
 			t.Fatal(err)
 		}
+		// Once in, h4 is no longer listed as rejected, and lists nobody itself.
+		for _, n := range append(nodes, n4) {
+			st, err := n.Status(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(st.Rejected) > 0 {
+				t.Errorf("%s still lists rejected nodes: %v", n.Host.Name, st.Rejected)
+			}
+		}
 	})
 }
 

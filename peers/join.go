@@ -33,6 +33,7 @@ func (m *Membership) join(targets []string) (int, error) {
 		}
 		if _, err := m.list.Join([]string{t}); err != nil {
 			errs = append(errs, joinError(t, err))
+			m.keyJoinError(t, err)
 			continue
 		}
 		n++

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -47,8 +48,13 @@ const (
 	// deadline in its context.
 	keyOpTimeout = 10 * time.Second
 	// keySwitchWindow is how long after a keyring change undecryptable gossip is not
-	// recorded as a rejection (see sawLogLine).
+	// recorded as a rejection (see persistentRefusal).
 	keySwitchWindow = 5 * time.Second
+	// keyRefusalPersist is how long gossip from one address must keep failing on its key
+	// before the address is listed in Rejected, and keyRefusalForget how long after its
+	// last failure it is forgotten.
+	keyRefusalPersist = time.Second
+	keyRefusalForget  = time.Minute
 	// keySeenTTL is how long a request ID is remembered, so that a replayed or re-delivered
 	// request is not applied twice.
 	keySeenTTL = 10 * time.Minute
@@ -88,17 +94,45 @@ type keyState struct {
 	file string
 
 	mu      sync.Mutex   // serializes changes and file writes
-	changed atomic.Int64 // time of the last change, Unix nanoseconds
+	changed atomic.Int64 // time of the last change or change request, Unix nanoseconds
 	pendMu  sync.Mutex
 	pending map[uint64]chan keyResp
 	seen    map[uint64]time.Time
+	// failing tracks addresses whose gossip failed on its key: first and last failure.
+	failing map[string][2]time.Time
+}
+
+// persistentRefusal records a key refusal of gossip from addr and reports whether it should
+// be listed in Rejected: only when refusals from addr have lasted keyRefusalPersist, and
+// not within keySwitchWindow after a keyring change here. While a fabric switches to
+// encryption its members disagree for the milliseconds the change takes to reach all of
+// them; a host with a wrong key keeps failing (its joins are retried).
+func (ks *keyState) persistentRefusal(addr string) bool {
+	now := time.Now()
+	ks.pendMu.Lock()
+	defer ks.pendMu.Unlock()
+	for a, t := range ks.failing {
+		if now.Sub(t[1]) > keyRefusalForget {
+			delete(ks.failing, a)
+		}
+	}
+	t, ok := ks.failing[addr]
+	if !ok {
+		t[0] = now
+	}
+	t[1] = now
+	ks.failing[addr] = t
+	if changed := ks.changed.Load(); changed != 0 && now.Sub(time.Unix(0, changed)) < keySwitchWindow {
+		return false
+	}
+	return now.Sub(t[0]) >= keyRefusalPersist
 }
 
 // newKeyState builds the keyring from Config.KeyringFile when that file exists, else from
 // Config.SecretKey (seeding the file with it). A keyring file is authoritative: after a
 // rotation it no longer holds the key the seed file has, and that key must not come back.
 func newKeyState(cfg Config, log interface{ Warn(string, ...any) }) (*keyState, error) {
-	ks := &keyState{file: cfg.KeyringFile, pending: map[uint64]chan keyResp{}, seen: map[uint64]time.Time{}}
+	ks := &keyState{file: cfg.KeyringFile, pending: map[uint64]chan keyResp{}, seen: map[uint64]time.Time{}, failing: map[string][2]time.Time{}}
 	var keys [][]byte
 	loaded := false
 	if cfg.KeyringFile != "" {
@@ -281,8 +315,10 @@ func (m *Membership) Encrypted() bool { return len(m.keys.ring.GetKeys()) > 0 }
 // applies it, persists its keyring and answers. This node applies it right after the
 // requests are out, so that switching an unencrypted fabric to encryption leaves only the
 // milliseconds the requests take during which some members encrypt and others do not.
-// With local set, only this node's keyring changes (to repair a host that missed a
-// rotation while it was down). key is ignored for KeyList.
+// An answer lost in that moment (sent encrypted before this node had the key) is made up
+// for by asking the member for its keyring again. With local set, only this node's keyring
+// changes (to repair a host that missed a rotation while it was down). key is ignored for
+// KeyList.
 //
 // It returns one result per member, this node first, and an error only for a bad request;
 // a member that failed or did not answer within 10 s (or before ctx ends) has Err set.
@@ -298,6 +334,9 @@ func (m *Membership) KeyringOp(ctx context.Context, op KeyOp, key []byte, local 
 	}
 	if m.shut.Load() {
 		return nil, fmt.Errorf("keyring %s: %w", op, ErrClosed)
+	}
+	if op != KeyList {
+		m.keys.changed.Store(time.Now().UnixNano())
 	}
 	self := func() KeyResult {
 		r := KeyResult{Node: m.cfg.Name}
@@ -317,79 +356,159 @@ func (m *Membership) KeyringOp(ctx context.Context, op KeyOp, key []byte, local 
 		ctx, cancel = context.WithTimeout(ctx, keyOpTimeout)
 		defer cancel()
 	}
-
 	var targets []*memberlist.Node
 	for _, n := range m.list.Members() {
 		if n.Name != m.cfg.Name {
 			targets = append(targets, n)
 		}
 	}
-	id := rand.Uint64()
-	msg, err := json.Marshal(keyReq{ID: id, From: m.cfg.Name, Op: op, Key: key})
+
+	f, err := m.fanOut(targets, op, key)
 	if err != nil {
 		return nil, fmt.Errorf("keyring %s: %w", op, err)
-	}
-	msg = append([]byte{msgKeyReq}, msg...)
-	answers := make(chan keyResp, len(targets))
-	m.keys.pendMu.Lock()
-	m.keys.pending[id] = answers
-	m.keys.pendMu.Unlock()
-	defer func() {
-		m.keys.pendMu.Lock()
-		delete(m.keys.pending, id)
-		m.keys.pendMu.Unlock()
-	}()
-
-	results := map[string]KeyResult{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, n := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := m.list.SendReliable(n, msg); err != nil {
-				mu.Lock()
-				results[n.Name] = KeyResult{Node: n.Name, Err: "send request: " + err.Error()}
-				mu.Unlock()
-			}
-		}()
 	}
 	// Apply here once the requests are out, but without waiting on a member that does not
 	// take them (a dead one still listed): members that already switched would otherwise
 	// not understand this node for that long.
-	sent := make(chan struct{})
-	go func() { wg.Wait(); close(sent) }()
 	select {
-	case <-sent:
+	case <-f.sent:
 	case <-time.After(time.Second):
 	}
 	out := []KeyResult{self()}
-	<-sent
-	mu.Lock()
-	defer mu.Unlock()
+	results := f.collect(ctx, keyAnswerWait)
 
-	waiting := len(targets) - len(results)
-	for waiting > 0 {
-		select {
-		case a := <-answers:
-			if _, dup := results[a.Node]; dup || !slices.ContainsFunc(targets, func(n *memberlist.Node) bool { return n.Name == a.Node }) {
-				continue
+	if op != KeyList && ctx.Err() == nil {
+		var again []*memberlist.Node
+		for _, n := range targets {
+			if r, ok := results[n.Name]; !ok || strings.HasPrefix(r.Err, "send request") {
+				again = append(again, n)
 			}
-			results[a.Node] = KeyResult{Node: a.Node, Keys: a.Keys, Err: a.Err}
-			waiting--
-		case <-ctx.Done():
-			waiting = 0
+		}
+		if len(again) > 0 {
+			m.log.Info("keyring: no answer yet; asking for the keyrings instead", "op", op, "members", len(again))
+			if f, err := m.fanOut(again, KeyList, nil); err == nil {
+				for name, r := range f.collect(ctx, 0) {
+					if r.Err == "" && !keyringShows(op, key, r.Keys) {
+						r.Err = fmt.Sprintf("keyring %s did not take effect", op)
+					}
+					results[name] = r
+				}
+			}
 		}
 	}
 	for _, n := range targets {
 		r, ok := results[n.Name]
 		if !ok {
 			r = KeyResult{Node: n.Name, Err: "no answer: " + context.Cause(ctx).Error()}
+			if ctx.Err() == nil {
+				r.Err = "no answer"
+			}
 		}
 		out = append(out, r)
 	}
 	slices.SortFunc(out[1:], func(a, b KeyResult) int { return strings.Compare(a.Node, b.Node) })
 	return out, nil
+}
+
+// keyAnswerWait is how long KeyringOp waits for the answers to a change before it asks the
+// members that have not answered for their keyring instead.
+const keyAnswerWait = 2 * time.Second
+
+// keyringShows reports whether keys (primary first) show that op with key took effect.
+func keyringShows(op KeyOp, key []byte, keys [][]byte) bool {
+	i := slices.IndexFunc(keys, func(k []byte) bool { return bytes.Equal(k, key) })
+	switch op {
+	case KeyInstall:
+		return i >= 0
+	case KeyUse:
+		return i == 0
+	case KeyRemove:
+		return i < 0
+	}
+	return true
+}
+
+// fanout is one keyring request sent to several members and their answers.
+type fanout struct {
+	m       *Membership
+	id      uint64
+	targets []*memberlist.Node
+	answers chan keyResp
+	sent    chan struct{} // closed once every request is sent (or failed)
+
+	mu      sync.Mutex
+	results map[string]KeyResult // send failures, then answers
+}
+
+// fanOut sends a keyring request to every target in the background.
+func (m *Membership) fanOut(targets []*memberlist.Node, op KeyOp, key []byte) (*fanout, error) {
+	f := &fanout{m: m, id: rand.Uint64(), targets: targets, answers: make(chan keyResp, len(targets)),
+		sent: make(chan struct{}), results: map[string]KeyResult{}}
+	msg, err := json.Marshal(keyReq{ID: f.id, From: m.cfg.Name, Op: op, Key: key})
+	if err != nil {
+		return nil, err
+	}
+	msg = append([]byte{msgKeyReq}, msg...)
+	m.keys.pendMu.Lock()
+	m.keys.pending[f.id] = f.answers
+	m.keys.pendMu.Unlock()
+	var wg sync.WaitGroup
+	for _, n := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.list.SendReliable(n, msg); err != nil {
+				f.mu.Lock()
+				f.results[n.Name] = KeyResult{Node: n.Name, Err: "send request: " + err.Error()}
+				f.mu.Unlock()
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(f.sent) }()
+	return f, nil
+}
+
+// collect waits until every target answered (or its request failed), ctx ends, or wait
+// (when not 0) passes, and returns the results by member name.
+func (f *fanout) collect(ctx context.Context, wait time.Duration) map[string]KeyResult {
+	defer func() {
+		f.m.keys.pendMu.Lock()
+		delete(f.m.keys.pending, f.id)
+		f.m.keys.pendMu.Unlock()
+	}()
+	var timeout <-chan time.Time
+	if wait > 0 {
+		timeout = time.After(wait)
+	}
+	done := func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.results) == len(f.targets)
+	}
+	isTarget := func(name string) bool {
+		return slices.ContainsFunc(f.targets, func(n *memberlist.Node) bool { return n.Name == name })
+	}
+	sent := f.sent
+loop:
+	for !done() {
+		select {
+		case a := <-f.answers:
+			if isTarget(a.Node) {
+				f.mu.Lock()
+				f.results[a.Node] = KeyResult{Node: a.Node, Keys: a.Keys, Err: a.Err}
+				f.mu.Unlock()
+			}
+		case <-sent:
+			sent = nil // every request is out: failures are in results, wait for answers
+		case <-timeout:
+			break loop
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.results)
 }
 
 // handleKeyMsg handles a keyring request or answer from gossip.
@@ -403,6 +522,9 @@ func (m *Membership) handleKeyMsg(b []byte) {
 		}
 		if !m.keys.firstSeen(req.ID) {
 			return
+		}
+		if req.Op != KeyList {
+			m.keys.changed.Store(time.Now().UnixNano())
 		}
 		// Not on memberlist's goroutine: the answer opens a new connection.
 		go m.answerKeyReq(req)
@@ -551,9 +673,8 @@ var keyRefusals = []struct{ match, reason string }{
 }
 
 // sawLogLine looks at memberlist's log messages for gossip refused because of its key and
-// records the sender (by IP: the name is in what could not be read) in Rejected. Refusals
-// right after a keyring change are not recorded: while a fabric switches to encryption its
-// members disagree for the milliseconds the change takes to reach all of them.
+// records the sender (by IP: the name is in what could not be read) in Rejected, once the
+// refusals persist (see persistentRefusal).
 func (m *Membership) sawLogLine(msg string) {
 	reason := ""
 	for _, r := range keyRefusals {
@@ -575,8 +696,34 @@ func (m *Membership) sawLogLine(msg string) {
 		return
 	}
 	ip := ap.Addr().Unmap()
-	if changed := m.keys.changed.Load(); changed != 0 && time.Since(time.Unix(0, changed)) < keySwitchWindow {
+	if m.keys.persistentRefusal(ip.String()) {
+		m.reject(ip.String(), netip.AddrPort{}, errors.New(reason))
+	}
+}
+
+// keyJoinRefusals are the errors of a join refused for its gossip key, seen by the joiner.
+var keyJoinRefusals = []struct{ match, reason string }{
+	{"no installed keys could decrypt the message", "its gossip is encrypted with a key this host does not have (unknown gossip key)"},
+	{"remote state is encrypted and encryption is not configured", "its gossip is encrypted, this host has no gossip key"},
+	{"encryption is configured but remote state is not encrypted", "its gossip is not encrypted, this host's is"},
+}
+
+// keyJoinError records a join target that refused this node, or that this node could not
+// understand, because of the gossip key, so that the host left alone shows why in its own
+// Rejected list too.
+func (m *Membership) keyJoinError(target string, err error) {
+	msg := strings.ToLower(err.Error())
+	for _, r := range keyJoinRefusals {
+		if !strings.Contains(msg, r.match) {
+			continue
+		}
+		name := target
+		if ap, err := netip.ParseAddrPort(target); err == nil {
+			name = ap.Addr().String()
+		}
+		if m.keys.persistentRefusal(name) {
+			m.reject(name, netip.AddrPort{}, errors.New(r.reason))
+		}
 		return
 	}
-	m.reject(ip.String(), netip.AddrPort{}, errors.New(reason))
 }

@@ -199,6 +199,11 @@ func TestKeyringEnablesEncryption(t *testing.T) {
 		if peerState(ms[0], tc.name) != "" || o.NumMembers() != 1 {
 			t.Errorf("%s was let in", tc.name)
 		}
+		// The refused node shows why in its own list too (once its joins kept failing).
+		waitFor(t, 10*time.Second, tc.name+" listing its refusal itself", func() bool {
+			rs := o.Rejected()
+			return len(rs) == 1 && rs[0].Name == "127.0.0.1" && strings.Contains(rs[0].Reason, "key")
+		})
 		_ = o.Shutdown()
 	}
 }
@@ -367,5 +372,45 @@ func TestRefusedInputIsLogged(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if m.Encrypted() {
 		t.Error("a stranger's keyring request was applied")
+	}
+}
+
+func TestPersistentRefusal(t *testing.T) {
+	ks := &keyState{failing: map[string][2]time.Time{}}
+	if ks.persistentRefusal("10.0.0.9") {
+		t.Error("listed at the first refusal")
+	}
+	ks.failing["10.0.0.9"] = [2]time.Time{time.Now().Add(-2 * time.Second), time.Now()}
+	if !ks.persistentRefusal("10.0.0.9") {
+		t.Error("not listed after 2 s of refusals")
+	}
+	ks.changed.Store(time.Now().UnixNano())
+	if ks.persistentRefusal("10.0.0.9") {
+		t.Error("listed right after a keyring change")
+	}
+	ks.failing["10.0.0.8"] = [2]time.Time{time.Now().Add(-time.Hour), time.Now().Add(-2 * time.Minute)}
+	ks.persistentRefusal("10.0.0.9")
+	if _, ok := ks.failing["10.0.0.8"]; ok {
+		t.Error("an address silent for 2 minutes is not forgotten")
+	}
+}
+
+func TestKeyringShows(t *testing.T) {
+	k1, k2 := key(1), key(2)
+	for _, tc := range []struct {
+		op   KeyOp
+		keys [][]byte
+		want bool
+	}{
+		{KeyInstall, [][]byte{k1, k2}, true},
+		{KeyInstall, [][]byte{k1}, false},
+		{KeyUse, [][]byte{k2, k1}, true},
+		{KeyUse, [][]byte{k1, k2}, false},
+		{KeyRemove, [][]byte{k1}, true},
+		{KeyRemove, [][]byte{k1, k2}, false},
+	} {
+		if got := keyringShows(tc.op, k2, tc.keys); got != tc.want {
+			t.Errorf("%s with %d keys: %v", tc.op, len(tc.keys), got)
+		}
 	}
 }

@@ -448,6 +448,7 @@ func (m *Membership) peerAlive(n *memberlist.Node, meta Meta) {
 	r.Peer = Peer{Name: n.Name, Gossip: nodeAddr(n), Meta: meta, State: StateAlive, Since: now}
 	r.lastAck, r.bye = now, time.Time{}
 	delete(m.rejected, n.Name)
+	delete(m.rejected, r.Gossip.Addr().String()) // refused by address for its gossip key
 	m.countAliveLocked()
 	m.mu.Unlock()
 	msg := "peer joined"
