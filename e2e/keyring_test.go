@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -112,8 +113,12 @@ func TestKeyring(t *testing.T) {
 		if err := n.Proc.Stop(10 * time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.StartArgs(ctx, n.Host, n.Args); err != nil {
+		n2, err := f.StartArgs(ctx, n.Host, n.Args)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if log, err := os.ReadFile(n2.Proc.LogFile()); err != nil || !regexp.MustCompile(`gossip started.*encrypted=true`).Match(log) {
+			t.Errorf("the restarted fabricd does not start encrypted (%v):\n%s", err, log)
 		}
 		if _, err := f.WaitConverged(ctx, 60*time.Second); err != nil {
 			t.Fatal(err)
