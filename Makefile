@@ -51,7 +51,7 @@ test: deps build lint
 # for FUZZTIME each; `make test` runs only their seed corpora. A crasher is saved under the
 # package's testdata/fuzz/ and then runs as a regular test case.
 FUZZTIME ?= 30s
-FUZZ_TARGETS := ./peers:FuzzDecodeMeta ./peers:FuzzDecodeStates ./peers:FuzzGossipMessage ./peers:FuzzKeyringFile \
+FUZZ_TARGETS := ./peers:FuzzDecodeMeta ./peers:FuzzNodeCheck ./peers:FuzzDecodeStates ./peers:FuzzGossipMessage ./peers:FuzzKeyringFile \
 	./controller:FuzzParseTarget ./controller:FuzzDecodeRequest ./controller:FuzzDecodeSpread ./controller:FuzzConfigYAML
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
