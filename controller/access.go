@@ -98,22 +98,31 @@ func (w *statusWriter) WriteHeader(code int) {
 // SetGroup opens the API socket to the members of group (a name or a numeric gid): Listen
 // then makes the socket root:group, mode 0660. Without it the socket is root-only (0600).
 func (s *Server) SetGroup(group string) error {
+	s.gid = -1
 	if group == "" {
-		s.gid = -1
 		return nil
 	}
+	gid, err := LookupGroup(group)
+	if err != nil {
+		return err
+	}
+	s.gid = gid
+	return nil
+}
+
+// LookupGroup resolves --api-group (a group name or a numeric gid) to a gid.
+func LookupGroup(group string) (int, error) {
 	g, err := user.LookupGroup(group)
 	if err != nil {
 		if g, err = user.LookupGroupId(group); err != nil {
-			return fmt.Errorf("--api-group %q: no such group", group)
+			return 0, fmt.Errorf("--api-group %q: no such group", group)
 		}
 	}
 	gid, err := strconv.Atoi(g.Gid)
 	if err != nil {
-		return fmt.Errorf("--api-group %q: gid %q: %w", group, g.Gid, err)
+		return 0, fmt.Errorf("--api-group %q: gid %q: %w", group, g.Gid, err)
 	}
-	s.gid = gid
-	return nil
+	return gid, nil
 }
 
 // socketMode applies the socket's ownership and mode: 0600, or root:group 0660.

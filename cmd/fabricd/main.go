@@ -184,6 +184,11 @@ func run(parent context.Context, cfg controller.Config) error {
 	if err := detectUnderlay(&s); err != nil {
 		return err
 	}
+	if s.APIGroup != "" {
+		if _, err := controller.LookupGroup(s.APIGroup); err != nil {
+			return err
+		}
+	}
 	ctx, stop := signal.NotifyContext(parent, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
