@@ -13,7 +13,7 @@ TEST_TIMEOUT ?= 28m
 HOSTS ?= 3
 TUNNEL ?= vxlan
 
-.PHONY: all deps build test unit lint vet demo demo-down bench clean
+.PHONY: all deps build test unit lint vet fuzz demo demo-down bench clean
 
 all: build
 
@@ -48,6 +48,18 @@ unit:
 # not skip, under CI=true when the lab cannot start).
 test: deps build lint
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 1 ./...
+
+# fuzz runs every fuzz target (decoders of gossip, API requests, attach targets, the YAML config)
+# for FUZZTIME each; `make test` runs only their seed corpora. A crasher is saved under the
+# package's testdata/fuzz/ and then runs as a regular test case.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := ./peers:FuzzDecodeMeta ./peers:FuzzNodeCheck ./peers:FuzzDecodeStates ./peers:FuzzGossipMessage ./peers:FuzzKeyringFile \
+	./controller:FuzzParseTarget ./controller:FuzzDecodeRequest ./controller:FuzzDecodeSpread ./controller:FuzzConfigYAML
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn ($$pkg, $(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 # demo builds a multi-host lab, runs fabricd on every host, attaches containers and shows the
 # cross-host ping matrix. KEEP=1 keeps the lab; `make demo-down` removes it.

@@ -1,5 +1,6 @@
 // Package api is the contract between fabricd and fabricctl: the JSON types of fabricd's local
-// HTTP API (served on a unix socket, mode 0600) and a small client for it.
+// HTTP API (served on a unix socket, mode 0600, or 0660 for fabricd's --api-group) and a
+// small client for it.
 //
 // Endpoints:
 //
@@ -11,6 +12,8 @@
 //	POST /v1/detach   DetachRequest -> Attachment (as it was: Published lists the ports it removed)
 //	POST /v1/publish  PublishRequest -> Attachment
 //	POST /v1/unpublish PublishRequest -> Attachment
+//	GET  /v1/keyring  -> KeyringResponse (every live member's gossip keyring)
+//	POST /v1/keyring  KeyringRequest -> KeyringResponse (install, use or remove a key everywhere)
 //
 // Every error is a JSON Error with an HTTP status: 400 for a malformed or invalid request,
 // 404 for an unknown object, 409 for a conflict with the current state (a host port already

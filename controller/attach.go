@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -37,21 +36,20 @@ type Resolver interface {
 
 // resolve understands netns paths and pid:PID itself and asks the resolvers for the rest.
 func (c *Controller) resolve(ctx context.Context, target string) (Target, error) {
+	spec, err := ParseTarget(target)
+	if err != nil {
+		return Target{}, err
+	}
 	target = strings.TrimSpace(target)
-	switch {
-	case target == "":
-		return Target{}, badRequest("no target: give a container name or ID, pid:PID, or a netns path")
-	case strings.HasPrefix(target, "pid:"):
-		pid, err := strconv.Atoi(strings.TrimPrefix(target, "pid:"))
-		if err != nil || pid <= 0 {
-			return Target{}, badRequest("target %q: pid must be a positive number", target)
-		}
+	switch spec.Kind {
+	case TargetPID:
+		pid := spec.PID
 		path := fmt.Sprintf("/proc/%d/ns/net", pid)
 		if !c.k.NetNSExists(path) {
 			return Target{}, notFound("target %q: no process %d (no %s)", target, pid, path)
 		}
 		return Target{Key: path, Name: target, NetNS: path}, nil
-	case strings.HasPrefix(target, "/"):
+	case TargetNetNS:
 		if _, err := os.Stat(target); err != nil {
 			return Target{}, notFound("target %q: netns path does not exist", target)
 		}

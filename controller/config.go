@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"reflect"
@@ -48,6 +47,12 @@ type Config struct {
 	// ClaimRetention is how long the subnet of a node that died or left stays reserved for
 	// it (0: not at all; freed once it has been dead for DeadPeerGrace, or has left).
 	ClaimRetention time.Duration `yaml:"claim-retention"`
+	// KeyringFile persists the gossip keyring; empty means KeyringPath's default.
+	KeyringFile string `yaml:"keyring-file"`
+	// APIGroup, when set, opens the API socket to this group (mode 0660).
+	APIGroup string `yaml:"api-group"`
+	// OVSRundir is ovs-vswitchd's run directory; empty means found (see OVSRundirCandidates).
+	OVSRundir string `yaml:"ovs-rundir"`
 }
 
 // DefaultConfig is the configuration fabricd starts from before the file and flags.
@@ -83,10 +88,8 @@ func (c *Config) LoadFile(path string) error {
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config file %s: %w", path, plainYAMLError(err))
+	if err := c.LoadYAML(data); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
 	}
 	return nil
 }
@@ -178,6 +181,8 @@ type Settings struct {
 	StaticSubnet netip.Prefix
 	TunnelType   fabric.TunnelType
 	GossipKey    []byte
+	// KeyringPath is where the gossip keyring is persisted (see Config.KeyringPath).
+	KeyringPath string
 	// UnderlayMTU and DatapathType are filled by fabricd from the host (underlay interface,
 	// datapath auto-detection) before the controller starts.
 	UnderlayMTU  int
@@ -253,6 +258,7 @@ func (c Config) Validate() (Settings, error) {
 			return s, err
 		}
 	}
+	s.KeyringPath = c.KeyringPath()
 	return s, nil
 }
 

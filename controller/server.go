@@ -10,23 +10,27 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/ovsfabric/ovsfabric/api"
 )
 
-// Server is fabricd's local API on a unix socket (mode 0600: only root talks to fabricd).
+// Server is fabricd's local API on a unix socket (mode 0600: only root talks to fabricd;
+// SetGroup opens it to a group).
 type Server struct {
-	ctrl  *Controller
-	log   *slog.Logger
-	leave func(context.Context) error
-	srv   *http.Server
-	ln    net.Listener
+	ctrl    *Controller
+	log     *slog.Logger
+	leave   func(context.Context) error
+	srv     *http.Server
+	ln      net.Listener
+	gid     int // group of the socket, -1: root only
+	keyring atomic.Pointer[Keyring]
 }
 
 // NewServer returns the API server for ctrl. leave is called for POST /v1/leave.
 func NewServer(ctrl *Controller, log *slog.Logger, leave func(context.Context) error) *Server {
-	s := &Server{ctrl: ctrl, log: log, leave: leave}
+	s := &Server{ctrl: ctrl, log: log, leave: leave, gid: -1}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, ctrl.Status())
@@ -97,10 +101,11 @@ func NewServer(ctrl *Controller, log *slog.Logger, leave func(context.Context) e
 			writeJSON(w, http.StatusOK, a)
 		})
 	}
+	s.keyringRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: audit(log, mux), ConnContext: connContext, ReadHeaderTimeout: 10 * time.Second}
 	return s
 }
 
@@ -121,9 +126,9 @@ func (s *Server) Listen(path string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", path, err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := s.socketMode(path); err != nil {
 		ln.Close()
-		return fmt.Errorf("chmod %s: %w", path, err)
+		return fmt.Errorf("api socket: %w", err)
 	}
 	s.ln = ln
 	return nil

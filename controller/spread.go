@@ -69,8 +69,9 @@ func (c *Controller) FabricAttachments(ctx context.Context) ([]api.Attachment, e
 		if !alive[host] {
 			continue
 		}
-		var entries []spreadEntry
-		if json.Unmarshal(b, &entries) != nil {
+		entries, err := decodeSpread(b, c.s.Cluster)
+		if err != nil {
+			c.log.Warn("ignoring the attachments a peer gossiped", "peer", host, "err", err)
 			continue
 		}
 		for _, e := range entries {

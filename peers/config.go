@@ -42,8 +42,13 @@ type Config struct {
 	// address may appear in the list (the same list on every host); it is skipped.
 	Join []string
 	// SecretKey, when set, encrypts and authenticates all gossip with AES-GCM: 16, 24 or 32
-	// bytes (AES-128/192/256). All members must share it.
+	// bytes (AES-128/192/256). All members must share it. It seeds the keyring when
+	// KeyringFile does not exist yet; see KeyringOp for changing keys at run time.
 	SecretKey []byte
+	// KeyringFile, when set, persists the gossip keyring (mode 0600, a JSON array of base64
+	// keys, primary first): it is read at Start, wins over SecretKey when it exists, and is
+	// rewritten by every keyring change, so a restarted node keeps the current keys.
+	KeyringFile string
 	// Meta is what this node announces first; see SetMeta for later changes.
 	Meta Meta
 	// Logger receives this package's and memberlist's logs (memberlist's chatter at Debug);
@@ -182,8 +187,8 @@ func (t Timings) validate() error {
 
 // normalize validates c and fills in defaults.
 func (c Config) normalize() (Config, error) {
-	if c.Name == "" {
-		return c, errors.New("node name is required")
+	if err := checkNodeName(c.Name); err != nil {
+		return c, err
 	}
 	if c.Port < 0 || c.Port > 65535 {
 		return c, fmt.Errorf("port %d out of range", c.Port)
@@ -268,9 +273,6 @@ func (c Config) memberlistConfig(h *hooks) *memberlist.Config {
 		mc.AdvertiseAddr = c.AdvertiseAddr.String()
 	}
 	mc.Label = GossipLabel
-	if len(c.SecretKey) > 0 {
-		mc.SecretKey = append([]byte(nil), c.SecretKey...)
-	}
 
 	t := c.Timings
 	mc.ProbeInterval = t.ProbeInterval

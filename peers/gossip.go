@@ -143,7 +143,7 @@ func (m *Membership) mergeStates(buf []byte) {
 	}
 	entries, err := decodeStates(buf)
 	if err != nil {
-		m.log.Debug("ignoring bad push/pull state", "err", err)
+		m.refused("push/pull state", err)
 		return
 	}
 	m.mu.Lock()
@@ -178,7 +178,7 @@ func (m *Membership) handleMsg(b []byte) {
 			err = errors.New("trailing bytes")
 		}
 		if err != nil {
-			m.log.Debug("ignoring bad state message", "err", err)
+			m.refused("state message", err)
 			return
 		}
 		m.mu.Lock()
@@ -190,7 +190,7 @@ func (m *Membership) handleMsg(b []byte) {
 	case msgBye:
 		name, nonce, err := decodeBye(b)
 		if err != nil {
-			m.log.Debug("ignoring bad goodbye message", "err", err)
+			m.refused("goodbye message", err)
 			return
 		}
 		m.mu.Lock()
@@ -204,8 +204,10 @@ func (m *Membership) handleMsg(b []byte) {
 		}
 		m.bcast.QueueBroadcast(&broadcast{name: "b/" + name, msg: bytes.Clone(b)})
 		m.peerSaidBye(name)
+	case msgKeyReq, msgKeyResp:
+		m.handleKeyMsg(b)
 	default:
-		m.log.Debug("ignoring unknown gossip message", "type", b[0])
+		m.refused("gossip message", fmt.Errorf("unknown type %#x", b[0]))
 	}
 }
 

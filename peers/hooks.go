@@ -94,7 +94,7 @@ func (h *hooks) NotifyAlive(n *memberlist.Node) error {
 	if n.Name == h.m.cfg.Name {
 		return nil
 	}
-	if err := h.m.checkRemote(n.Meta); err != nil {
+	if err := h.m.checkNode(n); err != nil {
 		h.m.reject(n.Name, nodeAddr(n), err)
 		return fmt.Errorf("refusing node %s: %w", n.Name, err)
 	}
@@ -115,7 +115,7 @@ func (h *hooks) NotifyMerge(nodes []*memberlist.Node) error {
 		if n.Name == h.m.cfg.Name || n.State == memberlist.StateDead || n.State == memberlist.StateLeft {
 			continue
 		}
-		if err := h.m.checkRemote(n.Meta); err != nil {
+		if err := h.m.checkNode(n); err != nil {
 			h.m.reject(n.Name, nodeAddr(n), err)
 			if first == nil {
 				first = fmt.Errorf("%snode %s (%s): %w", refusalMarker, n.Name, nodeAddr(n), err)

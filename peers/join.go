@@ -39,6 +39,7 @@ func (m *Membership) join(targets []string) (int, error) {
 				return 0, err // fatal whatever the other targets say
 			}
 			errs = append(errs, err)
+			m.keyJoinError(t, err)
 			continue
 		}
 		n++

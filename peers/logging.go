@@ -10,6 +10,8 @@ import (
 // *log.Logger in its Config) into slog records at the matching level.
 type logWriter struct {
 	log *slog.Logger
+	// seen, when set, is shown every message (the keyring records refused senders).
+	seen func(msg string)
 }
 
 // memberlistLevels maps memberlist's level prefixes to slog levels.
@@ -28,6 +30,9 @@ var memberlistLevels = []struct {
 // Write logs one memberlist line. It never fails.
 func (w *logWriter) Write(p []byte) (int, error) {
 	level, msg := parseMemberlistLine(string(p))
+	if w.seen != nil && level >= slog.LevelWarn {
+		w.seen(msg)
+	}
 	if msg != "" && w.log.Enabled(context.Background(), level) {
 		w.log.Log(context.Background(), level, msg, "src", "memberlist")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -116,8 +117,11 @@ type Membership struct {
 	// joining counts this node's own join calls in progress (see nameConflict).
 	joining atomic.Int32
 
-	local  atomic.Pointer[localMeta]
-	metaMu sync.Mutex // serializes SetMeta
+	keys *keyState // gossip keyring
+	// lastRefusedLog is when refused gossip input was last logged as a warning (Unix ns).
+	lastRefusedLog atomic.Int64
+	local          atomic.Pointer[localMeta]
+	metaMu         sync.Mutex // serializes SetMeta
 
 	mu       sync.Mutex
 	peers    map[string]*peerRec
@@ -187,7 +191,13 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 		stop:     make(chan struct{}),
 	}
 	m.local.Store(&localMeta{meta: cfg.Meta, raw: raw})
+	if m.keys, err = newKeyState(cfg, m.log); err != nil {
+		return nil, fmt.Errorf("peers: %w", err)
+	}
 	mc := cfg.memberlistConfig(&hooks{m: m})
+	// Always a keyring, empty without a key: installing a key later turns encryption on.
+	mc.Keyring = m.keys.ring
+	mc.Logger = log.New(&logWriter{log: cfg.Logger, seen: m.sawLogLine}, "", 0)
 	m.bcast = &memberlist.TransmitLimitedQueue{
 		NumNodes:       func() int { return int(m.numAlive.Load()) + 1 },
 		RetransmitMult: mc.RetransmitMult,
@@ -199,7 +209,7 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 	m.list = list
 	ln := list.LocalNode()
 	m.self = nodeAddr(ln)
-	m.log.Info("gossip started", "addr", m.self, "encrypted", len(cfg.SecretKey) > 0)
+	m.log.Info("gossip started", "addr", m.self, "encrypted", m.Encrypted())
 
 	targets := m.joinTargets()
 	if len(targets) > 0 {
@@ -487,6 +497,7 @@ func (m *Membership) peerAlive(n *memberlist.Node, meta Meta) {
 	r.Peer = Peer{Name: n.Name, Gossip: nodeAddr(n), Meta: meta, State: StateAlive, Since: now}
 	r.lastAck, r.bye = now, time.Time{}
 	delete(m.rejected, n.Name)
+	delete(m.rejected, r.Gossip.Addr().String()) // refused by address for its gossip key
 	m.countAliveLocked()
 	m.mu.Unlock()
 	msg := "peer joined"

@@ -24,7 +24,6 @@ import (
 
 	"github.com/ovsfabric/ovsfabric/containers"
 	"github.com/ovsfabric/ovsfabric/controller"
-	"github.com/ovsfabric/ovsfabric/flows"
 	"github.com/ovsfabric/ovsfabric/internal/buildinfo"
 	"github.com/ovsfabric/ovsfabric/netplumb"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
@@ -83,6 +82,9 @@ func newCommand() *cobra.Command {
 	f.BoolVar(&cfg.Masquerade, "masquerade", cfg.Masquerade, "masquerade container traffic leaving the cluster CIDR to the host's address")
 	f.StringVar(&cfg.DockerHost, "docker-host", cfg.DockerHost, "Docker Engine API endpoint used to resolve container names (empty: off)")
 	f.StringVar(&cfg.PodmanHost, "podman-host", cfg.PodmanHost, "Podman API endpoint used to resolve container names (empty: off)")
+	f.StringVar(&cfg.KeyringFile, "keyring-file", "", "where the gossip keyring is kept, mode 0600 (default: <gossip-key-file>.keyring, else "+controller.DefaultKeyringFile+")")
+	f.StringVar(&cfg.APIGroup, "api-group", "", "open the API socket to this group (root:GROUP, mode 0660); default: root only (0600)")
+	f.StringVar(&cfg.OVSRundir, "ovs-rundir", "", "ovs-vswitchd's run directory, holding <bridge>.mgmt (default: $OVS_RUNDIR, else the --ovsdb socket's directory when it holds it, else "+controller.DefaultOVSRundir+")")
 	return cmd
 }
 
@@ -159,6 +161,12 @@ func overlay(dst *controller.Config, src controller.Config, name string) {
 		dst.DockerHost = src.DockerHost
 	case "podman-host":
 		dst.PodmanHost = src.PodmanHost
+	case "keyring-file":
+		dst.KeyringFile = src.KeyringFile
+	case "api-group":
+		dst.APIGroup = src.APIGroup
+	case "ovs-rundir":
+		dst.OVSRundir = src.OVSRundir
 	}
 }
 
@@ -181,6 +189,11 @@ func run(parent context.Context, cfg controller.Config) error {
 	}
 	if err := detectUnderlay(&s); err != nil {
 		return err
+	}
+	if s.APIGroup != "" {
+		if _, err := controller.LookupGroup(s.APIGroup); err != nil {
+			return err
+		}
 	}
 	ctx, stop := signal.NotifyContext(parent, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -206,7 +219,7 @@ func run(parent context.Context, cfg controller.Config) error {
 		resolvers = append(resolvers, containers.Engine{Kind: "podman", Host: s.PodmanHost})
 	}
 	ctrl := controller.New(s, sw, controller.HostKernel{}, log, resolvers...)
-	ctrl.SetFlowSwitch(flows.NewOFCtl(s.Bridge))
+	ctrl.SetFlowSwitch(controller.NewOFSwitch(s.Bridge, s.OVSRundir, os.Getenv("OVS_RUNDIR"), s.OVSDB))
 	if err := ctrl.Init(ctx); err != nil {
 		return err
 	}
@@ -218,7 +231,7 @@ func run(parent context.Context, cfg controller.Config) error {
 	}
 	members, err := peers.Start(ctx, peers.Config{
 		Name: s.Name, BindAddr: s.Advertise, AdvertiseAddr: s.Advertise, Port: s.GossipPort,
-		Join: join, SecretKey: s.GossipKey, Meta: ctrl.Meta(), Logger: log.With("component", "gossip"),
+		Join: join, SecretKey: s.GossipKey, KeyringFile: s.KeyringPath, Meta: ctrl.Meta(), Logger: log.With("component", "gossip"),
 		Forget: s.DeadPeerGrace + time.Minute,
 	})
 	if err != nil {
@@ -243,6 +256,11 @@ func run(parent context.Context, cfg controller.Config) error {
 		return leaveErr
 	}
 	srv := controller.NewServer(ctrl, log, leave)
+	srv.SetKeyring(members)
+	if err := srv.SetGroup(s.APIGroup); err != nil {
+		members.Shutdown()
+		return err
+	}
 	if err := srv.Listen(s.APISocket); err != nil {
 		members.Shutdown()
 		return err

@@ -32,6 +32,9 @@ type Options struct {
 	DeadPeerGrace time.Duration
 	// Extra flags for every fabricd.
 	Extra []string
+	// Env is added to every fabricd's environment (after the host's OVS environment, so
+	// "OVS_RUNDIR=" empties it).
+	Env []string
 }
 
 // Fabric is fabricd running on (some of) a lab's hosts.
@@ -101,6 +104,8 @@ func (f *Fabric) Args(h *lab.Host, join []string, extra ...string) []string {
 		"--tunnel", f.Opts.Tunnel,
 		"--docker-host", "unix://" + filepath.Join(h.Dir, "docker", "docker.sock"),
 		"--podman-host", "",
+		// The host's own keyring file: never the machine's default one.
+		"--keyring-file", filepath.Join(h.Dir, "gossip.keyring"),
 	}
 	if len(join) > 0 {
 		args = append(args, "--join", strings.Join(join, ","))
@@ -134,7 +139,7 @@ func (f *Fabric) Start(ctx context.Context, h *lab.Host, extra ...string) (*Node
 
 // StartArgs starts fabricd on h with exactly args and waits for its API socket to answer.
 func (f *Fabric) StartArgs(ctx context.Context, h *lab.Host, args []string) (*Node, error) {
-	p, err := h.Start(ctx, "fabricd", args, nil)
+	p, err := h.Start(ctx, "fabricd", args, f.Opts.Env)
 	if err != nil {
 		return nil, fmt.Errorf("start fabricd on %s: %w", h.Name, err)
 	}

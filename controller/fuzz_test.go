@@ -1,0 +1,145 @@
+package controller
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/ovsfabric/ovsfabric/api"
+)
+
+// Fuzz targets for what reaches fabricd from outside: API request bodies, attach TARGETs,
+// attachments gossiped by peers, and the YAML configuration. Their seed corpora run with the
+// normal tests; `make fuzz` explores further.
+
+func FuzzParseTarget(f *testing.F) {
+	for _, s := range []string{"web1", "pid:4242", "/var/run/netns/blue", "/proc/1/ns/net", "", "pid:-1",
+		"pid:99999999999", " pid:7 ", "a/b", "../x", "/a/../b", "x\x00y", strings.Repeat("a", 300)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		spec, err := ParseTarget(s)
+		if err != nil {
+			if httpCode(err) != http.StatusBadRequest {
+				t.Fatalf("%q: error %v is not a 400", s, err)
+			}
+			return
+		}
+		switch spec.Kind {
+		case TargetPID:
+			if spec.PID <= 0 || spec.PID > maxPID {
+				t.Fatalf("%q: pid %d", s, spec.PID)
+			}
+		case TargetNetNS:
+			if !strings.HasPrefix(spec.Name, "/") || strings.ContainsRune(spec.Name, 0) {
+				t.Fatalf("%q: path %q", s, spec.Name)
+			}
+		case TargetContainer:
+			if !containerName.MatchString(spec.Name) || len(spec.Name) > maxTargetName {
+				t.Fatalf("%q: name %q", s, spec.Name)
+			}
+		default:
+			t.Fatalf("%q: kind %d", s, spec.Kind)
+		}
+	})
+}
+
+func FuzzDecodeRequest(f *testing.F) {
+	for _, s := range []string{`{"target":"web1","ip":"10.244.1.5"}`, `{"target":"x","spec":"8080:80/tcp"}`,
+		`{"op":"install","key":"AAAAAAAAAAAAAAAAAAAAAA=="}`, `{"target":1}`, `{"bogus":true}`, `{}`, `[]`, `{"target":"a"}{}`, ""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, v := range []any{&api.AttachRequest{}, &api.DetachRequest{}, &api.PublishRequest{}, &api.KeyringRequest{}} {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest(http.MethodPost, "/v1/x", bytes.NewReader(body))
+			if !decode(w, r, v) {
+				if w.Code != http.StatusBadRequest {
+					t.Fatalf("refused with %d", w.Code)
+				}
+				continue
+			}
+			switch req := v.(type) {
+			case *api.AttachRequest:
+				_, _ = ParseTarget(req.Target)
+			case *api.PublishRequest:
+				_, _ = ParsePortSpec(req.Spec)
+			case *api.KeyringRequest:
+				if op, key, err := parseKeyringRequest(*req); err == nil && op != "list" && len(key) != 16 && len(key) != 24 && len(key) != 32 {
+					t.Fatalf("accepted a %d-byte key", len(key))
+				}
+			}
+		}
+	})
+}
+
+func FuzzDecodeSpread(f *testing.F) {
+	for _, s := range []string{`[{"c":"web","ip":"10.244.1.2/24","m":"02:00:00:00:00:01"}]`, `[]`, `null`,
+		`[{"c":"","ip":"10.244.1.2/24"}]`, `[{"c":"x","ip":"192.168.1.1/24"}]`, `[{"c":"x","ip":"10.244.1.2/24","m":"01:00:5e:00:00:01"}]`,
+		`[{"c":"x","ip":"10.244.1.2/8"}]`, `[{"c":"x","ip":"10.244.1.2/24","z":1}]`} {
+		f.Add([]byte(s))
+	}
+	cluster := netip.MustParsePrefix("10.244.0.0/16")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		entries, err := decodeSpread(b, cluster)
+		if err != nil {
+			return
+		}
+		for _, e := range entries {
+			p, err := netip.ParsePrefix(e.IP)
+			if err != nil || !cluster.Contains(p.Addr()) || e.C == "" {
+				t.Fatalf("accepted %+v", e)
+			}
+		}
+	})
+}
+
+func FuzzConfigYAML(f *testing.F) {
+	for _, s := range []string{"name: h1\njoin: [10.0.0.1, 10.0.0.2]\ncluster-cidr: 10.244.0.0/16\n",
+		"subnet: 10.244.3.0/24\nsubnet-prefix: 24\ntunnel: gre\n", "dead-peer-grace: 3m\nresync: 0s\n",
+		"api-group: docker\novs-rundir: /run/ovs\n", "bogus: 1\n", "name: [1, 2]\n", "gossip-port: 99999\n", ": :\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := DefaultConfig()
+		if err := c.LoadYAML(b); err != nil {
+			return
+		}
+		c.GossipKeyFile = "" // never read a file the input names
+		s, err := c.Validate()
+		if err != nil {
+			return
+		}
+		if !s.Cluster.IsValid() || s.GossipPort <= 0 || s.GossipPort > 65535 || s.Name == "" {
+			t.Fatalf("validated a bad config: %+v", s)
+		}
+		if s.StaticSubnet.IsValid() && !s.Cluster.Contains(s.StaticSubnet.Addr()) {
+			t.Fatalf("static subnet %s outside %s", s.StaticSubnet, s.Cluster)
+		}
+	})
+}
+
+func TestDecodeSpread(t *testing.T) {
+	cluster := netip.MustParsePrefix("10.244.0.0/16")
+	for _, tc := range []struct {
+		in, want string
+	}{
+		{`[{"c":"web","ip":"10.244.1.2/24","m":"02:00:00:00:00:01"}]`, ""},
+		{`[{"c":"web","ip":"10.9.1.2/24"}]`, "outside the cluster CIDR"},
+		{`[{"c":"","ip":"10.244.1.2/24"}]`, "container name"},
+		{`[{"c":"a\u0007","ip":"10.244.1.2/24"}]`, "not printable"},
+		{`[{"c":"a","ip":"10.244.1.2/24","m":"ff:ff:ff:ff:ff:ff"}]`, "unicast"},
+		{`[{"c":"a","ip":"10.244.1.2/24","x":1}]`, "unknown field"},
+		{`garbage`, "decode"},
+		{`[] []`, "trailing"},
+		{"[" + strings.Repeat(`{"c":"a","ip":"10.244.1.2/24"},`, maxSpreadEntries) + `{"c":"a","ip":"10.244.1.2/24"}]`, "bytes"},
+	} {
+		_, err := decodeSpread([]byte(tc.in), cluster)
+		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%.60s: %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}
