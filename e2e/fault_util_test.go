@@ -66,11 +66,22 @@ func (fl *faultLab) snapshots(t *testing.T, ctx context.Context) map[string]fabr
 // and OpenFlow numbers with stable), and fails with the difference otherwise.
 func (fl *faultLab) waitSame(t *testing.T, ctx context.Context, before map[string]fabriclab.Snapshot, stable bool, timeout time.Duration) time.Duration {
 	t.Helper()
+	return fl.waitSameAs(t, ctx, before, stable, timeout, nil)
+}
+
+// waitSameAs is waitSame with norm applied to every snapshot taken (nil: none).
+func (fl *faultLab) waitSameAs(t *testing.T, ctx context.Context, before map[string]fabriclab.Snapshot, stable bool, timeout time.Duration, norm func(host string, s fabriclab.Snapshot) fabriclab.Snapshot) time.Duration {
+	t.Helper()
 	start := time.Now()
 	var diff string
 	for {
 		after, err := fl.f.Snapshots(ctx)
 		if err == nil {
+			if norm != nil {
+				for h, s := range after {
+					after[h] = norm(h, s)
+				}
+			}
 			if diff = fabriclab.DiffAll(before, after, stable); diff == "" {
 				return time.Since(start)
 			}
@@ -110,11 +121,11 @@ func requireNoLoss(t *testing.T, name string, r fabriclab.StreamResult) {
 	t.Helper()
 	t.Logf("%s: %s", name, r)
 	if r.Sent < 50 || r.Lost() != 0 {
-		var when []string
-		for _, seq := range r.Missing {
-			when = append(when, fmt.Sprintf("#%d (~%s)", seq, r.Started.Add(time.Duration(seq-1)*streamInterval).UTC().Format("15:04:05.000")))
+		var at []string
+		for i, seq := range r.Missing {
+			at = append(at, fmt.Sprintf("%d@%s", seq, r.MissingAt[i].UTC().Format("15:04:05.000")))
 		}
-		t.Errorf("%s: lost %d of %d packets (want none): %s", name, r.Lost(), r.Sent, strings.Join(when, ", "))
+		t.Errorf("%s: lost %d of %d packets (want none): icmp_seq %s", name, r.Lost(), r.Sent, strings.Join(at, " "))
 	}
 }
 

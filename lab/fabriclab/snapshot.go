@@ -400,3 +400,26 @@ func nonEmptyLines(s string) []string {
 	}
 	return out
 }
+
+// Without returns the snapshot without every item that mentions one of substrs (a
+// container's port name, address or namespace): what the host should hold once that
+// container is gone.
+func (s Snapshot) Without(substrs ...string) Snapshot {
+	drop := func(items []string) []string {
+		var out []string
+	next:
+		for _, it := range items {
+			for _, sub := range substrs {
+				if sub != "" && strings.Contains(it, sub) {
+					continue next
+				}
+			}
+			out = append(out, it)
+		}
+		return out
+	}
+	out := s
+	out.Ports, out.Links, out.Addrs, out.Routes = drop(s.Ports), drop(s.Links), drop(s.Addrs), drop(s.Routes)
+	out.NFT, out.Attachments, out.Peers = drop(s.NFT), drop(s.Attachments), drop(s.Peers)
+	return out
+}

@@ -32,14 +32,23 @@ type Stream struct {
 // StreamResult is what a Stream saw.
 type StreamResult struct {
 	Sent, Received int
-	// Outage is the longest run of unanswered pings times the interval: how long traffic
-	// was cut (0 when nothing was lost).
+	// Outage is the longest time without answers around a run of unanswered pings: how long
+	// traffic was cut (0 when nothing was lost).
 	Outage time.Duration
+	// Recovered is when the first answer after the last lost ping came (zero when nothing
+	// was lost, or nothing came back after the last loss).
+	Recovered time.Time
 	// Started is when the stream started; Missing are the sequence numbers (from 1) that got
-	// no answer, each sent about Started + (seq-1) × interval.
+	// no answer.
 	Started time.Time
 	Missing []int
+	// MissingAt is about when each of Missing was sent (the reply before it plus the
+	// intervals between; zero before the first reply).
+	MissingAt []time.Time
 }
+
+// inFlight is how many trailing unanswered echoes Stop takes for still in flight.
+const inFlight = 3
 
 // Lost is the number of pings that got no answer.
 func (r StreamResult) Lost() int { return r.Sent - r.Received }
@@ -51,7 +60,7 @@ func (r StreamResult) String() string {
 // StartStream starts pinging ip from netns (an `ip netns` name or a netns path) every interval
 // until Stop. Replies up to 2 s late still count.
 func StartStream(ctx context.Context, name, netns, ip string, interval time.Duration) (*Stream, error) {
-	ping := []string{"ping", "-n", "-W", "2", "-i", fmt.Sprintf("%.3f", interval.Seconds()), ip}
+	ping := []string{"ping", "-n", "-D", "-W", "2", "-i", fmt.Sprintf("%.3f", interval.Seconds()), ip}
 	var cmd *exec.Cmd
 	if strings.HasPrefix(netns, "/") {
 		cmd = exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + netns}, ping...)...)
@@ -79,7 +88,7 @@ func (s *Stream) Stop() (StreamResult, error) {
 			_ = s.cmd.Process.Kill()
 			<-s.done
 		}
-		s.res, s.err = parseStream(s.out.String(), s.interval)
+		s.res, s.err = parseStream(s.out.String(), s.interval, time.Now())
 		s.res.Started = s.started
 		if s.err != nil {
 			s.err = fmt.Errorf("stream %s: %w", s.Name, s.err)
@@ -88,36 +97,69 @@ func (s *Stream) Stop() (StreamResult, error) {
 	return s.res, s.err
 }
 
-var icmpSeq = regexp.MustCompile(`icmp_seq=(\d+)`)
+var replyLine = regexp.MustCompile(`^\[(\d+)\.(\d+)\] .*bytes from .*icmp_seq=(\d+)`)
 
-// parseStream reads ping's summary and the sequence numbers of the replies.
-func parseStream(out string, interval time.Duration) (StreamResult, error) {
+// parseStream reads ping's summary and the time (-D) and sequence number of every reply.
+// ping slows down while its echoes go unanswered, so an outage is measured on the clock:
+// from the last reply before a run of unanswered sequence numbers to the first one after
+// it, less one interval.
+func parseStream(out string, interval time.Duration, stopped time.Time) (StreamResult, error) {
 	sent, received, err := parsePing(out)
 	if err != nil {
 		return StreamResult{}, fmt.Errorf("%w: %s", err, tailString(out, 5))
 	}
-	got := map[int]bool{}
+	got := map[int]time.Time{}
 	for _, line := range strings.Split(out, "\n") {
-		if !strings.Contains(line, "bytes from") {
+		m := replyLine.FindStringSubmatch(strings.TrimSpace(line))
+		if m == nil {
 			continue
 		}
-		if m := icmpSeq.FindStringSubmatch(line); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			got[n] = true
-		}
+		sec, _ := strconv.ParseInt(m[1], 10, 64)
+		frac := (m[2] + "000000000")[:9]
+		nsec, _ := strconv.ParseInt(frac, 10, 64)
+		seq, _ := strconv.Atoi(m[3])
+		got[seq] = time.Unix(sec, nsec)
 	}
-	longest, run := 0, 0
-	var missing []int
+	// The echo sent last may still be in flight when ping is interrupted: unanswered
+	// sequence numbers at the very end (up to inFlight of them) are not counted as sent.
+	for k := 0; k < inFlight && sent > 0; k++ {
+		if _, ok := got[sent]; ok {
+			break
+		}
+		sent--
+	}
+	res := StreamResult{Sent: sent, Received: received}
+	var prev time.Time // the last reply before the current run of losses
+	prevSeq := 0
+	inRun := false
 	for seq := 1; seq <= sent; seq++ {
-		if got[seq] {
-			run = 0
+		at, ok := got[seq]
+		if !ok {
+			res.Missing = append(res.Missing, seq)
+			if !prev.IsZero() {
+				res.MissingAt = append(res.MissingAt, prev.Add(time.Duration(seq-prevSeq)*interval))
+			} else {
+				res.MissingAt = append(res.MissingAt, time.Time{})
+			}
+			inRun = true
 			continue
 		}
-		missing = append(missing, seq)
-		run++
-		longest = max(longest, run)
+		if inRun {
+			from := prev
+			if from.IsZero() {
+				from = at.Add(-time.Duration(seq-1) * interval) // lost from the first echo on
+			}
+			res.Outage = max(res.Outage, at.Sub(from)-interval)
+			res.Recovered = at
+			inRun = false
+		}
+		prev, prevSeq = at, seq
 	}
-	return StreamResult{Sent: sent, Received: received, Outage: time.Duration(longest) * interval, Missing: missing}, nil
+	if inRun && !prev.IsZero() { // lost until the end
+		res.Outage = max(res.Outage, stopped.Sub(prev))
+		res.Recovered = time.Time{}
+	}
+	return res, nil
 }
 
 func tailString(s string, n int) string {
