@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,12 +33,14 @@ type Stream struct {
 // StreamResult is what a Stream saw.
 type StreamResult struct {
 	Sent, Received int
-	// Outage is the longest time without answers around a run of unanswered pings: how long
-	// traffic was cut (0 when nothing was lost).
+	// Outage is the longest time between two replies, less one interval, when an echo was
+	// lost or late: how long traffic was cut (0 when nothing was lost or late).
 	Outage time.Duration
-	// Recovered is when the first answer after the last lost ping came (zero when nothing
-	// was lost, or nothing came back after the last loss).
+	// Recovered is when the reply ending that outage came (zero when there was none, or
+	// nothing came back after it).
 	Recovered time.Time
+	// MaxRTT is the longest round trip: echoes held up on the way come back late.
+	MaxRTT time.Duration
 	// Started is when the stream started; Missing are the sequence numbers (from 1) that got
 	// no answer.
 	Started time.Time
@@ -50,11 +53,14 @@ type StreamResult struct {
 // inFlight is how many trailing unanswered echoes Stop takes for still in flight.
 const inFlight = 3
 
+// lateRTT is a round trip that counts as an interruption even without loss.
+const lateRTT = 100 * time.Millisecond
+
 // Lost is the number of pings that got no answer.
 func (r StreamResult) Lost() int { return r.Sent - r.Received }
 
 func (r StreamResult) String() string {
-	return fmt.Sprintf("%d sent, %d received, longest outage %s", r.Sent, r.Received, r.Outage)
+	return fmt.Sprintf("%d sent, %d received, longest outage %s, max rtt %s", r.Sent, r.Received, r.Outage.Round(time.Millisecond), r.MaxRTT.Round(time.Millisecond))
 }
 
 // StartStream starts pinging ip from netns (an `ip netns` name or a netns path) every interval
@@ -97,28 +103,34 @@ func (s *Stream) Stop() (StreamResult, error) {
 	return s.res, s.err
 }
 
-var replyLine = regexp.MustCompile(`^\[(\d+)\.(\d+)\] .*bytes from .*icmp_seq=(\d+)`)
+var replyLine = regexp.MustCompile(`^\[(\d+)\.(\d+)\] .*bytes from .*icmp_seq=(\d+) .*time=([\d.]+) ms`)
 
-// parseStream reads ping's summary and the time (-D) and sequence number of every reply.
-// ping slows down while its echoes go unanswered, so an outage is measured on the clock:
-// from the last reply before a run of unanswered sequence numbers to the first one after
-// it, less one interval.
+// parseStream reads ping's summary and the arrival time (-D), sequence number and round trip
+// of every reply. ping slows down while its echoes go unanswered, and echoes held up on the
+// way (a queue waiting for ARP) come back late and out of order, so the outage is measured
+// on the clock: the longest time between two consecutive replies, less one interval, when
+// any echo was lost or came back late.
 func parseStream(out string, interval time.Duration, stopped time.Time) (StreamResult, error) {
 	sent, received, err := parsePing(out)
 	if err != nil {
 		return StreamResult{}, fmt.Errorf("%w: %s", err, tailString(out, 5))
 	}
 	got := map[int]time.Time{}
+	var arrivals []time.Time
+	var res StreamResult
 	for _, line := range strings.Split(out, "\n") {
 		m := replyLine.FindStringSubmatch(strings.TrimSpace(line))
 		if m == nil {
 			continue
 		}
 		sec, _ := strconv.ParseInt(m[1], 10, 64)
-		frac := (m[2] + "000000000")[:9]
-		nsec, _ := strconv.ParseInt(frac, 10, 64)
+		nsec, _ := strconv.ParseInt((m[2] + "000000000")[:9], 10, 64)
 		seq, _ := strconv.Atoi(m[3])
-		got[seq] = time.Unix(sec, nsec)
+		rtt, _ := strconv.ParseFloat(m[4], 64)
+		at := time.Unix(sec, nsec)
+		got[seq] = at
+		arrivals = append(arrivals, at)
+		res.MaxRTT = max(res.MaxRTT, time.Duration(rtt*float64(time.Millisecond)))
 	}
 	// The echo sent last may still be in flight when ping is interrupted: unanswered
 	// sequence numbers at the very end (up to inFlight of them) are not counted as sent.
@@ -128,36 +140,34 @@ func parseStream(out string, interval time.Duration, stopped time.Time) (StreamR
 		}
 		sent--
 	}
-	res := StreamResult{Sent: sent, Received: received}
-	var prev time.Time // the last reply before the current run of losses
-	prevSeq := 0
-	inRun := false
+	res.Sent, res.Received = sent, received
+	var last time.Time
 	for seq := 1; seq <= sent; seq++ {
-		at, ok := got[seq]
-		if !ok {
-			res.Missing = append(res.Missing, seq)
-			if !prev.IsZero() {
-				res.MissingAt = append(res.MissingAt, prev.Add(time.Duration(seq-prevSeq)*interval))
-			} else {
-				res.MissingAt = append(res.MissingAt, time.Time{})
-			}
-			inRun = true
+		if at, ok := got[seq]; ok {
+			last = at
 			continue
 		}
-		if inRun {
-			from := prev
-			if from.IsZero() {
-				from = at.Add(-time.Duration(seq-1) * interval) // lost from the first echo on
-			}
-			res.Outage = max(res.Outage, at.Sub(from)-interval)
-			res.Recovered = at
-			inRun = false
+		res.Missing = append(res.Missing, seq)
+		at := last // about when it was sent: after the previous reply
+		if !at.IsZero() {
+			at = at.Add(interval)
 		}
-		prev, prevSeq = at, seq
+		res.MissingAt = append(res.MissingAt, at)
 	}
-	if inRun && !prev.IsZero() { // lost until the end
-		res.Outage = max(res.Outage, stopped.Sub(prev))
-		res.Recovered = time.Time{}
+	if len(res.Missing) == 0 && res.MaxRTT < lateRTT {
+		return res, nil
+	}
+	sort.Slice(arrivals, func(i, j int) bool { return arrivals[i].Before(arrivals[j]) })
+	for i := 1; i < len(arrivals); i++ {
+		if gap := arrivals[i].Sub(arrivals[i-1]) - interval; gap > res.Outage {
+			res.Outage, res.Recovered = gap, arrivals[i]
+		}
+	}
+	if n := len(arrivals); n > 0 && len(res.Missing) > 0 && res.Missing[len(res.Missing)-1] > sent-inFlight {
+		// Lost until the end.
+		if gap := stopped.Sub(arrivals[n-1]); gap > res.Outage {
+			res.Outage, res.Recovered = gap, time.Time{}
+		}
 	}
 	return res, nil
 }
@@ -169,3 +179,6 @@ func tailString(s string, n int) string {
 	}
 	return strings.Join(ls, "\n")
 }
+
+// Output is everything ping printed (after Stop), for a failing test to show.
+func (s *Stream) Output() string { return s.out.String() }
