@@ -2,14 +2,9 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/ovsfabric/ovsfabric/api"
 	"github.com/ovsfabric/ovsfabric/lab/fabriclab"
 )
 
@@ -46,65 +41,16 @@ func TestFaultChurn(t *testing.T) {
 	// 50 attach/detach cycles on h2, alongside.
 	type cycleResult struct {
 		ips []string
-		log []string
 		err error
 	}
 	attachDone := make(chan cycleResult, 1)
 	go func() {
-		var r cycleResult
-		defer func() { attachDone <- r }()
-		for i := range 50 {
-			path, err := fl.l.AddNetNS(ctx, busy.Host, fmt.Sprintf("x%d", i))
-			if err != nil {
-				r.err = err
-				return
-			}
-			a, err := busy.Client().Attach(ctx, api.AttachRequest{Target: path})
-			if err != nil {
-				r.err = fmt.Errorf("attach cycle %d: %w", i, err)
-				return
-			}
-			r.ips = append(r.ips, a.IP)
-			r.log = append(r.log, fmt.Sprintf("attach %d done %s", i, time.Now().UTC().Format("15:04:05.000")))
-			if _, err := busy.Client().Detach(ctx, path); err != nil {
-				r.err = fmt.Errorf("detach cycle %d: %w", i, err)
-				return
-			}
-			r.log = append(r.log, fmt.Sprintf("detach %d done %s", i, time.Now().UTC().Format("15:04:05.000")))
-			if err := fl.l.DeleteNetNS(ctx, path); err != nil {
-				r.err = err
-				return
-			}
-		}
+		ips, err := fl.f.AttachDetachCycles(ctx, busy, 50)
+		attachDone <- cycleResult{ips, err}
 	}()
-
 	start := time.Now()
-	for cycle := range 20 {
-		n := fl.f.Node(h4.Name)
-		switch cycle % 3 {
-		case 0:
-			out, err := exec.CommandContext(ctx, filepath.Join(binDir, "fabricctl"), "--socket", n.Socket, "leave").CombinedOutput()
-			if err != nil {
-				t.Fatalf("cycle %d: fabricctl leave: %v: %s", cycle, err, out)
-			}
-			if err := n.Proc.Wait(15 * time.Second); err != nil {
-				t.Fatalf("cycle %d: fabricd after leave: %v", cycle, err)
-			}
-		case 1:
-			if err := n.Proc.Stop(10 * time.Second); err != nil {
-				t.Fatalf("cycle %d: SIGTERM: %v", cycle, err)
-			}
-		case 2:
-			if err := n.Proc.Kill(); err != nil {
-				t.Fatalf("cycle %d: kill -9: %v", cycle, err)
-			}
-		}
-		if _, err := fl.f.StartArgs(ctx, h4, args); err != nil {
-			t.Fatalf("cycle %d: restart: %v", cycle, err)
-		}
-		if _, err := fl.f.WaitConverged(ctx, 60*time.Second); err != nil {
-			t.Fatalf("cycle %d: %v", cycle, err)
-		}
+	if err := fl.f.JoinLeaveCycles(ctx, h4, args, 20); err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("20 join/leave cycles of %s (fabricctl leave, SIGTERM, kill -9, each then restarted) took %s", h4.Name, time.Since(start).Round(time.Millisecond))
 	r := <-attachDone
@@ -126,29 +72,10 @@ func TestFaultChurn(t *testing.T) {
 	if rb.Sent < 50 || rb.Lost()*50 > rb.Sent {
 		t.Errorf("%s lost %d of %d echoes (more than 2%%)", streams[2].Name, rb.Lost(), rb.Sent)
 	}
-	if t.Failed() {
-		t.Logf("attach/detach times: %s", strings.Join(r.log, ", "))
-	}
 	assertMatrix(t, ctx, fl.cs, 6)
-	// Leak count: lines that differ from before once the fabric has settled.
-	var diff string
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		after, err := fl.f.Snapshots(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff = fabriclab.DiffAll(before, after, true); diff == "" || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	leaks := 0
-	for _, l := range strings.Split(diff, "\n") {
-		if strings.HasPrefix(l, "- ") || strings.HasPrefix(l, "+ ") {
-			leaks++
-		}
-	}
+	// Leak count: items that differ from before once the fabric has settled.
+	_, diff := fl.f.WaitSame(ctx, before, true, 60*time.Second)
+	leaks := fabriclab.LeakCount(diff)
 	t.Logf("churn leak count: %d", leaks)
 	if leaks > 0 {
 		t.Errorf("host state differs from before the churn:\n%s", diff)
