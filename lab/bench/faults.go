@@ -258,12 +258,12 @@ func (s *suite) faultReport(sec *Section, fig faultFigures) {
 			"ovs-vswitchd's management socket appears"
 	}
 	leaks := fig.leaks + fig.addrLeaks
-	lv := Verdict{Target: "churn leak count: zero", Measured: num(leaks), Status: Check(leaks, leaks == 0)}
+	lv := Verdict{Target: "churn leak count: zero", Measured: fmt.Sprintf("%.0f", leaks), Status: Check(leaks, leaks == 0)}
 	switch lv.Status {
 	case NotMeasured:
 		lv.Measured, lv.Limit = "n/a", "the churn did not complete"
 	case Missed:
-		lv.Limit = fmt.Sprintf("%s host-state items differ, %s attaches missed the freed address (see the run's log)", num(fig.leaks), num(fig.addrLeaks))
+		lv.Limit = fmt.Sprintf("%.0f host-state items differ, %.0f attaches missed the freed address (see the run's log)", fig.leaks, fig.addrLeaks)
 	}
 	sec.Verdicts = append(sec.Verdicts, hv, vv, lv)
 	if fig.churnTook > 0 {
