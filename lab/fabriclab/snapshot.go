@@ -25,7 +25,7 @@ type Snapshot struct {
 	Addrs []string
 	// Routes are the routes of fabricd's protocol (147).
 	Routes []string
-	// NFT is `nft list table ip ovsfabric` with counters removed ("" when there is none).
+	// NFT is `nft list table ip ovsfabric` with counters removed (nil when there is none).
 	NFT []string
 	// Attachments is fabricctl ls (this host's containers) and Peers fabricctl peers without
 	// the state-change times.
@@ -374,7 +374,7 @@ func addrs(ctx context.Context, h *lab.Host) ([]string, error) {
 
 var nftCounter = regexp.MustCompile(`\s*counter packets \d+ bytes \d+`)
 
-// nftTable is fabricd's nftables table without counters and handles, one line per line
+// nftTable is fabricd's nftables table without counters, one item per line
 // (nil when the table does not exist).
 func nftTable(ctx context.Context, h *lab.Host) ([]string, error) {
 	out, err := h.Run(ctx, "nft", "list", "table", "ip", "ovsfabric")
@@ -384,11 +384,7 @@ func nftTable(ctx context.Context, h *lab.Host) ([]string, error) {
 		}
 		return nil, errors.Join(fmt.Errorf("%s: nft list table: %s", h.Name, strings.TrimSpace(out)), err)
 	}
-	var res []string
-	for _, l := range nonEmptyLines(nftCounter.ReplaceAllString(out, " counter")) {
-		res = append(res, l)
-	}
-	return res, nil
+	return nonEmptyLines(nftCounter.ReplaceAllString(out, " counter")), nil
 }
 
 func nonEmptyLines(s string) []string {
