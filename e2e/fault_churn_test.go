@@ -64,11 +64,13 @@ func TestFaultChurn(t *testing.T) {
 	}
 	t.Logf("50 attach/detach cycles on %s, all given %s", busy.Host.Name, r.ips[0])
 	// The issue asks of the churn that nothing leaks, not that nothing is lost meanwhile. Seen
-	// here: now and then a few consecutive echoes (about 40 ms) between steady hosts are lost
-	// at the moment a port goes (h4's tunnel after its leave, a container on h2); plain OVS
-	// bridges adding and removing vxlan and veth ports under the same traffic lose nothing, so
-	// the cause is in how the pipeline is updated and is not found yet. Losses are logged with
-	// their times and bounded at 2% so that a real break still fails.
+	// here: about 1 echo in 100 into the host with the attach/detach cycles is lost, single
+	// ones, at the moment a container port comes or goes; now and then a few consecutive
+	// ones (about 40 ms) between steady hosts when h4's tunnel port goes after its leave. It
+	// happens with --pipeline l2 as well, so it is not the routed pipeline's flow updates;
+	// plain OVS bridges adding and removing vxlan and (down) veth ports under the same
+	// traffic lose nothing. Not diagnosed yet. Losses are logged and bounded at 2% so that a
+	// real break still fails.
 	for _, st := range streams {
 		r := stopStream(t, st)
 		t.Logf("%s (during the churn): %s, lost icmp_seq %v", st.Name, r, r.Missing)
