@@ -259,7 +259,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	t := time.NewTicker(c.s.Resync)
 	defer t.Stop()
 	if w, ok := c.of.(ServerIdentity); ok {
-		go c.watchVSwitchd(ctx, w)
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go c.watchVSwitchd(wctx, w)
 	}
 	// A failed reconcile is retried after backoff (doubling from retryMin up to --resync)
 	// even when no event comes: see vswitchd.go.

@@ -7,14 +7,15 @@ import (
 
 // A restarted ovs-vswitchd comes back with an empty flow table (the bridge falls back to
 // NORMAL), but OVSDB does not say so: the database is ovsdb-server's, and a new ovs-vswitchd
-// rewrites the columns fabricd watches with the values they already hold (ofport, mac_in_use
-// of pinned ports, cur_cfg). Measured in the lab: a restart without tunnel ports changes
-// none of them; with tunnel ports only their random mac_in_use changes, which woke the loop
-// by accident, sometimes before the new ovs-vswitchd took OpenFlow connections, and the
-// reconcile that then failed waited for the next event or --resync. fabricd therefore
-// watches the bridge's OpenFlow management socket, which every ovs-vswitchd creates anew,
-// and retries a failed reconcile soon (retryMin, doubling up to --resync) rather than only
-// at the next event.
+// rewrites the columns fabricd watches with the values they already hold (ofport, the pinned
+// gateway MAC, cur_cfg). Measured with ovsdb-client monitor in the lab: a restart changes
+// none of them on a bridge without tunnel ports; with tunnel ports only their mac_in_use
+// (random per start) changes. Before, flows came back only when such an incidental update, a
+// gossip event, an operator's ovs-vsctl or --resync woke the loop, and a reconcile that ran
+// while no ovs-vswitchd listened (seen: "br-int is not a bridge or a socket") waited for the
+// next one. fabricd therefore watches the bridge's OpenFlow management socket, which every
+// ovs-vswitchd creates anew, and retries a failed reconcile soon (retryMin, doubling up to
+// --resync) rather than only at the next event.
 
 // ServerIdentity is implemented by a flows.Switch that can tell which ovs-vswitchd serves
 // the bridge (flows.OFCtl): "" while none does, another value after every restart.
