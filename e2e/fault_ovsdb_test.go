@@ -59,6 +59,7 @@ func TestFaultOVSDBRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("attach, traffic from the new container and detach done %s after ovsdb-server was back", time.Since(up).Round(time.Millisecond))
+	time.Sleep(time.Second) // echoes still on their way are answered
 
 	ro, rt, rb := stopStream(t, others), stopStream(t, through), stopStream(t, out)
 	requireNoLoss(t, others.Name, ro)

@@ -417,6 +417,16 @@ func (h *Host) RestartVSwitchd(ctx context.Context, kill bool) error {
 		if err := stop(); err != nil {
 			return fmt.Errorf("host %s: stop ovs-vswitchd: %w", h.Name, err)
 		}
+		// Alive turns false once the process's command line is gone, which happens while the
+		// kernel still tears a killed process down and holds its pidfile lock (the new daemon
+		// then aborts: "already running"): wait until the PID is gone or a zombie.
+		deadline := time.Now().Add(10 * time.Second)
+		for sameProcess(p.rec.PID, p.rec.StartTime) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("host %s: ovs-vswitchd (pid %d) still exiting after 10s", h.Name, p.rec.PID)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	if _, err := h.startDaemon(ctx, "ovs-vswitchd", []string{"ovs-vswitchd", h.Endpoint()}); err != nil {
 		return err
