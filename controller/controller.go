@@ -263,6 +263,17 @@ var ErrSubnetConflict = errors.New("subnet conflict")
 func (c *Controller) Run(ctx context.Context) error {
 	t := time.NewTicker(c.s.Resync)
 	defer t.Stop()
+	if w, ok := c.of.(ServerIdentity); ok {
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go c.watchVSwitchd(wctx, w)
+	}
+	// A failed reconcile is retried after backoff (doubling from retryMin up to --resync)
+	// even when no event comes: see vswitchd.go.
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	backoff := retryMin
 	for {
 		if err := c.Sync(ctx); err != nil {
 			if errors.Is(err, ErrSubnetConflict) {
@@ -271,7 +282,12 @@ func (c *Controller) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			c.log.Error("reconcile failed; retrying", "err", err)
+			c.log.Error("reconcile failed; retrying", "err", err, "in", backoff)
+			retry.Reset(backoff)
+			backoff = min(2*backoff, c.s.Resync)
+		} else {
+			retry.Stop()
+			backoff = retryMin
 		}
 		select {
 		case <-ctx.Done():
@@ -280,6 +296,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-c.m.Changed():
 		case <-c.sw.Changes():
 		case <-c.kick:
+		case <-retry.C:
 		}
 	}
 }

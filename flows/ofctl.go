@@ -7,7 +7,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/digitalocean/go-openvswitch/ovs"
 )
@@ -141,3 +143,35 @@ func (t text) MarshalText() ([]byte, error) { return []byte(t), nil }
 func (t text) GoString() string { return fmt.Sprintf("flows.text(%q)", string(t)) }
 
 var _ Switch = (*OFCtl)(nil)
+
+// ServerID identifies the ovs-vswitchd serving the bridge: the identity (inode and change
+// time) of its OpenFlow management socket <OVS_RUNDIR>/<bridge>.mgmt, which every
+// ovs-vswitchd creates anew when it starts. It is "" while the socket does not exist. A
+// restarted ovs-vswitchd has an empty flow table and changes nothing in OVSDB that says so;
+// a new ServerID does.
+func (o *OFCtl) ServerID() string {
+	var st syscall.Stat_t
+	if err := syscall.Stat(o.mgmtSocket(), &st); err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%d:%d:%d.%d", st.Dev, st.Ino, st.Ctim.Sec, st.Ctim.Nsec)
+}
+
+// mgmtSocket is where ovs-ofctl finds the bridge's management socket: the target itself
+// when it is "unix:PATH", else <OVS_RUNDIR>/<bridge>.mgmt with OVS_RUNDIR from WithEnv, the
+// process environment, or OVS's default /var/run/openvswitch.
+func (o *OFCtl) mgmtSocket() string {
+	if p, ok := strings.CutPrefix(o.bridge, "unix:"); ok {
+		return p
+	}
+	rundir := os.Getenv("OVS_RUNDIR")
+	for _, e := range o.env {
+		if v, ok := strings.CutPrefix(e, "OVS_RUNDIR="); ok {
+			rundir = v
+		}
+	}
+	if rundir == "" {
+		rundir = "/var/run/openvswitch"
+	}
+	return filepath.Join(rundir, o.bridge+".mgmt")
+}

@@ -403,3 +403,49 @@ func (l *Lab) plugUnderlay(ctx context.Context, ns, underlayEnd string) error {
 	}
 	return nil
 }
+
+// RestartVSwitchd stops the host's ovs-vswitchd (SIGTERM; SIGKILL with kill) and starts it
+// again, as an operator's restart would: unlike StartOVS it writes nothing to the database
+// (no ovs-vsctl), so a client watching OVSDB sees only what ovs-vswitchd itself changes. The
+// underlay address goes back on br-phy (the userspace datapath makes that tap anew).
+func (h *Host) RestartVSwitchd(ctx context.Context, kill bool) error {
+	if p := h.VSwitchd(); p != nil && p.Alive() {
+		stop := func() error { return p.Stop(10 * time.Second) }
+		if kill {
+			stop = p.Kill
+		}
+		if err := stop(); err != nil {
+			return fmt.Errorf("host %s: stop ovs-vswitchd: %w", h.Name, err)
+		}
+		// Alive turns false once the process's command line is gone, which happens while the
+		// kernel still tears a killed process down and holds its pidfile lock (the new daemon
+		// then aborts: "already running"): wait until the PID is gone or a zombie.
+		deadline := time.Now().Add(10 * time.Second)
+		for sameProcess(p.rec.PID, p.rec.StartTime) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("host %s: ovs-vswitchd (pid %d) still exiting after 10s", h.Name, p.rec.PID)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if _, err := h.startDaemon(ctx, "ovs-vswitchd", []string{"ovs-vswitchd", h.Endpoint()}); err != nil {
+		return err
+	}
+	dev := "eth0"
+	if h.Datapath == "netdev" {
+		dev = "br-phy"
+		if err := h.waitLink(ctx, dev); err != nil {
+			return err
+		}
+	}
+	add := []string{"-n", h.NetNS, "addr", "replace", h.UnderlayPrefix.String(), "dev", dev}
+	if h.UnderlayIP.Is6() {
+		add = append(add, "nodad")
+	}
+	for _, args := range [][]string{add, {"-n", h.NetNS, "link", "set", dev, "mtu", strconv.Itoa(h.lab.MTU), "up"}} {
+		if err := h.lab.run(ctx, "ip", args...); err != nil {
+			return fmt.Errorf("host %s: underlay address: %w", h.Name, err)
+		}
+	}
+	return nil
+}

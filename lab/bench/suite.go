@@ -17,7 +17,8 @@ import (
 )
 
 // Config says what the suite runs and how hard. DefaultConfig fits the whole suite in about
-// 10 minutes on a 2-core machine (12 once fabricd has a routed pipeline to measure too).
+// 10 minutes on a 2-core machine (12 once fabricd has a routed pipeline to measure too; the
+// fault section adds about 3).
 type Config struct {
 	// Bin is the directory holding the fabricd and fabricctl binaries.
 	Bin string
@@ -49,6 +50,8 @@ type Config struct {
 	GossipTrials  int
 	// MemoryPeers is the size of the view fabricd's memory is measured at.
 	MemoryPeers int
+	// FaultTrials is the number of partition and ovs-vswitchd restart trials.
+	FaultTrials int
 	// Only runs just these sections (keys as in Sections); empty runs all.
 	Only []string
 	// Progress receives one line per step.
@@ -61,7 +64,7 @@ func DefaultConfig() Config {
 		Bin: "bin", Repo: ".", Work: os.TempDir(),
 		Trials: 3, IperfBudget: 5 * time.Minute, PingCount: 1000, PingInterval: 10 * time.Millisecond,
 		ConvergenceTrials: 10, FailureTrials: 5, AttachSequential: 100, AttachParallel: 20,
-		ScalePeers: 1000, GossipMembers: 100, GossipTrials: 3, MemoryPeers: 1000,
+		ScalePeers: 1000, GossipMembers: 100, GossipTrials: 3, MemoryPeers: 1000, FaultTrials: 5,
 		Progress: io.Discard,
 	}
 }
@@ -76,6 +79,7 @@ var Sections = []SectionInfo{
 	{"convergence", "Convergence"},
 	{"failure", "Failure detection"},
 	{"attach", "Attach"},
+	{"faults", "Fault recovery"},
 	{"ovsdb", "Scale: data plane config"},
 	{"gossip", "Scale: gossip"},
 	{"memory", "Memory"},
@@ -143,6 +147,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{[]string{"ovsdb"}, 8 * time.Minute, s.ovsdbScale},
 		{[]string{"throughput", "latency"}, 10 * time.Minute, s.dataPath},
 		{[]string{"convergence", "failure", "attach"}, 10 * time.Minute, s.control},
+		{[]string{"faults"}, 8 * time.Minute, s.faults},
 		{[]string{"memory"}, 6 * time.Minute, s.memory},
 	}
 	secs := map[string]*Section{}

@@ -54,6 +54,7 @@ func runSuite(args []string) error {
 	fs.IntVar(&cfg.IperfSeconds, "iperf-seconds", cfg.IperfSeconds, "seconds per iperf3 run, plus 1 omitted (0: up to 10, to fit the budget)")
 	fs.IntVar(&cfg.ConvergenceTrials, "convergence-trials", cfg.ConvergenceTrials, "convergence trials")
 	fs.IntVar(&cfg.FailureTrials, "failure-trials", cfg.FailureTrials, "failure detection trials")
+	fs.IntVar(&cfg.FaultTrials, "fault-trials", cfg.FaultTrials, "partition and ovs-vswitchd restart trials")
 	fs.IntVar(&cfg.AttachSequential, "attach", cfg.AttachSequential, "containers attached one by one")
 	fs.IntVar(&cfg.AttachParallel, "attach-parallel", cfg.AttachParallel, "containers attached at once")
 	fs.IntVar(&cfg.ScalePeers, "scale-peers", cfg.ScalePeers, "tunnel ports in the OVSDB scale section")
