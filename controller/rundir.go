@@ -117,3 +117,16 @@ func (o *OFSwitch) Apply(ctx context.Context, add, del []flows.Flow) error {
 	}
 	return sw.Apply(ctx, add, del)
 }
+
+// ServerID implements ServerIdentity, so the loop notices a restarted ovs-vswitchd also when
+// the run directory was found this way: "" until the directory is found, then the identity
+// of the bridge's management socket there (flows.OFCtl.ServerID). It never waits.
+func (o *OFSwitch) ServerID() string {
+	o.mu.Lock()
+	sw := o.sw
+	o.mu.Unlock()
+	if id, ok := sw.(ServerIdentity); ok {
+		return id.ServerID()
+	}
+	return ""
+}

@@ -37,8 +37,15 @@ func TestOFSwitchFindsRundir(t *testing.T) {
 	}
 	defer ln.Close()
 	o := NewOFSwitch("br-int", "", "", "unix:"+filepath.Join(dir, "db.sock"))
+	if id := o.ServerID(); id != "" {
+		t.Fatalf("ServerID %q before the run directory is found, want empty", id)
+	}
 	if _, err := o.get(context.Background()); err != nil || o.Rundir() != dir {
 		t.Fatalf("rundir %q, %v; want %s", o.Rundir(), err, dir)
+	}
+	// The restart watcher needs the switch to say which ovs-vswitchd serves the bridge.
+	if id := o.ServerID(); id == "" {
+		t.Fatal("ServerID empty once the management socket is found")
 	}
 
 	empty := t.TempDir()
