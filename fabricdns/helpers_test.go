@@ -1,6 +1,7 @@
 package fabricdns
 
 import (
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -65,15 +66,22 @@ func startUpstream(t testing.TB) netip.AddrPort {
 		}
 		_ = w.WriteMsg(m)
 	})
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	ln, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
+	var pc net.PacketConn
+	var ln net.Listener
+	var port int
+	for try := 0; ; try++ {
+		var err error
+		if pc, err = net.ListenPacket("udp4", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		port = pc.LocalAddr().(*net.UDPAddr).Port
+		if ln, err = net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			break
+		}
 		pc.Close()
-		t.Fatal(err)
+		if try == 10 {
+			t.Fatal(err) // the kernel picked a UDP port whose TCP twin is busy, ten times
+		}
 	}
 	udp := &dns.Server{PacketConn: pc, Handler: h}
 	tcp := &dns.Server{Listener: ln, Handler: h}
@@ -101,6 +109,9 @@ func newTestServer(t testing.TB, dir Directory, cfg Config) *Server {
 	cfg.Directory = dir
 	if cfg.Port == 0 {
 		cfg.Port = AnyPort
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.RateLimit == 0 {
 		cfg.RateLimit = -1
