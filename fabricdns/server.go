@@ -110,6 +110,7 @@ type Server struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	work      sync.WaitGroup // forwarded queries in flight
+	own       atomic.Pointer[map[netip.Addr]bool] // listener addresses, read without s.mu
 
 	mu        sync.Mutex
 	listeners map[Listener]*listener
@@ -230,6 +231,7 @@ func (s *Server) Set(want []Listener) error {
 		go s.serveTCP(l)
 		s.log.Info("fabricdns listening", "network", k.Network, "addr", l.addr)
 	}
+	s.noteAddrs()
 	return errors.Join(errs...)
 }
 
@@ -245,16 +247,20 @@ func (s *Server) Addrs() map[Listener]netip.AddrPort {
 }
 
 // listening reports whether a is one of the server's own addresses (never an upstream: that
-// would loop).
+// would loop). It does not take s.mu: a TCP query being forwarded calls it while Set, holding
+// s.mu, waits for that connection to end.
 func (s *Server) listening(a netip.Addr) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	own := s.own.Load()
+	return own != nil && (*own)[a]
+}
+
+// noteAddrs publishes the listener addresses for listening; s.mu must be held.
+func (s *Server) noteAddrs() {
+	own := make(map[netip.Addr]bool, len(s.listeners))
 	for k := range s.listeners {
-		if k.Addr == a {
-			return true
-		}
+		own[k.Addr] = true
 	}
-	return false
+	s.own.Store(&own)
 }
 
 // Close stops every listener and waits for the queries in progress.
