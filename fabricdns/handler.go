@@ -240,8 +240,20 @@ func (s *Server) forward(ctx context.Context, p *pending) []byte {
 
 func (s *Server) exchange(ctx context.Context, network string, m *dns.Msg, u netip.AddrPort) (*dns.Msg, error) {
 	c := &dns.Client{Net: network, Timeout: s.fwTimeout, UDPSize: maxUDPSize}
-	in, _, err := c.ExchangeContext(ctx, m, u.String())
+	conn, err := c.DialContext(ctx, u.String())
 	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	// miekg/dns honours only the context's deadline; closing the socket makes a cancel
+	// (server closing, listener removed) end the wait at once too.
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stop()
+	in, _, err := c.ExchangeWithConnContext(ctx, m, conn)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, err
 	}
 	if len(in.Question) != 1 || !strings.EqualFold(in.Question[0].Name, m.Question[0].Name) || in.Question[0].Qtype != m.Question[0].Qtype {

@@ -109,7 +109,7 @@ type Server struct {
 	inflight  chan struct{}
 	ctx       context.Context
 	cancel    context.CancelFunc
-	work      sync.WaitGroup // forwarded queries in flight
+	work      sync.WaitGroup                      // forwarded queries in flight
 	own       atomic.Pointer[map[netip.Addr]bool] // listener addresses, read without s.mu
 
 	mu        sync.Mutex
@@ -224,6 +224,7 @@ func (s *Server) Set(want []Listener) error {
 			continue
 		}
 		l := &listener{key: k, udp: udp, tcp: tcp, addr: udp.LocalAddr().(*net.UDPAddr).AddrPort(), conns: map[net.Conn]bool{}}
+		l.ctx, l.cancel = context.WithCancel(s.ctx)
 		l.addr = netip.AddrPortFrom(k.Addr, l.addr.Port())
 		s.listeners[k] = l
 		l.wg.Add(2)
@@ -278,11 +279,13 @@ func (s *Server) Close() error {
 }
 
 type listener struct {
-	key  Listener
-	addr netip.AddrPort
-	udp  *net.UDPConn
-	tcp  *net.TCPListener
-	wg   sync.WaitGroup
+	key    Listener
+	addr   netip.AddrPort
+	udp    *net.UDPConn
+	tcp    *net.TCPListener
+	wg     sync.WaitGroup
+	ctx    context.Context // cancelled on close, so a TCP query being forwarded ends at once
+	cancel context.CancelFunc
 
 	mu     sync.Mutex
 	conns  map[net.Conn]bool
@@ -290,6 +293,7 @@ type listener struct {
 }
 
 func (l *listener) close() {
+	l.cancel()
 	l.mu.Lock()
 	l.closed = true
 	l.udp.Close()
@@ -402,7 +406,7 @@ func (s *Server) serveConn(l *listener, c net.Conn) {
 			s.stats.dropped.Add(1)
 			return
 		}
-		resp := s.handle(s.ctx, query{network: l.key.Network, client: client, raw: buf, tcp: true})
+		resp := s.handle(l.ctx, query{network: l.key.Network, client: client, raw: buf, tcp: true})
 		if resp == nil {
 			return
 		}

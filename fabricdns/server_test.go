@@ -246,3 +246,43 @@ func TestRateLimitUDP(t *testing.T) {
 		t.Errorf("Dropped = %d, want at least %d", st.Dropped, sent-allowed)
 	}
 }
+
+// TestSetDuringForward: removing a listener does not wait for a TCP query it is forwarding
+// to an upstream that never answers.
+func TestSetDuringForward(t *testing.T) {
+	hole, err := net.ListenPacket("udp4", "127.0.0.1:0") // reads nothing, answers nothing
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	up := hole.LocalAddr().(*net.UDPAddr).AddrPort()
+	s := newTestServer(t, loTable(t), Config{Upstreams: []netip.AddrPort{up}, ForwardTimeout: time.Minute})
+	if err := s.Set([]Listener{blueGW}); err != nil {
+		t.Fatal(err)
+	}
+	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.MustParseAddrPort("127.1.0.5:0"))}
+	c, err := d.Dial("tcp", s.Addrs()[blueGW].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	raw := pack(t, question("www.example.", dns.TypeA))
+	if _, err := c.Write(append([]byte{0, byte(len(raw))}, raw...)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); s.Stats().Forwarded == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the query was never forwarded")
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Set(nil) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(forwardBudget - time.Second):
+		t.Fatal("Set waited for the forwarded query")
+	}
+}
