@@ -132,3 +132,25 @@ func BenchmarkTable10k(b *testing.B) {
 	b.ReportMetric(float64(heap), "heap-bytes")
 	b.ReportMetric(float64(heap)/10000, "bytes/name")
 }
+
+// BenchmarkForwardUDP is a forwarded name through a real UDP socket on loopback to a tiny
+// upstream on loopback: fabricdns's forwarding overhead plus the upstream's answer.
+func BenchmarkForwardUDP(b *testing.B) {
+	up := startUpstream(b)
+	s := newTestServer(b, loTable(b), Config{Upstreams: []netip.AddrPort{up}})
+	if err := s.Set([]Listener{blueGW}); err != nil {
+		b.Fatal(err)
+	}
+	c := dialFrom(b, "127.1.0.5:0", s.Addrs()[blueGW])
+	raw := pack(b, question("www.example.", dns.TypeA))
+	buf := make([]byte, 1500)
+	for b.Loop() {
+		if _, err := c.Write(raw); err != nil {
+			b.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

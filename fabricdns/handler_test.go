@@ -56,6 +56,7 @@ func TestAnswers(t *testing.T) {
 		{"AAAA of a v4-only name: NODATA", "blue", blueClient, "web.", dns.TypeAAAA, dns.RcodeSuccess, nil, true},
 		{"AAAA of a dual-stack name", "blue", blueClient, "db.", dns.TypeAAAA, dns.RcodeSuccess, []string{"AAAA fd00:1::3"}, true},
 		{"A of a dual-stack name", "blue", blueClient, "db.", dns.TypeA, dns.RcodeSuccess, []string{"A 10.1.2.3"}, true},
+		{"ANY of a known name: every address", "blue", blueClient, "db.", dns.TypeANY, dns.RcodeSuccess, []string{"A 10.1.2.3", "AAAA fd00:1::3"}, true},
 		{"unknown type of a known name: NODATA", "blue", blueClient, "web.", dns.TypeMX, dns.RcodeSuccess, nil, true},
 		{"unassigned type of a known name: NODATA", "blue", blueClient, "web.", 65280, dns.RcodeSuccess, nil, true},
 		{"PTR", "blue", blueClient, "2.1.1.10.in-addr.arpa.", dns.TypePTR, dns.RcodeSuccess, []string{"PTR web.blue."}, true},
@@ -276,6 +277,30 @@ func TestReverseName(t *testing.T) {
 		}
 		if got != tt.want {
 			t.Errorf("reverseName(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestEDNS: an answer to an EDNS query carries OPT (our 1232-byte buffer, DO clear), one to a
+// plain query none.
+func TestEDNS(t *testing.T) {
+	s := newTestServer(t, testTable(t), Config{Upstreams: []netip.AddrPort{deadUpstream(t)}})
+	client := netip.MustParseAddr("10.1.7.7")
+	for _, withEDNS := range []bool{false, true} {
+		req := question("web.", dns.TypeA)
+		if withEDNS {
+			req.SetEdns0(4096, true)
+		}
+		resp := new(dns.Msg)
+		if err := resp.Unpack(s.handle(context.Background(), query{network: "blue", client: client, raw: pack(t, req)})); err != nil {
+			t.Fatal(err)
+		}
+		opt := resp.IsEdns0()
+		switch {
+		case !withEDNS && opt != nil:
+			t.Error("OPT in the answer to a query without EDNS")
+		case withEDNS && (opt == nil || opt.UDPSize() != maxUDPSize):
+			t.Errorf("answer to an EDNS query has OPT %v, want one with a %d-byte buffer", opt, maxUDPSize)
 		}
 	}
 }

@@ -286,3 +286,35 @@ func TestSetDuringForward(t *testing.T) {
 		t.Fatal("Set waited for the forwarded query")
 	}
 }
+
+// TestTCPPipelined: a TCP client may send several queries on one connection and gets the
+// answers in order.
+func TestTCPPipelined(t *testing.T) {
+	s := newTestServer(t, loTable(t), Config{Upstreams: []netip.AddrPort{deadUpstream(t)}})
+	if err := s.Set([]Listener{blueGW}); err != nil {
+		t.Fatal(err)
+	}
+	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.MustParseAddrPort("127.1.0.5:0"))}
+	nc, err := d.Dial("tcp", s.Addrs()[blueGW].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &dns.Conn{Conn: nc}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	names := []string{"web.", "db.", "api."}
+	for _, n := range names {
+		if err := c.WriteMsg(question(n, dns.TypeA)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range names {
+		in, err := c.ReadMsg()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.Question[0].Name != n || len(in.Answer) == 0 {
+			t.Errorf("answer %v, want addresses of %s", in, n)
+		}
+	}
+}
