@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"time"
 )
@@ -100,14 +99,13 @@ func joinError(target string, err error) error {
 	return fmt.Errorf("join %s: %s", target, msg)
 }
 
-// joinLoop re-joins the Join targets with backoff while this node is alone, and every
-// reconnectEvery tries one dead peer again, until ctx ends, Leave or Shutdown.
+// joinLoop re-joins the Join targets with backoff while this node is alone, until ctx ends,
+// Leave or Shutdown.
 func (m *Membership) joinLoop(ctx context.Context, targets []string) {
 	defer m.wg.Done()
 	backoff := joinRetryMin
 	failures := 0
 	lastWarn := time.Now() // Start has just warned
-	lastReconnect := time.Now()
 	t := time.NewTimer(joinRetryMin)
 	defer t.Stop()
 	for {
@@ -142,29 +140,82 @@ func (m *Membership) joinLoop(ctx context.Context, targets []string) {
 		} else {
 			backoff, failures = joinRetryMin, 0
 		}
-		if time.Since(lastReconnect) >= reconnectEvery {
-			lastReconnect = time.Now()
-			m.reconnect()
-		}
 		t.Reset(next)
 	}
 }
 
-// reconnect tries to join one random dead peer: if it is in fact alive on the other side
-// of a healed partition, the two sides merge again.
-func (m *Membership) reconnect() {
-	m.mu.Lock()
-	var cands []Peer
-	for _, r := range m.peers {
-		if r.State == StateDead && r.Gossip.IsValid() {
-			cands = append(cands, r.Peer)
+// reconnectLoop tries dead peers again, the way Serf's reconnector does, so the two sides
+// of a healed partition merge at once instead of waiting for memberlist's gossip to the dead
+// or its next push/pull (6–9 s in the lab). Every reconnectTick it joins the dead peer tried
+// least recently whose turn has come (see reconnectDue). It runs beside joinLoop because a
+// join toward a host still cut off blocks for up to TCPTimeout.
+func (m *Membership) reconnectLoop(ctx context.Context) {
+	defer m.wg.Done()
+	tried := map[string]time.Time{}
+	t := time.NewTicker(reconnectTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.stop:
+			return
+		case <-m.leaving:
+			return
+		case <-t.C:
+		}
+		m.mu.Lock()
+		dead := make([]Peer, 0, len(m.peers))
+		for _, r := range m.peers {
+			if r.State == StateDead && r.Gossip.IsValid() {
+				dead = append(dead, r.Peer)
+			}
+		}
+		m.mu.Unlock()
+		p, ok := reconnectDue(dead, tried, time.Now())
+		if !ok {
+			continue
+		}
+		tried[p.Name] = time.Now()
+		m.reconnect(p)
+	}
+}
+
+// reconnectDue picks the dead peer to try now: of those whose turn has come, the one tried
+// least recently. A peer dead for less than reconnectFastFor is due every reconnectTick (a
+// partition that heals is found within about a second); one dead longer, every
+// reconnectEvery (a host that is really gone costs one failed join per 15 s). tried is
+// pruned of peers no longer dead.
+func reconnectDue(dead []Peer, tried map[string]time.Time, now time.Time) (Peer, bool) {
+	live := make(map[string]bool, len(dead))
+	var best Peer
+	var bestTried time.Time
+	found := false
+	for _, p := range dead {
+		live[p.Name] = true
+		period := reconnectTick
+		if now.Sub(p.Since) >= reconnectFastFor {
+			period = reconnectEvery
+		}
+		last := tried[p.Name]
+		if now.Sub(last) < period {
+			continue
+		}
+		if !found || last.Before(bestTried) || (last.Equal(bestTried) && p.Name < best.Name) {
+			best, bestTried, found = p, last, true
 		}
 	}
-	m.mu.Unlock()
-	if len(cands) == 0 {
-		return
+	for name := range tried {
+		if !live[name] {
+			delete(tried, name)
+		}
 	}
-	p := cands[rand.IntN(len(cands))]
+	return best, found
+}
+
+// reconnect tries to join dead peer p: if it is in fact alive on the other side of a healed
+// partition, the two sides merge again (a join is a full push/pull of both member lists).
+func (m *Membership) reconnect(p Peer) {
 	_, err := m.list.Join([]string{p.Gossip.String()})
 	if err != nil && !errors.Is(err, ErrClosed) {
 		m.log.Debug("dead peer still unreachable", "peer", p.Name, "err", joinError(p.Gossip.String(), err))

@@ -85,9 +85,13 @@ const (
 	joinRetryMax = 30 * time.Second
 	// aloneCheck is how often the join loop checks whether this node is alone.
 	aloneCheck = 5 * time.Second
-	// reconnectEvery is how often one dead peer is tried again (heals partitions that
-	// outlived GossipToTheDeadTime, after which memberlist no longer gossips to it).
-	reconnectEvery = 15 * time.Second
+	// reconnectTick is how often a dead peer is tried again while it has been dead for less
+	// than reconnectFastFor (heals a partition within about a second), reconnectEvery after
+	// that (also heals partitions that outlived GossipToTheDeadTime, after which memberlist
+	// no longer gossips to it).
+	reconnectTick    = time.Second
+	reconnectFastFor = time.Minute
+	reconnectEvery   = 15 * time.Second
 	// byeWindow is how long a goodbye counts: NotifyLeave within it after a goodbye is
 	// "left", and a goodbye within it after a NotifyLeave turns "dead" into "left".
 	byeWindow = 30 * time.Second
@@ -224,9 +228,10 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 			m.log.Warn("cannot join any member yet; retrying in the background", "join", targets, "err", err)
 		}
 	}
-	m.wg.Add(2)
+	m.wg.Add(3)
 	go m.maintain()
 	go m.joinLoop(ctx, targets)
+	go m.reconnectLoop(ctx)
 	return m, nil
 }
 
