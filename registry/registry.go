@@ -51,7 +51,9 @@ type Config struct {
 	// GapDelay is how long a gap in an origin's versions (a lost broadcast) may last
 	// before the registry asks the origin for what it missed; 0 means one second.
 	GapDelay time.Duration
-	// RequestTimeout bounds a sync request's wait for its response; 0 means 30 seconds.
+	// RequestTimeout bounds a sync request's wait for the first part of its response, and
+	// then for each next part (a responder cannot tell the requester that it failed to
+	// answer, e.g. while memberlist still has an old address for it); 0 means 10 seconds.
 	RequestTimeout time.Duration
 	// Clock is the initial Lamport time (e.g. persisted); the clock only moves forward.
 	Clock uint64
@@ -111,6 +113,10 @@ const (
 	maxQueued = 4096
 	// maxAhead bounds the out-of-order versions remembered per origin.
 	maxAhead = 1 << 14
+	// serveRetries and serveRetryDelay bound how an answer that could not be sent is
+	// tried again.
+	serveRetries    = 3
+	serveRetryDelay = 300 * time.Millisecond
 	// workQueue bounds pending sends.
 	workQueue = 1024
 )
@@ -142,7 +148,7 @@ func New(cfg Config) (*Registry, error) {
 		cfg.GapDelay = time.Second
 	}
 	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 30 * time.Second
+		cfg.RequestTimeout = 10 * time.Second
 	}
 	if cfg.Clock >= maxCreated {
 		return nil, fmt.Errorf("registry: clock %d out of range", cfg.Clock)

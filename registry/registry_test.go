@@ -539,7 +539,7 @@ func TestLostMessagesAndTimeouts(t *testing.T) {
 	b.mu.Lock()
 	b.requestLocked("a", "a", false, n.now)
 	b.mu.Unlock() // not settled: the request is never sent
-	n.advance(31 * time.Second)
+	n.advance(11 * time.Second)
 	b.tick(n.now)
 	for _, st := range b.Origins() {
 		if st.Syncing {

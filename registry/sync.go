@@ -208,7 +208,7 @@ func (r *Registry) NotifyMsg(b []byte) {
 		if q.From == r.cfg.Origin {
 			return
 		}
-		r.post(func() { r.serve(q) })
+		r.post(func() { r.serve(q, 0) })
 	case msgPart:
 		p, err := decodePart(b)
 		if err != nil {
@@ -380,7 +380,10 @@ func (r *Registry) requestLocked(origin, peer string, full bool, now time.Time) 
 // serve answers a sync request: the origin's records above the requester's watermark, or
 // all of them (a full snapshot) when asked, when the requester's watermark is of an
 // earlier incarnation, or when tombstones it may lack were collected here.
-func (r *Registry) serve(q request) {
+//
+// When the first part cannot be sent (at a join, memberlist may not list the requester
+// yet when its request arrives), the answer is tried again a little later.
+func (r *Registry) serve(q request, attempt int) {
 	r.mu.Lock()
 	hdr := part{From: r.cfg.Origin, ID: q.ID, Origin: q.Origin}
 	var recs []*Record
@@ -400,9 +403,12 @@ func (r *Registry) serve(q request) {
 		r.log.Warn("registry: cannot answer sync request", "origin", q.Origin, "peer", q.From, "err", err)
 		return
 	}
-	for _, m := range msgs {
+	for i, m := range msgs {
 		if err := r.cfg.Sender.SendTo(q.From, m); err != nil {
-			r.log.Debug("registry: sync response failed", "origin", q.Origin, "peer", q.From, "err", err)
+			r.log.Debug("registry: sync response failed", "origin", q.Origin, "peer", q.From, "attempt", attempt, "err", err)
+			if i == 0 && attempt < serveRetries {
+				time.AfterFunc(serveRetryDelay, func() { r.post(func() { r.serve(q, attempt+1) }) })
+			}
 			return
 		}
 	}
@@ -418,7 +424,8 @@ func (r *Registry) handlePart(p part) {
 	defer r.mu.Unlock()
 	o := r.origins[p.Origin]
 	if o == nil || o.req == nil || o.req.id != p.ID || o.req.peer != p.From {
-		return // not ours, or given up
+		r.log.Debug("registry: ignoring a response part to no outstanding request", "origin", p.Origin, "peer", p.From, "id", p.ID)
+		return
 	}
 	q := o.req
 	if q.parts == 0 {
@@ -437,6 +444,7 @@ func (r *Registry) handlePart(p part) {
 	}
 	q.got[p.Index] = struct{}{}
 	now := r.cfg.now()
+	q.deadline = now.Add(r.cfg.RequestTimeout) // the response is moving
 	for _, rec := range p.Records {
 		_, known := r.applyLocked(o, rec, q.full, now, &eff)
 		if known && q.full {
