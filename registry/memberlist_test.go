@@ -6,7 +6,9 @@ import (
 	"log"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,12 +28,35 @@ type mlNode struct {
 	done   chan struct{}
 }
 
-type tlog struct {
-	t    *testing.T
-	name string
+// logSink collects the nodes' logs (memberlist may still log after Shutdown, when
+// t.Log would panic); the end is shown when the test fails.
+type logSink struct {
+	mu  sync.Mutex
+	buf []byte
 }
 
-func (l *tlog) Write(b []byte) (int, error) { l.t.Logf("%s: %s", l.name, b); return len(b), nil }
+func (s *logSink) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf = append(s.buf, b...)
+	if len(s.buf) > 1<<20 {
+		s.buf = slices.Clone(s.buf[len(s.buf)-64<<10:])
+	}
+	return len(b), nil
+}
+
+func newSink(t *testing.T) *logSink {
+	s := &logSink{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			s.mu.Lock()
+			out := s.buf[max(0, len(s.buf)-64<<10):]
+			t.Logf("logs:\n%s", out)
+			s.mu.Unlock()
+		}
+	})
+	return s
+}
 
 // mlDelegate is the small delegate of the integration test.
 type mlDelegate struct {
@@ -57,31 +82,47 @@ func (d *mlDelegate) LocalState(join bool) []byte {
 }
 func (d *mlDelegate) MergeRemoteState(buf []byte, join bool) { d.reg.MergeRemoteState(buf, join) }
 
-// mlSender sends reliably to a member by name.
+// mlSender sends reliably to a member by name. It keeps its own copy of each member's
+// address from the event delegate (called under memberlist's lock): the *Node values
+// Members returns are updated by memberlist without a lock, so reading them races.
 type mlSender struct {
 	list  atomic.Pointer[memberlist.Memberlist]
 	bytes atomic.Int64
 	msgs  atomic.Int64
+	mu    sync.Mutex
+	addrs map[string]memberlist.Node
+}
+
+func (s *mlSender) NotifyJoin(n *memberlist.Node)   { s.set(n) }
+func (s *mlSender) NotifyUpdate(n *memberlist.Node) { s.set(n) }
+func (s *mlSender) NotifyLeave(n *memberlist.Node) {
+	s.mu.Lock()
+	delete(s.addrs, n.Name)
+	s.mu.Unlock()
+}
+
+func (s *mlSender) set(n *memberlist.Node) {
+	s.mu.Lock()
+	s.addrs[n.Name] = memberlist.Node{Name: n.Name, Addr: slices.Clone(n.Addr), Port: n.Port}
+	s.mu.Unlock()
 }
 
 func (s *mlSender) SendTo(node string, msg []byte) error {
 	l := s.list.Load()
-	if l == nil {
-		return fmt.Errorf("not started")
+	s.mu.Lock()
+	n, ok := s.addrs[node]
+	s.mu.Unlock()
+	if l == nil || !ok {
+		return fmt.Errorf("no member %s", node)
 	}
-	for _, m := range l.Members() {
-		if m.Name == node {
-			s.bytes.Add(int64(len(msg)))
-			s.msgs.Add(1)
-			return l.SendReliable(m, msg)
-		}
-	}
-	return fmt.Errorf("no member %s", node)
+	s.bytes.Add(int64(len(msg)))
+	s.msgs.Add(1)
+	return l.SendReliable(&n, msg)
 }
 
-func startNode(t *testing.T, name string, inc uint32, join ...*mlNode) *mlNode {
+func startNode(t *testing.T, logs *logSink, name string, inc uint32, join ...*mlNode) *mlNode {
 	t.Helper()
-	n := &mlNode{name: name, send: &mlSender{}, done: make(chan struct{})}
+	n := &mlNode{name: name, send: &mlSender{addrs: map[string]memberlist.Node{}}, done: make(chan struct{})}
 	reg, err := New(Config{
 		Origin:      name,
 		Incarnation: inc,
@@ -96,7 +137,7 @@ func startNode(t *testing.T, name string, inc uint32, join ...*mlNode) *mlNode {
 		// Short, for the test's runtime: during c's restart below, memberlist may still
 		// hold c's old address for a moment, and an answer sent there is lost.
 		RequestTimeout: 3 * time.Second,
-		Logger:         slog.New(slog.NewTextHandler(&tlog{t: t, name: name}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +153,8 @@ func startNode(t *testing.T, name string, inc uint32, join ...*mlNode) *mlNode {
 	mc.GossipInterval = 50 * time.Millisecond
 	mc.TCPTimeout = 10 * time.Second
 	mc.Delegate = n.del
-	mc.Logger = log.New(&tlog{t: t, name: name + " ml"}, "", 0)
+	mc.Events = n.send
+	mc.Logger = log.New(logs, name+" ", 0)
 	list, err := memberlist.Create(mc)
 	if err != nil {
 		t.Fatal(err)
@@ -198,9 +240,10 @@ func waitConverged(t *testing.T, timeout time.Duration, nodes ...*mlNode) time.D
 // loopback: records and deletes converge, then 100 networks x 1000 endpoints on each of
 // two hosts (10 x 100 with -short), then a host restarts with fewer records.
 func TestMemberlistConvergence(t *testing.T) {
-	a := startNode(t, "host-a", 1)
-	b := startNode(t, "host-b", 1, a)
-	c := startNode(t, "host-c", 1, a)
+	logs := newSink(t)
+	a := startNode(t, logs, "host-a", 1)
+	b := startNode(t, logs, "host-b", 1, a)
+	c := startNode(t, logs, "host-c", 1, a)
 	nodes := []*mlNode{a, b, c}
 
 	// Small records and deletes.
@@ -292,7 +335,7 @@ func TestMemberlistConvergence(t *testing.T) {
 	stopAt := time.Now()
 	c.stop()
 	t.Logf("stop took %v", time.Since(stopAt))
-	c2 := startNode(t, "host-c", 2, a)
+	c2 := startNode(t, logs, "host-c", 2, a)
 	for i := range 5 {
 		mustSet(t, c2.reg, KindEndpoint, fmt.Sprintf("blue/host-c-%d", i), "e")
 	}
