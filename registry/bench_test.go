@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 )
 
@@ -80,6 +81,7 @@ func BenchmarkEncodeFull100x1000(b *testing.B) {
 }
 
 // BenchmarkMergeFull100x1000 decodes and merges that snapshot into an empty registry.
+// It also reports the memory a replica holds per record.
 func BenchmarkMergeFull100x1000(b *testing.B) {
 	n := newNet(b)
 	a := n.add("a", 1)
@@ -89,12 +91,17 @@ func BenchmarkMergeFull100x1000(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	var held *Registry
+	var ms0, ms1 runtime.MemStats
 	for b.Loop() {
 		b.StopTimer()
 		r := n.add("b", 1)
 		r.mu.Lock()
 		r.originLocked("a").req = &pending{id: 1, peer: "a", deadline: n.now.Add(r.cfg.RequestTimeout)}
 		r.mu.Unlock()
+		held = nil
+		runtime.GC()
+		runtime.ReadMemStats(&ms0)
 		b.StartTimer()
 		for _, m := range msgs {
 			r.NotifyMsg(m)
@@ -103,8 +110,13 @@ func BenchmarkMergeFull100x1000(b *testing.B) {
 		if st := r.Origins()[0]; st.Live != len(recs) || st.Watermark != hdr.W {
 			b.Fatalf("merged %+v", st)
 		}
+		held = r
+		runtime.GC()
+		runtime.ReadMemStats(&ms1)
 		b.StartTimer()
 	}
+	runtime.KeepAlive(held)
+	b.ReportMetric(float64(ms1.HeapAlloc-ms0.HeapAlloc)/float64(len(recs)), "held-B/record")
 }
 
 // syncedPair returns two registries with 100 x 1000 records each, each holding the other's.

@@ -53,6 +53,18 @@
 // the copies peers still hold until the origin writes again. Subscribe delivers the set
 // of kinds that changed.
 //
+// # Wiring
+//
+// The membership's memberlist delegate forwards to the registry: NotifyMsg when IsMessage
+// (other messages stay the membership's), GetBroadcasts after its own broadcasts with the
+// remaining limit, LocalState and MergeRemoteState (IsMessage tells a registry digest from
+// other push/pull payloads). Config.Sender sends to a member by name with
+// memberlist.SendReliable, from an address the membership keeps itself (the *Node values
+// of Memberlist.Members are updated without a lock). Run runs beside the membership.
+// Before joining, the host publishes its persisted records with Restore or Set, so that
+// its new incarnation does not briefly announce an empty record set; it calls Forget for
+// a host that left or is dead past the grace period.
+//
 // Decoding of remote input is bounded (message, part, key, value and count limits) and
 // validated; bad input is logged at debug level and changes nothing.
 package registry

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -664,4 +665,33 @@ func itoa(i int) string {
 		b = append([]byte{byte('0' + i%10)}, b...)
 	}
 	return string(b)
+}
+
+func TestRunOnce(t *testing.T) {
+	n := newNet(t)
+	a, b := n.add("a", 1), n.add("b", 1)
+	mustSet(t, a, KindEndpoint, "e", "v")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 2)
+	for _, r := range []*Registry{a, b} {
+		go func() { done <- r.Run(ctx) }()
+	}
+	// Run answers requests: b's push/pull request to a gets its answer without settle.
+	b.MergeRemoteState(a.LocalState(false), false)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(liveView(b, "a")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not answer the request")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := a.Run(ctx); err == nil {
+		t.Fatal("second Run succeeded")
+	}
+	cancel()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
 }
