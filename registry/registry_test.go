@@ -190,6 +190,8 @@ func TestApplyRules(t *testing.T) {
 func TestGossipSpreadsWrites(t *testing.T) {
 	n := newNet(t)
 	a, b, c := n.add("a", 1), n.add("b", 1), n.add("c", 1)
+	changes, cancel := c.Subscribe()
+	defer cancel()
 	mustSet(t, a, KindNetwork, "blue", "10.1.0.0/16")
 	mustSet(t, a, KindEndpoint, "blue/c1", "e1")
 	mustSet(t, b, KindEndpoint, "blue/c2", "e2")
@@ -210,6 +212,9 @@ func TestGossipSpreadsWrites(t *testing.T) {
 	if n.sent != 0 {
 		t.Fatalf("%d sync messages sent, want none", n.sent)
 	}
+	if ks := <-changes; ks.String() != "network,endpoint" {
+		t.Fatalf("c notified of %v", ks)
+	}
 	mustDelete(t, a, KindEndpoint, "blue/c1")
 	n.flood()
 	for _, r := range []*Registry{b, c} {
@@ -217,6 +222,9 @@ func TestGossipSpreadsWrites(t *testing.T) {
 		if view(r, "a")["endpoint/blue/c1"] != "<deleted>" {
 			t.Fatalf("%s has no tombstone", r.Origin())
 		}
+	}
+	if ks := <-changes; ks != KindsOf(KindEndpoint) {
+		t.Fatalf("c notified of %v after the delete", ks)
 	}
 }
 
