@@ -18,7 +18,9 @@
 // everything the previous run wrote. If the counter was lost and a run starts below an
 // earlier one, peers' digests or gossip show versions of this origin it never wrote; the
 // registry then moves to an incarnation above them, rewrites its records with it and
-// reports the new incarnation (Config.OnIncarnation) for persisting.
+// reports the new incarnation (Config.OnIncarnation) for persisting. Until it has, a
+// replica may fetch the earlier run's records from a peer that still holds them; the
+// origin's move to the new incarnation then replaces them everywhere.
 //
 // Different origins may hold a record of the same kind and key (two hosts creating a
 // network of the same name at once, two claims of one slice). Every record carries the

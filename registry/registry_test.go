@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -702,4 +703,23 @@ func TestRunOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+func TestSequenceExhaustedMovesToNextIncarnation(t *testing.T) {
+	n := newNet(t)
+	a, b := n.add("a", 1), n.add("b", 1)
+	a.mu.Lock()
+	a.ver = MakeVersion(1, math.MaxUint32-1)
+	a.self().w, a.self().m = a.ver, a.ver
+	a.mu.Unlock()
+	mustSet(t, a, KindEndpoint, "e1", "v") // takes the last sequence number
+	r := mustSet(t, a, KindEndpoint, "e2", "v")
+	if r.Version.Incarnation() != 2 || a.Incarnation() != 2 || len(n.bumps["a"]) != 1 {
+		t.Fatalf("write after the last sequence: %v, incarnation %d, bumps %v", r, a.Incarnation(), n.bumps["a"])
+	}
+	if e1, _ := a.Get("a", KindEndpoint, "e1"); e1.Version.Incarnation() != 2 {
+		t.Fatalf("e1 not rewritten in the new incarnation: %v", e1)
+	}
+	n.pushPull(a, b)
+	wantLive(t, b, "a", map[string]string{"endpoint/e1": "v", "endpoint/e2": "v"})
 }
