@@ -94,7 +94,7 @@ func explainAttach(phases []attachPhases, apiMs, workingMs []float64) string {
 	}{
 		{"veth, addresses and routes by netlink", ms(func(p attachPhases) time.Duration { return p.Veth })},
 		{"the OVSDB transaction", ms(func(p attachPhases) time.Duration { return p.OVSDB })},
-		{"until the port is live (ovs-vswitchd numbers it, its flows are added)", ms(func(p attachPhases) time.Duration { return p.Live })},
+		{"the wait until the port is live: numbered by ovs-vswitchd, its flows added", ms(func(p attachPhases) time.Duration { return p.Live })},
 		{"from the API's answer to the first ping reply", after},
 	}
 	var desc []string

@@ -539,7 +539,7 @@ func (s *suite) throughputReport(sec *Section, paths []*dpPath, m *dpMeasure, bu
 				if !math.IsNaN(rt) && rt < worstRatio {
 					worstRatio = rt
 					worst = [2]pathCost{m.cost(fp, n), m.cost(bp, n)}
-					worst[0].Label = fmt.Sprintf("%s (%d stream(s))", fp.Label, n)
+					worst[0].Label = fmt.Sprintf("%s (%s)", fp.Label, map[bool]string{true: "1 stream", false: fmt.Sprintf("%d streams", n)}[n == 1])
 				}
 			}
 		}
@@ -665,6 +665,10 @@ func (s *suite) latencyReport(sec *Section, paths []*dpPath, m *dpMeasure, build
 			}
 			if v.Status == Missed {
 				v.Limit = explainLatency(fp.Label, tg.base.Label, p50(fp), p50(tg.base), rounds(fp, tg.base), tg.want, latencyHypothesis)
+				if d := p50(under) - p50(plain); !math.IsNaN(d) {
+					v.Limit += fmt.Sprintf(" For scale, measured in the same rounds: the underlay via br-phy, which crosses "+
+						"ovs-vswitchd on both hosts, takes %+.0f µs per round trip more than plain host ↔ host, which does not.", 1000*d)
+				}
 			}
 			sec.Verdicts = append(sec.Verdicts, v)
 		}

@@ -67,7 +67,7 @@ func TestExplainThroughput(t *testing.T) {
 			[]string{"show no cause", "hypothesis, not measured"}, []string{"Derived:"}},
 		{"CPU not measured", pathCost{Label: "fabric", Gbps: 1, Retransmits: 10, VSCores: math.NaN(), MachineBusy: math.NaN()},
 			pathCost{Label: "underlay", Gbps: 2, Retransmits: 10, VSCores: math.NaN(), MachineBusy: math.NaN()},
-			[]string{"show no cause", "were not measured"}, []string{"within 10%", "busy ="}},
+			[]string{"show no cause", "were not measured"}, []string{"not higher", "busy ="}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := explainThroughput(tc.p, tc.base)
@@ -91,5 +91,13 @@ func TestExplainLatency(t *testing.T) {
 		if !strings.Contains(got, w) {
 			t.Errorf("missing %q in %q", w, got)
 		}
+	}
+}
+
+func TestExplainThroughputCheaperPath(t *testing.T) {
+	got := explainThroughput(pathCost{Label: "routed", Gbps: 1, Retransmits: 10, VSCores: 1, MachineBusy: 0.5},
+		pathCost{Label: "L2", Gbps: 0.8, Retransmits: 10, VSCores: 1.6, MachineBusy: 0.5})
+	if !strings.Contains(got, "A Gbit/s costs routed only 0.50× the ovs-vswitchd CPU it costs L2. These measurements show no cause") {
+		t.Errorf("got %q", got)
 	}
 }
