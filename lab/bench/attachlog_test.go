@@ -44,3 +44,12 @@ func TestExplainAttach(t *testing.T) {
 		t.Errorf("nothing measured: %q", got)
 	}
 }
+
+func FuzzParseAttachLog(f *testing.F) {
+	f.Add("time=x level=INFO msg=attached veth=10ms ovsdb=2ms live=7ms\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, lines := len(parseAttachLog(s)), strings.Count(s, " msg=attached "); got > lines {
+			t.Fatalf("%d attaches from %d attached lines", got, lines)
+		}
+	})
+}

@@ -58,6 +58,9 @@ func parseSystemCPU(stat string) (busy, total uint64, err error) {
 			if err != nil {
 				return 0, 0, fmt.Errorf("/proc/stat cpu line: %w", err)
 			}
+			if total+v < total {
+				return 0, 0, errors.New("/proc/stat cpu line: counters overflow")
+			}
 			total += v
 			if i == 3 || i == 4 {
 				idle += v

@@ -437,7 +437,10 @@ const underlayExplained = "Two host ↔ host references: the *underlay via br-ph
 	"the fabric's does, and a ratio to it shows only what the fabric adds on top of br-phy (br-int, encapsulation). The " +
 	"*plain host ↔ host* path joins the same two host namespaces over the same underlay bridge through a second NIC " +
 	"(a veth, 10.97.0.0/24, kernel defaults) that no OVS bridge holds, as host traffic flows on a real host with the kernel " +
-	"datapath; measurements made outside the lab between two hosts compare container ↔ container with that kind of path."
+	"datapath; measurements made outside the lab between two hosts compare container ↔ container with that kind of path. " +
+	"That is why the fabric's ratio to the underlay via br-phy can read near 1 while measurements outside the lab read " +
+	"lower: that ratio leaves ovs-vswitchd's cost out on both sides, the ratio to plain host ↔ host counts it in full " +
+	"(here: the whole userspace datapath, which a host with the kernel datapath does not pay)."
 
 // throughputReport fills the throughput section from the measurements.
 func (s *suite) throughputReport(sec *Section, paths []*dpPath, m *dpMeasure, buildErrs []error) {

@@ -101,3 +101,22 @@ func TestExplainThroughputCheaperPath(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func FuzzParseProcStatTicks(f *testing.F) {
+	f.Add("4242 (ovs-vswitchd) S 1 4242 4242 0 -1 4194560 9311 0 0 0 1234 567 0 0 20 0 5 0")
+	f.Add("1 (a) b) R")
+	f.Fuzz(func(t *testing.T, s string) {
+		if _, err := parseProcStatTicks(s); err == nil && !strings.Contains(s, ")") {
+			t.Fatalf("accepted %q without a command name", s)
+		}
+	})
+}
+
+func FuzzParseSystemCPU(f *testing.F) {
+	f.Add("cpu  100 10 50 800 40 0 5 0 0 0\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		if busy, total, err := parseSystemCPU(s); err == nil && busy > total {
+			t.Fatalf("busy %d > total %d for %q", busy, total, s)
+		}
+	})
+}
