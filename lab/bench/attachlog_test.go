@@ -1,0 +1,55 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseAttachLog(t *testing.T) {
+	const log = `time=2026-11-30T18:13:35.472Z level=INFO msg="fabricd started" node=h1
+time=2026-11-30T18:13:35.498Z level=INFO msg=attached node=h2 container=c2 netns=/var/run/netns/c2 ip=10.244.6.2/24 mac=d2:da:7d:5a:b2:67 port=vfcf5d608190 veth=10ms ovsdb=2ms live=7ms
+time=2026-11-30T18:13:35.600Z level=INFO msg=attached node=h2 container=c3 veth=1.5s ovsdb=250µs live=120ms
+time=2026-11-30T18:13:35.700Z level=INFO msg=attached node=h2 container=c4 veth=bad ovsdb=2ms live=7ms
+time=2026-11-30T18:13:35.800Z level=WARN msg="new port not live yet" port=vf1 veth=1ms ovsdb=1ms live=1ms
+time=2026-11-30T18:13:35.900Z level=INFO msg=attached node=h2 container=c5 veth=1ms ovsdb=2ms`
+	got := parseAttachLog(log)
+	want := []attachPhases{
+		{Veth: 10 * time.Millisecond, OVSDB: 2 * time.Millisecond, Live: 7 * time.Millisecond},
+		{Veth: 1500 * time.Millisecond, OVSDB: 250 * time.Microsecond, Live: 120 * time.Millisecond},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("parseAttachLog = %+v; want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("line %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestExplainAttach(t *testing.T) {
+	ph := []attachPhases{
+		{Veth: 10 * time.Millisecond, OVSDB: 2 * time.Millisecond, Live: 40 * time.Millisecond},
+		{Veth: 12 * time.Millisecond, OVSDB: 3 * time.Millisecond, Live: 60 * time.Millisecond},
+	}
+	got := explainAttach(ph, []float64{55, 80}, []float64{70, 90})
+	for _, w := range []string{"from 2 \"attached\" lines", "the OVSDB transaction 2.50 /", "from the API's answer to the first ping reply 12.5 /",
+		"The largest at p50 is the wait until the port is live: numbered by ovs-vswitchd, its flows added (50.0 ms)"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("missing %q in %q", w, got)
+		}
+	}
+	if got := explainAttach(nil, nil, nil); !strings.Contains(got, "the OVSDB transaction n/a") || strings.Contains(got, "largest") {
+		t.Errorf("nothing measured: %q", got)
+	}
+}
+
+func FuzzParseAttachLog(f *testing.F) {
+	f.Add("time=x level=INFO msg=attached veth=10ms ovsdb=2ms live=7ms\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, lines := len(parseAttachLog(s)), strings.Count(s, " msg=attached "); got > lines {
+			t.Fatalf("%d attaches from %d attached lines", got, lines)
+		}
+	})
+}
