@@ -557,7 +557,6 @@ func (s *suite) throughputReport(sec *Section, paths []*dpPath, m *dpMeasure, bu
 	}
 	mainName := map[string]string{"l2": "L2", "routed": "routed"}[s.mainPipeline()]
 	sec.Verdicts = append(sec.Verdicts,
-		target("routed ≥ 0.9× underlay via br-phy", "routed", func(string) *dpPath { return under }, 0.9),
 		target("routed ≥ 1.5× L2", "routed", func(tun string) *dpPath { return findPath(paths, kindFabric, tun, "l2") }, 1.5),
 		target("fabric ("+mainName+") ≥ 0.95× underlay via br-phy", s.mainPipeline(), func(string) *dpPath { return under }, 0.95),
 		target("fabric ("+mainName+") ≥ 0.95× plain host ↔ host", s.mainPipeline(), func(string) *dpPath { return plain }, 0.95),
