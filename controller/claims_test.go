@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovsfabric/ovsfabric/config"
 	"github.com/ovsfabric/ovsfabric/fabric"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
 	"github.com/ovsfabric/ovsfabric/ovsdb/ovsdbtest"
@@ -30,7 +31,7 @@ func (c *clock) add(d time.Duration) {
 }
 
 // newClockedController is newController with the controller's wall clock given by clk.
-func newClockedController(t *testing.T, endpoint string, s Settings, m *fakeMembers, clk func() time.Time) (*Controller, *ovsdb.Client) {
+func newClockedController(t *testing.T, endpoint string, s config.Settings, m *fakeMembers, clk func() time.Time) (*Controller, *ovsdb.Client) {
 	t.Helper()
 	ctx := context.Background()
 	sw, err := ovsdb.Dial(ctx, endpoint)
@@ -112,9 +113,9 @@ func TestSkewedClocksNeverTakeALiveSubnet(t *testing.T) {
 }
 
 // clusterSettings are settings for node name in a /22 cluster of four /24 subnets.
-func clusterSettings(t *testing.T, name string) Settings {
+func clusterSettings(t *testing.T, name string) config.Settings {
 	t.Helper()
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.Name = name
 	cfg.AdvertiseAddr = "172.30.0.11"
 	cfg.ClusterCIDR = "10.244.0.0/22"

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ovsfabric/ovsfabric/api"
+	"github.com/ovsfabric/ovsfabric/config"
 	"github.com/ovsfabric/ovsfabric/fabric"
 	"github.com/ovsfabric/ovsfabric/flows"
 	"github.com/ovsfabric/ovsfabric/natrules"
@@ -74,7 +75,7 @@ const settleTime = 3 * time.Second
 // Controller keeps one host converged. Create it with New, call Init, attach the membership
 // with SetMembership, then Run.
 type Controller struct {
-	s   Settings
+	s   config.Settings
 	log *slog.Logger
 	sw  Switch
 	k   Kernel
@@ -127,7 +128,7 @@ type Controller struct {
 
 // New returns a controller for settings s (with s.Advertise set) over the given systems.
 // resolvers turn container names into network namespaces (Docker, Podman), tried in order.
-func New(s Settings, sw Switch, k Kernel, log *slog.Logger, resolvers ...Resolver) *Controller {
+func New(s config.Settings, sw Switch, k Kernel, log *slog.Logger, resolvers ...Resolver) *Controller {
 	return &Controller{s: s, sw: sw, k: k, log: log, resolvers: resolvers, started: time.Now(), now: time.Now, kick: make(chan struct{}, 1), ready: make(chan struct{}), inflight: map[string]netip.Addr{}, remembered: map[string]fabric.Peer{}, metrics: newMetrics()}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ovsfabric/ovsfabric/api"
+	"github.com/ovsfabric/ovsfabric/config"
 	"github.com/ovsfabric/ovsfabric/natrules"
 	"github.com/ovsfabric/ovsfabric/netplumb"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
@@ -125,9 +126,9 @@ func peer(name, underlay, subnet string, st peers.State, since time.Time) peers.
 	}}
 }
 
-func settings(t *testing.T, subnet string) Settings {
+func settings(t *testing.T, subnet string) config.Settings {
 	t.Helper()
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.Name = "h1"
 	cfg.AdvertiseAddr = "172.30.0.11"
 	cfg.Subnet = subnet
@@ -140,7 +141,7 @@ func settings(t *testing.T, subnet string) Settings {
 	return s
 }
 
-func newController(t *testing.T, endpoint string, s Settings, m *fakeMembers) (*Controller, *ovsdb.Client, *fakeKernel) {
+func newController(t *testing.T, endpoint string, s config.Settings, m *fakeMembers) (*Controller, *ovsdb.Client, *fakeKernel) {
 	t.Helper()
 	ctx := context.Background()
 	sw, err := ovsdb.Dial(ctx, endpoint)
@@ -468,74 +469,6 @@ func TestParsePortSpec(t *testing.T) {
 		if (err == nil) != tc.ok || (tc.ok && m.String() != tc.want) {
 			t.Errorf("ParsePortSpec(%q) = %v, %v; want %q ok=%v", tc.spec, m, err, tc.want, tc.ok)
 		}
-	}
-}
-
-func TestConfigValidate(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		mod  func(*Config)
-		want string
-	}{
-		{"defaults", func(*Config) {}, ""},
-		{"bad tunnel", func(c *Config) { c.Tunnel = "ipip" }, "--tunnel"},
-		{"bad datapath", func(c *Config) { c.Datapath = "dpdk" }, "--datapath"},
-		{"bad cidr", func(c *Config) { c.ClusterCIDR = "10.244.0.0" }, "--cluster-cidr"},
-		{"prefix too short", func(c *Config) { c.SubnetPrefix = 16 }, "--subnet-prefix"},
-		{"subnet outside", func(c *Config) { c.Subnet = "10.9.1.0/24" }, "outside"},
-		{"subnet host bits", func(c *Config) { c.Subnet = "10.244.1.1/24" }, "network address"},
-		{"bad ovsdb", func(c *Config) { c.OVSDB = "/var/run/db.sock" }, "--ovsdb"},
-		{"long bridge", func(c *Config) { c.Bridge = "a-very-long-bridge" }, "--bridge"},
-		{"bad advertise", func(c *Config) { c.AdvertiseAddr = "host1" }, "--advertise-addr"},
-		{"bad port", func(c *Config) { c.GossipPort = 70000 }, "--gossip-port"},
-		{"missing key file", func(c *Config) { c.GossipKeyFile = "/nonexistent" }, "--gossip-key-file"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := DefaultConfig()
-			c.Name = "h1"
-			tc.mod(&c)
-			_, err := c.Validate()
-			if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
-				t.Errorf("Validate = %v, want %q", err, tc.want)
-			}
-		})
-	}
-}
-
-func TestLoadFile(t *testing.T) {
-	dir := t.TempDir()
-	good := filepath.Join(dir, "good.yaml")
-	_ = os.WriteFile(good, []byte("name: h9\ntunnel: gre\njoin: [172.30.0.11, 172.30.0.12]\ndead-peer-grace: 5m\n"), 0o600)
-	c := DefaultConfig()
-	if err := c.LoadFile(good); err != nil {
-		t.Fatal(err)
-	}
-	if c.Name != "h9" || c.Tunnel != "gre" || len(c.Join) != 2 || c.DeadPeerGrace != 5*time.Minute || c.Bridge != "br-int" {
-		t.Errorf("loaded %+v", c)
-	}
-	for _, tc := range []struct{ text, want string }{
-		{"tunle: gre\n", `config file BAD: line 1: unknown key "tunle" (did you mean "tunnel"?)`},
-		{"name: h1\nzzzz: 1\n", `config file BAD: line 2: unknown key "zzzz"`},
-		{"name: [\n", "config file BAD: yaml:"},
-	} {
-		bad := filepath.Join(dir, "bad.yaml")
-		_ = os.WriteFile(bad, []byte(tc.text), 0o600)
-		err := c.LoadFile(bad)
-		if err == nil || !strings.HasPrefix(err.Error(), strings.ReplaceAll(tc.want, "BAD", bad)) || strings.Contains(err.Error(), "controller.Config") {
-			t.Errorf("LoadFile(%q) = %v, want %q", tc.text, err, tc.want)
-		}
-	}
-	empty := filepath.Join(dir, "empty.yaml")
-	_ = os.WriteFile(empty, nil, 0o600)
-	if err := c.LoadFile(empty); err != nil {
-		t.Errorf("empty file: %v", err)
-	}
-	key := filepath.Join(dir, "key")
-	_ = os.WriteFile(key, []byte("000102030405060708090a0b0c0d0e0f\n"), 0o600)
-	c = DefaultConfig()
-	c.Name, c.GossipKeyFile = "h1", key
-	if s, err := c.Validate(); err != nil || len(s.GossipKey) != 16 {
-		t.Errorf("hex key: %v %d", err, len(s.GossipKey))
 	}
 }
 

@@ -97,31 +97,6 @@ func FuzzDecodeSpread(f *testing.F) {
 	})
 }
 
-func FuzzConfigYAML(f *testing.F) {
-	for _, s := range []string{"name: h1\njoin: [10.0.0.1, 10.0.0.2]\ncluster-cidr: 10.244.0.0/16\n",
-		"subnet: 10.244.3.0/24\nsubnet-prefix: 24\ntunnel: gre\n", "dead-peer-grace: 3m\nresync: 0s\n",
-		"api-group: docker\novs-rundir: /run/ovs\n", "bogus: 1\n", "name: [1, 2]\n", "gossip-port: 99999\n", ": :\n"} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		c := DefaultConfig()
-		if err := c.LoadYAML(b); err != nil {
-			return
-		}
-		c.GossipKeyFile = "" // never read a file the input names
-		s, err := c.Validate()
-		if err != nil {
-			return
-		}
-		if !s.Cluster.IsValid() || s.GossipPort <= 0 || s.GossipPort > 65535 || s.Name == "" {
-			t.Fatalf("validated a bad config: %+v", s)
-		}
-		if s.StaticSubnet.IsValid() && !s.Cluster.Contains(s.StaticSubnet.Addr()) {
-			t.Fatalf("static subnet %s outside %s", s.StaticSubnet, s.Cluster)
-		}
-	})
-}
-
 func TestDecodeSpread(t *testing.T) {
 	cluster := netip.MustParsePrefix("10.244.0.0/16")
 	for _, tc := range []struct {

@@ -5,12 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"unicode"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/ovsfabric/ovsfabric/peers"
 )
@@ -67,16 +64,6 @@ func checkSpreadEntry(e spreadEntry, cluster netip.Prefix) error {
 		if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
 			return fmt.Errorf("MAC %q is not a unicast Ethernet address", e.M)
 		}
-	}
-	return nil
-}
-
-// LoadYAML overlays a YAML configuration onto c; unknown keys are an error (see LoadFile).
-func (c *Config) LoadYAML(data []byte) error {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return plainYAMLError(err)
 	}
 	return nil
 }

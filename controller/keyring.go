@@ -105,18 +105,3 @@ func keyringResponse(op peers.KeyOp, res []peers.KeyResult) api.KeyringResponse 
 	}
 	return out
 }
-
-// DefaultKeyringFile is where the gossip keyring is kept without --gossip-key-file.
-const DefaultKeyringFile = "/var/lib/ovsfabric/gossip.keyring"
-
-// KeyringPath is where the gossip keyring is persisted: --keyring-file, else next to the
-// gossip key file that seeds it (<gossip-key-file>.keyring), else DefaultKeyringFile.
-func (c Config) KeyringPath() string {
-	switch {
-	case c.KeyringFile != "":
-		return c.KeyringFile
-	case c.GossipKeyFile != "":
-		return c.GossipKeyFile + ".keyring"
-	}
-	return DefaultKeyringFile
-}

@@ -9,19 +9,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ovsfabric/ovsfabric/config"
 	"github.com/ovsfabric/ovsfabric/fabric"
 	"github.com/ovsfabric/ovsfabric/flows"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
-)
-
-// Data-path modes (--pipeline).
-const (
-	// PipelineRouted routes cross-host traffic inside OVS with an explicit OpenFlow pipeline
-	// (package flows): no hairpin through the host kernel, no broadcast across tunnels.
-	PipelineRouted = "routed"
-	// PipelineL2 is the flood-and-learn baseline: br-int runs NORMAL and the host kernel routes
-	// between the subnets through the gateway port.
-	PipelineL2 = "l2"
 )
 
 // applyPipeline makes ovsfabric's OpenFlow flows on the bridge match the pipeline mode: the
@@ -35,7 +26,7 @@ func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, view [
 	c.pipeMu.Lock()
 	defer c.pipeMu.Unlock()
 	var desired []flows.Flow
-	if c.s.Pipeline == PipelineRouted {
+	if c.s.Pipeline == config.PipelineRouted {
 		var err error
 		desired, err = c.routedFlows(ctx, d, view)
 		if errors.Is(err, flows.ErrNotReady) {
@@ -139,7 +130,7 @@ func (c *Controller) makeLive(ctx context.Context, port string) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	if c.s.Pipeline != PipelineRouted {
+	if c.s.Pipeline != config.PipelineRouted {
 		return nil
 	}
 	c.mu.Lock()
