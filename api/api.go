@@ -107,3 +107,16 @@ type Attachment struct {
 	// same parameters and changed nothing.
 	Unchanged bool `json:"unchanged,omitempty"`
 }
+
+// Target is a resolved attach target: where a container's network namespace is and how to
+// name it. Container runtime adapters (package containers) resolve names to it, so that
+// they depend on this package only.
+type Target struct {
+	// Key identifies the container across restarts of fabricd: the container ID, or the
+	// netns path for a bare namespace. Port names derive from it.
+	Key string
+	// Name is what operators call it (container name, netns name, pid:N).
+	Name  string
+	ID    string
+	NetNS string
+}

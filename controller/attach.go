@@ -2,9 +2,9 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,16 +18,8 @@ import (
 	"github.com/ovsfabric/ovsfabric/ovsdb"
 )
 
-// Target is a resolved attach target: where its network namespace is and how to name it.
-type Target struct {
-	// Key identifies the container across restarts of fabricd: the container ID, or the
-	// netns path for a bare namespace. Port names derive from it.
-	Key string
-	// Name is what operators call it (container name, netns name, pid:N).
-	Name  string
-	ID    string
-	NetNS string
-}
+// Target is a resolved attach target.
+type Target = api.Target
 
 // Resolver turns a Docker/Podman name or ID into a Target. ok=false means "no such container".
 type Resolver interface {
@@ -46,15 +38,15 @@ func (c *Controller) resolve(ctx context.Context, target string) (Target, error)
 		pid := spec.PID
 		path := fmt.Sprintf("/proc/%d/ns/net", pid)
 		if !c.k.NetNSExists(path) {
-			return Target{}, notFound("target %q: no process %d (no %s)", target, pid, path)
+			return Target{}, api.Errorf(api.ErrNotFound, "target %q: no process %d (no %s)", target, pid, path)
 		}
 		return Target{Key: path, Name: target, NetNS: path}, nil
 	case TargetNetNS:
 		if _, err := os.Stat(target); err != nil {
-			return Target{}, notFound("target %q: netns path does not exist", target)
+			return Target{}, api.Errorf(api.ErrNotFound, "target %q: netns path does not exist", target)
 		}
 		if !c.k.NetNSExists(target) {
-			return Target{}, badRequest("target %q is not a network namespace", target)
+			return Target{}, api.Errorf(api.ErrInvalid, "target %q is not a network namespace", target)
 		}
 		name := target
 		if strings.HasPrefix(target, "/var/run/netns/") || strings.HasPrefix(target, "/run/netns/") {
@@ -66,9 +58,8 @@ func (c *Controller) resolve(ctx context.Context, target string) (Target, error)
 	for _, r := range c.resolvers {
 		t, ok, err := r.Resolve(ctx, target)
 		if err != nil {
-			var re *RequestError
-			if errors.As(err, &re) {
-				return Target{}, err
+			if api.StatusCode(err) != http.StatusInternalServerError {
+				return Target{}, err // the resolver's answer to the request (e.g. not running)
 			}
 			errs = append(errs, err.Error())
 			continue
@@ -82,9 +73,9 @@ func (c *Controller) resolve(ctx context.Context, target string) (Target, error)
 		hint = fmt.Sprintf("; a network namespace of that name exists: attach %s", ns)
 	}
 	if len(errs) > 0 {
-		return Target{}, notFound("container %q not found (%s)%s", target, strings.Join(errs, "; "), hint)
+		return Target{}, api.Errorf(api.ErrNotFound, "container %q not found (%s)%s", target, strings.Join(errs, "; "), hint)
 	}
-	return Target{}, notFound("container %q not found: not a Docker or Podman container, pid:PID or netns path%s", target, hint)
+	return Target{}, api.Errorf(api.ErrNotFound, "container %q not found: not a Docker or Podman container, pid:PID or netns path%s", target, hint)
 }
 
 // netnsDir is where `ip netns add` puts named network namespaces; a variable for tests.
@@ -136,16 +127,16 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 		ifname = "eth0"
 	}
 	if err := fabric.ValidIfName(ifname); err != nil {
-		return api.Attachment{}, badRequest("--ifname: %v", err)
+		return api.Attachment{}, api.Errorf(api.ErrInvalid, "--ifname: %v", err)
 	}
 	var mac net.HardwareAddr
 	if req.MAC != "" {
 		m, err := net.ParseMAC(req.MAC)
 		if err != nil || len(m) != 6 {
-			return api.Attachment{}, badRequest("--mac %q is not a MAC address (want aa:bb:cc:dd:ee:ff)", req.MAC)
+			return api.Attachment{}, api.Errorf(api.ErrInvalid, "--mac %q is not a MAC address (want aa:bb:cc:dd:ee:ff)", req.MAC)
 		}
 		if m[0]&1 == 1 || m.String() == "00:00:00:00:00:00" {
-			return api.Attachment{}, badRequest("--mac %s is not a unicast address", m)
+			return api.Attachment{}, api.Errorf(api.ErrInvalid, "--mac %s is not a unicast address", m)
 		}
 		mac = m
 	}
@@ -161,12 +152,12 @@ func (c *Controller) Attach(ctx context.Context, req api.AttachRequest) (api.Att
 	subnet := c.claim.Subnet
 	c.mu.Unlock()
 	if !subnet.IsValid() {
-		return api.Attachment{}, conflict("this host has no subnet yet; retry in a few seconds")
+		return api.Attachment{}, api.Errorf(api.ErrConflict, "this host has no subnet yet; retry in a few seconds")
 	}
 	// ADDR/BITS (the pipework habit) is fine when BITS is the subnet's: the prefix length is
 	// not the operator's to choose.
 	if reqBits >= 0 && reqBits != subnet.Bits() {
-		return api.Attachment{}, badRequest("--ip %s: give the address without /%d (the prefix is this host's subnet %s)", req.IP, reqBits, subnet)
+		return api.Attachment{}, api.Errorf(api.ErrInvalid, "--ip %s: give the address without /%d (the prefix is this host's subnet %s)", req.IP, reqBits, subnet)
 	}
 	port := portNameOf(t)
 	ip, same, err := c.reserve(ctx, t, port, subnet, ifname, reqIP, mac)
@@ -231,7 +222,7 @@ func (c *Controller) reserve(ctx context.Context, t Target, port string, subnet 
 	c.attachMu.Lock()
 	defer c.attachMu.Unlock()
 	if _, busy := c.inflight[port]; busy {
-		return ip, nil, conflict("an attach of %s is already in progress", t.Name)
+		return ip, nil, api.Errorf(api.ErrConflict, "an attach of %s is already in progress", t.Name)
 	}
 	existing, err := c.Attachments(ctx)
 	if err != nil {
@@ -249,7 +240,7 @@ func (c *Controller) reserve(ctx context.Context, t Target, port string, subnet 
 				a.Unchanged = true
 				return ip, &a, nil
 			}
-			return ip, nil, conflict("%s is already attached as %s %s on %s; detach it first", t.Name, a.IP, a.MAC, a.IfName)
+			return ip, nil, api.Errorf(api.ErrConflict, "%s is already attached as %s %s on %s; detach it first", t.Name, a.IP, a.MAC, a.IfName)
 		}
 		if p, err := netip.ParsePrefix(a.IP); err == nil {
 			used[p.Addr()] = true
@@ -259,13 +250,13 @@ func (c *Controller) reserve(ctx context.Context, t Target, port string, subnet 
 	ip = reqIP
 	if ip.IsValid() {
 		if h, ok := holder[ip]; ok && subnet.Contains(ip) {
-			return ip, nil, badRequest("--ip: %s is already in use by %s; detach it or pick another address", ip, h)
+			return ip, nil, api.Errorf(api.ErrInvalid, "--ip: %s is already in use by %s; detach it or pick another address", ip, h)
 		}
 		if err := fabric.CheckContainerIP(subnet, ip, used); err != nil {
-			return ip, nil, badRequest("--ip: %v", err)
+			return ip, nil, api.Errorf(api.ErrInvalid, "--ip: %v", err)
 		}
 	} else if ip, err = fabric.AllocateIP(subnet, used); err != nil {
-		return ip, nil, conflict("%v", err)
+		return ip, nil, api.Errorf(api.ErrConflict, "%v", err)
 	}
 	c.inflight[port] = ip
 	return ip, nil, nil
@@ -280,12 +271,12 @@ func parseReqIP(s string) (ip netip.Addr, bits int, err error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return ip, -1, badRequest("--ip %q is not an IP address", s)
+			return ip, -1, api.Errorf(api.ErrInvalid, "--ip %q is not an IP address", s)
 		}
 		return p.Addr(), p.Bits(), nil
 	}
 	if ip, err = netip.ParseAddr(s); err != nil {
-		return ip, -1, badRequest("--ip %q is not an IP address", s)
+		return ip, -1, api.Errorf(api.ErrInvalid, "--ip %q is not an IP address", s)
 	}
 	return ip, -1, nil
 }
@@ -315,7 +306,7 @@ func sameAttach(a api.Attachment, ifname string, ip netip.Addr, mac net.Hardware
 // classifyAttachErr makes the kernel side's validation failures 400s.
 func classifyAttachErr(err error) error {
 	if netplumb.IsInvalid(err) {
-		return &RequestError{Code: 400, Err: err}
+		return api.WithKind(api.ErrInvalid, err)
 	}
 	return fmt.Errorf("attach: %w", err)
 }
@@ -331,7 +322,7 @@ func (c *Controller) Detach(ctx context.Context, target string) (api.Attachment,
 	// A container that is gone can still be detached by the name it was attached with.
 	a, ok := c.findAttachment(ctx, existing, target)
 	if !ok {
-		return api.Attachment{}, notFound("%s is not attached on this host", target)
+		return api.Attachment{}, api.Errorf(api.ErrNotFound, "%s is not attached on this host", target)
 	}
 	if err := c.removeAttachment(ctx, a); err != nil {
 		return api.Attachment{}, err

@@ -332,9 +332,9 @@ func (c *Controller) waitReady(ctx context.Context) error {
 		last := c.lastErr
 		c.mu.Unlock()
 		if last != nil {
-			return unavailable("fabricd has not built %s yet (last reconcile: %v); retry when `fabricctl status` shows no error", c.s.Bridge, last)
+			return api.Errorf(api.ErrUnavailable, "fabricd has not built %s yet (last reconcile: %v); retry when `fabricctl status` shows no error", c.s.Bridge, last)
 		}
-		return unavailable("fabricd has not built %s yet; retry in a few seconds", c.s.Bridge)
+		return api.Errorf(api.ErrUnavailable, "fabricd has not built %s yet; retry in a few seconds", c.s.Bridge)
 	}
 }
 

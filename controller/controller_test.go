@@ -367,8 +367,8 @@ func TestAttachBadInputChangesNothing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := c.Attach(ctx, attachReq(tc.target, tc.ip, tc.mac))
-			if err == nil || httpCode(err) != tc.wantCode || !strings.Contains(err.Error(), tc.say) {
-				t.Errorf("err %v (code %d), want code %d saying %q", err, httpCode(err), tc.wantCode, tc.say)
+			if err == nil || api.StatusCode(err) != tc.wantCode || !strings.Contains(err.Error(), tc.say) {
+				t.Errorf("err %v (code %d), want code %d saying %q", err, api.StatusCode(err), tc.wantCode, tc.say)
 			}
 		})
 	}
@@ -425,8 +425,8 @@ func TestPublishRefusesFabricdPorts(t *testing.T) {
 		{"53:8053", "DNS"},
 	} {
 		_, err := c.Publish(ctx, ns, tc.spec)
-		if err == nil || httpCode(err) != 409 || !strings.Contains(err.Error(), tc.say) {
-			t.Errorf("publish %s: %v (code %d), want 409 saying %q", tc.spec, err, httpCode(err), tc.say)
+		if err == nil || api.StatusCode(err) != 409 || !strings.Contains(err.Error(), tc.say) {
+			t.Errorf("publish %s: %v (code %d), want 409 saying %q", tc.spec, err, api.StatusCode(err), tc.say)
 		}
 	}
 	if sw.Transactions() != tx {

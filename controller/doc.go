@@ -7,5 +7,6 @@
 // External systems sit behind the narrow interfaces Switch, Kernel and Membership, so the logic
 // is unit-tested without root; the lab tests prove the real thing.
 //
-// The package also serves fabricd's local API (package api) and Prometheus metrics.
+// The package also keeps the reconcile metrics (Prometheus). The local API is served by
+// package apiserver.
 package controller

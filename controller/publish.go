@@ -93,11 +93,11 @@ func (c *Controller) Unpublish(ctx context.Context, target, spec string) (api.At
 func (c *Controller) changePublish(ctx context.Context, target, spec string, add bool) (api.Attachment, error) {
 	m, err := ParsePortSpec(spec)
 	if err != nil {
-		return api.Attachment{}, badRequest("%v", err)
+		return api.Attachment{}, api.Errorf(api.ErrInvalid, "%v", err)
 	}
 	if add {
 		if use := c.reservedPort(m.Proto, m.HostPort); use != "" {
-			return api.Attachment{}, conflict("%s port %d on this host is %s; publishing it would take it over, choose another host port", m.Proto, m.HostPort, use)
+			return api.Attachment{}, api.Errorf(api.ErrConflict, "%s port %d on this host is %s; publishing it would take it over, choose another host port", m.Proto, m.HostPort, use)
 		}
 	}
 	c.attachMu.Lock()
@@ -108,7 +108,7 @@ func (c *Controller) changePublish(ctx context.Context, target, spec string, add
 	}
 	a, ok := c.findAttachment(ctx, all, target)
 	if !ok {
-		return api.Attachment{}, notFound("%s is not attached on this host; attach it first", target)
+		return api.Attachment{}, api.Errorf(api.ErrNotFound, "%s is not attached on this host; attach it first", target)
 	}
 	var kept []string
 	found := false
@@ -125,18 +125,18 @@ func (c *Controller) changePublish(ctx context.Context, target, spec string, add
 	}
 	if add {
 		if found {
-			return api.Attachment{}, conflict("%s port %d is already published by %s; unpublish it first", m.Proto, m.HostPort, a.Container)
+			return api.Attachment{}, api.Errorf(api.ErrConflict, "%s port %d is already published by %s; unpublish it first", m.Proto, m.HostPort, a.Container)
 		}
 		for _, o := range all {
 			for _, s := range o.Published {
 				if pm, err := parseStored(s); err == nil && pm.Proto == m.Proto && pm.HostPort == m.HostPort {
-					return api.Attachment{}, conflict("%s port %d is already published by %s", m.Proto, m.HostPort, o.Container)
+					return api.Attachment{}, api.Errorf(api.ErrConflict, "%s port %d is already published by %s", m.Proto, m.HostPort, o.Container)
 				}
 			}
 		}
 		kept = append(kept, m.String())
 	} else if !found {
-		return api.Attachment{}, notFound("%s port %d is not published by %s", m.Proto, m.HostPort, a.Container)
+		return api.Attachment{}, api.Errorf(api.ErrNotFound, "%s port %d is not published by %s", m.Proto, m.HostPort, a.Container)
 	}
 	sort.Strings(kept)
 	a.Published = kept

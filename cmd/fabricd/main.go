@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/ovsfabric/ovsfabric/apiserver"
 	"github.com/ovsfabric/ovsfabric/config"
 	"github.com/ovsfabric/ovsfabric/containers"
 	"github.com/ovsfabric/ovsfabric/controller"
@@ -82,7 +83,7 @@ func run(parent context.Context, cfg config.Config) error {
 		return err
 	}
 	if s.APIGroup != "" {
-		if _, err := controller.LookupGroup(s.APIGroup); err != nil {
+		if _, err := apiserver.LookupGroup(s.APIGroup); err != nil {
 			return err
 		}
 	}
@@ -146,7 +147,7 @@ func run(parent context.Context, cfg config.Config) error {
 		})
 		return leaveErr
 	}
-	srv := controller.NewServer(ctrl, log, leave)
+	srv := apiserver.NewServer(ctrl, ctrl, log, leave)
 	srv.SetKeyring(members)
 	if err := srv.SetGroup(s.APIGroup); err != nil {
 		members.Shutdown()
