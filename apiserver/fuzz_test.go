@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/ovsfabric/ovsfabric/api"
-	"github.com/ovsfabric/ovsfabric/controller"
+	"github.com/ovsfabric/ovsfabric/endpoint"
 )
 
 // FuzzDecodeRequest: any request body is decoded or refused with a 400, and what decodes
@@ -29,9 +29,9 @@ func FuzzDecodeRequest(f *testing.F) {
 			}
 			switch req := v.(type) {
 			case *api.AttachRequest:
-				_, _ = controller.ParseTarget(req.Target)
+				_, _ = endpoint.ParseTarget(req.Target)
 			case *api.PublishRequest:
-				_, _ = controller.ParsePortSpec(req.Spec)
+				_, _ = endpoint.ParsePortSpec(req.Spec)
 			case *api.KeyringRequest:
 				if op, key, err := parseKeyringRequest(*req); err == nil && op != "list" && len(key) != 16 && len(key) != 24 && len(key) != 32 {
 					t.Fatalf("accepted a %d-byte key", len(key))

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync/atomic"
 	"time"
 
@@ -32,12 +33,13 @@ type Server struct {
 // Loop is what the API needs of the reconcile loop (package controller).
 type Loop interface {
 	Status() api.Status
+	// RemoteAttachments are the other hosts' endpoints, as gossip spread them.
+	RemoteAttachments() []api.Attachment
 }
 
 // Endpoints is what the API needs of this host's endpoints (package endpoint).
 type Endpoints interface {
 	Attachments(ctx context.Context) ([]api.Attachment, error)
-	FabricAttachments(ctx context.Context) ([]api.Attachment, error)
 	Attach(ctx context.Context, req api.AttachRequest) (api.Attachment, error)
 	Detach(ctx context.Context, target string) (api.Attachment, error)
 	Publish(ctx context.Context, target, spec string) (api.Attachment, error)
@@ -67,14 +69,13 @@ func NewServer(loop Loop, eps Endpoints, log *slog.Logger, leave func(context.Co
 		writeJSON(w, http.StatusOK, api.Message{Message: "left the fabric; fabricd is stopping"})
 	})
 	mux.HandleFunc("GET /v1/attachments", func(w http.ResponseWriter, r *http.Request) {
-		list := Endpoints.Attachments
-		if r.URL.Query().Get("all") != "" {
-			list = Endpoints.FabricAttachments
-		}
-		a, err := list(eps, r.Context())
+		a, err := eps.Attachments(r.Context())
 		if err != nil {
 			writeError(w, err)
 			return
+		}
+		if r.URL.Query().Get("all") != "" {
+			a = fabricWide(a, loop.RemoteAttachments())
 		}
 		writeJSON(w, http.StatusOK, a)
 	})
@@ -191,4 +192,17 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // place errors become statuses).
 func writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, api.StatusCode(err), api.Error{Error: err.Error()})
+}
+
+// fabricWide is every endpoint of the fabric: this host's and the others', by host, then
+// address.
+func fabricWide(local, remote []api.Attachment) []api.Attachment {
+	out := append(local, remote...)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Host != out[j].Host {
+			return out[i].Host < out[j].Host
+		}
+		return out[i].IP < out[j].IP
+	})
+	return out
 }

@@ -322,3 +322,9 @@ func (c *Config) LoadYAML(data []byte) error {
 	}
 	return nil
 }
+
+// MTU is the MTU of container interfaces and of the gateway: the underlay's less the tunnel
+// overhead (fabric.ContainerMTU). It is the one place fabricd computes it for this host.
+func (s Settings) MTU() (int, error) {
+	return fabric.ContainerMTU(s.UnderlayMTU, s.TunnelType, s.Advertise.Is6())
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/ovsfabric/ovsfabric/config"
 	"github.com/ovsfabric/ovsfabric/containers"
 	"github.com/ovsfabric/ovsfabric/controller"
+	"github.com/ovsfabric/ovsfabric/endpoint"
 	"github.com/ovsfabric/ovsfabric/internal/buildinfo"
 	"github.com/ovsfabric/ovsfabric/netplumb"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
@@ -103,15 +104,17 @@ func run(parent context.Context, cfg config.Config) error {
 	log = log.With("node", s.Name)
 	log.Info("starting", "underlay", s.Advertise, "underlay_mtu", s.UnderlayMTU, "datapath", s.DatapathType, "tunnel", s.TunnelType, "cluster_cidr", s.Cluster)
 
-	var resolvers []controller.Resolver
+	var resolvers []endpoint.Resolver
 	if s.DockerHost != "" {
 		resolvers = append(resolvers, containers.Engine{Kind: "docker", Host: s.DockerHost})
 	}
 	if s.PodmanHost != "" {
 		resolvers = append(resolvers, containers.Engine{Kind: "podman", Host: s.PodmanHost})
 	}
-	ctrl := controller.New(s, sw, controller.HostKernel{}, log, resolvers...)
-	ctrl.SetFlowSwitch(controller.NewOFSwitch(s.Bridge, s.OVSRundir, os.Getenv("OVS_RUNDIR"), s.OVSDB))
+	eps := endpoint.New(s, sw, endpoint.HostPlumbing{}, log, resolvers...)
+	of := controller.NewOFSwitch(s.Bridge, s.OVSRundir, os.Getenv("OVS_RUNDIR"), s.OVSDB)
+	ctrl := controller.New(s, sw, netplumb.HostNet{}, of, eps, log)
+	eps.SetLoop(ctrl)
 	if err := ctrl.Init(ctx); err != nil {
 		return err
 	}
@@ -147,7 +150,7 @@ func run(parent context.Context, cfg config.Config) error {
 		})
 		return leaveErr
 	}
-	srv := apiserver.NewServer(ctrl, ctrl, log, leave)
+	srv := apiserver.NewServer(ctrl, eps, log, leave)
 	srv.SetKeyring(members)
 	if err := srv.SetGroup(s.APIGroup); err != nil {
 		members.Shutdown()

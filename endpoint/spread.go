@@ -1,4 +1,4 @@
-package controller
+package endpoint
 
 import (
 	"bytes"
@@ -9,8 +9,52 @@ import (
 	"net/netip"
 	"unicode"
 
+	"github.com/ovsfabric/ovsfabric/api"
+	"github.com/ovsfabric/ovsfabric/fabric"
 	"github.com/ovsfabric/ovsfabric/peers"
 )
+
+// spreadEntry is one endpoint as gossip carries it: just enough for `fabricctl ls --all`.
+type spreadEntry struct {
+	C  string `json:"c"`
+	IP string `json:"ip"`
+	M  string `json:"m,omitempty"`
+}
+
+// Spread is the gossip state that lists endpoints rs (at most peers.MaxStateSize bytes: when
+// they do not fit, the list is cut and the rest is not spread).
+func Spread(rs []Record) []byte {
+	entries := make([]spreadEntry, 0, len(rs))
+	for _, r := range rs {
+		entries = append(entries, spreadEntry{C: r.Container, IP: addrText(r.Addr), M: r.MAC.String()})
+	}
+	var b []byte
+	for {
+		b, _ = json.Marshal(entries)
+		if len(b) <= peers.MaxStateSize || len(entries) == 0 {
+			return b
+		}
+		entries = entries[:len(entries)*3/4]
+	}
+}
+
+// DecodeSpread parses and checks the endpoints peer host gossiped (see decodeSpread), as
+// the API shows them.
+func DecodeSpread(host string, b []byte, cluster netip.Prefix) ([]api.Attachment, error) {
+	entries, err := decodeSpread(b, cluster)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Attachment, 0, len(entries))
+	for _, e := range entries {
+		a := api.Attachment{Host: host, Container: e.C, IP: e.IP, MAC: e.M}
+		if p, err := netip.ParsePrefix(e.IP); err == nil {
+			a.Gateway = fabric.Gateway(p.Masked()).String()
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
 
 // maxSpreadEntries bounds the attachments one peer may gossip.
 const maxSpreadEntries = 1024
