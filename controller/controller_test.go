@@ -17,6 +17,7 @@ import (
 	"github.com/ovsfabric/ovsfabric/api"
 	"github.com/ovsfabric/ovsfabric/config"
 	"github.com/ovsfabric/ovsfabric/endpoint"
+	"github.com/ovsfabric/ovsfabric/flows"
 	"github.com/ovsfabric/ovsfabric/flows/flowstest"
 	"github.com/ovsfabric/ovsfabric/natrules"
 	"github.com/ovsfabric/ovsfabric/netplumb"
@@ -383,5 +384,72 @@ func TestAttachWaitsForFirstReconcile(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("attach still waiting after the first reconcile")
+	}
+}
+
+// TestSpreadSizeIsGossipsLimit: the endpoint list fits in what gossip carries, and a peer's
+// list is refused only beyond it.
+func TestSpreadSizeIsGossipsLimit(t *testing.T) {
+	if endpoint.MaxSpreadSize != peers.MaxStateSize {
+		t.Errorf("endpoint.MaxSpreadSize %d, peers.MaxStateSize %d", endpoint.MaxSpreadSize, peers.MaxStateSize)
+	}
+}
+
+// TestPipelineModes: the routed pipeline programs its flows once ovs-vswitchd has numbered
+// the ports (here ovsdbtest's stand-in), toward the subnet each tunnel leads to; L2 on the
+// same bridge leaves none of ovsfabric's flows and the others alone.
+func TestPipelineModes(t *testing.T) {
+	ctx := context.Background()
+	ep := startOVSDB(t)
+	now := time.Now()
+	m := &fakeMembers{ch: make(chan struct{})}
+	m.set(peer("h2", "172.30.0.12", "10.244.2.0/24", peers.StateAlive, now))
+	normal := flows.Flow{Table: 0, Priority: 0, Actions: "NORMAL"}
+	of := flowstest.New(normal)
+	run := func(pipeline string) {
+		t.Helper()
+		s := settings(t, "10.244.1.0/24")
+		s.Pipeline = pipeline
+		sw, err := ovsdb.Dial(ctx, ep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sw.Close()
+		k, log := &fakeKernel{}, slog.New(slog.DiscardHandler)
+		eps := endpoint.New(s, sw, k, log)
+		c := New(s, sw, k, of, eps, log)
+		eps.SetLoop(c)
+		if err := c.Init(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c.SetMembership(m)
+		// The first sync adds the ports; flows follow once they are numbered.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if err := c.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			ours, _ := of.Flows(ctx)
+			if pipeline == config.PipelineL2 || len(ours) > 0 || time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	run(config.PipelineRouted)
+	ours, _ := of.Flows(ctx)
+	toPeer := false
+	for _, f := range ours {
+		toPeer = toPeer || strings.Contains(f.Match, "nw_dst=10.244.2.0/24")
+	}
+	if !toPeer {
+		t.Errorf("routed: no flow toward h2's subnet among %d flows", len(ours))
+	}
+	run(config.PipelineL2)
+	if ours, _ := of.Flows(ctx); len(ours) != 0 {
+		t.Errorf("l2: %d of ovsfabric's flows left", len(ours))
+	}
+	if all := of.All(); len(all) != 1 || all[0].Actions != "NORMAL" {
+		t.Errorf("l2: the bridge's own flows changed: %+v", all)
 	}
 }

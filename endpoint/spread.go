@@ -11,7 +11,6 @@ import (
 
 	"github.com/ovsfabric/ovsfabric/api"
 	"github.com/ovsfabric/ovsfabric/fabric"
-	"github.com/ovsfabric/ovsfabric/peers"
 )
 
 // spreadEntry is one endpoint as gossip carries it: just enough for `fabricctl ls --all`.
@@ -21,8 +20,12 @@ type spreadEntry struct {
 	M  string `json:"m,omitempty"`
 }
 
-// Spread is the gossip state that lists endpoints rs (at most peers.MaxStateSize bytes: when
-// they do not fit, the list is cut and the rest is not spread).
+// MaxSpreadSize bounds the gossip state that lists one host's endpoints, sent and received:
+// memberlist's local state as fabricd uses it (MaxSpreadSize; a test keeps them equal).
+const MaxSpreadSize = 8 << 10
+
+// Spread is the gossip state that lists endpoints rs (at most MaxSpreadSize bytes: when they
+// do not fit, the list is cut and the rest is not spread).
 func Spread(rs []Record) []byte {
 	entries := make([]spreadEntry, 0, len(rs))
 	for _, r := range rs {
@@ -31,7 +34,7 @@ func Spread(rs []Record) []byte {
 	var b []byte
 	for {
 		b, _ = json.Marshal(entries)
-		if len(b) <= peers.MaxStateSize || len(entries) == 0 {
+		if len(b) <= MaxSpreadSize || len(entries) == 0 {
 			return b
 		}
 		entries = entries[:len(entries)*3/4]
@@ -60,12 +63,12 @@ func DecodeSpread(host string, b []byte, cluster netip.Prefix) ([]api.Attachment
 const maxSpreadEntries = 1024
 
 // decodeSpread parses and checks the attachments a peer gossiped (spreadAttachments' JSON):
-// at most peers.MaxStateSize bytes and maxSpreadEntries entries, each with a printable
+// at most MaxSpreadSize bytes and maxSpreadEntries entries, each with a printable
 // container name of at most maxTargetName bytes, an address inside the cluster CIDR and an
 // optional unicast MAC. A peer's list with any bad entry is refused whole.
 func decodeSpread(b []byte, cluster netip.Prefix) ([]spreadEntry, error) {
-	if len(b) > peers.MaxStateSize {
-		return nil, fmt.Errorf("%d bytes, more than %d", len(b), peers.MaxStateSize)
+	if len(b) > MaxSpreadSize {
+		return nil, fmt.Errorf("%d bytes, more than %d", len(b), MaxSpreadSize)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
