@@ -73,7 +73,8 @@ type Manager struct {
 	// mu serialises detach, pruning, publishing and the address choice of attaches;
 	// inflight holds the ports and addresses of attaches past that choice but not yet
 	// recorded in OVSDB, so concurrent attaches never pick the same address or port. gen
-	// counts the writes made under mu, so Sync can tell a snapshot that predates one.
+	// counts the detaches and publishes made under mu, so Sync can tell a snapshot that
+	// predates one.
 	mu       sync.Mutex
 	inflight map[string]netip.Addr
 	gen      uint64
@@ -347,11 +348,11 @@ func parseReqIP(s string) (ip netip.Addr, bits int, err error) {
 }
 
 // unreserve ends the reservation reserve made for port, which is recorded in OVSDB now or
-// never will be.
+// never will be. (A new endpoint does not move gen: a snapshot without it prunes nothing of
+// it, and it has no published ports for NAT yet.)
 func (m *Manager) unreserve(port string) {
 	m.mu.Lock()
 	delete(m.inflight, port)
-	m.gen++
 	m.mu.Unlock()
 }
 

@@ -322,3 +322,50 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestSyncPrunesFromSnapshot: Sync removes the endpoints of a snapshot whose namespace is
+// gone and sets NAT for the rest; a snapshot older than a publish changes nothing.
+func TestSyncPrunesFromSnapshot(t *testing.T) {
+	ctx := context.Background()
+	c, sw, k := newManager(t, settings(t))
+	dir := t.TempDir()
+	web, gone := filepath.Join(dir, "web"), filepath.Join(dir, "gone")
+	for _, ns := range []string{web, gone} {
+		_ = os.WriteFile(ns, nil, 0o600)
+		if _, err := c.Attach(ctx, attachReq(ns, "", "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snapshot := func() (uint64, []Record) {
+		gen := c.Generation()
+		ports, err := sw.Ports(ctx, "br-int")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return gen, Records(ports, "h1")
+	}
+	gen, rs := snapshot()
+	if _, err := c.Publish(ctx, web, "8080:80"); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Remove(gone)
+	if kept, err := c.Sync(ctx, gen, rs); err != nil || len(kept) != 2 {
+		t.Fatalf("sync of a snapshot older than a publish: %d kept, %v; want it left alone", len(kept), err)
+	}
+	if as, _ := c.Attachments(ctx); len(as) != 2 {
+		t.Fatalf("stale snapshot pruned: %+v", as)
+	}
+	gen, rs = snapshot()
+	kept, err := c.Sync(ctx, gen, rs)
+	if err != nil || len(kept) != 1 || kept[0].NetNS != web {
+		t.Fatalf("sync: %+v, %v; want only %s", kept, err, web)
+	}
+	if as, _ := c.Attachments(ctx); len(as) != 1 || as[0].NetNS != web {
+		t.Errorf("after the sync: %+v", as)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.nat.Publish) != 1 || k.nat.Publish[0].HostPort != 8080 {
+		t.Errorf("NAT after the sync: %+v", k.nat.Publish)
+	}
+}
