@@ -17,8 +17,10 @@
 //
 // Every error is a JSON Error with an HTTP status: 400 for a malformed or invalid request,
 // 404 for an unknown object, 409 for a conflict with the current state (a host port already
-// published or used by fabricd itself, a container attached otherwise), 500 for a failure
-// inside fabricd. Every answer, errors included, is
+// published or used by fabricd itself, a container attached otherwise, a port name owned by
+// someone else), 503 while fabricd is still starting, 500 for a failure inside fabricd. The
+// statuses are the error kinds of errors.go (StatusCode); the client's StatusError unwraps
+// to them. Every answer, errors included, is
 // application/json: the client takes anything else for another server on the socket.
 package api
 
