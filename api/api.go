@@ -17,8 +17,10 @@
 //
 // Every error is a JSON Error with an HTTP status: 400 for a malformed or invalid request,
 // 404 for an unknown object, 409 for a conflict with the current state (a host port already
-// published or used by fabricd itself, a container attached otherwise), 500 for a failure
-// inside fabricd. Every answer, errors included, is
+// published or used by fabricd itself, a container attached otherwise, a port name owned by
+// someone else), 503 while fabricd is still starting, 500 for a failure inside fabricd. The
+// statuses are the error kinds of errors.go (StatusCode); the client's StatusError unwraps
+// to them. Every answer, errors included, is
 // application/json: the client takes anything else for another server on the socket.
 package api
 
@@ -106,4 +108,17 @@ type Attachment struct {
 	// Unchanged is set when an attach request found the container attached already with the
 	// same parameters and changed nothing.
 	Unchanged bool `json:"unchanged,omitempty"`
+}
+
+// Target is a resolved attach target: where a container's network namespace is and how to
+// name it. Container runtime adapters (package containers) resolve names to it, so that
+// they depend on this package only.
+type Target struct {
+	// Key identifies the container across restarts of fabricd: the container ID, or the
+	// netns path for a bare namespace. Port names derive from it.
+	Key string
+	// Name is what operators call it (container name, netns name, pid:N).
+	Name  string
+	ID    string
+	NetNS string
 }

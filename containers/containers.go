@@ -6,14 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/docker/docker/client"
 
-	"github.com/ovsfabric/ovsfabric/controller"
+	"github.com/ovsfabric/ovsfabric/api"
 )
 
 // Engine resolves containers of one Docker-API engine (dockerd or podman).
@@ -34,30 +33,29 @@ func DefaultEngines() []Engine {
 
 // Resolve finds the container named or identified by nameOrID. An engine whose socket does not
 // exist answers "not found", so a host without Podman (or Docker) just skips it.
-func (e Engine) Resolve(ctx context.Context, nameOrID string) (controller.Target, bool, error) {
+func (e Engine) Resolve(ctx context.Context, nameOrID string) (api.Target, bool, error) {
 	if path, ok := strings.CutPrefix(e.Host, "unix://"); ok {
 		if _, err := os.Stat(path); err != nil {
-			return controller.Target{}, false, nil
+			return api.Target{}, false, nil
 		}
 	}
 	cli, err := client.NewClientWithOpts(client.WithHost(e.Host), client.WithAPIVersionNegotiation(), client.WithTimeout(10*time.Second))
 	if err != nil {
-		return controller.Target{}, false, fmt.Errorf("%s at %s: %w", e.Kind, e.Host, err)
+		return api.Target{}, false, fmt.Errorf("%s at %s: %w", e.Kind, e.Host, err)
 	}
 	defer cli.Close()
 	info, err := cli.ContainerInspect(ctx, nameOrID)
 	if err != nil {
 		if isNotFound(err) {
-			return controller.Target{}, false, nil
+			return api.Target{}, false, nil
 		}
-		return controller.Target{}, false, fmt.Errorf("%s at %s: inspect %s: %w", e.Kind, e.Host, nameOrID, err)
+		return api.Target{}, false, fmt.Errorf("%s at %s: inspect %s: %w", e.Kind, e.Host, nameOrID, err)
 	}
 	name := strings.TrimPrefix(info.Name, "/")
 	if info.State == nil || !info.State.Running || info.State.Pid == 0 {
-		return controller.Target{}, false, &controller.RequestError{Code: http.StatusConflict,
-			Err: fmt.Errorf("%s container %s is not running; start it first", e.Kind, name)}
+		return api.Target{}, false, api.Errorf(api.ErrConflict, "%s container %s is not running; start it first", e.Kind, name)
 	}
-	return controller.Target{
+	return api.Target{
 		Key:   info.ID,
 		Name:  name,
 		ID:    info.ID,

@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovsfabric/ovsfabric/config"
+	"github.com/ovsfabric/ovsfabric/endpoint"
 	"github.com/ovsfabric/ovsfabric/fabric"
+	"github.com/ovsfabric/ovsfabric/flows/flowstest"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
-	"github.com/ovsfabric/ovsfabric/ovsdb/ovsdbtest"
 	"github.com/ovsfabric/ovsfabric/peers"
 )
 
@@ -30,10 +32,10 @@ func (c *clock) add(d time.Duration) {
 }
 
 // newClockedController is newController with the controller's wall clock given by clk.
-func newClockedController(t *testing.T, endpoint string, s Settings, m *fakeMembers, clk func() time.Time) (*Controller, *ovsdb.Client) {
+func newClockedController(t *testing.T, ep string, s config.Settings, m *fakeMembers, clk func() time.Time) (*Controller, *ovsdb.Client) {
 	t.Helper()
 	ctx := context.Background()
-	sw, err := ovsdb.Dial(ctx, endpoint)
+	sw, err := ovsdb.Dial(ctx, ep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +47,10 @@ func newClockedController(t *testing.T, endpoint string, s Settings, m *fakeMemb
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	c := New(s, sw, &fakeKernel{}, slog.New(slog.DiscardHandler))
+	k, log := &fakeKernel{}, slog.New(slog.DiscardHandler)
+	eps := endpoint.New(s, sw, k, log)
+	c := New(s, sw, k, flowstest.New(), eps, log)
+	eps.SetLoop(c)
 	c.now = clk
 	if err := c.Init(ctx); err != nil {
 		t.Fatal(err)
@@ -75,7 +80,7 @@ func TestSkewedClocksNeverTakeALiveSubnet(t *testing.T) {
 			// Static subnet held by live h0 (claimed ten minutes ago by real time).
 			m := &fakeMembers{ch: make(chan struct{})}
 			m.set(seqPeer("h0", "172.30.0.10", "10.244.1.0/24", 4, real.Add(-10*time.Minute)))
-			c, sw := newClockedController(t, ovsdbtest.Start(t), settings(t, "10.244.1.0/24"), m, clk.now)
+			c, sw := newClockedController(t, startOVSDB(t), settings(t, "10.244.1.0/24"), m, clk.now)
 			if err := c.Sync(ctx); !errors.Is(err, ErrSubnetConflict) || !strings.Contains(err.Error(), "h0") {
 				t.Fatalf("static subnet of a live host: Sync = %v, want ErrSubnetConflict", err)
 			}
@@ -90,7 +95,7 @@ func TestSkewedClocksNeverTakeALiveSubnet(t *testing.T) {
 			// same subnet with a wall-clock time an hour before ours.
 			m2 := &fakeMembers{ch: make(chan struct{})}
 			m2.set(seqPeer("h7", "172.30.0.17", "10.244.7.0/24", 6, real))
-			c2, _ := newClockedController(t, ovsdbtest.Start(t), settings(t, ""), m2, clk.now)
+			c2, _ := newClockedController(t, startOVSDB(t), settings(t, ""), m2, clk.now)
 			if err := c2.Sync(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -112,9 +117,9 @@ func TestSkewedClocksNeverTakeALiveSubnet(t *testing.T) {
 }
 
 // clusterSettings are settings for node name in a /22 cluster of four /24 subnets.
-func clusterSettings(t *testing.T, name string) Settings {
+func clusterSettings(t *testing.T, name string) config.Settings {
 	t.Helper()
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.Name = name
 	cfg.AdvertiseAddr = "172.30.0.11"
 	cfg.ClusterCIDR = "10.244.0.0/22"
@@ -135,7 +140,7 @@ func clusterSettings(t *testing.T, name string) Settings {
 func TestClaimRetention(t *testing.T) {
 	ctx := context.Background()
 	clk := &clock{t: time.Now()}
-	ep := ovsdbtest.Start(t)
+	ep := startOVSDB(t)
 	m := &fakeMembers{ch: make(chan struct{})}
 	s := clusterSettings(t, "h1")
 	s.Subnet, s.StaticSubnet = "10.244.0.0/24", netip.MustParsePrefix("10.244.0.0/24")
@@ -187,7 +192,7 @@ func TestClaimRetention(t *testing.T) {
 	mn.set(h1)
 	ns := clusterSettings(t, newcomer)
 	ns.AdvertiseAddr, ns.Advertise = "172.30.0.19", netip.MustParseAddr("172.30.0.19")
-	cn, _ := newClockedController(t, ovsdbtest.Start(t), ns, mn, clk.now)
+	cn, _ := newClockedController(t, startOVSDB(t), ns, mn, clk.now)
 	if err := cn.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +208,7 @@ func TestClaimRetention(t *testing.T) {
 	mx.set(h1, filler, seqPeer("h4", "172.30.0.14", otherFree(got), 10, clk.now()))
 	xs := clusterSettings(t, "hx")
 	xs.AdvertiseAddr, xs.Advertise = "172.30.0.29", netip.MustParseAddr("172.30.0.29")
-	cx, _ := newClockedController(t, ovsdbtest.Start(t), xs, mx, clk.now)
+	cx, _ := newClockedController(t, startOVSDB(t), xs, mx, clk.now)
 	if err := cx.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +270,7 @@ func TestReturnAfterRetention(t *testing.T) {
 	}{{"back within the retention", 50 * time.Minute, true}, {"back after the retention", 2 * time.Hour, false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := &clock{t: time.Now()}
-			ep := ovsdbtest.Start(t)
+			ep := startOVSDB(t)
 			s := clusterSettings(t, "h1")
 			m := &fakeMembers{ch: make(chan struct{})}
 			c, _ := newClockedController(t, ep, s, m, clk.now)

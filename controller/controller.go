@@ -12,9 +12,10 @@ import (
 	"time"
 
 	"github.com/ovsfabric/ovsfabric/api"
+	"github.com/ovsfabric/ovsfabric/config"
+	"github.com/ovsfabric/ovsfabric/endpoint"
 	"github.com/ovsfabric/ovsfabric/fabric"
 	"github.com/ovsfabric/ovsfabric/flows"
-	"github.com/ovsfabric/ovsfabric/natrules"
 	"github.com/ovsfabric/ovsfabric/netplumb"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
 	"github.com/ovsfabric/ovsfabric/peers"
@@ -33,27 +34,25 @@ const (
 type Switch interface {
 	EnsureBridge(ctx context.Context, spec ovsdb.BridgeSpec) error
 	EnsurePort(ctx context.Context, bridge string, spec ovsdb.PortSpec) error
-	DeletePort(ctx context.Context, bridge, name, owner string) error
 	ReconcileTunnels(ctx context.Context, bridge, owner string, desired []ovsdb.TunnelSpec) (ovsdb.Result, error)
 	Ports(ctx context.Context, bridge string) ([]ovsdb.PortInfo, error)
+	WaitPort(ctx context.Context, bridge, name string) (ovsdb.PortInfo, error)
 	SystemExternalIDs(ctx context.Context) (map[string]string, error)
 	SetSystemExternalIDs(ctx context.Context, set map[string]string, del []string) error
 	Changes() <-chan struct{}
 }
 
-// Kernel is what the controller needs from the host's network stack.
-type Kernel interface {
-	WaitLink(ctx context.Context, dev string) error
-	SetLinkUp(dev string, mtu int) (bool, error)
-	ReconcileAddrs(dev string, want []netip.Prefix, scope netip.Prefix) (bool, error)
-	ReconcileRoutes(desired []netplumb.Route) (netplumb.RouteChanges, error)
-	SetForwarding(enabled bool) error
-	Attach(a netplumb.Attachment) (netplumb.AttachResult, error)
-	Detach(hostIf string) error
-	NetNSExists(path string) bool
-	ReconcileNAT(r natrules.Rules) (bool, error)
-	ForgetNeighbor(dev string, ip netip.Addr) error
-	DisableRedirects(dev string) error
+// HostNet is what the controller needs from the host's network stack: one level-triggered
+// call that makes it match the plan (netplumb.HostNet).
+type HostNet interface {
+	Set(ctx context.Context, want netplumb.HostState) (netplumb.HostChanges, error)
+}
+
+// Endpoints is what the controller needs from this host's endpoints (endpoint.Manager):
+// each sync hands them the snapshot of the endpoints it read, to prune and NAT.
+type Endpoints interface {
+	Generation() uint64
+	Sync(ctx context.Context, gen uint64, rs []endpoint.Record) ([]endpoint.Record, error)
 }
 
 // Membership is what the controller needs from gossip.
@@ -74,25 +73,20 @@ const settleTime = 3 * time.Second
 // Controller keeps one host converged. Create it with New, call Init, attach the membership
 // with SetMembership, then Run.
 type Controller struct {
-	s   Settings
-	log *slog.Logger
-	sw  Switch
-	k   Kernel
-	m   Membership
+	s    config.Settings
+	log  *slog.Logger
+	sw   Switch
+	host HostNet
+	m    Membership
+	eps  Endpoints
 
-	resolvers []Resolver
-	// of programs OpenFlow flows (nil: the controller leaves flows alone, as in unit tests).
-	of flows.Switch
+	// pipe is the data-path mode (--pipeline); of the OpenFlow side of the bridge it programs.
+	pipe pipeline
+	of   flows.Switch
 
 	started time.Time
 	// kick wakes the loop for a sync outside the events it watches (API requests).
 	kick chan struct{}
-
-	// attachMu serialises detach, pruning, publishing and the address choice of attaches;
-	// inflight holds the ports and addresses of attaches past that choice but not yet
-	// recorded in OVSDB, so concurrent attaches never pick the same address or port.
-	attachMu sync.Mutex
-	inflight map[string]netip.Addr
 
 	mu         sync.Mutex
 	claim      fabric.Claim
@@ -104,7 +98,7 @@ type Controller struct {
 	lastErr    error
 	syncs      uint64
 	metrics    *metrics
-	// spread is the attachment list last published by gossip.
+	// spread is the endpoint list last published by gossip.
 	spread []byte
 
 	// ready is closed after the first successful apply: the bridge and gateway exist, so
@@ -125,10 +119,10 @@ type Controller struct {
 	now func() time.Time
 }
 
-// New returns a controller for settings s (with s.Advertise set) over the given systems.
-// resolvers turn container names into network namespaces (Docker, Podman), tried in order.
-func New(s Settings, sw Switch, k Kernel, log *slog.Logger, resolvers ...Resolver) *Controller {
-	return &Controller{s: s, sw: sw, k: k, log: log, resolvers: resolvers, started: time.Now(), now: time.Now, kick: make(chan struct{}, 1), ready: make(chan struct{}), inflight: map[string]netip.Addr{}, remembered: map[string]fabric.Peer{}, metrics: newMetrics()}
+// New returns a controller for settings s (with s.Advertise set) over OVSDB, the host
+// network, the OpenFlow side of the bridge and this host's endpoints.
+func New(s config.Settings, sw Switch, host HostNet, of flows.Switch, eps Endpoints, log *slog.Logger) *Controller {
+	return &Controller{s: s, sw: sw, host: host, of: of, eps: eps, pipe: newPipeline(s), log: log, started: time.Now(), now: time.Now, kick: make(chan struct{}, 1), ready: make(chan struct{}), remembered: map[string]fabric.Peer{}, metrics: newMetrics()}
 }
 
 // Init loads what a previous run left in OVSDB: the node's subnet claim and the peers its
@@ -221,7 +215,7 @@ func (c *Controller) Meta() peers.Meta {
 }
 
 func (c *Controller) metaLocked() peers.Meta {
-	mtu, _ := fabric.ContainerMTU(c.s.UnderlayMTU, c.s.TunnelType, c.s.Advertise.Is6())
+	mtu, _ := c.s.MTU()
 	m := peers.Meta{
 		Proto:       peers.ProtocolVersion,
 		Addr:        c.s.Advertise,
@@ -238,10 +232,6 @@ func (c *Controller) metaLocked() peers.Meta {
 	m.Retained = c.retainedMetaLocked(m)
 	return m
 }
-
-// SetFlowSwitch attaches the OpenFlow side of the bridge, through which the routed pipeline
-// is programmed (and removed in L2 mode).
-func (c *Controller) SetFlowSwitch(of flows.Switch) { c.of = of }
 
 // SetMembership attaches the gossip layer; Run needs it.
 func (c *Controller) SetMembership(m Membership) { c.m = m }
@@ -310,9 +300,16 @@ func (c *Controller) settled() bool {
 // successful reconcile before it is refused as "still starting".
 const readyWait = 15 * time.Second
 
-// waitReady waits until the first reconcile has built the bridge and gateway, so that an
+// Subnet is this host's subnet (invalid while it has none).
+func (c *Controller) Subnet() netip.Prefix {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.claim.Subnet
+}
+
+// WaitReady waits until the first reconcile has built the bridge and gateway, so that an
 // attach made right after fabricd started is served rather than failing on a missing bridge.
-func (c *Controller) waitReady(ctx context.Context) error {
+func (c *Controller) WaitReady(ctx context.Context) error {
 	select {
 	case <-c.ready:
 		return nil
@@ -331,9 +328,9 @@ func (c *Controller) waitReady(ctx context.Context) error {
 		last := c.lastErr
 		c.mu.Unlock()
 		if last != nil {
-			return unavailable("fabricd has not built %s yet (last reconcile: %v); retry when `fabricctl status` shows no error", c.s.Bridge, last)
+			return api.Errorf(api.ErrUnavailable, "fabricd has not built %s yet (last reconcile: %v); retry when `fabricctl status` shows no error", c.s.Bridge, last)
 		}
-		return unavailable("fabricd has not built %s yet; retry in a few seconds", c.s.Bridge)
+		return api.Errorf(api.ErrUnavailable, "fabricd has not built %s yet; retry in a few seconds", c.s.Bridge)
 	}
 }
 
@@ -366,7 +363,7 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 		c.setResult(nil, view, err)
 		return fmt.Errorf("plan: %w", err)
 	}
-	err = c.apply(ctx, d, view)
+	err = c.apply(ctx, d)
 	c.setResult(&d, view, err)
 	if err == nil {
 		c.readyOnce.Do(func() { close(c.ready) })
@@ -399,8 +396,9 @@ func (c *Controller) gatherPeers() []fabric.Peer {
 	return out
 }
 
-// apply makes OVSDB and the kernel match d, changing only what differs.
-func (c *Controller) apply(ctx context.Context, d fabric.Desired, view []fabric.Peer) error {
+// apply makes OVSDB, the host network, the flows and the endpoints match d, changing only
+// what differs.
+func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	owner := c.s.Name
 	if err := c.sw.EnsureBridge(ctx, ovsdb.BridgeSpec{Name: d.Bridge, DatapathType: d.Datapath, FailMode: "standalone", Owner: owner}); err != nil {
 		return fmt.Errorf("ensure bridge %s: %w", d.Bridge, err)
@@ -411,21 +409,16 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired, view []fabric.
 	if err := c.sw.EnsurePort(ctx, d.Bridge, ovsdb.PortSpec{Name: d.GatewayPort, Type: "internal", Owner: owner, Role: ovsdb.RoleGateway, MAC: fabric.GatewayMAC(c.s.Name).String()}); err != nil {
 		return fmt.Errorf("ensure gateway port %s: %w", d.GatewayPort, err)
 	}
-	subnets := map[string]fabric.Peer{}
-	for _, p := range view {
-		subnets[p.Name] = p
-	}
 	tunnels := make([]ovsdb.TunnelSpec, 0, len(d.Tunnels))
 	for _, t := range d.Tunnels {
-		p := subnets[t.Peer]
 		tunnels = append(tunnels, ovsdb.TunnelSpec{
 			Name: t.Name, Type: string(t.Type), RemoteIP: t.Remote, Peer: t.Peer,
 			// Split horizon: a frame from one tunnel is never flooded into another.
 			Protected: true,
 			ExternalIDs: map[string]string{
-				KeySubnet:      p.Subnet.String(),
-				KeySubnetSince: strconv.FormatInt(p.SubnetSince, 10),
-				KeySubnetSeq:   strconv.FormatUint(p.SubnetSeq, 10),
+				KeySubnet:      t.Claim.Subnet.String(),
+				KeySubnetSince: strconv.FormatInt(t.Claim.Since, 10),
+				KeySubnetSeq:   strconv.FormatUint(t.Claim.Seq, 10),
 			},
 		})
 	}
@@ -442,56 +435,102 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired, view []fabric.
 	for _, n := range res.Removed {
 		c.log.Info("tunnel removed", "port", n)
 	}
-	if err := c.k.WaitLink(ctx, d.GatewayPort); err != nil {
-		return fmt.Errorf("gateway port %s: %w", d.GatewayPort, err)
+	if err := c.setHost(ctx, hostState(d, c.s.Cluster)); err != nil {
+		return err
 	}
-	if changed, err := c.k.SetLinkUp(d.GatewayPort, d.MTU); err != nil {
-		return fmt.Errorf("gateway port %s up: %w", d.GatewayPort, err)
-	} else if changed {
-		c.log.Info("gateway link up", "dev", d.GatewayPort, "mtu", d.MTU)
+	// The one read of the port table this sync: flows, pruning, NAT and gossip share it.
+	gen := c.eps.Generation()
+	ports, err := c.sw.Ports(ctx, d.Bridge)
+	if err != nil {
+		return fmt.Errorf("read ports of %s: %w", d.Bridge, err)
 	}
-	if changed, err := c.k.ReconcileAddrs(d.GatewayPort, []netip.Prefix{d.Gateway}, c.s.Cluster); err != nil {
-		return fmt.Errorf("gateway address %s: %w", d.Gateway, err)
-	} else if changed {
-		c.log.Info("gateway address set", "dev", d.GatewayPort, "addr", d.Gateway)
+	if err := c.applyPipeline(ctx, d, ports); err != nil {
+		return err
 	}
-	if err := c.k.SetForwarding(true); err != nil {
-		return fmt.Errorf("enable forwarding: %w", err)
+	c.forgetRemembered(d)
+	eps, err := c.eps.Sync(ctx, gen, endpoint.Records(ports, owner))
+	if err != nil {
+		return fmt.Errorf("attachments and NAT: %w", err)
 	}
-	if err := c.k.DisableRedirects(d.GatewayPort); err != nil {
-		return fmt.Errorf("disable redirects: %w", err)
-	}
+	c.spreadEndpoints(eps)
+	return nil
+}
+
+// hostState is the host network plan d asks for.
+func hostState(d fabric.Desired, cluster netip.Prefix) netplumb.HostState {
 	routes := make([]netplumb.Route, 0, len(d.Routes))
 	for _, r := range d.Routes {
 		routes = append(routes, netplumb.Route{Dst: r.Dst, Gateway: r.Via, Dev: r.Dev, OnLink: r.OnLink})
 	}
-	rc, err := c.k.ReconcileRoutes(routes)
-	if err != nil {
-		return fmt.Errorf("reconcile routes: %w", err)
+	return netplumb.HostState{GatewayDev: d.GatewayPort, MTU: d.MTU, Addr: d.Gateway, Scope: cluster, Routes: routes}
+}
+
+// setHost sets the host network and logs what changed.
+func (c *Controller) setHost(ctx context.Context, want netplumb.HostState) error {
+	ch, err := c.host.Set(ctx, want)
+	if ch.Link {
+		c.log.Info("gateway link up", "dev", want.GatewayDev, "mtu", want.MTU)
 	}
-	for _, r := range rc.Added {
+	if ch.Addr {
+		c.log.Info("gateway address set", "dev", want.GatewayDev, "addr", want.Addr)
+	}
+	for _, r := range ch.Routes.Added {
 		c.log.Info("route added", "dst", r.Dst, "via", r.Gateway)
 	}
-	for _, r := range rc.Replaced {
+	for _, r := range ch.Routes.Replaced {
 		c.log.Info("route replaced", "dst", r.Dst, "via", r.Gateway)
 	}
-	for _, r := range rc.Removed {
+	for _, r := range ch.Routes.Removed {
 		c.log.Info("route removed", "dst", r.Dst, "via", r.Gateway)
 	}
-	if err := c.applyPipeline(ctx, d, view); err != nil {
-		return err
+	return err
+}
+
+// spreadEndpoints publishes this host's endpoints through gossip when they changed.
+func (c *Controller) spreadEndpoints(rs []endpoint.Record) {
+	b := endpoint.Spread(rs)
+	c.mu.Lock()
+	same := string(b) == string(c.spread)
+	c.mu.Unlock()
+	if same {
+		return
 	}
-	c.forgetRemembered(view, d)
-	if err := c.pruneAttachments(ctx); err != nil {
-		return fmt.Errorf("attachments and NAT: %w", err)
+	if err := c.m.SetLocalState(b); err != nil {
+		c.log.Warn("spread attachments by gossip", "err", err)
+		return
 	}
-	c.spreadAttachments(ctx)
-	return nil
+	c.mu.Lock()
+	c.spread = b
+	c.mu.Unlock()
+}
+
+// RemoteAttachments are the other hosts' endpoints, as gossip spread them (hosts that left
+// excluded).
+func (c *Controller) RemoteAttachments() []api.Attachment {
+	alive := map[string]bool{}
+	for _, p := range c.m.Peers() {
+		if p.State != peers.StateLeft {
+			alive[p.Name] = true
+		}
+	}
+	var out []api.Attachment
+	for host, b := range c.m.RemoteStates() {
+		if !alive[host] {
+			continue
+		}
+		as, err := endpoint.DecodeSpread(host, b, c.s.Cluster)
+		if err != nil {
+			c.log.Warn("ignoring the attachments a peer gossiped", "peer", host, "err", err)
+			continue
+		}
+		out = append(out, as...)
+	}
+	return out
 }
 
 // forgetRemembered drops peers remembered from OVSDB once gossip knows them or Plan has
 // stopped building toward them.
-func (c *Controller) forgetRemembered(view []fabric.Peer, d fabric.Desired) {
+func (c *Controller) forgetRemembered(d fabric.Desired) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.remembered) == 0 {
@@ -538,7 +577,7 @@ func (c *Controller) Status() api.Status {
 		st.Subnet = c.claim.Subnet.String()
 		st.Gateway = netip.PrefixFrom(fabric.Gateway(c.claim.Subnet), c.claim.Subnet.Bits()).String()
 	}
-	st.MTU, _ = fabric.ContainerMTU(c.s.UnderlayMTU, c.s.TunnelType, c.s.Advertise.Is6())
+	st.MTU, _ = c.s.MTU()
 	if c.lastErr != nil {
 		st.LastError = c.lastErr.Error()
 	}
@@ -580,10 +619,11 @@ func (c *Controller) Withdraw(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("remove tunnels: %w", err)
 	}
-	rc, err := c.k.ReconcileRoutes(nil)
+	// Only the routes go: the gateway stays as it is (GatewayDev empty).
+	ch, err := c.host.Set(ctx, netplumb.HostState{})
 	if err != nil {
 		return fmt.Errorf("remove routes: %w", err)
 	}
-	c.log.Info("withdrew from the fabric", "tunnels_removed", len(res.Removed), "routes_removed", len(rc.Removed))
+	c.log.Info("withdrew from the fabric", "tunnels_removed", len(res.Removed), "routes_removed", len(ch.Routes.Removed))
 	return nil
 }

@@ -15,6 +15,10 @@ import (
 	"time"
 
 	"github.com/ovsfabric/ovsfabric/api"
+	"github.com/ovsfabric/ovsfabric/config"
+	"github.com/ovsfabric/ovsfabric/endpoint"
+	"github.com/ovsfabric/ovsfabric/flows"
+	"github.com/ovsfabric/ovsfabric/flows/flowstest"
 	"github.com/ovsfabric/ovsfabric/natrules"
 	"github.com/ovsfabric/ovsfabric/netplumb"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
@@ -32,8 +36,16 @@ type fakeKernel struct {
 	nat    natrules.Rules
 }
 
-func (k *fakeKernel) WaitLink(context.Context, string) error { return nil }
-func (k *fakeKernel) SetLinkUp(string, int) (bool, error)    { return false, nil }
+// Set implements HostNet with the two steps tests look at: the gateway's address and the
+// routes.
+func (k *fakeKernel) Set(_ context.Context, want netplumb.HostState) (netplumb.HostChanges, error) {
+	var ch netplumb.HostChanges
+	if want.GatewayDev != "" {
+		ch.Addr, _ = k.ReconcileAddrs(want.GatewayDev, []netip.Prefix{want.Addr}, want.Scope)
+	}
+	ch.Routes, _ = k.ReconcileRoutes(want.Routes)
+	return ch, nil
+}
 func (k *fakeKernel) ReconcileAddrs(dev string, want []netip.Prefix, _ netip.Prefix) (bool, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -73,8 +85,6 @@ func (k *fakeKernel) ReconcileRoutes(desired []netplumb.Route) (netplumb.RouteCh
 	k.routes = append([]netplumb.Route(nil), desired...)
 	return rc, nil
 }
-func (k *fakeKernel) SetForwarding(bool) error      { return nil }
-func (k *fakeKernel) DisableRedirects(string) error { return nil }
 func (k *fakeKernel) Attach(a netplumb.Attachment) (netplumb.AttachResult, error) {
 	return netplumb.AttachResult{MAC: a.MAC, HostIf: a.HostIf}, nil
 }
@@ -125,9 +135,9 @@ func peer(name, underlay, subnet string, st peers.State, since time.Time) peers.
 	}}
 }
 
-func settings(t *testing.T, subnet string) Settings {
+func settings(t *testing.T, subnet string) config.Settings {
 	t.Helper()
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.Name = "h1"
 	cfg.AdvertiseAddr = "172.30.0.11"
 	cfg.Subnet = subnet
@@ -140,10 +150,10 @@ func settings(t *testing.T, subnet string) Settings {
 	return s
 }
 
-func newController(t *testing.T, endpoint string, s Settings, m *fakeMembers) (*Controller, *ovsdb.Client, *fakeKernel) {
+func newController(t *testing.T, ep string, s config.Settings, m *fakeMembers) (*Controller, *ovsdb.Client, *fakeKernel) {
 	t.Helper()
 	ctx := context.Background()
-	sw, err := ovsdb.Dial(ctx, endpoint)
+	sw, err := ovsdb.Dial(ctx, ep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,13 +166,28 @@ func newController(t *testing.T, endpoint string, s Settings, m *fakeMembers) (*
 		time.Sleep(5 * time.Millisecond)
 	}
 	k := &fakeKernel{}
-	c := New(s, sw, k, slog.New(slog.DiscardHandler))
+	log := slog.New(slog.DiscardHandler)
+	eps := endpoint.New(s, sw, k, log)
+	c := New(s, sw, k, flowstest.New(), eps, log)
+	eps.SetLoop(c)
 	if err := c.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
 	c.SetMembership(m)
 	return c, sw, k
 }
+
+// startOVSDB is an in-memory OVSDB with ovsdbtest's stand-in for ovs-vswitchd, which
+// numbers the ports fabricd adds.
+func startOVSDB(t *testing.T) string {
+	t.Helper()
+	ep := ovsdbtest.Start(t)
+	ovsdbtest.Vswitchd(t, ep)
+	return ep
+}
+
+// endpoints is the endpoint manager newController wired to c.
+func endpoints(c *Controller) *endpoint.Manager { return c.eps.(*endpoint.Manager) }
 
 func tunnelPeers(t *testing.T, sw *ovsdb.Client) string {
 	t.Helper()
@@ -182,7 +207,7 @@ func tunnelPeers(t *testing.T, sw *ovsdb.Client) string {
 
 func TestReconcileLifecycle(t *testing.T) {
 	ctx := context.Background()
-	ep := ovsdbtest.Start(t)
+	ep := startOVSDB(t)
 	now := time.Now()
 	m := &fakeMembers{ch: make(chan struct{})}
 	m.set(peer("h2", "172.30.0.12", "10.244.2.0/24", peers.StateAlive, now), peer("h3", "172.30.0.13", "10.244.3.0/24", peers.StateAlive, now))
@@ -243,7 +268,7 @@ func TestReconcileLifecycle(t *testing.T) {
 // adopts the tunnels and changes nothing, even before gossip has told it anything.
 func TestRestartAdoptsWithoutChanges(t *testing.T) {
 	ctx := context.Background()
-	ep := ovsdbtest.Start(t)
+	ep := startOVSDB(t)
 	now := time.Now()
 	m := &fakeMembers{ch: make(chan struct{})}
 	m.set(peer("h2", "172.30.0.12", "10.244.2.0/24", peers.StateAlive, now))
@@ -285,14 +310,14 @@ func TestSubnetConflicts(t *testing.T) {
 	// A static subnet that an older claim holds: refused.
 	m := &fakeMembers{ch: make(chan struct{})}
 	m.set(older)
-	c, _, _ := newController(t, ovsdbtest.Start(t), settings(t, "10.244.1.0/24"), m)
+	c, _, _ := newController(t, startOVSDB(t), settings(t, "10.244.1.0/24"), m)
 	if err := c.Sync(ctx); !errors.Is(err, ErrSubnetConflict) || !strings.Contains(err.Error(), "h0") {
 		t.Errorf("static conflict: %v", err)
 	}
 
 	// A claimed subnet that loses: re-picked, persisted and announced.
 	m2 := &fakeMembers{ch: make(chan struct{})}
-	c2, sw2, _ := newController(t, ovsdbtest.Start(t), settings(t, ""), m2)
+	c2, sw2, _ := newController(t, startOVSDB(t), settings(t, ""), m2)
 	if err := c2.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -314,231 +339,6 @@ func TestSubnetConflicts(t *testing.T) {
 	}
 }
 
-func TestAttachBadInputChangesNothing(t *testing.T) {
-	ctx := context.Background()
-	m := &fakeMembers{ch: make(chan struct{})}
-	c, sw, _ := newController(t, ovsdbtest.Start(t), settings(t, "10.244.1.0/24"), m)
-	if err := c.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ns := filepath.Join(t.TempDir(), "netns") // stands for a netns path (the fake kernel only checks existence)
-	if err := os.WriteFile(ns, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ok, err := c.Attach(ctx, attachReq(ns, "10.244.1.9", ""))
-	if err != nil || ok.IP != "10.244.1.9/24" || ok.Gateway != "10.244.1.1" {
-		t.Fatalf("attach: %+v %v", ok, err)
-	}
-	again, err := c.Attach(ctx, attachReq(ns, "", ""))
-	if err != nil || !again.Unchanged || again.IP != ok.IP {
-		t.Errorf("repeat attach: %+v %v", again, err)
-	}
-	other := filepath.Join(t.TempDir(), "other")
-	_ = os.WriteFile(other, nil, 0o600)
-	tx := sw.Transactions()
-	named := filepath.Join(t.TempDir(), "blue") // a named netns as `ip netns add` makes it
-	_ = os.WriteFile(named, nil, 0o600)
-	defer func(old string) { netnsDir = old }(netnsDir)
-	netnsDir = filepath.Dir(named)
-	for _, tc := range []struct {
-		name     string
-		target   string
-		ip, mac  string
-		wantCode int
-		say      string
-	}{
-		{"empty target", "", "", "", 400, ""},
-		{"missing path", "/nonexistent/netns", "", "", 404, ""},
-		{"bad pid", "pid:abc", "", "", 400, ""},
-		{"ip outside", other, "10.244.2.9", "", 400, "outside"},
-		{"ip taken", other, "10.244.1.9", "", 400, "in use by " + ns + " (port "},
-		{"gateway", other, "10.244.1.1", "", 400, "gateway"},
-		{"broadcast", other, "10.244.1.255", "", 400, "broadcast"},
-		{"malformed ip", other, "10.244.1", "", 400, "not an IP"},
-		{"ip with another prefix length", other, "10.244.1.20/16", "", 400, "without /16"},
-		{"ip/24 outside", other, "10.244.2.9/24", "", 400, "outside"},
-		{"malformed ip prefix", other, "10.244.1.20/40", "", 400, "not an IP"},
-		{"bad mac", other, "", "nope", 400, "MAC"},
-		{"multicast mac", other, "", "01:00:5e:00:00:01", 400, "unicast"},
-		{"re-attach with other ip", ns, "10.244.1.10", "", 409, "detach it first"},
-		{"unknown container", "nginx", "", "", 404, "not found"},
-		{"netns name without path", "blue", "", "", 404, "attach " + named},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := c.Attach(ctx, attachReq(tc.target, tc.ip, tc.mac))
-			if err == nil || httpCode(err) != tc.wantCode || !strings.Contains(err.Error(), tc.say) {
-				t.Errorf("err %v (code %d), want code %d saying %q", err, httpCode(err), tc.wantCode, tc.say)
-			}
-		})
-	}
-	if sw.Transactions() != tx {
-		t.Errorf("bad input sent %d OVSDB transactions", sw.Transactions()-tx)
-	}
-	as, _ := c.Attachments(ctx)
-	if len(as) != 1 {
-		t.Errorf("attachments after bad input: %+v", as)
-	}
-}
-
-// TestAttachIPWithPrefix: --ip ADDR/BITS, the pipework habit, is taken when BITS is the
-// subnet's prefix length.
-func TestAttachIPWithPrefix(t *testing.T) {
-	ctx := context.Background()
-	c, _, _ := newController(t, ovsdbtest.Start(t), settings(t, "10.244.1.0/24"), &fakeMembers{ch: make(chan struct{})})
-	if err := c.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ns := filepath.Join(t.TempDir(), "netns")
-	_ = os.WriteFile(ns, nil, 0o600)
-	a, err := c.Attach(ctx, attachReq(ns, "10.244.1.60/24", ""))
-	if err != nil || a.IP != "10.244.1.60/24" {
-		t.Fatalf("attach --ip 10.244.1.60/24: %+v %v", a, err)
-	}
-	if again, err := c.Attach(ctx, attachReq(ns, "10.244.1.60/24", "")); err != nil || !again.Unchanged {
-		t.Errorf("repeat: %+v %v", again, err)
-	}
-}
-
-// TestPublishRefusesFabricdPorts: the host ports fabricd itself listens on (gossip TCP and
-// UDP, metrics) and DNS are refused with a 409 naming their use, and change nothing; other
-// ports publish, and detach reports the published ports it removed.
-func TestPublishRefusesFabricdPorts(t *testing.T) {
-	ctx := context.Background()
-	s := settings(t, "10.244.1.0/24")
-	s.MetricsAddr = ":9464"
-	c, sw, k := newController(t, ovsdbtest.Start(t), s, &fakeMembers{ch: make(chan struct{})})
-	if err := c.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ns := filepath.Join(t.TempDir(), "web")
-	_ = os.WriteFile(ns, nil, 0o600)
-	if _, err := c.Attach(ctx, attachReq(ns, "", "")); err != nil {
-		t.Fatal(err)
-	}
-	tx := sw.Transactions()
-	for _, tc := range []struct{ spec, say string }{
-		{"7946:80", "gossip port (--gossip-port 7946)"},
-		{"7946:53/udp", "gossip port"},
-		{"9464:80", "metrics port (--metrics-addr :9464)"},
-		{"53:53/udp", "DNS"},
-		{"53:8053", "DNS"},
-	} {
-		_, err := c.Publish(ctx, ns, tc.spec)
-		if err == nil || httpCode(err) != 409 || !strings.Contains(err.Error(), tc.say) {
-			t.Errorf("publish %s: %v (code %d), want 409 saying %q", tc.spec, err, httpCode(err), tc.say)
-		}
-	}
-	if sw.Transactions() != tx {
-		t.Errorf("refused publishes sent %d OVSDB transactions", sw.Transactions()-tx)
-	}
-	// UDP on the metrics port is not fabricd's: it publishes.
-	for _, spec := range []string{"8080:80", "9464:9464/udp"} {
-		if _, err := c.Publish(ctx, ns, spec); err != nil {
-			t.Errorf("publish %s: %v", spec, err)
-		}
-	}
-	k.mu.Lock()
-	r := k.nat
-	k.mu.Unlock()
-	if len(r.Publish) != 2 {
-		t.Errorf("NAT rules after publishing: %+v", r.Publish)
-	}
-	a, err := c.Detach(ctx, ns)
-	if err != nil || strings.Join(a.Published, ",") != "tcp:8080:80,udp:9464:9464" {
-		t.Errorf("detach: %+v %v, want the published ports it removed", a, err)
-	}
-}
-
-func TestParsePortSpec(t *testing.T) {
-	for _, tc := range []struct {
-		spec string
-		want string
-		ok   bool
-	}{
-		{"8080:80", "tcp:8080:80", true},
-		{"5353:53/udp", "udp:5353:53", true},
-		{"8080:80/TCP", "tcp:8080:80", true},
-		{"8080", "", false},
-		{"0:80", "", false},
-		{"70000:80", "", false},
-		{"8080:80/sctp", "", false},
-		{"a:b", "", false},
-	} {
-		m, err := ParsePortSpec(tc.spec)
-		if (err == nil) != tc.ok || (tc.ok && m.String() != tc.want) {
-			t.Errorf("ParsePortSpec(%q) = %v, %v; want %q ok=%v", tc.spec, m, err, tc.want, tc.ok)
-		}
-	}
-}
-
-func TestConfigValidate(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		mod  func(*Config)
-		want string
-	}{
-		{"defaults", func(*Config) {}, ""},
-		{"bad tunnel", func(c *Config) { c.Tunnel = "ipip" }, "--tunnel"},
-		{"bad datapath", func(c *Config) { c.Datapath = "dpdk" }, "--datapath"},
-		{"bad cidr", func(c *Config) { c.ClusterCIDR = "10.244.0.0" }, "--cluster-cidr"},
-		{"prefix too short", func(c *Config) { c.SubnetPrefix = 16 }, "--subnet-prefix"},
-		{"subnet outside", func(c *Config) { c.Subnet = "10.9.1.0/24" }, "outside"},
-		{"subnet host bits", func(c *Config) { c.Subnet = "10.244.1.1/24" }, "network address"},
-		{"bad ovsdb", func(c *Config) { c.OVSDB = "/var/run/db.sock" }, "--ovsdb"},
-		{"long bridge", func(c *Config) { c.Bridge = "a-very-long-bridge" }, "--bridge"},
-		{"bad advertise", func(c *Config) { c.AdvertiseAddr = "host1" }, "--advertise-addr"},
-		{"bad port", func(c *Config) { c.GossipPort = 70000 }, "--gossip-port"},
-		{"missing key file", func(c *Config) { c.GossipKeyFile = "/nonexistent" }, "--gossip-key-file"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := DefaultConfig()
-			c.Name = "h1"
-			tc.mod(&c)
-			_, err := c.Validate()
-			if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
-				t.Errorf("Validate = %v, want %q", err, tc.want)
-			}
-		})
-	}
-}
-
-func TestLoadFile(t *testing.T) {
-	dir := t.TempDir()
-	good := filepath.Join(dir, "good.yaml")
-	_ = os.WriteFile(good, []byte("name: h9\ntunnel: gre\njoin: [172.30.0.11, 172.30.0.12]\ndead-peer-grace: 5m\n"), 0o600)
-	c := DefaultConfig()
-	if err := c.LoadFile(good); err != nil {
-		t.Fatal(err)
-	}
-	if c.Name != "h9" || c.Tunnel != "gre" || len(c.Join) != 2 || c.DeadPeerGrace != 5*time.Minute || c.Bridge != "br-int" {
-		t.Errorf("loaded %+v", c)
-	}
-	for _, tc := range []struct{ text, want string }{
-		{"tunle: gre\n", `config file BAD: line 1: unknown key "tunle" (did you mean "tunnel"?)`},
-		{"name: h1\nzzzz: 1\n", `config file BAD: line 2: unknown key "zzzz"`},
-		{"name: [\n", "config file BAD: yaml:"},
-	} {
-		bad := filepath.Join(dir, "bad.yaml")
-		_ = os.WriteFile(bad, []byte(tc.text), 0o600)
-		err := c.LoadFile(bad)
-		if err == nil || !strings.HasPrefix(err.Error(), strings.ReplaceAll(tc.want, "BAD", bad)) || strings.Contains(err.Error(), "controller.Config") {
-			t.Errorf("LoadFile(%q) = %v, want %q", tc.text, err, tc.want)
-		}
-	}
-	empty := filepath.Join(dir, "empty.yaml")
-	_ = os.WriteFile(empty, nil, 0o600)
-	if err := c.LoadFile(empty); err != nil {
-		t.Errorf("empty file: %v", err)
-	}
-	key := filepath.Join(dir, "key")
-	_ = os.WriteFile(key, []byte("000102030405060708090a0b0c0d0e0f\n"), 0o600)
-	c = DefaultConfig()
-	c.Name, c.GossipKeyFile = "h1", key
-	if s, err := c.Validate(); err != nil || len(s.GossipKey) != 16 {
-		t.Errorf("hex key: %v %d", err, len(s.GossipKey))
-	}
-}
-
 func attachReq(target, ip, mac string) (r api.AttachRequest) {
 	r.Target, r.IP, r.MAC = target, ip, mac
 	return r
@@ -550,13 +350,13 @@ func attachReq(target, ip, mac string) (r api.AttachRequest) {
 func TestAttachWaitsForFirstReconcile(t *testing.T) {
 	ctx := context.Background()
 	m := &fakeMembers{ch: make(chan struct{})}
-	c, sw, _ := newController(t, ovsdbtest.Start(t), settings(t, "10.244.1.0/24"), m)
+	c, sw, _ := newController(t, startOVSDB(t), settings(t, "10.244.1.0/24"), m)
 	ns := filepath.Join(t.TempDir(), "netns")
 	if err := os.WriteFile(ns, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	_, err := c.Attach(short, attachReq(ns, "", ""))
+	_, err := endpoints(c).Attach(short, attachReq(ns, "", ""))
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("attach before the first reconcile with an expiring context: %v, want deadline exceeded", err)
@@ -566,7 +366,7 @@ func TestAttachWaitsForFirstReconcile(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.Attach(ctx, attachReq(ns, "", ""))
+		_, err := endpoints(c).Attach(ctx, attachReq(ns, "", ""))
 		done <- err
 	}()
 	select {
@@ -584,5 +384,72 @@ func TestAttachWaitsForFirstReconcile(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("attach still waiting after the first reconcile")
+	}
+}
+
+// TestSpreadSizeIsGossipsLimit: the endpoint list fits in what gossip carries, and a peer's
+// list is refused only beyond it.
+func TestSpreadSizeIsGossipsLimit(t *testing.T) {
+	if endpoint.MaxSpreadSize != peers.MaxStateSize {
+		t.Errorf("endpoint.MaxSpreadSize %d, peers.MaxStateSize %d", endpoint.MaxSpreadSize, peers.MaxStateSize)
+	}
+}
+
+// TestPipelineModes: the routed pipeline programs its flows once ovs-vswitchd has numbered
+// the ports (here ovsdbtest's stand-in), toward the subnet each tunnel leads to; L2 on the
+// same bridge leaves none of ovsfabric's flows and the others alone.
+func TestPipelineModes(t *testing.T) {
+	ctx := context.Background()
+	ep := startOVSDB(t)
+	now := time.Now()
+	m := &fakeMembers{ch: make(chan struct{})}
+	m.set(peer("h2", "172.30.0.12", "10.244.2.0/24", peers.StateAlive, now))
+	normal := flows.Flow{Table: 0, Priority: 0, Actions: "NORMAL"}
+	of := flowstest.New(normal)
+	run := func(pipeline string) {
+		t.Helper()
+		s := settings(t, "10.244.1.0/24")
+		s.Pipeline = pipeline
+		sw, err := ovsdb.Dial(ctx, ep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sw.Close()
+		k, log := &fakeKernel{}, slog.New(slog.DiscardHandler)
+		eps := endpoint.New(s, sw, k, log)
+		c := New(s, sw, k, of, eps, log)
+		eps.SetLoop(c)
+		if err := c.Init(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c.SetMembership(m)
+		// The first sync adds the ports; flows follow once they are numbered.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if err := c.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			ours, _ := of.Flows(ctx)
+			if pipeline == config.PipelineL2 || len(ours) > 0 || time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	run(config.PipelineRouted)
+	ours, _ := of.Flows(ctx)
+	toPeer := false
+	for _, f := range ours {
+		toPeer = toPeer || strings.Contains(f.Match, "nw_dst=10.244.2.0/24")
+	}
+	if !toPeer {
+		t.Errorf("routed: no flow toward h2's subnet among %d flows", len(ours))
+	}
+	run(config.PipelineL2)
+	if ours, _ := of.Flows(ctx); len(ours) != 0 {
+		t.Errorf("l2: %d of ovsfabric's flows left", len(ours))
+	}
+	if all := of.All(); len(all) != 1 || all[0].Actions != "NORMAL" {
+		t.Errorf("l2: the bridge's own flows changed: %+v", all)
 	}
 }

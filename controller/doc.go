@@ -4,8 +4,12 @@
 // membership event, every OVSDB change and a periodic resync, so whatever drifts (an operator's
 // `ovs-vsctl del-port`, a deleted route) converges back.
 //
-// External systems sit behind the narrow interfaces Switch, Kernel and Membership, so the logic
-// is unit-tested without root; the lab tests prove the real thing.
+// External systems sit behind the narrow interfaces Switch (OVSDB), HostNet (the host
+// network, set as a whole), flows.Switch (OpenFlow), Membership (gossip) and Endpoints
+// (package endpoint, which the loop hands each sync's port snapshot to prune and NAT), so the
+// logic is unit-tested without root; the lab tests prove the real thing. The data-path mode
+// is a pipeline: routed or L2.
 //
-// The package also serves fabricd's local API (package api) and Prometheus metrics.
+// The package also keeps the reconcile metrics (Prometheus). The local API is served by
+// package apiserver.
 package controller

@@ -6,45 +6,99 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"time"
 
+	"github.com/ovsfabric/ovsfabric/config"
+	"github.com/ovsfabric/ovsfabric/endpoint"
 	"github.com/ovsfabric/ovsfabric/fabric"
 	"github.com/ovsfabric/ovsfabric/flows"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
 )
 
-// Data-path modes (--pipeline).
-const (
-	// PipelineRouted routes cross-host traffic inside OVS with an explicit OpenFlow pipeline
-	// (package flows): no hairpin through the host kernel, no broadcast across tunnels.
-	PipelineRouted = "routed"
-	// PipelineL2 is the flood-and-learn baseline: br-int runs NORMAL and the host kernel routes
-	// between the subnets through the gateway port.
-	PipelineL2 = "l2"
-)
+// pipeline is a data-path mode (--pipeline): the OpenFlow flows it wants on the bridge.
+type pipeline interface {
+	// name is the mode's name, as --pipeline takes it.
+	name() string
+	// flows are the flows the mode wants for plan d and the bridge's ports as OVSDB shows
+	// them now (flows.ErrNotReady while the gateway port has no OpenFlow number).
+	flows(d fabric.Desired, ports []ovsdb.PortInfo) ([]flows.Flow, error)
+}
 
-// applyPipeline makes ovsfabric's OpenFlow flows on the bridge match the pipeline mode: the
-// routed pipeline's flows in routed mode, none in L2 mode (so switching modes cleans up).
+// newPipeline is the pipeline s asks for (Validate accepted only these two).
+func newPipeline(s config.Settings) pipeline {
+	if s.Pipeline == config.PipelineL2 {
+		return l2Pipeline{}
+	}
+	return routedPipeline{node: s.Name, cluster: s.Cluster}
+}
+
+// l2Pipeline is the flood-and-learn baseline: br-int runs NORMAL (standalone fail mode) and
+// the host kernel routes between subnets through the gateway port. It wants no flows of
+// ovsfabric's, so switching from routed cleans up.
+type l2Pipeline struct{}
+
+func (l2Pipeline) name() string                                                 { return config.PipelineL2 }
+func (l2Pipeline) flows(fabric.Desired, []ovsdb.PortInfo) ([]flows.Flow, error) { return nil, nil }
+
+// routedPipeline routes cross-host traffic inside OVS with an explicit OpenFlow pipeline
+// (package flows): no hairpin through the host kernel, no broadcast across tunnels.
+type routedPipeline struct {
+	node    string
+	cluster netip.Prefix
+}
+
+func (routedPipeline) name() string { return config.PipelineRouted }
+
+func (p routedPipeline) flows(d fabric.Desired, ports []ovsdb.PortInfo) ([]flows.Flow, error) {
+	fs, err := flows.Plan(p.input(d, ports))
+	if err != nil && !errors.Is(err, flows.ErrNotReady) {
+		return nil, fmt.Errorf("plan flows: %w", err)
+	}
+	return fs, err
+}
+
+// input is what flows.Plan needs: the plan's tunnels (with the subnets they lead to) and
+// the ports' OpenFlow numbers and MACs.
+func (p routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.Input {
+	in := flows.Input{Subnet: d.Gateway.Masked(), ClusterCIDR: p.cluster}
+	tunnels := make(map[string]fabric.Tunnel, len(d.Tunnels))
+	for _, t := range d.Tunnels {
+		tunnels[t.Name] = t
+	}
+	for _, port := range ports {
+		switch {
+		case port.Name == d.GatewayPort:
+			mac, _ := net.ParseMAC(port.MACInUse)
+			in.Gateway = flows.Port{Name: port.Name, OFPort: port.Ofport, MAC: mac, IP: d.Gateway.Addr()}
+		case port.Owner() != p.node:
+		case port.Role() == ovsdb.RoleContainer:
+			r, _ := endpoint.Decode(port, p.node)
+			if r.MAC == nil || !r.Addr.IsValid() {
+				continue
+			}
+			in.Containers = append(in.Containers, flows.Port{Name: port.Name, OFPort: port.Ofport, MAC: r.MAC, IP: r.Addr.Addr()})
+		case port.Role() == ovsdb.RoleTunnel:
+			if t, ok := tunnels[port.Name]; ok {
+				in.Tunnels = append(in.Tunnels, flows.Tunnel{Peer: t.Peer, Port: port.Name, OFPort: port.Ofport, Subnet: t.Claim.Subnet})
+			}
+		}
+	}
+	return in
+}
+
+// applyPipeline makes ovsfabric's OpenFlow flows on the bridge match the pipeline mode.
 // Ports ovs-vswitchd has not numbered yet are left for the next sync, which their OVSDB
 // update triggers.
-func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, view []fabric.Peer) error {
-	if c.of == nil {
-		return nil
-	}
+func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, ports []ovsdb.PortInfo) error {
 	c.pipeMu.Lock()
 	defer c.pipeMu.Unlock()
-	var desired []flows.Flow
-	if c.s.Pipeline == PipelineRouted {
-		var err error
-		desired, err = c.routedFlows(ctx, d, view)
-		if errors.Is(err, flows.ErrNotReady) {
-			c.log.Debug("gateway port has no OpenFlow number yet; flows wait for the next sync")
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	desired, err := c.pipe.flows(d, ports)
+	if errors.Is(err, flows.ErrNotReady) {
+		c.log.Debug("gateway port has no OpenFlow number yet; flows wait for the next sync")
+		return nil
+	}
+	if err != nil {
+		return err
 	}
 	res, err := flows.Reconcile(ctx, c.of, desired)
 	if err != nil {
@@ -53,104 +107,36 @@ func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, view [
 	}
 	c.flowsApplied = desired
 	if res.Changed() {
-		c.log.Info("flows updated", "bridge", d.Bridge, "pipeline", c.s.Pipeline, "result", res.String())
+		c.log.Info("flows updated", "bridge", d.Bridge, "pipeline", c.pipe.name(), "result", res.String())
 	}
 	return nil
-}
-
-// routedFlows are the routed pipeline's flows for the bridge as OVSDB shows it now
-// (flows.ErrNotReady while the gateway port has no OpenFlow number).
-func (c *Controller) routedFlows(ctx context.Context, d fabric.Desired, view []fabric.Peer) ([]flows.Flow, error) {
-	in, err := c.pipelineInput(ctx, d, view)
-	if err != nil {
-		return nil, err
-	}
-	fs, err := flows.Plan(in)
-	if err != nil {
-		return nil, fmt.Errorf("plan flows: %w", err)
-	}
-	return fs, nil
-}
-
-// pipelineInput gathers what flows.Plan needs from OVSDB: OpenFlow port numbers and MACs.
-func (c *Controller) pipelineInput(ctx context.Context, d fabric.Desired, view []fabric.Peer) (flows.Input, error) {
-	ports, err := c.sw.Ports(ctx, d.Bridge)
-	if err != nil {
-		return flows.Input{}, fmt.Errorf("read ports of %s: %w", d.Bridge, err)
-	}
-	in := flows.Input{Subnet: d.Gateway.Masked(), ClusterCIDR: c.s.Cluster}
-	subnets := map[string]netip.Prefix{}
-	for _, t := range d.Tunnels {
-		for _, p := range view {
-			if p.Name == t.Peer {
-				subnets[t.Name] = p.Subnet
-			}
-		}
-	}
-	for _, p := range ports {
-		switch {
-		case p.Name == d.GatewayPort:
-			mac, _ := net.ParseMAC(p.MACInUse)
-			in.Gateway = flows.Port{Name: p.Name, OFPort: p.Ofport, MAC: mac, IP: d.Gateway.Addr()}
-		case p.ExternalIDs[ovsdb.KeyOwner] != c.s.Name:
-		case p.ExternalIDs[ovsdb.KeyRole] == ovsdb.RoleContainer:
-			mac, err := net.ParseMAC(p.ExternalIDs[ovsdb.KeyMAC])
-			ip, perr := netip.ParsePrefix(p.ExternalIDs[ovsdb.KeyIP])
-			if err != nil || perr != nil {
-				continue
-			}
-			in.Containers = append(in.Containers, flows.Port{Name: p.Name, OFPort: p.Ofport, MAC: mac, IP: ip.Addr()})
-		case p.ExternalIDs[ovsdb.KeyRole] == ovsdb.RoleTunnel:
-			if sub, ok := subnets[p.Name]; ok {
-				in.Tunnels = append(in.Tunnels, flows.Tunnel{Peer: p.ExternalIDs[ovsdb.KeyPeer], Port: p.Name, OFPort: p.Ofport, Subnet: sub})
-			}
-		}
-	}
-	return in, nil
 }
 
 // portLiveWait bounds how long an attach waits for ovs-vswitchd to take its new port.
 const portLiveWait = 3 * time.Second
 
-// makeLive waits until ovs-vswitchd has numbered the new port (it is then in the datapath) and,
-// in routed mode, programs its flows at once rather than on the loop's next sync, so that the
-// container can send the moment attach returns.
-func (c *Controller) makeLive(ctx context.Context, port string) error {
-	if c.of == nil {
-		return nil // no data path is driven (unit tests): no ovs-vswitchd to wait for
-	}
+// PortAdded waits until ovs-vswitchd has numbered the new port (it is then in the datapath;
+// woken by OVSDB change events) and programs its flows at once rather than on the loop's
+// next sync, so that the container can send the moment attach returns.
+func (c *Controller) PortAdded(ctx context.Context, port string) error {
 	ctx, cancel := context.WithTimeout(ctx, portLiveWait)
 	defer cancel()
-	for {
-		ports, err := c.sw.Ports(ctx, c.s.Bridge)
-		if err != nil {
-			return fmt.Errorf("read ports of %s: %w", c.s.Bridge, err)
-		}
-		if i := slices.IndexFunc(ports, func(p ovsdb.PortInfo) bool { return p.Name == port }); i >= 0 {
-			if p := ports[i]; p.Ofport > 0 {
-				break
-			} else if p.Error != "" {
-				return fmt.Errorf("ovs-vswitchd cannot add port %s: %s", port, p.Error)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("port %s has no OpenFlow port number after %s: %w", port, portLiveWait, ctx.Err())
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	if c.s.Pipeline != PipelineRouted {
-		return nil
+	if _, err := c.sw.WaitPort(ctx, c.s.Bridge, port); err != nil {
+		return err
 	}
 	c.mu.Lock()
-	d, view := c.desired, c.peerView
+	d := c.desired
 	c.mu.Unlock()
 	c.pipeMu.Lock()
 	defer c.pipeMu.Unlock()
 	if c.flowsApplied == nil {
-		return nil // no reconcile has succeeded yet: the loop's next one does it all
+		return nil // no reconcile has succeeded yet, or L2: the loop's next one does it all
 	}
-	desired, err := c.routedFlows(ctx, d, view)
+	ports, err := c.sw.Ports(ctx, c.s.Bridge)
+	if err != nil {
+		return fmt.Errorf("read ports of %s: %w", c.s.Bridge, err)
+	}
+	desired, err := c.pipe.flows(d, ports)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovsfabric/ovsfabric/config"
 	"github.com/ovsfabric/ovsfabric/flows"
+	"github.com/ovsfabric/ovsfabric/flows/flowstest"
 )
 
 // fakeServer is a ServerIdentity whose value the test sets.
@@ -23,7 +25,7 @@ func (f *fakeServer) set(id string)    { f.mu.Lock(); f.id = id; f.mu.Unlock() }
 // drops the attach fast path's idea of the installed flows, and that an unchanged one does
 // neither.
 func TestWatchVSwitchd(t *testing.T) {
-	c := New(Settings{Config: Config{Bridge: "br-int"}}, nil, nil, slog.New(slog.DiscardHandler))
+	c := New(config.Settings{Config: config.Config{Bridge: "br-int"}}, nil, nil, flowstest.New(), nil, slog.New(slog.DiscardHandler))
 	srv := &fakeServer{id: "a"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -65,12 +65,16 @@ type Facts struct {
 	DeadPeerGrace time.Duration
 }
 
-// Tunnel is one desired tunnel port toward a peer.
+// Tunnel is one desired tunnel port toward a peer, with what Plan knew of the peer's subnet
+// claim: the subnet the tunnel leads to (routes and flows use it) and its order (persisted
+// on the port, so a restart adopts the peer).
 type Tunnel struct {
 	Name   string
 	Type   TunnelType
 	Remote netip.Addr
 	Peer   string
+	// Claim is the peer's subnet claim; Claim.Subnet is where the tunnel leads.
+	Claim Claim
 }
 
 // Route is one desired host route: a peer's subnet via its gateway, on the gateway port.
@@ -146,7 +150,7 @@ func Plan(f Facts) (Desired, error) {
 			d.Skipped = append(d.Skipped, Skipped{Peer: p.Name, Reason: reason})
 			continue
 		}
-		d.Tunnels = append(d.Tunnels, Tunnel{Name: TunnelPortName(f.Tunnel, p.Name), Type: f.Tunnel, Remote: p.Underlay, Peer: p.Name})
+		d.Tunnels = append(d.Tunnels, Tunnel{Name: TunnelPortName(f.Tunnel, p.Name), Type: f.Tunnel, Remote: p.Underlay, Peer: p.Name, Claim: p.Claim()})
 		d.Routes = append(d.Routes, Route{Dst: p.Subnet, Via: Gateway(p.Subnet), Dev: f.GatewayPort, OnLink: true, Peer: p.Name})
 	}
 	return d, nil

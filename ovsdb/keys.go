@@ -5,7 +5,8 @@ package ovsdb
 // it, written by an operator or another tool, are left alone.
 const KeyPrefix = "ovsfabric-"
 
-// external_ids keys fabricd writes on the rows it owns (Bridge, Port and Interface; a port's
+// external_ids keys fabricd writes on the rows it owns (all of a container port's keys are
+// here; package endpoint is their one codec) (Bridge, Port and Interface; a port's
 // keys are written to both its Port and its Interface row).
 const (
 	// KeyOwner is the name of the node that created the row. Rows without it, or with another
@@ -27,6 +28,13 @@ const (
 	KeyIP = "ovsfabric-ip"
 	// KeyMAC is the container interface's MAC address.
 	KeyMAC = "ovsfabric-mac"
+	// KeyPublish lists a container port's published ports (PROTO:HOSTPORT:CONTAINERPORT,
+	// comma-separated): OVSDB keeps them with the endpoint, so they survive restarts and
+	// vanish with a detach.
+	KeyPublish = "ovsfabric-publish"
+	// KeyNetwork is the network of an endpoint; absent means the network "default" (the
+	// cluster CIDR), which is all there is until networks land.
+	KeyNetwork = "ovsfabric-network"
 )
 
 // Values of KeyRole.

@@ -235,3 +235,30 @@ func (c *Client) Owned(ctx context.Context, owner string) (Inventory, error) {
 	sort.Slice(inv.Ports, func(i, j int) bool { return inv.Ports[i].Name < inv.Ports[j].Name })
 	return inv, nil
 }
+
+// WaitPort waits until ovs-vswitchd has numbered port name of bridge (ofport > 0, so it is
+// in the datapath) and returns it. It re-reads the cache on every OVSDB change event rather
+// than polling. A port ovs-vswitchd reports it cannot add is an error at once; so is the
+// end of ctx.
+func (c *Client) WaitPort(ctx context.Context, bridge, name string) (PortInfo, error) {
+	for {
+		tick := c.nextTick() // taken before the read, so no event in between is missed
+		ports, err := c.Ports(ctx, bridge)
+		if err != nil {
+			return PortInfo{}, err
+		}
+		if i := sort.Search(len(ports), func(i int) bool { return ports[i].Name >= name }); i < len(ports) && ports[i].Name == name {
+			switch p := ports[i]; {
+			case p.Ofport > 0:
+				return p, nil
+			case p.Error != "":
+				return p, fmt.Errorf("ovs-vswitchd cannot add port %s: %s", name, p.Error)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return PortInfo{}, fmt.Errorf("port %s has no OpenFlow port number: %w", name, ctx.Err())
+		case <-tick:
+		}
+	}
+}

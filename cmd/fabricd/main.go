@@ -20,10 +20,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
+	"github.com/ovsfabric/ovsfabric/apiserver"
+	"github.com/ovsfabric/ovsfabric/config"
 	"github.com/ovsfabric/ovsfabric/containers"
 	"github.com/ovsfabric/ovsfabric/controller"
+	"github.com/ovsfabric/ovsfabric/endpoint"
 	"github.com/ovsfabric/ovsfabric/internal/buildinfo"
 	"github.com/ovsfabric/ovsfabric/netplumb"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
@@ -38,8 +40,8 @@ func main() {
 }
 
 func newCommand() *cobra.Command {
-	cfg := controller.DefaultConfig()
-	var configFile, join string
+	cfg := config.DefaultConfig()
+	var configFile string
 	cmd := &cobra.Command{
 		Use:           "fabricd",
 		Short:         "ovsfabric daemon: gossip membership, per-host subnets, OVS tunnels and routes",
@@ -48,7 +50,7 @@ func newCommand() *cobra.Command {
 		SilenceErrors: true,
 		Version:       buildinfo.Read().String(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			final, err := resolveConfig(cmd.Flags(), cfg, configFile, join)
+			final, err := config.Resolve(cmd.Flags(), cfg, configFile)
 			if err != nil {
 				return err
 			}
@@ -56,118 +58,9 @@ func newCommand() *cobra.Command {
 		},
 	}
 	cmd.SetVersionTemplate("fabricd {{.Version}}\n")
-	f := cmd.Flags()
-	f.StringVar(&configFile, "config", "", "YAML config file (flags win over it)")
-	f.StringVar(&cfg.Name, "name", cfg.Name, "node name, unique in the fabric")
-	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "underlay IP peers use for gossip and tunnels (default: address of the default-route interface)")
-	f.IntVar(&cfg.GossipPort, "gossip-port", cfg.GossipPort, "gossip TCP/UDP port")
-	f.StringVar(&join, "join", "", "HOST[:PORT],... of existing members (empty: start a new fabric)")
-	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", cfg.ClusterCIDR, "address range all per-host subnets come from")
-	f.IntVar(&cfg.SubnetPrefix, "subnet-prefix", cfg.SubnetPrefix, "prefix length of per-host subnets")
-	f.StringVar(&cfg.Subnet, "subnet", "", "static per-host subnet (default: claimed by gossip)")
-	f.StringVar(&cfg.Tunnel, "tunnel", cfg.Tunnel, "tunnel type: gre or vxlan (all members must agree)")
-	f.StringVar(&cfg.OVSDB, "ovsdb", cfg.OVSDB, "OVSDB endpoint: unix:PATH or tcp:IP:PORT")
-	f.StringVar(&cfg.Datapath, "datapath", cfg.Datapath, "OVS datapath: auto, system (kernel) or netdev (userspace)")
-	f.StringVar(&cfg.Bridge, "bridge", cfg.Bridge, "integration bridge name")
-	f.StringVar(&cfg.GatewayPort, "gateway-port", cfg.GatewayPort, "internal port holding the subnet gateway address")
-	f.StringVar(&cfg.APISocket, "api-socket", cfg.APISocket, "unix socket of the local API (mode 0600)")
-	f.StringVar(&cfg.GossipKeyFile, "gossip-key-file", "", "file with a 16/24/32-byte AES key (raw, hex or base64) all members share")
-	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (off unless set)")
-	f.BoolVar(&cfg.LeaveOnExit, "leave-on-exit", false, "leave the fabric gracefully on SIGTERM/SIGINT (default: keep the data path, peers wait --dead-peer-grace)")
-	f.DurationVar(&cfg.DeadPeerGrace, "dead-peer-grace", cfg.DeadPeerGrace, "how long a failed peer keeps its tunnel and route")
-	f.DurationVar(&cfg.ClaimRetention, "claim-retention", cfg.ClaimRetention, "how long the subnet of a peer that died or left stays reserved for its return (0: freed after --dead-peer-grace)")
-	f.DurationVar(&cfg.Resync, "resync", cfg.Resync, "periodic reconcile interval")
-	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
-	f.StringVar(&cfg.Pipeline, "pipeline", cfg.Pipeline, "data path: routed (OpenFlow routing inside OVS) or l2 (NORMAL switching, host kernel routes)")
-	f.BoolVar(&cfg.Masquerade, "masquerade", cfg.Masquerade, "masquerade container traffic leaving the cluster CIDR to the host's address")
-	f.StringVar(&cfg.DockerHost, "docker-host", cfg.DockerHost, "Docker Engine API endpoint used to resolve container names (empty: off)")
-	f.StringVar(&cfg.PodmanHost, "podman-host", cfg.PodmanHost, "Podman API endpoint used to resolve container names (empty: off)")
-	f.StringVar(&cfg.KeyringFile, "keyring-file", "", "where the gossip keyring is kept, mode 0600 (default: <gossip-key-file>.keyring, else "+controller.DefaultKeyringFile+")")
-	f.StringVar(&cfg.APIGroup, "api-group", "", "open the API socket to this group (root:GROUP, mode 0660); default: root only (0600)")
-	f.StringVar(&cfg.OVSRundir, "ovs-rundir", "", "ovs-vswitchd's run directory, holding <bridge>.mgmt (default: $OVS_RUNDIR, else the --ovsdb socket's directory when it holds it, else "+controller.DefaultOVSRundir+")")
+	cmd.Flags().StringVar(&configFile, "config", "", "YAML config file (flags win over it)")
+	config.Bind(cmd.Flags(), &cfg)
 	return cmd
-}
-
-// resolveConfig applies defaults, then the config file, then the flags that were set.
-func resolveConfig(fs *pflag.FlagSet, fromFlags controller.Config, file, join string) (controller.Config, error) {
-	cfg := fromFlags
-	if file != "" {
-		cfg = controller.DefaultConfig()
-		if err := cfg.LoadFile(file); err != nil {
-			return cfg, err
-		}
-		// Flags win: copy every flag that was set on the command line over the file's value.
-		fs.Visit(func(fl *pflag.Flag) {
-			overlay(&cfg, fromFlags, fl.Name)
-		})
-	}
-	if fs.Changed("join") || (file == "" && join != "") {
-		cfg.Join = nil
-		for _, j := range strings.Split(join, ",") {
-			if j = strings.TrimSpace(j); j != "" {
-				cfg.Join = append(cfg.Join, j)
-			}
-		}
-	}
-	return cfg, nil
-}
-
-// overlay copies the field behind flag name from src into dst.
-func overlay(dst *controller.Config, src controller.Config, name string) {
-	switch name {
-	case "name":
-		dst.Name = src.Name
-	case "advertise-addr":
-		dst.AdvertiseAddr = src.AdvertiseAddr
-	case "gossip-port":
-		dst.GossipPort = src.GossipPort
-	case "cluster-cidr":
-		dst.ClusterCIDR = src.ClusterCIDR
-	case "subnet-prefix":
-		dst.SubnetPrefix = src.SubnetPrefix
-	case "subnet":
-		dst.Subnet = src.Subnet
-	case "tunnel":
-		dst.Tunnel = src.Tunnel
-	case "ovsdb":
-		dst.OVSDB = src.OVSDB
-	case "datapath":
-		dst.Datapath = src.Datapath
-	case "bridge":
-		dst.Bridge = src.Bridge
-	case "gateway-port":
-		dst.GatewayPort = src.GatewayPort
-	case "api-socket":
-		dst.APISocket = src.APISocket
-	case "gossip-key-file":
-		dst.GossipKeyFile = src.GossipKeyFile
-	case "metrics-addr":
-		dst.MetricsAddr = src.MetricsAddr
-	case "leave-on-exit":
-		dst.LeaveOnExit = src.LeaveOnExit
-	case "dead-peer-grace":
-		dst.DeadPeerGrace = src.DeadPeerGrace
-	case "claim-retention":
-		dst.ClaimRetention = src.ClaimRetention
-	case "resync":
-		dst.Resync = src.Resync
-	case "log-level":
-		dst.LogLevel = src.LogLevel
-	case "pipeline":
-		dst.Pipeline = src.Pipeline
-	case "masquerade":
-		dst.Masquerade = src.Masquerade
-	case "docker-host":
-		dst.DockerHost = src.DockerHost
-	case "podman-host":
-		dst.PodmanHost = src.PodmanHost
-	case "keyring-file":
-		dst.KeyringFile = src.KeyringFile
-	case "api-group":
-		dst.APIGroup = src.APIGroup
-	case "ovs-rundir":
-		dst.OVSRundir = src.OVSRundir
-	}
 }
 
 func newLogger(level string) (*slog.Logger, error) {
@@ -178,7 +71,7 @@ func newLogger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
-func run(parent context.Context, cfg controller.Config) error {
+func run(parent context.Context, cfg config.Config) error {
 	log, err := newLogger(cfg.LogLevel)
 	if err != nil {
 		return err
@@ -191,7 +84,7 @@ func run(parent context.Context, cfg controller.Config) error {
 		return err
 	}
 	if s.APIGroup != "" {
-		if _, err := controller.LookupGroup(s.APIGroup); err != nil {
+		if _, err := apiserver.LookupGroup(s.APIGroup); err != nil {
 			return err
 		}
 	}
@@ -211,15 +104,17 @@ func run(parent context.Context, cfg controller.Config) error {
 	log = log.With("node", s.Name)
 	log.Info("starting", "underlay", s.Advertise, "underlay_mtu", s.UnderlayMTU, "datapath", s.DatapathType, "tunnel", s.TunnelType, "cluster_cidr", s.Cluster)
 
-	var resolvers []controller.Resolver
+	var resolvers []endpoint.Resolver
 	if s.DockerHost != "" {
 		resolvers = append(resolvers, containers.Engine{Kind: "docker", Host: s.DockerHost})
 	}
 	if s.PodmanHost != "" {
 		resolvers = append(resolvers, containers.Engine{Kind: "podman", Host: s.PodmanHost})
 	}
-	ctrl := controller.New(s, sw, controller.HostKernel{}, log, resolvers...)
-	ctrl.SetFlowSwitch(controller.NewOFSwitch(s.Bridge, s.OVSRundir, os.Getenv("OVS_RUNDIR"), s.OVSDB))
+	eps := endpoint.New(s, sw, endpoint.HostPlumbing{}, log, resolvers...)
+	of := controller.NewOFSwitch(s.Bridge, s.OVSRundir, os.Getenv("OVS_RUNDIR"), s.OVSDB)
+	ctrl := controller.New(s, sw, netplumb.HostNet{}, of, eps, log)
+	eps.SetLoop(ctrl)
 	if err := ctrl.Init(ctx); err != nil {
 		return err
 	}
@@ -255,7 +150,7 @@ func run(parent context.Context, cfg controller.Config) error {
 		})
 		return leaveErr
 	}
-	srv := controller.NewServer(ctrl, log, leave)
+	srv := apiserver.NewServer(ctrl, eps, log, leave)
 	srv.SetKeyring(members)
 	if err := srv.SetGroup(s.APIGroup); err != nil {
 		members.Shutdown()
@@ -323,7 +218,7 @@ func run(parent context.Context, cfg controller.Config) error {
 }
 
 // detectUnderlay fills the advertise address and the underlay MTU from the host.
-func detectUnderlay(s *controller.Settings) error {
+func detectUnderlay(s *config.Settings) error {
 	if !s.Advertise.IsValid() {
 		_, src, _, err := netplumb.DefaultRoute(s.Cluster)
 		if err != nil {

@@ -4,6 +4,7 @@ package ovsdbtest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/stdr"
+	"github.com/ovn-org/libovsdb/cache"
 	"github.com/ovn-org/libovsdb/client"
 	"github.com/ovn-org/libovsdb/database/inmemory"
 	"github.com/ovn-org/libovsdb/model"
@@ -80,4 +82,79 @@ func Start(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return "unix:" + sock
+}
+
+// Vswitchd stands in for ovs-vswitchd on the server at endpoint (from Start) until the test
+// ends: it numbers every interface that has no OpenFlow port number yet (ofport 1, 2, …)
+// and fills in mac_in_use (the requested mac, else one derived from the number), as
+// ovs-vswitchd does when it takes a port, so that code waiting for a port to be live runs
+// in unit tests.
+func Vswitchd(t testing.TB, endpoint string) {
+	t.Helper()
+	clientModel, err := vswitchd.FullDatabaseModel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := logr.Discard()
+	c, err := client.NewOVSDBClient(clientModel, client.WithEndpoint(endpoint), client.WithLogger(&quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := c.Connect(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	wake := make(chan struct{}, 1)
+	c.Cache().AddEventHandler(&cache.EventHandlerFuncs{AddFunc: func(table string, _ model.Model) {
+		if table == vswitchd.InterfaceTable {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+	}})
+	if _, err := c.Monitor(ctx, c.NewMonitor(client.WithTable(&vswitchd.Interface{}))); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		next := 1
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-wake:
+			}
+			var ifaces []vswitchd.Interface
+			if err := c.List(ctx, &ifaces); err != nil {
+				continue
+			}
+			var ops []libovsdb.Operation
+			for i := range ifaces {
+				iface := &ifaces[i]
+				if iface.Ofport != nil && *iface.Ofport > 0 {
+					continue
+				}
+				n := next
+				next++
+				mac := fmt.Sprintf("02:00:00:00:%02x:%02x", n>>8&0xff, n&0xff)
+				if iface.MAC != nil && *iface.MAC != "" {
+					mac = *iface.MAC
+				}
+				iface.Ofport, iface.MACInUse = &n, &mac
+				op, err := c.Where(iface).Update(iface, &iface.Ofport, &iface.MACInUse)
+				if err != nil {
+					continue
+				}
+				ops = append(ops, op...)
+			}
+			if len(ops) > 0 {
+				_, _ = c.Transact(ctx, ops...)
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done; c.Close() })
 }

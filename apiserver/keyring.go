@@ -1,9 +1,8 @@
-package controller
+package apiserver
 
 import (
 	"context"
 	"encoding/base64"
-	"fmt"
 	"net/http"
 
 	"github.com/ovsfabric/ovsfabric/api"
@@ -35,17 +34,17 @@ func (s *Server) keyringRoutes(mux *http.ServeMux) {
 func (s *Server) runKeyring(w http.ResponseWriter, r *http.Request, req api.KeyringRequest) {
 	op, key, err := parseKeyringRequest(req)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		writeError(w, err)
 		return
 	}
 	k := s.keyring.Load()
 	if k == nil {
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("gossip is not running yet"))
+		writeError(w, api.Errorf(api.ErrUnavailable, "gossip is not running yet"))
 		return
 	}
 	res, err := (*k).KeyringOp(r.Context(), op, key, req.Local)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		writeError(w, api.WithKind(api.ErrInvalid, err))
 		return
 	}
 	writeJSON(w, http.StatusOK, keyringResponse(op, res))
@@ -58,19 +57,19 @@ func parseKeyringRequest(req api.KeyringRequest) (peers.KeyOp, []byte, error) {
 	switch op {
 	case peers.KeyList:
 		if req.Key != "" {
-			return op, nil, badRequest("keyring list takes no key")
+			return op, nil, api.Errorf(api.ErrInvalid, "keyring list takes no key")
 		}
 		return op, nil, nil
 	case peers.KeyInstall, peers.KeyUse, peers.KeyRemove:
 	default:
-		return op, nil, badRequest("keyring operation %q: want list, install, use or remove", req.Op)
+		return op, nil, api.Errorf(api.ErrInvalid, "keyring operation %q: want list, install, use or remove", req.Op)
 	}
 	key, err := base64.StdEncoding.DecodeString(req.Key)
 	if err != nil {
-		return op, nil, badRequest("key is not standard base64: %v", err)
+		return op, nil, api.Errorf(api.ErrInvalid, "key is not standard base64: %v", err)
 	}
 	if n := len(key); n != 16 && n != 24 && n != 32 {
-		return op, nil, badRequest("key is %d bytes; AES needs 16, 24 or 32 (e.g. `head -c 32 /dev/urandom | base64`)", n)
+		return op, nil, api.Errorf(api.ErrInvalid, "key is %d bytes; AES needs 16, 24 or 32 (e.g. `head -c 32 /dev/urandom | base64`)", n)
 	}
 	return op, key, nil
 }
@@ -104,19 +103,4 @@ func keyringResponse(op peers.KeyOp, res []peers.KeyResult) api.KeyringResponse 
 		out.Hosts = append(out.Hosts, h)
 	}
 	return out
-}
-
-// DefaultKeyringFile is where the gossip keyring is kept without --gossip-key-file.
-const DefaultKeyringFile = "/var/lib/ovsfabric/gossip.keyring"
-
-// KeyringPath is where the gossip keyring is persisted: --keyring-file, else next to the
-// gossip key file that seeds it (<gossip-key-file>.keyring), else DefaultKeyringFile.
-func (c Config) KeyringPath() string {
-	switch {
-	case c.KeyringFile != "":
-		return c.KeyringFile
-	case c.GossipKeyFile != "":
-		return c.GossipKeyFile + ".keyring"
-	}
-	return DefaultKeyringFile
 }

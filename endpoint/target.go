@@ -1,10 +1,12 @@
-package controller
+package endpoint
 
 import (
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/ovsfabric/ovsfabric/api"
 )
 
 // TargetKind says how an attach TARGET names a container.
@@ -41,25 +43,25 @@ const (
 var containerName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
 // ParseTarget parses an attach TARGET (surrounding white space ignored): a container name or
-// ID, pid:PID, or an absolute network namespace path. The error is a 400 RequestError.
+// ID, pid:PID, or an absolute network namespace path. The error is an api.ErrInvalid (400).
 func ParseTarget(s string) (TargetSpec, error) {
 	s = strings.TrimSpace(s)
 	switch {
 	case s == "":
-		return TargetSpec{}, badRequest("no target: give a container name or ID, pid:PID, or a netns path")
+		return TargetSpec{}, api.Errorf(api.ErrInvalid, "no target: give a container name or ID, pid:PID, or a netns path")
 	case strings.HasPrefix(s, "pid:"):
 		pid, err := strconv.Atoi(strings.TrimPrefix(s, "pid:"))
 		if err != nil || pid <= 0 || pid > maxPID {
-			return TargetSpec{}, badRequest("target %q: pid must be a positive number up to %d", s, maxPID)
+			return TargetSpec{}, api.Errorf(api.ErrInvalid, "target %q: pid must be a positive number up to %d", s, maxPID)
 		}
 		return TargetSpec{Kind: TargetPID, PID: pid}, nil
 	case strings.HasPrefix(s, "/"):
 		if len(s) > maxTargetPath || strings.ContainsRune(s, 0) {
-			return TargetSpec{}, badRequest("target: netns path is longer than %d bytes or holds a NUL byte", maxTargetPath)
+			return TargetSpec{}, api.Errorf(api.ErrInvalid, "target: netns path is longer than %d bytes or holds a NUL byte", maxTargetPath)
 		}
 		return TargetSpec{Kind: TargetNetNS, Name: filepath.Clean(s)}, nil
 	case len(s) > maxTargetName || !containerName.MatchString(s):
-		return TargetSpec{}, badRequest("target %.80q: not a container name or ID ([a-zA-Z0-9][a-zA-Z0-9_.-]*, at most %d bytes), pid:PID or an absolute netns path", s, maxTargetName)
+		return TargetSpec{}, api.Errorf(api.ErrInvalid, "target %.80q: not a container name or ID ([a-zA-Z0-9][a-zA-Z0-9_.-]*, at most %d bytes), pid:PID or an absolute netns path", s, maxTargetName)
 	}
 	return TargetSpec{Kind: TargetContainer, Name: s}, nil
 }

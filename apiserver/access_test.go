@@ -1,4 +1,4 @@
-package controller
+package apiserver
 
 import (
 	"bytes"
@@ -43,7 +43,7 @@ func (s *syncBuf) String() string {
 func serve(t *testing.T, group string) (*Server, string, *syncBuf) {
 	t.Helper()
 	logs := &syncBuf{}
-	s := NewServer(nil, slog.New(slog.NewTextHandler(logs, nil)), func(context.Context) error { return errors.New("not here") })
+	s := NewServer(nil, nil, slog.New(slog.NewTextHandler(logs, nil)), func(context.Context) error { return errors.New("not here") })
 	if err := s.SetGroup(group); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestSocketMode(t *testing.T) {
 			t.Errorf("group %q: socket mode %v uid %d gid %d, want %v root:%d", tc.group, fi.Mode().Perm(), st.Uid, st.Gid, tc.mode, tc.gid)
 		}
 	}
-	s := NewServer(nil, slog.Default(), nil)
+	s := NewServer(nil, nil, slog.Default(), nil)
 	if err := s.SetGroup("no-such-group-ovsfabric"); err == nil || !strings.Contains(err.Error(), "no such group") {
 		t.Errorf("unknown group: %v", err)
 	}

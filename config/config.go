@@ -1,10 +1,12 @@
-package controller
+package config
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"reflect"
@@ -17,42 +19,53 @@ import (
 	"github.com/ovsfabric/ovsfabric/fabric"
 )
 
+// Data-path modes (--pipeline).
+const (
+	// PipelineRouted routes cross-host traffic inside OVS with an explicit OpenFlow pipeline
+	// (package flows): no hairpin through the host kernel, no broadcast across tunnels.
+	PipelineRouted = "routed"
+	// PipelineL2 is the flood-and-learn baseline: br-int runs NORMAL and the host kernel routes
+	// between the subnets through the gateway port.
+	PipelineL2 = "l2"
+)
+
 // Config is fabricd's configuration. Every field is settable as a flag of the same name
-// (kebab-case) and in the YAML file given by --config; flags win over the file.
+// (kebab-case, its yaml tag; its usage tag is the flag's help) and in the YAML file given by
+// --config; flags win over the file (see Bind and Resolve).
 type Config struct {
-	Name          string        `yaml:"name"`
-	AdvertiseAddr string        `yaml:"advertise-addr"`
-	GossipPort    int           `yaml:"gossip-port"`
-	Join          []string      `yaml:"join"`
-	ClusterCIDR   string        `yaml:"cluster-cidr"`
-	SubnetPrefix  int           `yaml:"subnet-prefix"`
-	Subnet        string        `yaml:"subnet"`
-	Tunnel        string        `yaml:"tunnel"`
-	OVSDB         string        `yaml:"ovsdb"`
-	Datapath      string        `yaml:"datapath"`
-	Bridge        string        `yaml:"bridge"`
-	GatewayPort   string        `yaml:"gateway-port"`
-	APISocket     string        `yaml:"api-socket"`
-	GossipKeyFile string        `yaml:"gossip-key-file"`
-	MetricsAddr   string        `yaml:"metrics-addr"`
-	LeaveOnExit   bool          `yaml:"leave-on-exit"`
-	DeadPeerGrace time.Duration `yaml:"dead-peer-grace"`
-	Resync        time.Duration `yaml:"resync"`
-	LogLevel      string        `yaml:"log-level"`
-	Masquerade    bool          `yaml:"masquerade"`
-	Pipeline      string        `yaml:"pipeline"`
-	DockerHost    string        `yaml:"docker-host"`
-	PodmanHost    string        `yaml:"podman-host"`
+	Name          string        `yaml:"name" usage:"node name, unique in the fabric"`
+	AdvertiseAddr string        `yaml:"advertise-addr" usage:"underlay IP peers use for gossip and tunnels (default: address of the default-route interface)"`
+	GossipPort    int           `yaml:"gossip-port" usage:"gossip TCP/UDP port"`
+	Join          []string      `yaml:"join" usage:"HOST[:PORT],... of existing members (empty: start a new fabric)"`
+	ClusterCIDR   string        `yaml:"cluster-cidr" usage:"address range all per-host subnets come from"`
+	SubnetPrefix  int           `yaml:"subnet-prefix" usage:"prefix length of per-host subnets"`
+	Subnet        string        `yaml:"subnet" usage:"static per-host subnet (default: claimed by gossip)"`
+	Tunnel        string        `yaml:"tunnel" usage:"tunnel type: gre or vxlan (all members must agree)"`
+	OVSDB         string        `yaml:"ovsdb" usage:"OVSDB endpoint: unix:PATH or tcp:IP:PORT"`
+	Datapath      string        `yaml:"datapath" usage:"OVS datapath: auto, system (kernel) or netdev (userspace)"`
+	Bridge        string        `yaml:"bridge" usage:"integration bridge name"`
+	GatewayPort   string        `yaml:"gateway-port" usage:"internal port holding the subnet gateway address"`
+	APISocket     string        `yaml:"api-socket" usage:"unix socket of the local API (mode 0600)"`
+	GossipKeyFile string        `yaml:"gossip-key-file" usage:"file with a 16/24/32-byte AES key (raw, hex or base64) all members share"`
+	MetricsAddr   string        `yaml:"metrics-addr" usage:"serve Prometheus metrics on this address (off unless set)"`
+	LeaveOnExit   bool          `yaml:"leave-on-exit" usage:"leave the fabric gracefully on SIGTERM/SIGINT (default: keep the data path, peers wait --dead-peer-grace)"`
+	DeadPeerGrace time.Duration `yaml:"dead-peer-grace" usage:"how long a failed peer keeps its tunnel and route"`
+	Resync        time.Duration `yaml:"resync" usage:"periodic reconcile interval"`
+	LogLevel      string        `yaml:"log-level" usage:"debug, info, warn or error"`
+	Masquerade    bool          `yaml:"masquerade" usage:"masquerade container traffic leaving the cluster CIDR to the host's address"`
+	Pipeline      string        `yaml:"pipeline" usage:"data path: routed (OpenFlow routing inside OVS) or l2 (NORMAL switching, host kernel routes)"`
+	DockerHost    string        `yaml:"docker-host" usage:"Docker Engine API endpoint used to resolve container names (empty: off)"`
+	PodmanHost    string        `yaml:"podman-host" usage:"Podman API endpoint used to resolve container names (empty: off)"`
 
 	// ClaimRetention is how long the subnet of a node that died or left stays reserved for
 	// it (0: not at all; freed once it has been dead for DeadPeerGrace, or has left).
-	ClaimRetention time.Duration `yaml:"claim-retention"`
+	ClaimRetention time.Duration `yaml:"claim-retention" usage:"how long the subnet of a peer that died or left stays reserved for its return (0: freed after --dead-peer-grace)"`
 	// KeyringFile persists the gossip keyring; empty means KeyringPath's default.
-	KeyringFile string `yaml:"keyring-file"`
+	KeyringFile string `yaml:"keyring-file" usage:"where the gossip keyring is kept, mode 0600 (default: <gossip-key-file>.keyring, else /var/lib/ovsfabric/gossip.keyring)"`
 	// APIGroup, when set, opens the API socket to this group (mode 0660).
-	APIGroup string `yaml:"api-group"`
+	APIGroup string `yaml:"api-group" usage:"open the API socket to this group (root:GROUP, mode 0660); default: root only (0600)"`
 	// OVSRundir is ovs-vswitchd's run directory; empty means found (see OVSRundirCandidates).
-	OVSRundir string `yaml:"ovs-rundir"`
+	OVSRundir string `yaml:"ovs-rundir" usage:"ovs-vswitchd's run directory, holding <bridge>.mgmt (default: $OVS_RUNDIR, else the --ovsdb socket's directory when it holds it, else /var/run/openvswitch)"`
 }
 
 // DefaultConfig is the configuration fabricd starts from before the file and flags.
@@ -97,7 +110,7 @@ func (c *Config) LoadFile(path string) error {
 // unknownField matches yaml.v3's wording for a key KnownFields rejects.
 var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type \S+$`)
 
-// plainYAMLError rewords yaml.v3's "field tunnle not found in type controller.Config" as
+// plainYAMLError rewords yaml.v3's "field tunnle not found in type config.Config" as
 // `line 1: unknown key "tunnle" (did you mean "tunnel"?)`; other errors pass through.
 func plainYAMLError(err error) error {
 	var te *yaml.TypeError
@@ -129,8 +142,8 @@ type configError struct {
 func (e *configError) Error() string { return e.msg }
 func (e *configError) Unwrap() error { return e.err }
 
-// ConfigKeys are the keys a config file may set, in the order of Config's fields.
-func ConfigKeys() []string {
+// Keys are the keys a config file may set, in the order of Config's fields.
+func Keys() []string {
 	t := reflect.TypeOf(Config{})
 	keys := make([]string, 0, t.NumField())
 	for i := range t.NumField() {
@@ -144,7 +157,7 @@ func ConfigKeys() []string {
 // nearestKey is the known key within edit distance 2 of key, or "".
 func nearestKey(key string) string {
 	best, bestD := "", 3
-	for _, k := range ConfigKeys() {
+	for _, k := range Keys() {
 		if d := editDistance(key, k); d < bestD {
 			best, bestD = k, d
 		}
@@ -173,7 +186,7 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// Settings is a validated Config, parsed into the types the controller uses.
+// Settings is a validated Config, parsed into the types the rest of fabricd uses.
 type Settings struct {
 	Config
 	Advertise    netip.Addr
@@ -283,4 +296,35 @@ func decodeKey(text string) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("key must be 16, 24 or 32 bytes (raw, hex or base64), got %d characters", len(text))
+}
+
+// DefaultKeyringFile is where the gossip keyring is kept without --gossip-key-file.
+const DefaultKeyringFile = "/var/lib/ovsfabric/gossip.keyring"
+
+// KeyringPath is where the gossip keyring is persisted: --keyring-file, else next to the
+// gossip key file that seeds it (<gossip-key-file>.keyring), else DefaultKeyringFile.
+func (c Config) KeyringPath() string {
+	switch {
+	case c.KeyringFile != "":
+		return c.KeyringFile
+	case c.GossipKeyFile != "":
+		return c.GossipKeyFile + ".keyring"
+	}
+	return DefaultKeyringFile
+}
+
+// LoadYAML overlays a YAML configuration onto c; unknown keys are an error (see LoadFile).
+func (c *Config) LoadYAML(data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return plainYAMLError(err)
+	}
+	return nil
+}
+
+// MTU is the MTU of container interfaces and of the gateway: the underlay's less the tunnel
+// overhead (fabric.ContainerMTU). It is the one place fabricd computes it for this host.
+func (s Settings) MTU() (int, error) {
+	return fabric.ContainerMTU(s.UnderlayMTU, s.TunnelType, s.Advertise.Is6())
 }

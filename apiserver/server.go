@@ -1,4 +1,4 @@
-package controller
+package apiserver
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync/atomic"
 	"time"
 
@@ -19,7 +20,8 @@ import (
 // Server is fabricd's local API on a unix socket (mode 0600: only root talks to fabricd;
 // SetGroup opens it to a group).
 type Server struct {
-	ctrl    *Controller
+	loop    Loop
+	eps     Endpoints
 	log     *slog.Logger
 	leave   func(context.Context) error
 	srv     *http.Server
@@ -28,15 +30,32 @@ type Server struct {
 	keyring atomic.Pointer[Keyring]
 }
 
-// NewServer returns the API server for ctrl. leave is called for POST /v1/leave.
-func NewServer(ctrl *Controller, log *slog.Logger, leave func(context.Context) error) *Server {
-	s := &Server{ctrl: ctrl, log: log, leave: leave, gid: -1}
+// Loop is what the API needs of the reconcile loop (package controller).
+type Loop interface {
+	Status() api.Status
+	// RemoteAttachments are the other hosts' endpoints, as gossip spread them.
+	RemoteAttachments() []api.Attachment
+}
+
+// Endpoints is what the API needs of this host's endpoints (package endpoint).
+type Endpoints interface {
+	Attachments(ctx context.Context) ([]api.Attachment, error)
+	Attach(ctx context.Context, req api.AttachRequest) (api.Attachment, error)
+	Detach(ctx context.Context, target string) (api.Attachment, error)
+	Publish(ctx context.Context, target, spec string) (api.Attachment, error)
+	Unpublish(ctx context.Context, target, spec string) (api.Attachment, error)
+}
+
+// NewServer returns the API server over the loop and the endpoints. leave is called for
+// POST /v1/leave.
+func NewServer(loop Loop, eps Endpoints, log *slog.Logger, leave func(context.Context) error) *Server {
+	s := &Server{loop: loop, eps: eps, log: log, leave: leave, gid: -1}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, ctrl.Status())
+		writeJSON(w, http.StatusOK, loop.Status())
 	})
 	mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
-		p := ctrl.Status().Peers
+		p := loop.Status().Peers
 		if p == nil {
 			p = []api.Peer{}
 		}
@@ -44,20 +63,19 @@ func NewServer(ctrl *Controller, log *slog.Logger, leave func(context.Context) e
 	})
 	mux.HandleFunc("POST /v1/leave", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.leave(r.Context()); err != nil {
-			writeError(w, http.StatusInternalServerError, err)
+			writeError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, api.Message{Message: "left the fabric; fabricd is stopping"})
 	})
 	mux.HandleFunc("GET /v1/attachments", func(w http.ResponseWriter, r *http.Request) {
-		list := ctrl.Attachments
-		if r.URL.Query().Get("all") != "" {
-			list = ctrl.FabricAttachments
-		}
-		a, err := list(r.Context())
+		a, err := eps.Attachments(r.Context())
 		if err != nil {
-			writeError(w, httpCode(err), err)
+			writeError(w, err)
 			return
+		}
+		if r.URL.Query().Get("all") != "" {
+			a = fabricWide(a, loop.RemoteAttachments())
 		}
 		writeJSON(w, http.StatusOK, a)
 	})
@@ -66,9 +84,9 @@ func NewServer(ctrl *Controller, log *slog.Logger, leave func(context.Context) e
 		if !decode(w, r, &req) {
 			return
 		}
-		a, err := ctrl.Attach(r.Context(), req)
+		a, err := eps.Attach(r.Context(), req)
 		if err != nil {
-			writeError(w, httpCode(err), err)
+			writeError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, a)
@@ -78,24 +96,24 @@ func NewServer(ctrl *Controller, log *slog.Logger, leave func(context.Context) e
 		if !decode(w, r, &req) {
 			return
 		}
-		a, err := ctrl.Detach(r.Context(), req.Target)
+		a, err := eps.Detach(r.Context(), req.Target)
 		if err != nil {
-			writeError(w, httpCode(err), err)
+			writeError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, a)
 	})
-	for path, fn := range map[string]func(context.Context, string, string) (api.Attachment, error){
-		"POST /v1/publish": ctrl.Publish, "POST /v1/unpublish": ctrl.Unpublish,
+	for path, fn := range map[string]func(Endpoints, context.Context, string, string) (api.Attachment, error){
+		"POST /v1/publish": Endpoints.Publish, "POST /v1/unpublish": Endpoints.Unpublish,
 	} {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			var req api.PublishRequest
 			if !decode(w, r, &req) {
 				return
 			}
-			a, err := fn(r.Context(), req.Target, req.Spec)
+			a, err := fn(eps, r.Context(), req.Target, req.Spec)
 			if err != nil {
-				writeError(w, httpCode(err), err)
+				writeError(w, err)
 				return
 			}
 			writeJSON(w, http.StatusOK, a)
@@ -103,7 +121,7 @@ func NewServer(ctrl *Controller, log *slog.Logger, leave func(context.Context) e
 	}
 	s.keyringRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no endpoint %s %s", r.Method, r.URL.Path))
+		writeError(w, api.Errorf(api.ErrNotFound, "no endpoint %s %s", r.Method, r.URL.Path))
 	})
 	s.srv = &http.Server{Handler: audit(log, mux), ConnContext: connContext, ReadHeaderTimeout: 10 * time.Second}
 	return s
@@ -156,7 +174,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("malformed request: %w", err))
+		writeError(w, api.Errorf(api.ErrInvalid, "malformed request: %w", err))
 		return false
 	}
 	return true
@@ -170,6 +188,21 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-func writeError(w http.ResponseWriter, code int, err error) {
-	writeJSON(w, code, api.Error{Error: err.Error()})
+// writeError answers with err and the status its kind maps to (api.StatusCode, the only
+// place errors become statuses).
+func writeError(w http.ResponseWriter, err error) {
+	writeJSON(w, api.StatusCode(err), api.Error{Error: err.Error()})
+}
+
+// fabricWide is every endpoint of the fabric: this host's and the others', by host, then
+// address.
+func fabricWide(local, remote []api.Attachment) []api.Attachment {
+	out := append(local, remote...)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Host != out[j].Host {
+			return out[i].Host < out[j].Host
+		}
+		return out[i].IP < out[j].IP
+	})
+	return out
 }

@@ -1,30 +1,74 @@
-package controller
+package endpoint
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"unicode"
 
-	"gopkg.in/yaml.v3"
-
-	"github.com/ovsfabric/ovsfabric/peers"
+	"github.com/ovsfabric/ovsfabric/api"
+	"github.com/ovsfabric/ovsfabric/fabric"
 )
+
+// spreadEntry is one endpoint as gossip carries it: just enough for `fabricctl ls --all`.
+type spreadEntry struct {
+	C  string `json:"c"`
+	IP string `json:"ip"`
+	M  string `json:"m,omitempty"`
+}
+
+// MaxSpreadSize bounds the gossip state that lists one host's endpoints, sent and received:
+// memberlist's local state as fabricd uses it (MaxSpreadSize; a test keeps them equal).
+const MaxSpreadSize = 8 << 10
+
+// Spread is the gossip state that lists endpoints rs (at most MaxSpreadSize bytes: when they
+// do not fit, the list is cut and the rest is not spread).
+func Spread(rs []Record) []byte {
+	entries := make([]spreadEntry, 0, len(rs))
+	for _, r := range rs {
+		entries = append(entries, spreadEntry{C: r.Container, IP: addrText(r.Addr), M: r.MAC.String()})
+	}
+	var b []byte
+	for {
+		b, _ = json.Marshal(entries)
+		if len(b) <= MaxSpreadSize || len(entries) == 0 {
+			return b
+		}
+		entries = entries[:len(entries)*3/4]
+	}
+}
+
+// DecodeSpread parses and checks the endpoints peer host gossiped (see decodeSpread), as
+// the API shows them.
+func DecodeSpread(host string, b []byte, cluster netip.Prefix) ([]api.Attachment, error) {
+	entries, err := decodeSpread(b, cluster)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Attachment, 0, len(entries))
+	for _, e := range entries {
+		a := api.Attachment{Host: host, Container: e.C, IP: e.IP, MAC: e.M}
+		if p, err := netip.ParsePrefix(e.IP); err == nil {
+			a.Gateway = fabric.Gateway(p.Masked()).String()
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
 
 // maxSpreadEntries bounds the attachments one peer may gossip.
 const maxSpreadEntries = 1024
 
 // decodeSpread parses and checks the attachments a peer gossiped (spreadAttachments' JSON):
-// at most peers.MaxStateSize bytes and maxSpreadEntries entries, each with a printable
+// at most MaxSpreadSize bytes and maxSpreadEntries entries, each with a printable
 // container name of at most maxTargetName bytes, an address inside the cluster CIDR and an
 // optional unicast MAC. A peer's list with any bad entry is refused whole.
 func decodeSpread(b []byte, cluster netip.Prefix) ([]spreadEntry, error) {
-	if len(b) > peers.MaxStateSize {
-		return nil, fmt.Errorf("%d bytes, more than %d", len(b), peers.MaxStateSize)
+	if len(b) > MaxSpreadSize {
+		return nil, fmt.Errorf("%d bytes, more than %d", len(b), MaxSpreadSize)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -67,16 +111,6 @@ func checkSpreadEntry(e spreadEntry, cluster netip.Prefix) error {
 		if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
 			return fmt.Errorf("MAC %q is not a unicast Ethernet address", e.M)
 		}
-	}
-	return nil
-}
-
-// LoadYAML overlays a YAML configuration onto c; unknown keys are an error (see LoadFile).
-func (c *Config) LoadYAML(data []byte) error {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return plainYAMLError(err)
 	}
 	return nil
 }

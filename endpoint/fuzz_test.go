@@ -1,9 +1,7 @@
-package controller
+package endpoint
 
 import (
-	"bytes"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -23,7 +21,7 @@ func FuzzParseTarget(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		spec, err := ParseTarget(s)
 		if err != nil {
-			if httpCode(err) != http.StatusBadRequest {
+			if api.StatusCode(err) != http.StatusBadRequest {
 				t.Fatalf("%q: error %v is not a 400", s, err)
 			}
 			return
@@ -47,35 +45,6 @@ func FuzzParseTarget(f *testing.F) {
 	})
 }
 
-func FuzzDecodeRequest(f *testing.F) {
-	for _, s := range []string{`{"target":"web1","ip":"10.244.1.5"}`, `{"target":"x","spec":"8080:80/tcp"}`,
-		`{"op":"install","key":"AAAAAAAAAAAAAAAAAAAAAA=="}`, `{"target":1}`, `{"bogus":true}`, `{}`, `[]`, `{"target":"a"}{}`, ""} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, v := range []any{&api.AttachRequest{}, &api.DetachRequest{}, &api.PublishRequest{}, &api.KeyringRequest{}} {
-			w := httptest.NewRecorder()
-			r := httptest.NewRequest(http.MethodPost, "/v1/x", bytes.NewReader(body))
-			if !decode(w, r, v) {
-				if w.Code != http.StatusBadRequest {
-					t.Fatalf("refused with %d", w.Code)
-				}
-				continue
-			}
-			switch req := v.(type) {
-			case *api.AttachRequest:
-				_, _ = ParseTarget(req.Target)
-			case *api.PublishRequest:
-				_, _ = ParsePortSpec(req.Spec)
-			case *api.KeyringRequest:
-				if op, key, err := parseKeyringRequest(*req); err == nil && op != "list" && len(key) != 16 && len(key) != 24 && len(key) != 32 {
-					t.Fatalf("accepted a %d-byte key", len(key))
-				}
-			}
-		}
-	})
-}
-
 func FuzzDecodeSpread(f *testing.F) {
 	for _, s := range []string{`[{"c":"web","ip":"10.244.1.2/24","m":"02:00:00:00:00:01"}]`, `[]`, `null`,
 		`[{"c":"","ip":"10.244.1.2/24"}]`, `[{"c":"x","ip":"192.168.1.1/24"}]`, `[{"c":"x","ip":"10.244.1.2/24","m":"01:00:5e:00:00:01"}]`,
@@ -93,31 +62,6 @@ func FuzzDecodeSpread(f *testing.F) {
 			if err != nil || !cluster.Contains(p.Addr()) || e.C == "" {
 				t.Fatalf("accepted %+v", e)
 			}
-		}
-	})
-}
-
-func FuzzConfigYAML(f *testing.F) {
-	for _, s := range []string{"name: h1\njoin: [10.0.0.1, 10.0.0.2]\ncluster-cidr: 10.244.0.0/16\n",
-		"subnet: 10.244.3.0/24\nsubnet-prefix: 24\ntunnel: gre\n", "dead-peer-grace: 3m\nresync: 0s\n",
-		"api-group: docker\novs-rundir: /run/ovs\n", "bogus: 1\n", "name: [1, 2]\n", "gossip-port: 99999\n", ": :\n"} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		c := DefaultConfig()
-		if err := c.LoadYAML(b); err != nil {
-			return
-		}
-		c.GossipKeyFile = "" // never read a file the input names
-		s, err := c.Validate()
-		if err != nil {
-			return
-		}
-		if !s.Cluster.IsValid() || s.GossipPort <= 0 || s.GossipPort > 65535 || s.Name == "" {
-			t.Fatalf("validated a bad config: %+v", s)
-		}
-		if s.StaticSubnet.IsValid() && !s.Cluster.Contains(s.StaticSubnet.Addr()) {
-			t.Fatalf("static subnet %s outside %s", s.StaticSubnet, s.Cluster)
 		}
 	})
 }

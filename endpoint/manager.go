@@ -1,0 +1,457 @@
+package endpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ovsfabric/ovsfabric/api"
+	"github.com/ovsfabric/ovsfabric/config"
+	"github.com/ovsfabric/ovsfabric/fabric"
+	"github.com/ovsfabric/ovsfabric/natrules"
+	"github.com/ovsfabric/ovsfabric/netplumb"
+	"github.com/ovsfabric/ovsfabric/ovsdb"
+)
+
+// Switch is what endpoints need from OVSDB.
+type Switch interface {
+	EnsurePort(ctx context.Context, bridge string, spec ovsdb.PortSpec) error
+	DeletePort(ctx context.Context, bridge, name, owner string) error
+	Ports(ctx context.Context, bridge string) ([]ovsdb.PortInfo, error)
+}
+
+// Host is what endpoints need from the host: veths into container namespaces, the gateway's
+// neighbour table, and the NAT table.
+type Host interface {
+	Attach(a netplumb.Attachment) (netplumb.AttachResult, error)
+	Detach(hostIf string) error
+	NetNSExists(path string) bool
+	ForgetNeighbor(dev string, ip netip.Addr) error
+	ReconcileNAT(r natrules.Rules) (bool, error)
+}
+
+// Loop is what endpoints need from the reconcile loop (package controller).
+type Loop interface {
+	// WaitReady waits until the bridge and gateway exist (the first successful reconcile).
+	WaitReady(ctx context.Context) error
+	// Subnet is this host's subnet (invalid while it has none).
+	Subnet() netip.Prefix
+	// PortAdded makes a newly recorded port live on the data path at once.
+	PortAdded(ctx context.Context, port string) error
+	// Kick asks for a reconcile soon (to spread a change by gossip).
+	Kick()
+}
+
+// Resolver turns a Docker/Podman name or ID into a Target. ok=false means "no such
+// container"; an error of an api kind (api.ErrConflict: not running) is the answer.
+type Resolver interface {
+	Resolve(ctx context.Context, nameOrID string) (t api.Target, ok bool, err error)
+}
+
+// Manager manages this host's endpoints. Create it with New and give it the loop with
+// SetLoop before serving requests.
+type Manager struct {
+	s         config.Settings
+	log       *slog.Logger
+	sw        Switch
+	host      Host
+	loop      Loop
+	resolvers []Resolver
+	mtu       int
+	// netnsDir is where `ip netns add` puts named network namespaces (a field for tests).
+	netnsDir string
+
+	// mu serialises detach, pruning, publishing and the address choice of attaches;
+	// inflight holds the ports and addresses of attaches past that choice but not yet
+	// recorded in OVSDB, so concurrent attaches never pick the same address or port. gen
+	// counts the detaches and publishes made under mu, so Sync can tell a snapshot that
+	// predates one.
+	mu       sync.Mutex
+	inflight map[string]netip.Addr
+	gen      uint64
+}
+
+// New returns the endpoint manager of the host s describes. resolvers turn container
+// names into network namespaces (Docker, Podman), tried in order.
+func New(s config.Settings, sw Switch, host Host, log *slog.Logger, resolvers ...Resolver) *Manager {
+	mtu, _ := s.MTU() // validated by the loop's plan; 0 shows in the API if not
+	return &Manager{s: s, log: log, sw: sw, host: host, resolvers: resolvers, mtu: mtu, netnsDir: "/var/run/netns", inflight: map[string]netip.Addr{}}
+}
+
+// SetLoop attaches the reconcile loop.
+func (m *Manager) SetLoop(l Loop) { m.loop = l }
+
+// Generation counts the changes this manager made to the port table; read it before a
+// snapshot of the ports and hand it to Sync with them.
+func (m *Manager) Generation() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gen
+}
+
+// records reads this host's endpoints from OVSDB.
+func (m *Manager) records(ctx context.Context) ([]Record, error) {
+	ports, err := m.sw.Ports(ctx, m.s.Bridge)
+	if err != nil {
+		return nil, fmt.Errorf("read ports of %s: %w", m.s.Bridge, err)
+	}
+	return Records(ports, m.s.Name), nil
+}
+
+// Attachments lists this host's endpoints from OVSDB, the durable record, by port.
+func (m *Manager) Attachments(ctx context.Context) ([]api.Attachment, error) {
+	rs, err := m.records(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Attachment, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, r.API(m.s.Name, m.mtu))
+	}
+	return out, nil
+}
+
+// resolve understands netns paths and pid:PID itself and asks the resolvers for the rest.
+func (m *Manager) resolve(ctx context.Context, target string) (api.Target, error) {
+	spec, err := ParseTarget(target)
+	if err != nil {
+		return api.Target{}, err
+	}
+	target = strings.TrimSpace(target)
+	switch spec.Kind {
+	case TargetPID:
+		pid := spec.PID
+		path := fmt.Sprintf("/proc/%d/ns/net", pid)
+		if !m.host.NetNSExists(path) {
+			return api.Target{}, api.Errorf(api.ErrNotFound, "target %q: no process %d (no %s)", target, pid, path)
+		}
+		return api.Target{Key: path, Name: target, NetNS: path}, nil
+	case TargetNetNS:
+		if _, err := os.Stat(target); err != nil {
+			return api.Target{}, api.Errorf(api.ErrNotFound, "target %q: netns path does not exist", target)
+		}
+		if !m.host.NetNSExists(target) {
+			return api.Target{}, api.Errorf(api.ErrInvalid, "target %q is not a network namespace", target)
+		}
+		name := target
+		if strings.HasPrefix(target, "/var/run/netns/") || strings.HasPrefix(target, "/run/netns/") {
+			name = target[strings.LastIndex(target, "/")+1:]
+		}
+		return api.Target{Key: target, Name: name, NetNS: target}, nil
+	}
+	var errs []string
+	for _, r := range m.resolvers {
+		t, ok, err := r.Resolve(ctx, target)
+		if err != nil {
+			if api.StatusCode(err) != http.StatusInternalServerError {
+				return api.Target{}, err // the resolver's answer to the request (e.g. not running)
+			}
+			errs = append(errs, err.Error())
+			continue
+		}
+		if ok {
+			return t, nil
+		}
+	}
+	hint := ""
+	if ns := filepath.Join(m.netnsDir, target); !strings.Contains(target, "/") && m.host.NetNSExists(ns) {
+		hint = fmt.Sprintf("; a network namespace of that name exists: attach %s", ns)
+	}
+	if len(errs) > 0 {
+		return api.Target{}, api.Errorf(api.ErrNotFound, "container %q not found (%s)%s", target, strings.Join(errs, "; "), hint)
+	}
+	return api.Target{}, api.Errorf(api.ErrNotFound, "container %q not found: not a Docker or Podman container, pid:PID or netns path%s", target, hint)
+}
+
+// portNameOf is the OVS port (and host veth) name of a target.
+func portNameOf(t api.Target) string { return fabric.ContainerPortName(t.Key) }
+
+// Attach attaches a container: veth into its netns with address, MTU and default route, the
+// host end on the bridge as an OVS port recording the endpoint. It is all or nothing, and
+// repeating it with the same parameters changes nothing.
+func (m *Manager) Attach(ctx context.Context, req api.AttachRequest) (api.Attachment, error) {
+	if err := m.loop.WaitReady(ctx); err != nil {
+		return api.Attachment{}, err
+	}
+	ifname := req.IfName
+	if ifname == "" {
+		ifname = "eth0"
+	}
+	if err := fabric.ValidIfName(ifname); err != nil {
+		return api.Attachment{}, api.Errorf(api.ErrInvalid, "--ifname: %v", err)
+	}
+	var mac net.HardwareAddr
+	if req.MAC != "" {
+		hw, err := net.ParseMAC(req.MAC)
+		if err != nil || len(hw) != 6 {
+			return api.Attachment{}, api.Errorf(api.ErrInvalid, "--mac %q is not a MAC address (want aa:bb:cc:dd:ee:ff)", req.MAC)
+		}
+		if hw[0]&1 == 1 || hw.String() == "00:00:00:00:00:00" {
+			return api.Attachment{}, api.Errorf(api.ErrInvalid, "--mac %s is not a unicast address", hw)
+		}
+		mac = hw
+	}
+	reqIP, reqBits, err := parseReqIP(req.IP)
+	if err != nil {
+		return api.Attachment{}, err
+	}
+	t, err := m.resolve(ctx, req.Target)
+	if err != nil {
+		return api.Attachment{}, err
+	}
+	subnet := m.loop.Subnet()
+	if !subnet.IsValid() {
+		return api.Attachment{}, api.Errorf(api.ErrConflict, "this host has no subnet yet; retry in a few seconds")
+	}
+	// ADDR/BITS (the pipework habit) is fine when BITS is the subnet's: the prefix length is
+	// not the operator's to choose.
+	if reqBits >= 0 && reqBits != subnet.Bits() {
+		return api.Attachment{}, api.Errorf(api.ErrInvalid, "--ip %s: give the address without /%d (the prefix is this host's subnet %s)", req.IP, reqBits, subnet)
+	}
+	port := portNameOf(t)
+	ip, same, err := m.reserve(ctx, t, port, subnet, ifname, reqIP, mac)
+	if err != nil {
+		return api.Attachment{}, err
+	}
+	if same != nil {
+		return *same, nil
+	}
+	// The address stays reserved until the port records it in OVSDB (or the attach fails).
+	defer m.unreserve(port)
+	addr := netip.PrefixFrom(ip, subnet.Bits())
+	mtu, err := m.s.MTU()
+	if err != nil {
+		return api.Attachment{}, err
+	}
+	// A host veth of this name without an OVSDB record is the leftover of a crash between the
+	// two steps below; the name is derived from the target, so it is ours to remove.
+	if err := m.host.Detach(port); err != nil {
+		return api.Attachment{}, fmt.Errorf("remove leftover veth %s: %w", port, err)
+	}
+	begin := time.Now()
+	res, err := m.host.Attach(netplumb.Attachment{
+		NetNS: t.NetNS, IfName: ifname, HostIf: port, Addr: addr, Gateway: fabric.Gateway(subnet),
+		MAC: mac, GatewayMAC: fabric.GatewayMAC(m.s.Name), MTU: mtu, TxChecksumOff: m.s.DatapathType == "netdev",
+	})
+	if err != nil {
+		return api.Attachment{}, classifyAttachErr(err)
+	}
+	r := Record{Port: port, Network: DefaultNetwork, Container: t.Name, ID: t.ID, NetNS: t.NetNS, IfName: ifname, Addr: addr, MAC: res.MAC}
+	plumbed := time.Now()
+	if err := m.sw.EnsurePort(ctx, m.s.Bridge, r.PortSpec(m.s.Name)); err != nil {
+		if derr := m.host.Detach(port); derr != nil {
+			m.log.Error("roll back veth after failed port add", "port", port, "err", derr)
+		}
+		return api.Attachment{}, portError(fmt.Errorf("add port %s to %s: %w", port, m.s.Bridge, err))
+	}
+	// The address may have belonged to a container detached a moment ago.
+	if err := m.host.ForgetNeighbor(m.s.GatewayPort, ip); err != nil {
+		m.log.Warn("forget stale neighbour", "ip", ip, "err", err)
+	}
+	// Not an attach failure: the port is recorded, and the loop keeps at it.
+	recorded := time.Now()
+	if err := m.loop.PortAdded(ctx, port); err != nil {
+		m.log.Warn("new port not live yet", "port", port, "err", err)
+	}
+	m.loop.Kick() // spread the new endpoint by gossip
+	a := r.API(m.s.Name, mtu)
+	m.log.Info("attached", "container", a.Container, "netns", a.NetNS, "ip", a.IP, "mac", a.MAC, "port", port,
+		"veth", plumbed.Sub(begin).Round(time.Millisecond), "ovsdb", recorded.Sub(plumbed).Round(time.Millisecond),
+		"live", time.Since(recorded).Round(time.Millisecond))
+	return a, nil
+}
+
+// portError makes a port name OVSDB refuses because it belongs to someone else (another
+// owner, another role, a bridge's local port) a conflict (409) rather than a failure.
+func portError(err error) error {
+	if errors.Is(err, ovsdb.ErrNotOwned) || errors.Is(err, ovsdb.ErrConflict) {
+		return api.WithKind(api.ErrConflict, err)
+	}
+	return err
+}
+
+// reserve picks the container's address under mu and reserves it, with the port, for the
+// attach in flight, so that concurrent attaches never pick the same address and the slow
+// part (veth, netlink, OVSDB, flows) runs outside the lock. same is the existing endpoint
+// when the target is already attached exactly so.
+func (m *Manager) reserve(ctx context.Context, t api.Target, port string, subnet netip.Prefix, ifname string, reqIP netip.Addr, mac net.HardwareAddr) (ip netip.Addr, same *api.Attachment, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, busy := m.inflight[port]; busy {
+		return ip, nil, api.Errorf(api.ErrConflict, "an attach of %s is already in progress", t.Name)
+	}
+	existing, err := m.records(ctx)
+	if err != nil {
+		return ip, nil, err
+	}
+	used := map[netip.Addr]bool{}
+	holder := map[netip.Addr]string{} // who holds each used address, for the error
+	for p, r := range m.inflight {
+		used[r] = true
+		holder[r] = "an attach in progress (port " + p + ")"
+	}
+	for _, r := range existing {
+		if r.Port == port {
+			a := r.API(m.s.Name, m.mtu)
+			if sameAttach(r, ifname, reqIP, mac) {
+				a.Unchanged = true
+				return ip, &a, nil
+			}
+			return ip, nil, api.Errorf(api.ErrConflict, "%s is already attached as %s %s on %s; detach it first", t.Name, a.IP, a.MAC, a.IfName)
+		}
+		if r.Addr.IsValid() {
+			used[r.Addr.Addr()] = true
+			holder[r.Addr.Addr()] = fmt.Sprintf("%s (port %s)", r.Container, r.Port)
+		}
+	}
+	ip = reqIP
+	if ip.IsValid() {
+		if h, ok := holder[ip]; ok && subnet.Contains(ip) {
+			return ip, nil, api.Errorf(api.ErrInvalid, "--ip: %s is already in use by %s; detach it or pick another address", ip, h)
+		}
+		if err := fabric.CheckContainerIP(subnet, ip, used); err != nil {
+			return ip, nil, api.Errorf(api.ErrInvalid, "--ip: %v", err)
+		}
+	} else if ip, err = fabric.AllocateIP(subnet, used); err != nil {
+		return ip, nil, api.Errorf(api.ErrConflict, "%v", err)
+	}
+	m.inflight[port] = ip
+	return ip, nil, nil
+}
+
+// parseReqIP parses --ip: an address, or ADDR/BITS as pipework takes it; bits is -1 when no
+// prefix length was given.
+func parseReqIP(s string) (ip netip.Addr, bits int, err error) {
+	if s == "" {
+		return ip, -1, nil
+	}
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return ip, -1, api.Errorf(api.ErrInvalid, "--ip %q is not an IP address", s)
+		}
+		return p.Addr(), p.Bits(), nil
+	}
+	if ip, err = netip.ParseAddr(s); err != nil {
+		return ip, -1, api.Errorf(api.ErrInvalid, "--ip %q is not an IP address", s)
+	}
+	return ip, -1, nil
+}
+
+// unreserve ends the reservation reserve made for port, which is recorded in OVSDB now or
+// never will be. (A new endpoint does not move gen: a snapshot without it prunes nothing of
+// it, and it has no published ports for NAT yet.)
+func (m *Manager) unreserve(port string) {
+	m.mu.Lock()
+	delete(m.inflight, port)
+	m.mu.Unlock()
+}
+
+func sameAttach(r Record, ifname string, ip netip.Addr, mac net.HardwareAddr) bool {
+	if r.IfName != ifname {
+		return false
+	}
+	if ip.IsValid() && (!r.Addr.IsValid() || r.Addr.Addr() != ip) {
+		return false
+	}
+	return mac == nil || strings.EqualFold(r.MAC.String(), mac.String())
+}
+
+// classifyAttachErr makes the kernel side's validation failures 400s.
+func classifyAttachErr(err error) error {
+	if netplumb.IsInvalid(err) {
+		return api.WithKind(api.ErrInvalid, err)
+	}
+	return fmt.Errorf("attach: %w", err)
+}
+
+// Detach removes a container's port, veth and address; its IP returns to the pool.
+func (m *Manager) Detach(ctx context.Context, target string) (api.Attachment, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	existing, err := m.records(ctx)
+	if err != nil {
+		return api.Attachment{}, err
+	}
+	// A container that is gone can still be detached by the name it was attached with.
+	r, ok := m.find(ctx, existing, target)
+	if !ok {
+		return api.Attachment{}, api.Errorf(api.ErrNotFound, "%s is not attached on this host", target)
+	}
+	if err := m.removeLocked(ctx, r); err != nil {
+		return api.Attachment{}, err
+	}
+	a := r.API(m.s.Name, m.mtu)
+	if len(a.Published) > 0 {
+		if err := m.applyNATLocked(without(existing, r.Port)); err != nil {
+			return a, err
+		}
+	}
+	return a, nil
+}
+
+// without is rs less the endpoint on port.
+func without(rs []Record, port string) []Record {
+	out := make([]Record, 0, len(rs))
+	for _, r := range rs {
+		if r.Port != port {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// removeLocked deletes an endpoint's port and veth; mu must be held.
+func (m *Manager) removeLocked(ctx context.Context, r Record) error {
+	m.gen++
+	if err := m.sw.DeletePort(ctx, m.s.Bridge, r.Port, m.s.Name); err != nil {
+		return fmt.Errorf("delete port %s: %w", r.Port, err)
+	}
+	if err := m.host.Detach(r.Port); err != nil {
+		return fmt.Errorf("delete veth %s: %w", r.Port, err)
+	}
+	if r.Addr.IsValid() {
+		if err := m.host.ForgetNeighbor(m.s.GatewayPort, r.Addr.Addr()); err != nil {
+			m.log.Warn("forget neighbour", "ip", r.Addr.Addr(), "err", err)
+		}
+	}
+	m.loop.Kick()
+	m.log.Info("detached", "container", r.Container, "ip", addrText(r.Addr), "port", r.Port)
+	return nil
+}
+
+// Sync is the reconcile loop's pass over the endpoints, with the snapshot of this host's
+// endpoints the loop read after generation gen: it removes those whose network namespace
+// is gone (container stopped or removed), freeing their addresses, and reconciles the NAT
+// table. It returns the endpoints that remain. When an attach, detach or publish is running,
+// or one ran since the snapshot, it does nothing: the sync that change triggers does it.
+func (m *Manager) Sync(ctx context.Context, gen uint64, rs []Record) ([]Record, error) {
+	if !m.mu.TryLock() {
+		return rs, nil
+	}
+	defer m.mu.Unlock()
+	if m.gen != gen {
+		return rs, nil
+	}
+	kept := make([]Record, 0, len(rs))
+	for _, r := range rs {
+		if r.NetNS != "" && m.host.NetNSExists(r.NetNS) {
+			kept = append(kept, r)
+			continue
+		}
+		m.log.Info("container network namespace is gone; removing its attachment", "container", r.Container, "netns", r.NetNS)
+		if err := m.removeLocked(ctx, r); err != nil {
+			return rs, err
+		}
+	}
+	return kept, m.applyNATLocked(kept)
+}

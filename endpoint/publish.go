@@ -1,0 +1,171 @@
+package endpoint
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+
+	"github.com/ovsfabric/ovsfabric/api"
+	"github.com/ovsfabric/ovsfabric/natrules"
+)
+
+// Publish publishes a port of an attached container on this host's underlay address.
+func (m *Manager) Publish(ctx context.Context, target, spec string) (api.Attachment, error) {
+	return m.changePublish(ctx, target, spec, true)
+}
+
+// Unpublish removes a published port.
+func (m *Manager) Unpublish(ctx context.Context, target, spec string) (api.Attachment, error) {
+	return m.changePublish(ctx, target, spec, false)
+}
+
+func (m *Manager) changePublish(ctx context.Context, target, spec string, add bool) (api.Attachment, error) {
+	pm, err := ParsePortSpec(spec)
+	if err != nil {
+		return api.Attachment{}, api.Errorf(api.ErrInvalid, "%v", err)
+	}
+	if add {
+		if use := m.reservedPort(pm.Proto, pm.HostPort); use != "" {
+			return api.Attachment{}, api.Errorf(api.ErrConflict, "%s port %d on this host is %s; publishing it would take it over, choose another host port", pm.Proto, pm.HostPort, use)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	all, err := m.records(ctx)
+	if err != nil {
+		return api.Attachment{}, err
+	}
+	r, ok := m.find(ctx, all, target)
+	if !ok {
+		return api.Attachment{}, api.Errorf(api.ErrNotFound, "%s is not attached on this host; attach it first", target)
+	}
+	var kept []PortMapping
+	found := false
+	for _, o := range r.Published {
+		if o.Proto == pm.Proto && o.HostPort == pm.HostPort {
+			found = true
+			if add && o == pm {
+				return r.API(m.s.Name, m.mtu), nil // already published exactly so
+			}
+			continue
+		}
+		kept = append(kept, o)
+	}
+	if add {
+		if found {
+			return api.Attachment{}, api.Errorf(api.ErrConflict, "%s port %d is already published by %s; unpublish it first", pm.Proto, pm.HostPort, r.Container)
+		}
+		for _, o := range all {
+			for _, op := range o.Published {
+				if op.Proto == pm.Proto && op.HostPort == pm.HostPort {
+					return api.Attachment{}, api.Errorf(api.ErrConflict, "%s port %d is already published by %s", pm.Proto, pm.HostPort, o.Container)
+				}
+			}
+		}
+		kept = append(kept, pm)
+	} else if !found {
+		return api.Attachment{}, api.Errorf(api.ErrNotFound, "%s port %d is not published by %s", pm.Proto, pm.HostPort, r.Container)
+	}
+	r.Published = kept
+	m.gen++
+	if err := m.sw.EnsurePort(ctx, m.s.Bridge, r.PortSpec(m.s.Name)); err != nil {
+		return api.Attachment{}, portError(fmt.Errorf("record published ports on %s: %w", r.Port, err))
+	}
+	i := slices.IndexFunc(all, func(o Record) bool { return o.Port == r.Port })
+	all[i] = r
+	if err := m.applyNATLocked(all); err != nil {
+		return api.Attachment{}, err
+	}
+	verb := "published"
+	if !add {
+		verb = "unpublished"
+	}
+	m.log.Info(verb, "container", r.Container, "port", pm.String(), "host", m.s.Advertise)
+	return r.API(m.s.Name, m.mtu), nil
+}
+
+// DNSPort is reserved for the fabric's DNS service: no container may publish it.
+const DNSPort = 53
+
+// reservedPort says what on this host uses host port proto/port, or "" when a container may
+// publish it: fabricd's gossip (TCP and UDP), its metrics listener, and DNS. A DNAT of one of
+// them would divert fabricd's own traffic to the container.
+func (m *Manager) reservedPort(proto string, port uint16) string {
+	switch {
+	case int(port) == m.s.GossipPort:
+		return fmt.Sprintf("fabricd's gossip port (--gossip-port %d)", m.s.GossipPort)
+	case proto == "tcp" && m.s.MetricsAddr != "" && metricsPort(m.s.MetricsAddr) == port:
+		return fmt.Sprintf("fabricd's metrics port (--metrics-addr %s)", m.s.MetricsAddr)
+	case port == DNSPort:
+		return "reserved for the fabric's DNS service"
+	}
+	return ""
+}
+
+// metricsPort is the port of a --metrics-addr HOST:PORT, or 0.
+func metricsPort(addr string) uint16 {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, err := parsePort(p)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// find matches target against the endpoints, also when its container is gone.
+func (m *Manager) find(ctx context.Context, all []Record, target string) (Record, bool) {
+	port := ""
+	if t, err := m.resolve(ctx, target); err == nil {
+		port = portNameOf(t)
+	}
+	for _, r := range all {
+		if r.Port == port || r.Container == target || r.ID == target || r.NetNS == target ||
+			(r.ID != "" && len(target) >= 12 && strings.HasPrefix(r.ID, target)) {
+			return r, true
+		}
+	}
+	return Record{}, false
+}
+
+// natRules is the NAT table this host needs for endpoints rs: masquerade for traffic
+// leaving the cluster, and a DNAT per published port.
+func (m *Manager) natRules(rs []Record) natrules.Rules {
+	r := natrules.Rules{Table: natrules.DefaultTable, ClusterCIDR: m.s.Cluster, Masquerade: m.s.Masquerade}
+	for _, e := range rs {
+		if !e.Addr.IsValid() {
+			continue
+		}
+		for _, s := range e.Unreadable {
+			m.log.Warn("ignoring a malformed published port", "port", e.Port, "value", s)
+		}
+		for _, pm := range e.Published {
+			// Recorded before fabricd refused such ports: never divert fabricd's own traffic.
+			if use := m.reservedPort(pm.Proto, pm.HostPort); use != "" {
+				m.log.Warn("ignoring a published port that fabricd uses", "container", e.Container, "value", pm.String(), "use", use)
+				continue
+			}
+			r.Publish = append(r.Publish, natrules.Publish{
+				Proto: pm.Proto, HostAddr: m.s.Advertise, HostPort: pm.HostPort,
+				ContainerIP: e.Addr.Addr(), ContainerPort: pm.ContainerPort, Container: e.Container,
+			})
+		}
+	}
+	return r
+}
+
+// applyNATLocked reconciles the NAT table for endpoints rs; mu must be held.
+func (m *Manager) applyNATLocked(rs []Record) error {
+	changed, err := m.host.ReconcileNAT(m.natRules(rs))
+	if err != nil {
+		return fmt.Errorf("reconcile NAT table: %w", err)
+	}
+	if changed {
+		m.log.Info("NAT table updated", "table", natrules.DefaultTable)
+	}
+	return nil
+}
