@@ -153,3 +153,13 @@ func syncDir(dir string) {
 		d.Close()
 	}
 }
+
+// GeneratePrivateKey returns a new random private key (for tests and tools; fabricd uses
+// LoadOrCreateKey).
+func GeneratePrivateKey() (Key, error) {
+	k, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		return Key{}, fmt.Errorf("wireguard key: generate: %w", err)
+	}
+	return k, nil
+}

@@ -84,3 +84,25 @@ func TestLoadKeyRefusesBadFiles(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseKey: public keys arrive by gossip. ParseKey must never panic, and what it accepts
+// must be exactly the 32 bytes it prints back.
+func FuzzParseKey(f *testing.F) {
+	k, _ := GeneratePrivateKey()
+	f.Add(k.String())
+	f.Add(k.PublicKey().String())
+	f.Add("")
+	f.Add("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := ParseKey(s)
+		if err != nil {
+			return
+		}
+		if k == (Key{}) {
+			t.Fatalf("ParseKey(%q) accepted the zero key", s)
+		}
+		if back, err := ParseKey(k.String()); err != nil || back != k {
+			t.Fatalf("round trip of %q: %v", s, err)
+		}
+	})
+}
