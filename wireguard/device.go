@@ -494,12 +494,16 @@ func (d *Device) Close() error {
 }
 
 // Delete removes the interface, kernel or userspace, and closes the device (fabricd switched
-// to --encryption none).
+// to --encryption none). After Close it is a no-op for a userspace device (already gone) and an
+// error for a kernel one.
 func (d *Device) Delete() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return fmt.Errorf("wireguard %s: closed", d.name)
+		if d.impl == Userspace {
+			return nil // Close removed it already
+		}
+		return fmt.Errorf("wireguard %s: closed; the kernel link is left: Open it again to delete it", d.name)
 	}
 	var err error
 	if d.impl == Kernel {

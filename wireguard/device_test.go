@@ -264,3 +264,79 @@ func randomID(t *testing.T) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// TestOpenRefusals: what Open refuses, and that a refused Open leaves nothing behind.
+func TestOpenRefusals(t *testing.T) {
+	labtest.Require(t, "the WireGuard device test (network namespaces, TUN)", "ip")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	id := randomID(t)
+	nsA, nsB := "ovsfab-wgtest-"+id+"-a", "ovsfab-wgtest-"+id+"-b"
+	for _, ns := range []string{nsA, nsB} {
+		run(t, ctx, "ip", "netns", "add", ns)
+		t.Cleanup(func() {
+			if err := exec.Command("ip", "netns", "del", ns).Run(); err != nil {
+				t.Errorf("delete netns %s: %v", ns, err)
+			}
+		})
+	}
+	pathA, pathB := filepath.Join("/var/run/netns", nsA), filepath.Join("/var/run/netns", nsB)
+	for _, tc := range []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"empty name", Options{NetNS: pathA}, "interface name"},
+		{"long name", Options{Name: "wgtoolongname123", NetNS: pathA}, "interface name"},
+		{"MTU", Options{Name: "wgo" + id, MTU: 100, NetNS: pathA}, "MTU"},
+		{"implementation", Options{Name: "wgo" + id, Implementation: "ipsec", NetNS: pathA}, "implementation"},
+		{"no such netns", Options{Name: "wgo" + id, NetNS: "/var/run/netns/ovsfab-wgtest-" + id + "-none"}, "no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if d, err := Open(tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+				if d != nil {
+					d.Delete()
+				}
+				t.Fatalf("Open(%+v) = %v, want %q", tc.opts, err, tc.want)
+			}
+		})
+	}
+	// Kernel WireGuard demanded where the kernel has none: a clear error, no link left.
+	if _, err := os.Stat("/sys/module/wireguard"); err != nil {
+		_, err := Open(Options{Name: "wgk" + id, Implementation: Kernel, NetNS: pathA})
+		if err == nil || !strings.Contains(err.Error(), "kernel WireGuard unavailable") {
+			t.Errorf("Open(kernel) without kernel WireGuard = %v", err)
+		}
+		if out, err := exec.Command("ip", "-n", nsA, "link", "show", "wgk"+id).CombinedOutput(); err == nil {
+			t.Errorf("refused kernel Open left a link:\n%s", out)
+		}
+	}
+	// Two userspace devices of one name on one machine share the UAPI socket path: the
+	// second is refused (lab hosts must use distinct names) and the first keeps working.
+	a, err := Open(Options{Name: "wgu" + id, Implementation: Userspace, NetNS: pathA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { checkGone(t, a) })
+	if b, err := Open(Options{Name: "wgu" + id, Implementation: Userspace, NetNS: pathB}); err == nil || !strings.Contains(err.Error(), "in use") {
+		if b != nil {
+			b.Delete()
+		}
+		t.Fatalf("second userspace device of the same name: %v, want a refusal", err)
+	}
+	if out, err := exec.Command("ip", "-n", nsB, "link", "show", "wgu"+id).CombinedOutput(); err == nil {
+		t.Errorf("refused Open left its TUN in %s:\n%s", nsB, out)
+	}
+	if _, err := a.Set(Config{PrivateKey: mustKey(t)}); err != nil {
+		t.Errorf("first device after the refused second: %v", err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Set(Config{PrivateKey: mustKey(t)}); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("Set after Close: %v", err)
+	}
+	if _, err := a.Status(); err == nil {
+		t.Errorf("Status after Close: no error")
+	}
+}
