@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
@@ -11,9 +10,7 @@ import (
 	"time"
 
 	"github.com/ovsfabric/ovsfabric/config"
-	"github.com/ovsfabric/ovsfabric/endpoint"
 	"github.com/ovsfabric/ovsfabric/fabric"
-	"github.com/ovsfabric/ovsfabric/flows/flowstest"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
 	"github.com/ovsfabric/ovsfabric/peers"
 )
@@ -34,28 +31,7 @@ func (c *clock) add(d time.Duration) {
 // newClockedController is newController with the controller's wall clock given by clk.
 func newClockedController(t *testing.T, ep string, s config.Settings, m *fakeMembers, clk func() time.Time) (*Controller, *ovsdb.Client) {
 	t.Helper()
-	ctx := context.Background()
-	sw, err := ovsdb.Dial(ctx, ep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sw.Close)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := sw.SystemExternalIDs(ctx); err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	k, log := &fakeKernel{}, slog.New(slog.DiscardHandler)
-	eps := endpoint.New(s, sw, k, log)
-	c := New(s, sw, k, flowstest.New(), eps, log)
-	eps.SetLoop(c)
-	c.now = clk
-	if err := c.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	c.SetMembership(m)
+	c, sw, _ := buildController(t, ep, s, m, clk)
 	return c, sw
 }
 

@@ -152,6 +152,13 @@ func settings(t *testing.T, subnet string) config.Settings {
 
 func newController(t *testing.T, ep string, s config.Settings, m *fakeMembers) (*Controller, *ovsdb.Client, *fakeKernel) {
 	t.Helper()
+	return buildController(t, ep, s, m, nil)
+}
+
+// buildController wires a controller and its endpoint manager over the OVSDB at ep, fake
+// host plumbing and flows; clk, when not nil, is the controller's wall clock.
+func buildController(t *testing.T, ep string, s config.Settings, m *fakeMembers, clk func() time.Time) (*Controller, *ovsdb.Client, *fakeKernel) {
+	t.Helper()
 	ctx := context.Background()
 	sw, err := ovsdb.Dial(ctx, ep)
 	if err != nil {
@@ -170,6 +177,9 @@ func newController(t *testing.T, ep string, s config.Settings, m *fakeMembers) (
 	eps := endpoint.New(s, sw, k, log)
 	c := New(s, sw, k, flowstest.New(), eps, log)
 	eps.SetLoop(c)
+	if clk != nil {
+		c.now = clk
+	}
 	if err := c.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
