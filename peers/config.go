@@ -67,7 +67,26 @@ type Config struct {
 	// Forget is how long dead and left peers are kept in Peers before being forgotten;
 	// 0 means DefaultForget. The controller applies its own grace on top.
 	Forget time.Duration
+	// Registry, when set, is the replicated store this membership's gossip carries
+	// (registry.Registry): user messages and push/pull payloads starting with MsgRegistry
+	// go to it, and its broadcasts follow this package's own. Its Sender is normally this
+	// Membership (SendTo), its NumNodes Membership.NumNodes, its RetransmitMult
+	// RetransmitMult. nil spreads no records.
+	Registry Registry
 }
+
+// Registry is the data half of memberlist's delegate, which the membership forwards to
+// (registry.Registry implements it).
+type Registry interface {
+	NotifyMsg(msg []byte)
+	GetBroadcasts(overhead, limit int) [][]byte
+	LocalState(join bool) []byte
+	MergeRemoteState(buf []byte, join bool)
+}
+
+// RetransmitMult is memberlist's broadcast retransmit multiplier as this package configures
+// it, for Config.Registry's broadcast queue.
+const RetransmitMult = 4
 
 // Timings are memberlist's failure-detection and dissemination settings. The defaults start
 // from memberlist.DefaultLANConfig and are tightened for hosts on one LAN, so that a dead
@@ -284,6 +303,7 @@ func (c Config) memberlistConfig(h *hooks) *memberlist.Config {
 	mc.GossipToTheDeadTime = t.GossipToTheDeadTime
 	mc.PushPullInterval = t.PushPullInterval
 	mc.TCPTimeout = t.TCPTimeout
+	mc.RetransmitMult = RetransmitMult
 
 	mc.Delegate = h
 	mc.Events = h
