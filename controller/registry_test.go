@@ -76,6 +76,10 @@ func TestEndpointsThroughRegistry(t *testing.T) {
 	pub := New(s, nil, nil, nil, nil, slog.New(slog.DiscardHandler))
 	pub.SetRegistry(ra)
 	rs := manyEndpoints(n)
+	size := 0
+	for _, r := range rs {
+		size += len(endpoint.EncodeShared(r))
+	}
 	pub.publishEndpoints(rs)
 	if got := ra.Count(registry.KindEndpoint)["h2"]; got != n {
 		t.Fatalf("h2 published %d records", got)
@@ -92,7 +96,7 @@ func TestEndpointsThroughRegistry(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Logf("%d endpoints listed on the other host %s after publishing", n, time.Since(start).Round(time.Millisecond))
+	t.Logf("%d endpoints (%d KiB of values) listed on the other host %s after publishing", n, size>>10, time.Since(start).Round(time.Millisecond))
 	got := c.RemoteAttachments()
 	if a := got[n-1]; a.Host != "h2" || a.Container != "container-01999" || a.IP != "10.244.8.251/16" || a.MAC != "02:00:0a:f4:07:cf" || a.Gateway != "10.244.0.1" {
 		t.Errorf("last endpoint listed as %+v", a)

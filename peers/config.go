@@ -132,7 +132,7 @@ type Timings struct {
 	// a small cluster.
 	SuspicionMaxTimeoutMult int
 	// GossipInterval is how often queued broadcasts (alive, suspect, dead, metadata,
-	// goodbyes, attachments) are sent to GossipNodes random members. Default 100 ms
+	// goodbyes, registry deltas) are sent to GossipNodes random members. Default 100 ms
 	// (LAN: 200 ms): a metadata change or a death reaches 100 hosts in well under a second.
 	GossipInterval time.Duration
 	// GossipNodes is how many random members each gossip round goes to. Default 3.
@@ -142,7 +142,7 @@ type Timings struct {
 	// Default 15 s (LAN: 30 s); dead peers stay in Peers for Config.Forget regardless.
 	GossipToTheDeadTime time.Duration
 	// PushPullInterval is how often a member syncs its full state with a random other one
-	// over TCP: repairs missed gossip and spreads the attachment states. Default 10 s
+	// over TCP: repairs missed gossip and exchanges the registry digests. Default 10 s
 	// (LAN: 30 s); memberlist stretches it beyond 32 members (×3 at 100).
 	PushPullInterval time.Duration
 	// TCPTimeout bounds joins and push/pull exchanges. Default 3 s (LAN: 10 s): a join to a

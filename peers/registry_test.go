@@ -244,4 +244,3 @@ func TestLegacyPeer(t *testing.T) {
 		t.Errorf("peers from payloads: %v", bare.Peers())
 	}
 }
-
