@@ -33,7 +33,7 @@ type Server struct {
 // Loop is what the API needs of the reconcile loop (package controller).
 type Loop interface {
 	Status() api.Status
-	// RemoteAttachments are the other hosts' endpoints, as gossip spread them.
+	// RemoteAttachments are the other hosts' endpoints, as the registry spreads them.
 	RemoteAttachments() []api.Attachment
 }
 

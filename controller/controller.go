@@ -62,8 +62,6 @@ type Membership interface {
 	SetMeta(ctx context.Context, m peers.Meta) error
 	NumMembers() int
 	Rejected() []peers.Rejection
-	SetLocalState(b []byte) error
-	RemoteStates() map[string][]byte
 }
 
 // settleTime is how long a node that joins an existing fabric waits for gossip to tell it
@@ -98,8 +96,12 @@ type Controller struct {
 	lastErr    error
 	syncs      uint64
 	metrics    *metrics
-	// spread is the endpoint list last published by gossip.
-	spread []byte
+
+	// reg carries this host's endpoints fabric-wide (nil: not spread); published is what
+	// it holds of them, encoded, by key (both under pubMu).
+	pubMu     sync.Mutex
+	reg       Registry
+	published map[string]string
 
 	// ready is closed after the first successful apply: the bridge and gateway exist, so
 	// attachments can be made.
@@ -158,6 +160,8 @@ func (c *Controller) Init(ctx context.Context) error {
 			c.remembered[rp.Name] = rp
 		}
 	}
+	// The endpoints a previous run left, in the registry before gossip joins.
+	c.publishEndpoints(endpoint.Records(ports, c.s.Name))
 	if len(c.remembered) > 0 {
 		c.log.Info("adopted tunnels of a previous run", "peers", len(c.remembered))
 	}
@@ -363,6 +367,7 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 		c.setResult(nil, view, err)
 		return fmt.Errorf("plan: %w", err)
 	}
+	c.forgetGone(view, facts.Now)
 	err = c.apply(ctx, d)
 	c.setResult(&d, view, err)
 	if err == nil {
@@ -452,7 +457,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	if err != nil {
 		return fmt.Errorf("attachments and NAT: %w", err)
 	}
-	c.spreadEndpoints(eps)
+	c.publishEndpoints(eps)
 	return nil
 }
 
@@ -484,48 +489,6 @@ func (c *Controller) setHost(ctx context.Context, want netplumb.HostState) error
 		c.log.Info("route removed", "dst", r.Dst, "via", r.Gateway)
 	}
 	return err
-}
-
-// spreadEndpoints publishes this host's endpoints through gossip when they changed.
-func (c *Controller) spreadEndpoints(rs []endpoint.Record) {
-	b := endpoint.Spread(rs)
-	c.mu.Lock()
-	same := string(b) == string(c.spread)
-	c.mu.Unlock()
-	if same {
-		return
-	}
-	if err := c.m.SetLocalState(b); err != nil {
-		c.log.Warn("spread attachments by gossip", "err", err)
-		return
-	}
-	c.mu.Lock()
-	c.spread = b
-	c.mu.Unlock()
-}
-
-// RemoteAttachments are the other hosts' endpoints, as gossip spread them (hosts that left
-// excluded).
-func (c *Controller) RemoteAttachments() []api.Attachment {
-	alive := map[string]bool{}
-	for _, p := range c.m.Peers() {
-		if p.State != peers.StateLeft {
-			alive[p.Name] = true
-		}
-	}
-	var out []api.Attachment
-	for host, b := range c.m.RemoteStates() {
-		if !alive[host] {
-			continue
-		}
-		as, err := endpoint.DecodeSpread(host, b, c.s.Cluster)
-		if err != nil {
-			c.log.Warn("ignoring the attachments a peer gossiped", "peer", host, "err", err)
-			continue
-		}
-		out = append(out, as...)
-	}
-	return out
 }
 
 // forgetRemembered drops peers remembered from OVSDB once gossip knows them or Plan has

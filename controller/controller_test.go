@@ -118,10 +118,8 @@ func (m *fakeMembers) SetMeta(_ context.Context, meta peers.Meta) error {
 	m.meta = meta
 	return nil
 }
-func (m *fakeMembers) NumMembers() int                 { return len(m.Peers()) + 1 }
-func (m *fakeMembers) Rejected() []peers.Rejection     { return nil }
-func (m *fakeMembers) SetLocalState([]byte) error      { return nil }
-func (m *fakeMembers) RemoteStates() map[string][]byte { return nil }
+func (m *fakeMembers) NumMembers() int             { return len(m.Peers()) + 1 }
+func (m *fakeMembers) Rejected() []peers.Rejection { return nil }
 func (m *fakeMembers) set(ps ...peers.Peer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -394,14 +392,6 @@ func TestAttachWaitsForFirstReconcile(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("attach still waiting after the first reconcile")
-	}
-}
-
-// TestSpreadSizeIsGossipsLimit: the endpoint list fits in what gossip carries, and a peer's
-// list is refused only beyond it.
-func TestSpreadSizeIsGossipsLimit(t *testing.T) {
-	if endpoint.MaxSpreadSize != peers.MaxStateSize {
-		t.Errorf("endpoint.MaxSpreadSize %d, peers.MaxStateSize %d", endpoint.MaxSpreadSize, peers.MaxStateSize)
 	}
 }
 

@@ -1,8 +1,10 @@
 package endpoint
 
 import (
+	"net"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -10,7 +12,7 @@ import (
 )
 
 // Fuzz targets for what reaches fabricd from outside: API request bodies, attach TARGETs,
-// attachments gossiped by peers, and the YAML configuration. Their seed corpora run with the
+// endpoint records other hosts share, and the YAML configuration. Their seed corpora run with the
 // normal tests; `make fuzz` explores further.
 
 func FuzzParseTarget(f *testing.F) {
@@ -45,43 +47,60 @@ func FuzzParseTarget(f *testing.F) {
 	})
 }
 
-func FuzzDecodeSpread(f *testing.F) {
-	for _, s := range []string{`[{"c":"web","ip":"10.244.1.2/24","m":"02:00:00:00:00:01"}]`, `[]`, `null`,
-		`[{"c":"","ip":"10.244.1.2/24"}]`, `[{"c":"x","ip":"192.168.1.1/24"}]`, `[{"c":"x","ip":"10.244.1.2/24","m":"01:00:5e:00:00:01"}]`,
-		`[{"c":"x","ip":"10.244.1.2/8"}]`, `[{"c":"x","ip":"10.244.1.2/24","z":1}]`} {
+func FuzzDecodeShared(f *testing.F) {
+	for _, s := range []string{`{"c":"web","a":"10.244.1.2/24","m":"02:00:00:00:00:01"}`, `{}`, `null`,
+		`{"c":"","a":"10.244.1.2/24"}`, `{"c":"x","a":"192.168.1.1/24"}`, `{"c":"x","a":"10.244.1.2/24","m":"01:00:5e:00:00:01"}`,
+		`{"c":"x","a":"10.244.1.2/8"}`, `{"c":"x","a":"10.244.1.2/24","z":1}`, `{"c":"x","a":"10.244.1.2/24","p":["tcp:80:8080"]}`} {
 		f.Add([]byte(s))
 	}
 	cluster := netip.MustParsePrefix("10.244.0.0/16")
 	f.Fuzz(func(t *testing.T, b []byte) {
-		entries, err := decodeSpread(b, cluster)
+		s, err := decodeShared(b, cluster)
 		if err != nil {
 			return
 		}
-		for _, e := range entries {
-			p, err := netip.ParsePrefix(e.IP)
-			if err != nil || !cluster.Contains(p.Addr()) || e.C == "" {
-				t.Fatalf("accepted %+v", e)
-			}
+		p, err := netip.ParsePrefix(s.Addr)
+		if err != nil || !cluster.Contains(p.Addr()) || s.Container == "" {
+			t.Fatalf("accepted %+v", s)
 		}
 	})
 }
 
-func TestDecodeSpread(t *testing.T) {
+func TestSharedCodec(t *testing.T) {
 	cluster := netip.MustParsePrefix("10.244.0.0/16")
+	mac, _ := net.ParseMAC("02:00:0a:f4:01:02")
+	r := Record{Port: "fab1234", Network: DefaultNetwork, Container: "web", ID: "abc", IfName: "eth0",
+		Addr: netip.MustParsePrefix("10.244.1.2/24"), MAC: mac, Published: []PortMapping{{Proto: "tcp", HostPort: 8080, ContainerPort: 80}}}
+	b := EncodeShared(r)
+	if want := `{"c":"web","i":"abc","f":"eth0","a":"10.244.1.2/24","m":"02:00:0a:f4:01:02","p":["tcp:8080:80"]}`; string(b) != want {
+		t.Errorf("EncodeShared = %s, want %s", b, want)
+	}
+	a, err := DecodeShared("h2", b, cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (api.Attachment{Host: "h2", Container: "web", IP: "10.244.1.2/24", MAC: "02:00:0a:f4:01:02", Gateway: "10.244.1.1"}); !reflect.DeepEqual(a, want) {
+		t.Errorf("DecodeShared = %+v, want %+v", a, want)
+	}
+	if SharedKey(r) != "fab1234" {
+		t.Errorf("SharedKey = %q", SharedKey(r))
+	}
 	for _, tc := range []struct {
 		in, want string
 	}{
-		{`[{"c":"web","ip":"10.244.1.2/24","m":"02:00:00:00:00:01"}]`, ""},
-		{`[{"c":"web","ip":"10.9.1.2/24"}]`, "outside the cluster CIDR"},
-		{`[{"c":"","ip":"10.244.1.2/24"}]`, "container name"},
-		{`[{"c":"a\u0007","ip":"10.244.1.2/24"}]`, "not printable"},
-		{`[{"c":"a","ip":"10.244.1.2/24","m":"ff:ff:ff:ff:ff:ff"}]`, "unicast"},
-		{`[{"c":"a","ip":"10.244.1.2/24","x":1}]`, "unknown field"},
+		{`{"c":"web","a":"10.244.1.2/24","m":"02:00:00:00:00:01"}`, ""},
+		{`{"c":"web","a":"10.244.1.2/24","later":1}`, ""}, // a key of a later version
+		{`{"c":"web","a":"10.9.1.2/24"}`, "outside the cluster CIDR"},
+		{`{"c":"","a":"10.244.1.2/24"}`, "container name"},
+		{`{"c":"a\u0007","a":"10.244.1.2/24"}`, "not printable"},
+		{`{"c":"a","a":"10.244.1.2/24","m":"ff:ff:ff:ff:ff:ff"}`, "unicast"},
+		{`{"c":"a","a":"10.244.1.2/24","p":["tcp:0:1"]}`, "published port"},
+		{`{"c":"a","a":"10.244.1.2/24","f":"` + strings.Repeat("x", 65) + `"}`, "longer than"},
 		{`garbage`, "decode"},
-		{`[] []`, "trailing"},
-		{"[" + strings.Repeat(`{"c":"a","ip":"10.244.1.2/24"},`, maxSpreadEntries) + `{"c":"a","ip":"10.244.1.2/24"}]`, "bytes"},
+		{`{"c":"a","a":"10.244.1.2/24"} {}`, "trailing"},
+		{`{"c":"` + strings.Repeat("a", MaxSharedSize) + `","a":"10.244.1.2/24"}`, "bytes"},
 	} {
-		_, err := decodeSpread([]byte(tc.in), cluster)
+		_, err := decodeShared([]byte(tc.in), cluster)
 		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%.60s: %v, want %q", tc.in, err, tc.want)
 		}

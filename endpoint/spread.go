@@ -13,104 +13,109 @@ import (
 	"github.com/ovsfabric/ovsfabric/fabric"
 )
 
-// spreadEntry is one endpoint as gossip carries it: just enough for `fabricctl ls --all`.
-type spreadEntry struct {
-	C  string `json:"c"`
-	IP string `json:"ip"`
-	M  string `json:"m,omitempty"`
+// Endpoints travel fabric-wide as registry records (package registry, kind endpoint): one
+// per endpoint, keyed by SharedKey, valued by EncodeShared. This is their one codec.
+
+// sharedRecord is an endpoint as the registry carries it: short JSON keys; empty fields
+// omitted. Decoders ignore unknown keys, so later versions may add some.
+type sharedRecord struct {
+	Network   string   `json:"n,omitempty"`
+	Container string   `json:"c"`
+	ID        string   `json:"i,omitempty"`
+	IfName    string   `json:"f,omitempty"`
+	Addr      string   `json:"a"`
+	MAC       string   `json:"m,omitempty"`
+	Published []string `json:"p,omitempty"`
 }
 
-// MaxSpreadSize bounds the gossip state that lists one host's endpoints, sent and received:
-// memberlist's local state as fabricd uses it (MaxSpreadSize; a test keeps them equal).
-const MaxSpreadSize = 8 << 10
+// MaxSharedSize bounds an encoded endpoint record: the registry's largest value
+// (registry.MaxValueSize; a test keeps them equal).
+const MaxSharedSize = 4096
 
-// Spread is the gossip state that lists endpoints rs (at most MaxSpreadSize bytes: when they
-// do not fit, the list is cut and the rest is not spread).
-func Spread(rs []Record) []byte {
-	entries := make([]spreadEntry, 0, len(rs))
-	for _, r := range rs {
-		entries = append(entries, spreadEntry{C: r.Container, IP: addrText(r.Addr), M: r.MAC.String()})
+// SharedKey is the registry key of r: its port name, unique on its host.
+func SharedKey(r Record) string { return r.Port }
+
+// EncodeShared is r's registry value (compact JSON; the network is omitted when it is
+// DefaultNetwork). Published ports that do not parse stay on this host.
+func EncodeShared(r Record) []byte {
+	s := sharedRecord{Container: r.Container, ID: r.ID, IfName: r.IfName, Addr: addrText(r.Addr), MAC: r.MAC.String()}
+	if r.Network != DefaultNetwork {
+		s.Network = r.Network
 	}
-	var b []byte
-	for {
-		b, _ = json.Marshal(entries)
-		if len(b) <= MaxSpreadSize || len(entries) == 0 {
-			return b
-		}
-		entries = entries[:len(entries)*3/4]
+	for _, p := range r.Published {
+		s.Published = append(s.Published, p.String())
 	}
+	b, _ := json.Marshal(s) // strings only: cannot fail
+	return b
 }
 
-// DecodeSpread parses and checks the endpoints peer host gossiped (see decodeSpread), as
-// the API shows them.
-func DecodeSpread(host string, b []byte, cluster netip.Prefix) ([]api.Attachment, error) {
-	entries, err := decodeSpread(b, cluster)
+// DecodeShared parses and checks the endpoint record that host shares (see decodeShared),
+// as the API shows other hosts' endpoints.
+func DecodeShared(host string, b []byte, cluster netip.Prefix) (api.Attachment, error) {
+	s, err := decodeShared(b, cluster)
 	if err != nil {
-		return nil, err
+		return api.Attachment{}, err
 	}
-	out := make([]api.Attachment, 0, len(entries))
-	for _, e := range entries {
-		a := api.Attachment{Host: host, Container: e.C, IP: e.IP, MAC: e.M}
-		if p, err := netip.ParsePrefix(e.IP); err == nil {
-			a.Gateway = fabric.Gateway(p.Masked()).String()
-		}
-		out = append(out, a)
+	a := api.Attachment{Host: host, Container: s.Container, IP: s.Addr, MAC: s.MAC}
+	if p, err := netip.ParsePrefix(s.Addr); err == nil {
+		a.Gateway = fabric.Gateway(p.Masked()).String()
 	}
-	return out, nil
+	return a, nil
 }
 
-// maxSpreadEntries bounds the attachments one peer may gossip.
-const maxSpreadEntries = 1024
+// maxSharedName bounds network and interface names in a shared record.
+const maxSharedName = 64
 
-// decodeSpread parses and checks the attachments a peer gossiped (spreadAttachments' JSON):
-// at most MaxSpreadSize bytes and maxSpreadEntries entries, each with a printable
-// container name of at most maxTargetName bytes, an address inside the cluster CIDR and an
-// optional unicast MAC. A peer's list with any bad entry is refused whole.
-func decodeSpread(b []byte, cluster netip.Prefix) ([]spreadEntry, error) {
-	if len(b) > MaxSpreadSize {
-		return nil, fmt.Errorf("%d bytes, more than %d", len(b), MaxSpreadSize)
+// decodeShared parses and checks an endpoint record another host shares: at most
+// MaxSharedSize bytes of JSON, a printable container name of at most maxTargetName bytes,
+// an address inside the cluster CIDR, an optional unicast MAC, printable network and
+// interface names, published ports that parse.
+func decodeShared(b []byte, cluster netip.Prefix) (sharedRecord, error) {
+	var s sharedRecord
+	if len(b) > MaxSharedSize {
+		return s, fmt.Errorf("%d bytes, more than %d", len(b), MaxSharedSize)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	var entries []spreadEntry
-	if err := dec.Decode(&entries); err != nil {
-		return nil, fmt.Errorf("decode: %w", err)
+	if err := dec.Decode(&s); err != nil {
+		return s, fmt.Errorf("decode: %w", err)
 	}
 	if dec.More() {
-		return nil, errors.New("trailing data")
+		return s, errors.New("trailing data")
 	}
-	if len(entries) > maxSpreadEntries {
-		return nil, fmt.Errorf("%d attachments, more than %d", len(entries), maxSpreadEntries)
+	if s.Container == "" || len(s.Container) > maxTargetName || !printable(s.Container) {
+		return s, fmt.Errorf("container name %q: empty, longer than %d bytes or not printable", s.Container, maxTargetName)
 	}
-	for i, e := range entries {
-		if err := checkSpreadEntry(e, cluster); err != nil {
-			return nil, fmt.Errorf("attachment %d: %w", i+1, err)
+	for _, n := range []string{s.Network, s.IfName, s.ID} {
+		if len(n) > maxSharedName || !printable(n) {
+			return s, fmt.Errorf("name %q: longer than %d bytes or not printable", n, maxSharedName)
 		}
 	}
-	return entries, nil
-}
-
-func checkSpreadEntry(e spreadEntry, cluster netip.Prefix) error {
-	if e.C == "" || len(e.C) > maxTargetName {
-		return fmt.Errorf("container name of %d bytes", len(e.C))
-	}
-	for _, r := range e.C {
-		if !unicode.IsPrint(r) {
-			return fmt.Errorf("container name %q is not printable", e.C)
-		}
-	}
-	p, err := netip.ParsePrefix(e.IP)
+	p, err := netip.ParsePrefix(s.Addr)
 	if err != nil {
-		return fmt.Errorf("address: %w", err)
+		return s, fmt.Errorf("address: %w", err)
 	}
 	if !cluster.Contains(p.Addr()) || p.Bits() < cluster.Bits() {
-		return fmt.Errorf("address %s is outside the cluster CIDR %s", p, cluster)
+		return s, fmt.Errorf("address %s is outside the cluster CIDR %s", p, cluster)
 	}
-	if e.M != "" {
-		mac, err := net.ParseMAC(e.M)
+	if s.MAC != "" {
+		mac, err := net.ParseMAC(s.MAC)
 		if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
-			return fmt.Errorf("MAC %q is not a unicast Ethernet address", e.M)
+			return s, fmt.Errorf("MAC %q is not a unicast Ethernet address", s.MAC)
 		}
 	}
-	return nil
+	for _, v := range s.Published {
+		if _, err := parseStored(v); err != nil {
+			return s, fmt.Errorf("published port %q: %w", v, err)
+		}
+	}
+	return s, nil
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }

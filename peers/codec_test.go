@@ -2,7 +2,6 @@ package peers
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -277,48 +276,13 @@ func TestJoinError(t *testing.T) {
 	}
 }
 
-func TestStateCodec(t *testing.T) {
-	msg := appendStateEntry([]byte{msgState}, "node-a", 42, []byte("hello"))
-	name, ver, data, rest, err := readStateEntry(msg[1:])
-	if err != nil || name != "node-a" || ver != 42 || string(data) != "hello" || len(rest) != 0 {
-		t.Fatalf("readStateEntry = %q %d %q %q %v", name, ver, data, rest, err)
-	}
-	for _, bad := range [][]byte{{}, {0}, {5, 'a'}, {1, 'a'}, {1, 'a', 1, 200}, append([]byte{1, 'a', 1}, binary.AppendUvarint(nil, MaxStateSize+1)...)} {
-		if _, _, _, _, err := readStateEntry(bad); err == nil {
-			t.Errorf("readStateEntry(%v) succeeded", bad)
-		}
-	}
-
+func TestByeCodec(t *testing.T) {
 	bye := encodeBye("node-b", 7)
 	if name, nonce, err := decodeBye(bye); err != nil || name != "node-b" || nonce != 7 {
 		t.Fatalf("decodeBye = %q %d %v", name, nonce, err)
 	}
 	if _, _, err := decodeBye(bye[:len(bye)-1]); err == nil {
 		t.Fatal("decodeBye accepted a truncated message")
-	}
-
-	// A push/pull payload round trip through two memberships' stores.
-	m := &Membership{cfg: Config{Name: "x"}, states: map[string]stateEntry{}, peers: map[string]*peerRec{}}
-	m.states["x"] = stateEntry{ver: 1, data: []byte("mine")}
-	m.states["y"] = stateEntry{ver: 2, data: []byte("alive peer")}
-	m.states["z"] = stateEntry{ver: 3, data: []byte("dead peer")}
-	m.peers["y"] = &peerRec{Peer: Peer{Name: "y", State: StateAlive}}
-	m.peers["z"] = &peerRec{Peer: Peer{Name: "z", State: StateDead}}
-	entries, err := decodeStates(m.encodeStates())
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]string{}
-	for _, e := range entries {
-		got[e.name] = string(e.data)
-	}
-	if len(got) != 2 || got["x"] != "mine" || got["y"] != "alive peer" {
-		t.Fatalf("push/pull carries %v, want x and y only", got)
-	}
-	for _, bad := range [][]byte{{2, 0}, {pushPullVersion, 1}, {pushPullVersion, 0, 9}} {
-		if _, err := decodeStates(bad); err == nil {
-			t.Errorf("decodeStates(%v) succeeded", bad)
-		}
 	}
 }
 

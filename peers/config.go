@@ -67,7 +67,26 @@ type Config struct {
 	// Forget is how long dead and left peers are kept in Peers before being forgotten;
 	// 0 means DefaultForget. The controller applies its own grace on top.
 	Forget time.Duration
+	// Registry, when set, is the replicated store this membership's gossip carries
+	// (registry.Registry): user messages and push/pull payloads starting with MsgRegistry
+	// go to it, and its broadcasts follow this package's own. Its Sender is normally this
+	// Membership (SendTo), its NumNodes Membership.NumNodes, its RetransmitMult
+	// RetransmitMult. nil spreads no records.
+	Registry Registry
 }
+
+// Registry is the data half of memberlist's delegate, which the membership forwards to
+// (registry.Registry implements it).
+type Registry interface {
+	NotifyMsg(msg []byte)
+	GetBroadcasts(overhead, limit int) [][]byte
+	LocalState(join bool) []byte
+	MergeRemoteState(buf []byte, join bool)
+}
+
+// RetransmitMult is memberlist's broadcast retransmit multiplier as this package configures
+// it, for Config.Registry's broadcast queue.
+const RetransmitMult = 4
 
 // Timings are memberlist's failure-detection and dissemination settings. The defaults start
 // from memberlist.DefaultLANConfig and are tightened for hosts on one LAN, so that a dead
@@ -113,7 +132,7 @@ type Timings struct {
 	// a small cluster.
 	SuspicionMaxTimeoutMult int
 	// GossipInterval is how often queued broadcasts (alive, suspect, dead, metadata,
-	// goodbyes, attachments) are sent to GossipNodes random members. Default 100 ms
+	// goodbyes, registry deltas) are sent to GossipNodes random members. Default 100 ms
 	// (LAN: 200 ms): a metadata change or a death reaches 100 hosts in well under a second.
 	GossipInterval time.Duration
 	// GossipNodes is how many random members each gossip round goes to. Default 3.
@@ -123,7 +142,7 @@ type Timings struct {
 	// Default 15 s (LAN: 30 s); dead peers stay in Peers for Config.Forget regardless.
 	GossipToTheDeadTime time.Duration
 	// PushPullInterval is how often a member syncs its full state with a random other one
-	// over TCP: repairs missed gossip and spreads the attachment states. Default 10 s
+	// over TCP: repairs missed gossip and exchanges the registry digests. Default 10 s
 	// (LAN: 30 s); memberlist stretches it beyond 32 members (×3 at 100).
 	PushPullInterval time.Duration
 	// TCPTimeout bounds joins and push/pull exchanges. Default 3 s (LAN: 10 s): a join to a
@@ -284,6 +303,7 @@ func (c Config) memberlistConfig(h *hooks) *memberlist.Config {
 	mc.GossipToTheDeadTime = t.GossipToTheDeadTime
 	mc.PushPullInterval = t.PushPullInterval
 	mc.TCPTimeout = t.TCPTimeout
+	mc.RetransmitMult = RetransmitMult
 
 	mc.Delegate = h
 	mc.Events = h

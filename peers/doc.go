@@ -55,9 +55,12 @@
 // and 6 members and 5–7 s with 100 members (measured on loopback by TestFailureDetection
 // and TestScale100); a graceful Leave shows as "left" everywhere in under half a second.
 //
-// # Attachments
+// # Registry
 //
-// SetLocalState and RemoteStates spread one small opaque blob per node (meant for each
-// host's container attachments) with a broadcast on change and memberlist's TCP push/pull
-// anti-entropy.
+// Config.Registry, when set, is the replicated store (package registry) this membership's
+// gossip carries: user messages and push/pull payloads that start with MsgRegistry go to
+// it, its broadcasts follow this package's own within each gossip packet, and SendTo (or a
+// Sender set after Start) delivers its sync messages reliably to a member by name, from
+// the address this package keeps for it. Messages and payloads of the attachment blob that
+// earlier versions spread are ignored.
 package peers

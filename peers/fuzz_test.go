@@ -46,35 +46,8 @@ func FuzzDecodeMeta(f *testing.F) {
 	})
 }
 
-func FuzzDecodeStates(f *testing.F) {
-	m := &Membership{cfg: Config{Name: "a"}, states: map[string]stateEntry{
-		"a": {ver: 1, data: []byte(`[{"c":"web","ip":"10.244.1.2/24"}]`)},
-	}, peers: map[string]*peerRec{}}
-	f.Add(m.encodeStates())
-	f.Add([]byte{pushPullVersion, 1, 1, 'b', 5, 0})
-	f.Add([]byte{pushPullVersion, 0xff, 0xff, 0xff, 0xff, 0x0f})
-	f.Add([]byte{2})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if len(b) == 0 {
-			return
-		}
-		entries, err := decodeStates(b)
-		if err != nil {
-			return
-		}
-		if len(entries) > maxStateEntries {
-			t.Fatalf("%d entries", len(entries))
-		}
-		for _, e := range entries {
-			if e.name == "" || len(e.name) > maxNameLen || len(e.data) > MaxStateSize {
-				t.Fatalf("entry out of bounds: %d-byte name, %d-byte data", len(e.name), len(e.data))
-			}
-		}
-	})
-}
-
 func FuzzGossipMessage(f *testing.F) {
-	f.Add(appendStateEntry([]byte{msgState}, "b", 7, []byte("[]")))
+	f.Add(legacyStateMsg("b", 7, []byte("[]")))
 	f.Add(encodeBye("b", 42))
 	req, _ := json.Marshal(keyReq{ID: 1, From: "b", Op: KeyInstall, Key: key(3)})
 	f.Add(append([]byte{msgKeyReq}, req...))
@@ -87,11 +60,6 @@ func FuzzGossipMessage(f *testing.F) {
 			return
 		}
 		switch b[0] {
-		case msgState:
-			name, _, data, _, err := readStateEntry(b[1:])
-			if err == nil && (name == "" || len(name) > maxNameLen || len(data) > MaxStateSize) {
-				t.Fatalf("state entry out of bounds")
-			}
 		case msgBye:
 			name, _, err := decodeBye(b)
 			if err == nil && (name == "" || len(name) > maxNameLen) {

@@ -41,19 +41,49 @@ func (h *hooks) NodeMeta(limit int) []byte {
 	return raw
 }
 
-// NotifyMsg handles a gossiped user message (attachment state or goodbye).
+// NotifyMsg handles a gossiped or reliably sent user message (goodbye, keyring, registry).
 func (h *hooks) NotifyMsg(b []byte) { h.m.handleMsg(b) }
 
-// GetBroadcasts hands memberlist this package's queued broadcasts.
+// GetBroadcasts hands memberlist this package's queued broadcasts, then the registry's
+// within what remains of limit.
 func (h *hooks) GetBroadcasts(overhead, limit int) [][]byte {
-	return h.m.bcast.GetBroadcasts(overhead, limit)
+	out := h.m.bcast.GetBroadcasts(overhead, limit)
+	reg := h.m.cfg.Registry
+	if reg == nil {
+		return out
+	}
+	for _, b := range out {
+		limit -= overhead + len(b)
+	}
+	if limit <= overhead {
+		return out
+	}
+	return append(out, reg.GetBroadcasts(overhead, limit)...)
 }
 
-// LocalState is the push/pull payload: the attachment states this node knows.
-func (h *hooks) LocalState(bool) []byte { return h.m.encodeStates() }
+// LocalState is the push/pull payload: the registry's digest (nothing without a registry).
+func (h *hooks) LocalState(join bool) []byte {
+	if reg := h.m.cfg.Registry; reg != nil {
+		return reg.LocalState(join)
+	}
+	return nil
+}
 
-// MergeRemoteState merges a peer's push/pull payload.
-func (h *hooks) MergeRemoteState(buf []byte, _ bool) { h.m.mergeStates(buf) }
+// MergeRemoteState hands a peer's push/pull payload to the registry. A payload of an
+// earlier version (the attachment blobs, legacyPushPull) is ignored.
+func (h *hooks) MergeRemoteState(buf []byte, join bool) {
+	switch {
+	case len(buf) == 0:
+	case buf[0] == MsgRegistry:
+		if reg := h.m.cfg.Registry; reg != nil {
+			reg.MergeRemoteState(buf, join)
+		}
+	case buf[0] == legacyPushPull:
+		h.m.log.Debug("ignoring a push/pull payload of an earlier version", "bytes", len(buf))
+	default:
+		h.m.refused("push/pull payload", fmt.Errorf("unknown type %#x", buf[0]))
+	}
+}
 
 // NotifyJoin records a new (or returning) peer.
 func (h *hooks) NotifyJoin(n *memberlist.Node) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -130,8 +131,7 @@ type Membership struct {
 	mu       sync.Mutex
 	peers    map[string]*peerRec
 	rejected map[string]*rejectionRec
-	states   map[string]stateEntry // attachment states by node, this node's included
-	byesSeen map[uint64]time.Time  // goodbye nonces already handled
+	byesSeen map[uint64]time.Time // goodbye nonces already handled
 
 	lifeMu  sync.Mutex // serializes Leave and Shutdown
 	left    atomic.Bool
@@ -188,7 +188,6 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 		changed:  make(chan struct{}, 1),
 		peers:    map[string]*peerRec{},
 		rejected: map[string]*rejectionRec{},
-		states:   map[string]stateEntry{},
 		byesSeen: map[uint64]time.Time{},
 		leaving:  make(chan struct{}),
 		fatal:    make(chan error, 1),
@@ -203,7 +202,7 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 	mc.Keyring = m.keys.ring
 	mc.Logger = log.New(&logWriter{log: cfg.Logger, seen: m.sawLogLine}, "", 0)
 	m.bcast = &memberlist.TransmitLimitedQueue{
-		NumNodes:       func() int { return int(m.numAlive.Load()) + 1 },
+		NumNodes:       m.numNodes,
 		RetransmitMult: mc.RetransmitMult,
 	}
 	list, err := memberlist.Create(mc)
@@ -642,7 +641,6 @@ func (m *Membership) housekeep(now time.Time) {
 		case StateDead, StateLeft:
 			if now.Sub(r.Since) > m.cfg.Forget {
 				delete(m.peers, name)
-				delete(m.states, name)
 				forgotten = append(forgotten, name)
 			}
 		}
@@ -658,11 +656,6 @@ func (m *Membership) housekeep(now time.Time) {
 	for nonce, at := range m.byesSeen {
 		if now.Sub(at) > 2*byeWindow {
 			delete(m.byesSeen, nonce)
-		}
-	}
-	for name, s := range m.states {
-		if _, known := m.peers[name]; !known && name != m.cfg.Name && now.Sub(s.at) > unknownStateTTL {
-			delete(m.states, name)
 		}
 	}
 	m.countAliveLocked()
@@ -681,6 +674,38 @@ func (m *Membership) housekeep(now time.Time) {
 	}
 }
 
+// numNodes counts this node and its alive and suspect peers, for broadcast retransmit
+// limits (this package's and Config.Registry's). It takes no lock: memberlist calls it
+// with its own locks held.
+func (m *Membership) numNodes() int { return int(m.numAlive.Load()) + 1 }
+
+// NumNodes counts this node and its alive and suspect peers (registry.Config.NumNodes).
+func (m *Membership) NumNodes() int { return m.numNodes() }
+
+// SendTo sends msg reliably (over TCP) to the member named node, which hands it to its
+// Config.Registry: it implements registry.Sender. The address is the one this package
+// keeps for the peer, not memberlist's *Node (updated without a lock).
+func (m *Membership) SendTo(node string, msg []byte) error {
+	if m.shut.Load() {
+		return fmt.Errorf("send to %s: %w", node, ErrClosed)
+	}
+	m.mu.Lock()
+	r := m.peers[node]
+	var addr netip.AddrPort
+	if r != nil {
+		addr = r.Gossip
+	}
+	m.mu.Unlock()
+	if !addr.IsValid() {
+		return fmt.Errorf("send to %s: not a known member", node)
+	}
+	n := &memberlist.Node{Name: node, Addr: net.IP(addr.Addr().AsSlice()), Port: addr.Port()}
+	if err := m.list.SendReliable(n, msg); err != nil {
+		return fmt.Errorf("send to %s at %s: %w", node, addr, err)
+	}
+	return nil
+}
+
 // nodeAddr is n's gossip address.
 func nodeAddr(n *memberlist.Node) netip.AddrPort {
 	a, ok := netip.AddrFromSlice(n.Addr)
@@ -688,4 +713,28 @@ func nodeAddr(n *memberlist.Node) netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	return netip.AddrPortFrom(a.Unmap(), n.Port)
+}
+
+// Sender sends through a Membership set after the fact: a registry.Sender (and its
+// NumNodes) for the registry that Config.Registry names, which exists before Start.
+type Sender struct{ m atomic.Pointer[Membership] }
+
+// Set makes s send through m.
+func (s *Sender) Set(m *Membership) { s.m.Store(m) }
+
+// SendTo is Membership.SendTo, or an error before Set.
+func (s *Sender) SendTo(node string, msg []byte) error {
+	m := s.m.Load()
+	if m == nil {
+		return fmt.Errorf("send to %s: gossip not started", node)
+	}
+	return m.SendTo(node, msg)
+}
+
+// NumNodes is Membership.NumNodes, or 1 before Set.
+func (s *Sender) NumNodes() int {
+	if m := s.m.Load(); m != nil {
+		return m.NumNodes()
+	}
+	return 1
 }

@@ -363,44 +363,6 @@ func TestEncryption(t *testing.T) {
 	}
 }
 
-func TestRemoteStates(t *testing.T) {
-	ms := cluster(t, 3, func(_ int, c *Config) { c.Timings.PushPullInterval = 500 * time.Millisecond })
-	waitFor(t, 10*time.Second, "convergence", func() bool { return allSee(ms) })
-
-	small := []byte(`[{"c":"web","ip":"10.244.1.2"}]`)
-	if err := ms[1].SetLocalState(small); err != nil {
-		t.Fatal(err)
-	}
-	took := waitFor(t, 3*time.Second, "the small state by broadcast", func() bool {
-		return bytes.Equal(ms[0].RemoteStates()["n1"], small) && bytes.Equal(ms[2].RemoteStates()["n1"], small)
-	})
-	t.Logf("small state spread in %s", took)
-
-	large := bytes.Repeat([]byte("x"), 5000) // too large for a gossip packet: push/pull only
-	if err := ms[2].SetLocalState(large); err != nil {
-		t.Fatal(err)
-	}
-	took = waitFor(t, 10*time.Second, "the large state by push/pull", func() bool {
-		return bytes.Equal(ms[0].RemoteStates()["n2"], large) && bytes.Equal(ms[1].RemoteStates()["n2"], large)
-	})
-	t.Logf("large state spread in %s", took)
-
-	if _, ok := ms[1].RemoteStates()["n1"]; ok {
-		t.Error("RemoteStates includes this node")
-	}
-	if err := ms[0].SetLocalState(make([]byte, MaxStateSize+1)); err == nil {
-		t.Error("oversized state accepted")
-	}
-	// A newer version replaces the older one; an empty state disappears.
-	if err := ms[1].SetLocalState(nil); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 3*time.Second, "the cleared state", func() bool {
-		_, ok := ms[0].RemoteStates()["n1"]
-		return !ok
-	})
-}
-
 func TestSuspectAndLateGoodbye(t *testing.T) {
 	ms := cluster(t, 2, nil)
 	waitFor(t, 5*time.Second, "convergence", func() bool { return allSee(ms) })

@@ -1,6 +1,6 @@
 // Package registry is ovsfabric's replicated store of fabric-wide records (networks,
 // per-host slices, endpoints), spread by memberlist gossip. It replaces the single opaque
-// blob per node that peers.Membership.SetLocalState spreads today, and it is what DNS,
+// blob per node that peers.Membership.SetLocalState spread before, and it is what DNS,
 // `fabricctl ls --all` and network management read.
 //
 // # Model

@@ -30,6 +30,7 @@ import (
 	"github.com/ovsfabric/ovsfabric/netplumb"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
 	"github.com/ovsfabric/ovsfabric/peers"
+	"github.com/ovsfabric/ovsfabric/registry"
 )
 
 func main() {
@@ -115,6 +116,12 @@ func run(parent context.Context, cfg config.Config) error {
 	of := controller.NewOFSwitch(s.Bridge, s.OVSRundir, os.Getenv("OVS_RUNDIR"), s.OVSDB)
 	ctrl := controller.New(s, sw, netplumb.HostNet{}, of, eps, log)
 	eps.SetLoop(ctrl)
+	reg, send, err := newRegistry(ctx, sw, s.Name, log)
+	if err != nil {
+		return err
+	}
+	// Before Init, which publishes the endpoints a previous run left, before gossip joins.
+	ctrl.SetRegistry(reg)
 	if err := ctrl.Init(ctx); err != nil {
 		return err
 	}
@@ -127,11 +134,12 @@ func run(parent context.Context, cfg config.Config) error {
 	members, err := peers.Start(ctx, peers.Config{
 		Name: s.Name, BindAddr: s.Advertise, AdvertiseAddr: s.Advertise, Port: s.GossipPort,
 		Join: join, SecretKey: s.GossipKey, KeyringFile: s.KeyringPath, Meta: ctrl.Meta(), Logger: log.With("component", "gossip"),
-		Forget: s.DeadPeerGrace + time.Minute,
+		Forget: s.DeadPeerGrace + time.Minute, Registry: reg,
 	})
 	if err != nil {
 		return fmt.Errorf("start gossip: %w", err)
 	}
+	send.Set(members)
 	ctrl.SetMembership(members)
 	// A background join that finds this node's name taken by a live member ends the run.
 	fatal := make(chan error, 1)
@@ -140,6 +148,12 @@ func run(parent context.Context, cfg config.Config) error {
 	// node's tunnels and routes, then stop.
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
+	regDone := make(chan struct{})
+	go func() {
+		defer close(regDone)
+		_ = reg.Run(runCtx)
+	}()
+	defer func() { stopRun(); <-regDone }()
 	var leaveOnce sync.Once
 	var leaveErr error
 	leave := func(context.Context) error {
@@ -215,6 +229,36 @@ func run(parent context.Context, cfg config.Config) error {
 	_ = members.Shutdown()
 	log.Info("stopped", "left", left)
 	return runErr
+}
+
+// newRegistry creates the registry that carries this host's records fabric-wide, at the
+// next incarnation persisted in OVSDB. Its sender sends through the membership once the
+// caller has set it.
+func newRegistry(ctx context.Context, sw *ovsdb.Client, name string, log *slog.Logger) (*registry.Registry, *peers.Sender, error) {
+	inc, err := controller.NextIncarnation(ctx, sw)
+	if err != nil {
+		return nil, nil, err
+	}
+	rlog := log.With("component", "registry")
+	send := &peers.Sender{}
+	reg, err := registry.New(registry.Config{
+		Origin: name, Incarnation: inc, Sender: send, NumNodes: send.NumNodes, RetransmitMult: peers.RetransmitMult,
+		Logger: rlog,
+		OnIncarnation: func(inc uint32) {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := controller.SaveIncarnation(sctx, sw, inc); err != nil {
+				rlog.Error("registry moved to a new incarnation", "incarnation", inc, "err", err)
+				return
+			}
+			rlog.Info("registry moved to a new incarnation", "incarnation", inc)
+		},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	rlog.Debug("registry started", "incarnation", inc)
+	return reg, send, nil
 }
 
 // detectUnderlay fills the advertise address and the underlay MTU from the host.
