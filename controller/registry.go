@@ -26,6 +26,7 @@ type Registry interface {
 	Delete(kind registry.Kind, key string) (bool, error)
 	List(kind registry.Kind) []registry.Record
 	Forget(origin string) bool
+	Unforget(origin string) bool
 }
 
 // SetRegistry attaches the registry that carries this host's endpoints fabric-wide. Call
@@ -110,7 +111,7 @@ func (c *Controller) publishEndpoints(rs []endpoint.Record) {
 
 // forgetGone drops from the registry the records of peers that left or are dead past the
 // grace period (the peers Plan removes the tunnels of), so that none of their endpoints
-// is listed any more. A host that comes back writes again and is listed again.
+// is listed any more, and lifts that for a peer alive again.
 func (c *Controller) forgetGone(view []fabric.Peer, now time.Time) {
 	c.pubMu.Lock()
 	reg := c.reg
@@ -119,8 +120,17 @@ func (c *Controller) forgetGone(view []fabric.Peer, now time.Time) {
 		return
 	}
 	for _, p := range view {
-		if p.Name != c.s.Name && p.Gone(now, c.s.DeadPeerGrace) && reg.Forget(p.Name) {
-			c.log.Info("forgot the registry records of a peer that is gone", "peer", p.Name, "state", p.State)
+		if p.Name == c.s.Name {
+			continue
+		}
+		if p.Gone(now, c.s.DeadPeerGrace) {
+			if reg.Forget(p.Name) {
+				c.log.Info("forgot the registry records of a peer that is gone", "peer", p.Name, "state", p.State)
+			}
+		} else if p.State == fabric.PeerAlive && reg.Unforget(p.Name) {
+			// Back from a partition longer than the grace, without a restart: its records
+			// were never withdrawn, take them again.
+			c.log.Info("peer is back; taking its registry records again", "peer", p.Name)
 		}
 	}
 }

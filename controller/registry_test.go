@@ -117,6 +117,10 @@ func TestEndpointsThroughRegistry(t *testing.T) {
 	}
 	// Dead within the grace: kept.
 	c.forgetGone([]fabric.Peer{{Name: "h3", State: fabric.PeerDead, StateSince: time.Now()}}, time.Now())
+	// h2 alive again without a restart (a partition longer than the grace): its records,
+	// never withdrawn on its side, come back without any new write.
+	c.forgetGone([]fabric.Peer{{Name: "h2", State: fabric.PeerAlive, StateSince: time.Now()}}, time.Now())
+	waitRemote(t, c, func(as map[string]string) bool { return len(as) == n-1 })
 }
 
 func waitRemote(t *testing.T, c *Controller, cond func(map[string]string) bool) {

@@ -480,6 +480,22 @@ func (r *Registry) Forget(origin string) bool {
 	return true
 }
 
+// Unforget lifts a Forget of origin: call it when membership shows the origin alive again
+// without having restarted (a partition longer than the dead-peer grace). Its records were
+// never withdrawn on its side, so they are taken again from its digest (fetched from the
+// origin or a peer holding them), not only once it writes again. It reports whether origin
+// was forgotten.
+func (r *Registry) Unforget(origin string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.forgotten[origin]; !ok {
+		return false
+	}
+	delete(r.forgotten, origin)
+	r.log.Debug("registry: origin alive again, no longer forgotten", "origin", origin)
+	return true
+}
+
 // Subscribe returns a channel that receives the set of kinds changed since the last
 // receive (changes coalesce while the consumer is busy), and a function that ends the
 // subscription and closes the channel.

@@ -480,6 +480,27 @@ func TestForget(t *testing.T) {
 	}
 }
 
+// TestUnforget: an origin forgotten while cut off past the grace, alive again without a
+// restart or a write, is taken again from what a peer holds once Unforget lifts the floor.
+func TestUnforget(t *testing.T) {
+	n := newNet(t)
+	a, b, c := n.add("a", 1), n.add("b", 1), n.add("c", 1)
+	mustSet(t, a, KindEndpoint, "e1", "v")
+	n.flood()
+	if !b.Forget("a") {
+		t.Fatal("Forget(a) = false")
+	}
+	n.pushPull(b, c)
+	wantLive(t, b, "a", map[string]string{})
+	if !b.Unforget("a") || b.Unforget("a") {
+		t.Fatal("Unforget(a) should report true once, then false")
+	}
+	n.pushPull(b, c)
+	n.advance(2 * time.Second)
+	n.tick()
+	wantLive(t, b, "a", map[string]string{"endpoint/e1": "v"})
+}
+
 func TestForgottenOriginFetchedFromPeerWhenNewer(t *testing.T) {
 	n := newNet(t)
 	a, b, c := n.add("a", 1), n.add("b", 1), n.add("c", 1)
