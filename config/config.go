@@ -199,7 +199,7 @@ type Settings struct {
 	// UnderlayMTU and DatapathType are filled by fabricd from the host (underlay interface,
 	// datapath auto-detection) before the controller starts.
 	UnderlayMTU  int
-	DatapathType string
+	DatapathType fabric.Datapath
 }
 
 // Validate checks c and parses it into Settings. The advertise address may still be empty
