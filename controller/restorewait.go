@@ -67,5 +67,11 @@ func (c *Controller) finishRestoreWait(ctx context.Context, served string) {
 		c.log.Error("flows reprogrammed after the planned restart, but clearing flow-restore-wait failed; retried at the next sync", "err", err)
 		return
 	}
+	// Read back, as Antrea does (its issue #1600): the removal is conditional on the mark, so
+	// a flag someone set again meanwhile stays, and is said so.
+	if rw, err := rs.FlowRestoreWait(ctx); err == nil && rw.Set {
+		c.log.Warn("flows reprogrammed on the new ovs-vswitchd, but flow-restore-wait is set again (another prepare-restart, ovs-ctl or an operator); leaving it", "bridge", c.s.Bridge, "mark", rw.Mark)
+		return
+	}
 	c.log.Info("flows reprogrammed on the new ovs-vswitchd; flow-restore-wait cleared", "bridge", c.s.Bridge)
 }

@@ -28,10 +28,6 @@ func ParseDatapath(s string) (Datapath, error) {
 // String is the datapath's name as OVSDB's Bridge.datapath_type spells it.
 func (d Datapath) String() string { return string(d) }
 
-// Userspace reports whether packets are switched by ovs-vswitchd itself, so that they stop
-// while it restarts.
-func (d Datapath) Userspace() bool { return d == DatapathNetdev }
-
 // VethTxChecksumOff reports whether a container's veth needs TX checksum offload off on both
 // ends. The userspace datapath reads frames through a packet socket and forwards a
 // checksum left "partial" for the hardware unfinished, so TCP fails; the kernel datapath

@@ -5,12 +5,12 @@ import "testing"
 // TestDatapath: what each datapath needs done, and the parse of its name.
 func TestDatapath(t *testing.T) {
 	for _, tc := range []struct {
-		in                              string
-		err                             bool
-		userspace, txCsumOff, arpIgnore bool
+		in                   string
+		err                  bool
+		txCsumOff, arpIgnore bool
 	}{
 		{in: "system"},
-		{in: "netdev", userspace: true, txCsumOff: true, arpIgnore: true},
+		{in: "netdev", txCsumOff: true, arpIgnore: true},
 		{in: "auto", err: true},
 		{in: "", err: true},
 		{in: "kernel", err: true},
@@ -24,9 +24,9 @@ func TestDatapath(t *testing.T) {
 		if tc.err {
 			continue
 		}
-		if d.String() != tc.in || d.Userspace() != tc.userspace || d.VethTxChecksumOff() != tc.txCsumOff || d.VethARPIgnore() != tc.arpIgnore {
-			t.Errorf("%s: userspace %v, TX checksum off %v, arp_ignore %v; want %v %v %v", d,
-				d.Userspace(), d.VethTxChecksumOff(), d.VethARPIgnore(), tc.userspace, tc.txCsumOff, tc.arpIgnore)
+		if d.String() != tc.in || d.VethTxChecksumOff() != tc.txCsumOff || d.VethARPIgnore() != tc.arpIgnore {
+			t.Errorf("%s: TX checksum off %v, arp_ignore %v; want %v %v", d,
+				d.VethTxChecksumOff(), d.VethARPIgnore(), tc.txCsumOff, tc.arpIgnore)
 		}
 	}
 }
