@@ -241,7 +241,7 @@ func detectUnderlay(s *config.Settings) error {
 // detectDatapath resolves --datapath auto: the kernel datapath when the openvswitch module is
 // loaded, the userspace one otherwise.
 func detectDatapath(ctx context.Context, want string, sw *ovsdb.Client) (fabric.Datapath, error) {
-	if want != "auto" {
+	if want != config.DatapathAuto {
 		return fabric.ParseDatapath(want)
 	}
 	if _, err := os.Stat("/sys/module/openvswitch"); err == nil {
