@@ -29,6 +29,10 @@ const (
 	PipelineL2 = "l2"
 )
 
+// DatapathAuto is the --datapath that fabricd resolves at start: the kernel datapath when the
+// openvswitch module is loaded, else the userspace one. Every other value is a fabric.Datapath.
+const DatapathAuto = "auto"
+
 // Config is fabricd's configuration. Every field is settable as a flag of the same name
 // (kebab-case, its yaml tag; its usage tag is the flag's help) and in the YAML file given by
 // --config; flags win over the file (see Bind and Resolve).
@@ -78,7 +82,7 @@ func DefaultConfig() Config {
 		SubnetPrefix:  24,
 		Tunnel:        string(fabric.TunnelVXLAN),
 		OVSDB:         "unix:/var/run/openvswitch/db.sock",
-		Datapath:      "auto",
+		Datapath:      DatapathAuto,
 		Bridge:        "br-int",
 		GatewayPort:   "fabric0",
 		APISocket:     "/run/ovsfabric/fabricd.sock",
@@ -199,7 +203,7 @@ type Settings struct {
 	// UnderlayMTU and DatapathType are filled by fabricd from the host (underlay interface,
 	// datapath auto-detection) before the controller starts.
 	UnderlayMTU  int
-	DatapathType string
+	DatapathType fabric.Datapath
 }
 
 // Validate checks c and parses it into Settings. The advertise address may still be empty
@@ -235,10 +239,10 @@ func (c Config) Validate() (Settings, error) {
 	if s.TunnelType, err = fabric.ParseTunnelType(c.Tunnel); err != nil {
 		return s, fmt.Errorf("--tunnel: %w", err)
 	}
-	switch c.Datapath {
-	case "auto", "system", "netdev":
-	default:
-		return s, fmt.Errorf("--datapath %q: want auto, system or netdev", c.Datapath)
+	if c.Datapath != DatapathAuto {
+		if _, err := fabric.ParseDatapath(c.Datapath); err != nil {
+			return s, fmt.Errorf("--datapath %q: want auto, system or netdev", c.Datapath)
+		}
 	}
 	if c.Pipeline != PipelineRouted && c.Pipeline != PipelineL2 {
 		return s, fmt.Errorf("--pipeline %q: want routed or l2", c.Pipeline)

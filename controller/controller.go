@@ -112,6 +112,9 @@ type Controller struct {
 	// flowsApplied is what the last flow reconcile left on the bridge (nil: unknown).
 	pipeMu       sync.Mutex
 	flowsApplied []flows.Flow
+	// restoreWaitNoted is the ovs-vswitchd for which a foreign flow-restore-wait was last
+	// logged (loop only).
+	restoreWaitNoted string
 
 	// retained are the claims this node keeps reserved for nodes that went; seenSaved is
 	// when it last persisted that it holds its own claim (both under mu).
@@ -405,7 +408,7 @@ func (c *Controller) gatherPeers() []fabric.Peer {
 // what differs.
 func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	owner := c.s.Name
-	if err := c.sw.EnsureBridge(ctx, ovsdb.BridgeSpec{Name: d.Bridge, DatapathType: d.Datapath, FailMode: "standalone", Owner: owner}); err != nil {
+	if err := c.sw.EnsureBridge(ctx, ovsdb.BridgeSpec{Name: d.Bridge, DatapathType: d.Datapath.String(), FailMode: "standalone", Owner: owner}); err != nil {
 		return fmt.Errorf("ensure bridge %s: %w", d.Bridge, err)
 	}
 	// The gateway's MAC is pinned (derived from the node name): ovs-vswitchd would otherwise
@@ -449,8 +452,15 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	if err != nil {
 		return fmt.Errorf("read ports of %s: %w", d.Bridge, err)
 	}
-	if err := c.applyPipeline(ctx, d, ports); err != nil {
+	// The identity of the ovs-vswitchd the pipeline went to, read before it is programmed: a
+	// restart in between must not count as "flows are in".
+	served := c.serverID()
+	flowsIn, err := c.applyPipeline(ctx, d, ports)
+	if err != nil {
 		return err
+	}
+	if flowsIn {
+		c.finishRestoreWait(ctx, served)
 	}
 	c.forgetRemembered(d)
 	eps, err := c.eps.Sync(ctx, gen, endpoint.Records(ports, owner))
@@ -533,7 +543,7 @@ func (c *Controller) Status() api.Status {
 	defer c.mu.Unlock()
 	st := api.Status{
 		Node: c.s.Name, Underlay: c.s.Advertise.String(), ClusterCIDR: c.s.Cluster.String(),
-		Tunnel: string(c.s.TunnelType), Datapath: c.s.DatapathType, Bridge: c.s.Bridge,
+		Tunnel: string(c.s.TunnelType), Datapath: c.s.DatapathType.String(), Bridge: c.s.Bridge,
 		LastSync: c.lastSync, Syncs: c.syncs,
 	}
 	if c.claim.Subnet.IsValid() {

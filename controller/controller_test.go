@@ -34,6 +34,8 @@ type fakeKernel struct {
 	routes []netplumb.Route
 	writes int
 	nat    natrules.Rules
+	// attached records every Attach asked for.
+	attached []netplumb.Attachment
 }
 
 // Set implements HostNet with the two steps tests look at: the gateway's address and the
@@ -86,6 +88,9 @@ func (k *fakeKernel) ReconcileRoutes(desired []netplumb.Route) (netplumb.RouteCh
 	return rc, nil
 }
 func (k *fakeKernel) Attach(a netplumb.Attachment) (netplumb.AttachResult, error) {
+	k.mu.Lock()
+	k.attached = append(k.attached, a)
+	k.mu.Unlock()
 	return netplumb.AttachResult{MAC: a.MAC, HostIf: a.HostIf}, nil
 }
 func (k *fakeKernel) Detach(string) error                     { return nil }

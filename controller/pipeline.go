@@ -89,27 +89,28 @@ func (p routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.In
 // applyPipeline makes ovsfabric's OpenFlow flows on the bridge match the pipeline mode.
 // Ports ovs-vswitchd has not numbered yet are left for the next sync, which their OVSDB
 // update triggers.
-func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, ports []ovsdb.PortInfo) error {
+// It reports whether the whole pipeline is now on the bridge.
+func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, ports []ovsdb.PortInfo) (bool, error) {
 	c.pipeMu.Lock()
 	defer c.pipeMu.Unlock()
 	desired, err := c.pipe.flows(d, ports)
 	if errors.Is(err, flows.ErrNotReady) {
 		c.log.Debug("gateway port has no OpenFlow number yet; flows wait for the next sync")
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	res, err := flows.Reconcile(ctx, c.of, desired)
 	if err != nil {
 		c.flowsApplied = nil
-		return fmt.Errorf("reconcile flows on %s: %w", d.Bridge, err)
+		return false, fmt.Errorf("reconcile flows on %s: %w", d.Bridge, err)
 	}
 	c.flowsApplied = desired
 	if res.Changed() {
 		c.log.Info("flows updated", "bridge", d.Bridge, "pipeline", c.pipe.name(), "result", res.String())
 	}
-	return nil
+	return true, nil
 }
 
 // portLiveWait bounds how long an attach waits for ovs-vswitchd to take its new port.

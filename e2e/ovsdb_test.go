@@ -94,7 +94,7 @@ func testOVSDBLayer(t *testing.T, tunnel fabric.TunnelType) {
 			}
 			ar, err = netplumb.Attach(netplumb.Attachment{
 				NetNS: cpath, IfName: "eth0", HostIf: port, Addr: netip.PrefixFrom(fabric.Gateway(subnets[i]).Next(), 24),
-				Gateway: fabric.Gateway(subnets[i]), MTU: mtu, TxChecksumOff: datapath == "netdev",
+				Gateway: fabric.Gateway(subnets[i]), MTU: mtu, Datapath: fabric.Datapath(datapath),
 			})
 			return err
 		})

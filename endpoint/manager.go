@@ -240,7 +240,7 @@ func (m *Manager) Attach(ctx context.Context, req api.AttachRequest) (api.Attach
 	begin := time.Now()
 	res, err := m.host.Attach(netplumb.Attachment{
 		NetNS: t.NetNS, IfName: ifname, HostIf: port, Addr: addr, Gateway: fabric.Gateway(subnet),
-		MAC: mac, GatewayMAC: fabric.GatewayMAC(m.s.Name), MTU: mtu, TxChecksumOff: m.s.DatapathType == "netdev",
+		MAC: mac, GatewayMAC: fabric.GatewayMAC(m.s.Name), MTU: mtu, Datapath: m.s.DatapathType,
 	})
 	if err != nil {
 		return api.Attachment{}, classifyAttachErr(err)

@@ -57,7 +57,7 @@ type Facts struct {
 	Tunnel      TunnelType
 	Bridge      string
 	GatewayPort string
-	Datapath    string
+	Datapath    Datapath
 	Peers       []Peer
 	Now         time.Time
 	// DeadPeerGrace is how long a failed (dead, not left) peer keeps its tunnel and route, so
@@ -95,7 +95,7 @@ type Skipped struct {
 // Desired is the state one host should converge to.
 type Desired struct {
 	Bridge      string
-	Datapath    string
+	Datapath    Datapath
 	GatewayPort string
 	// Gateway is the gateway address with the subnet's prefix length, e.g. 10.244.3.1/24.
 	Gateway netip.Prefix
@@ -113,6 +113,9 @@ func Plan(f Facts) (Desired, error) {
 	}
 	if err := ValidIfName(f.GatewayPort); err != nil {
 		return Desired{}, fmt.Errorf("gateway port: %w", err)
+	}
+	if _, err := ParseDatapath(string(f.Datapath)); err != nil {
+		return Desired{}, err
 	}
 	if err := ValidateSubnet(f.ClusterCIDR, f.Subnet.Bits(), f.Subnet); err != nil {
 		return Desired{}, fmt.Errorf("local subnet: %w", err)

@@ -378,7 +378,7 @@ func setupHost(t *testing.T, ctx context.Context, l *lab.Lab, h *labHost, tunnel
 		}
 		ar, err = netplumb.Attach(netplumb.Attachment{
 			NetNS: cpath, IfName: "eth0", HostIf: port, Addr: netip.PrefixFrom(h.cIP, h.subnet.Bits()),
-			Gateway: gw, MTU: mtu, TxChecksumOff: l.Datapath == "netdev",
+			Gateway: gw, MTU: mtu, Datapath: fabric.Datapath(l.Datapath),
 		})
 		return err
 	})

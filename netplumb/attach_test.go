@@ -14,6 +14,8 @@ import (
 	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/ovsfabric/ovsfabric/fabric"
 )
 
 // runIn runs a command with its network namespace being n's: the child is forked from a
@@ -37,7 +39,7 @@ func TestAttach(t *testing.T) {
 	cont := newNS(t, "cont")
 	a := Attachment{
 		NetNS: cont.Path(), HostIf: "vfattach0", Addr: mustPrefix("10.99.3.5/24"),
-		Gateway: mustAddr("10.99.3.1"), MTU: 1450, TxChecksumOff: true,
+		Gateway: mustAddr("10.99.3.1"), MTU: 1450, Datapath: fabric.DatapathNetdev,
 	}
 	res, err := Attach(a)
 	if err != nil {
@@ -66,6 +68,11 @@ func TestAttach(t *testing.T) {
 	}
 	if cl.PeerIndex != hl.Index || hl.PeerIndex != cl.Index {
 		t.Errorf("ends do not point at each other: host %d peer %d, container %d peer %d", hl.Index, hl.PeerIndex, cl.Index, cl.PeerIndex)
+	}
+	// The userspace datapath's steps: arp_ignore on the host end (TX checksum offload is
+	// checked above and below).
+	if got := readSysctl(t, "net/ipv4/conf/"+a.HostIf+"/arp_ignore"); got != "1" {
+		t.Errorf("netdev datapath: arp_ignore %s on the host end, want 1", got)
 	}
 	if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + a.HostIf + "/disable_ipv6"); err == nil && strings.TrimSpace(string(b)) != "1" {
 		t.Errorf("IPv6 still enabled on the host end")
@@ -139,7 +146,7 @@ func TestAttachGivenMACAndIPv6(t *testing.T) {
 	mac := net.HardwareAddr{0x02, 0x42, 0xac, 0x11, 0x00, 0x07}
 	a := Attachment{
 		NetNS: cont.Path(), IfName: "net1", HostIf: "vfv6", Addr: mustPrefix("fd00:99::5/64"),
-		Gateway: mustAddr("fd00:99::1"), MAC: mac, MTU: 1400,
+		Gateway: mustAddr("fd00:99::1"), MAC: mac, MTU: 1400, Datapath: fabric.DatapathSystem,
 	}
 	res, err := Attach(a)
 	if err != nil {
@@ -155,8 +162,15 @@ func TestAttachGivenMACAndIPv6(t *testing.T) {
 	if !slices.Contains(cl.Addrs, a.Addr) || cl.Gateway != a.Gateway || cl.MTU != 1400 {
 		t.Errorf("container end %+v", cl)
 	}
+	// The kernel datapath needs none of the userspace datapath's steps.
 	if !cl.TxChecksum {
-		t.Errorf("TX checksum offload off although not asked")
+		t.Errorf("system datapath: TX checksum offload off in the container")
+	}
+	if hl, err := HostLink(a.HostIf); err != nil || !hl.TxChecksum {
+		t.Errorf("system datapath: TX checksum offload off on the host end (%+v, %v)", hl, err)
+	}
+	if got := readSysctl(t, "net/ipv4/conf/"+a.HostIf+"/arp_ignore"); got != "0" {
+		t.Errorf("system datapath: arp_ignore %s on the host end, want the default 0", got)
 	}
 }
 
@@ -170,7 +184,7 @@ func TestAttachRoutesBesideForeignDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := linkNames(t, cont)
-	a := Attachment{NetNS: cont.Path(), IfName: "eth1", HostIf: "vfroutes", Addr: mustPrefix("10.99.3.6/24"),
+	a := Attachment{NetNS: cont.Path(), IfName: "eth1", HostIf: "vfroutes", Addr: mustPrefix("10.99.3.6/24"), Datapath: fabric.DatapathNetdev,
 		Gateway: mustAddr("10.99.3.1"), MTU: 1450}
 	if _, err := Attach(a); !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), "default route") {
 		t.Fatalf("Attach beside a default route: got %v, want ErrExists about the default route", err)
@@ -197,7 +211,7 @@ func TestAttachGatewayNeighbour(t *testing.T) {
 	newHost(t)
 	cont := newNS(t, "cont")
 	gwMAC, _ := net.ParseMAC("0a:11:22:33:44:55")
-	a := Attachment{NetNS: cont.Path(), HostIf: "vfneigh", Addr: mustPrefix("10.99.3.7/24"),
+	a := Attachment{NetNS: cont.Path(), HostIf: "vfneigh", Addr: mustPrefix("10.99.3.7/24"), Datapath: fabric.DatapathNetdev,
 		Gateway: mustAddr("10.99.3.1"), GatewayMAC: gwMAC, MTU: 1450}
 	if _, err := Attach(a); err != nil {
 		t.Fatalf("Attach: %v", err)
@@ -258,7 +272,7 @@ func TestAttachRollback(t *testing.T) {
 			cont := newNS(t, "cont")
 			hostNL, contNL := nlIn(t, host), nlIn(t, cont)
 			a := Attachment{NetNS: cont.Path(), IfName: "eth0", HostIf: "vfroll0", Addr: mustPrefix("10.99.3.7/24"),
-				Gateway: mustAddr("10.99.3.1"), MTU: 1450, TxChecksumOff: true}
+				Gateway: mustAddr("10.99.3.1"), MTU: 1450, Datapath: fabric.DatapathNetdev}
 			tt.setup(t, hostNL, contNL, &a)
 			hostBefore, contBefore := linkNames(t, host), linkNames(t, cont)
 			_, err := Attach(a)
@@ -283,7 +297,7 @@ func TestDetach(t *testing.T) {
 	host := newHost(t)
 	cont := newNS(t, "cont")
 	hostBefore := linkNames(t, host)
-	a := Attachment{NetNS: cont.Path(), HostIf: "vfdetach", Addr: mustPrefix("10.99.3.8/24"), Gateway: mustAddr("10.99.3.1"), MTU: 1500}
+	a := Attachment{NetNS: cont.Path(), HostIf: "vfdetach", Addr: mustPrefix("10.99.3.8/24"), Datapath: fabric.DatapathNetdev, Gateway: mustAddr("10.99.3.1"), MTU: 1500}
 	if _, err := Attach(a); err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +334,7 @@ func TestDetach(t *testing.T) {
 func TestDetachWhenContainerGone(t *testing.T) {
 	newHost(t)
 	cont := newNS(t, "cont")
-	a := Attachment{NetNS: cont.Path(), HostIf: "vfgone", Addr: mustPrefix("10.99.3.9/24"), Gateway: mustAddr("10.99.3.1"), MTU: 1500}
+	a := Attachment{NetNS: cont.Path(), HostIf: "vfgone", Addr: mustPrefix("10.99.3.9/24"), Datapath: fabric.DatapathNetdev, Gateway: mustAddr("10.99.3.1"), MTU: 1500}
 	if _, err := Attach(a); err != nil {
 		t.Fatal(err)
 	}
@@ -355,4 +369,14 @@ func TestTxChecksumOffHost(t *testing.T) {
 	if err := TxChecksumOff("missing0"); err == nil {
 		t.Error("TxChecksumOff of a missing device succeeded")
 	}
+}
+
+// readSysctl reads /proc/sys/KEY in the current netns.
+func readSysctl(t *testing.T, key string) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/" + key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }

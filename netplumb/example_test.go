@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/ovsfabric/ovsfabric/fabric"
 	"github.com/ovsfabric/ovsfabric/netplumb"
 )
 
@@ -45,12 +46,12 @@ func Example_gateway() {
 // Attaching a container by its netns path; the caller then adds HostIf to br-int.
 func ExampleAttach() {
 	res, err := netplumb.Attach(netplumb.Attachment{
-		NetNS:         "/proc/12345/ns/net",
-		HostIf:        "vf3f9a1c0b2e",
-		Addr:          netip.MustParsePrefix("10.244.3.5/24"),
-		Gateway:       netip.MustParseAddr("10.244.3.1"),
-		MTU:           1450,
-		TxChecksumOff: true, // userspace (netdev) datapath
+		NetNS:    "/proc/12345/ns/net",
+		HostIf:   "vf3f9a1c0b2e",
+		Addr:     netip.MustParsePrefix("10.244.3.5/24"),
+		Gateway:  netip.MustParseAddr("10.244.3.1"),
+		MTU:      1450,
+		Datapath: fabric.DatapathNetdev, // userspace: TX checksum offload off, arp_ignore
 	})
 	if netplumb.IsInvalid(err) {
 		fmt.Println("refused, nothing created:", err)

@@ -7,18 +7,21 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/ovsfabric/ovsfabric/fabric"
 )
 
 // These tests need no root and change nothing outside the process.
 
 func validAttachment() Attachment {
 	return Attachment{
-		NetNS:   "/proc/self/ns/net",
-		IfName:  "eth0",
-		HostIf:  "vf0123456789",
-		Addr:    mustPrefix("10.244.3.5/24"),
-		Gateway: mustAddr("10.244.3.1"),
-		MTU:     1450,
+		NetNS:    "/proc/self/ns/net",
+		IfName:   "eth0",
+		HostIf:   "vf0123456789",
+		Addr:     mustPrefix("10.244.3.5/24"),
+		Gateway:  mustAddr("10.244.3.1"),
+		MTU:      1450,
+		Datapath: fabric.DatapathNetdev,
 	}
 }
 
@@ -47,6 +50,9 @@ func TestAttachmentNormalize(t *testing.T) {
 		{"ifname dot", func(a *Attachment) { a.IfName = "." }, "not allowed"},
 		{"ifname non-ascii", func(a *Attachment) { a.IfName = "ethé" }, "contains"},
 		{"no netns", func(a *Attachment) { a.NetNS = "" }, "netns"},
+		{"system datapath", func(a *Attachment) { a.Datapath = fabric.DatapathSystem }, ""},
+		{"no datapath", func(a *Attachment) { a.Datapath = "" }, "datapath"},
+		{"unknown datapath", func(a *Attachment) { a.Datapath = "kernel" }, "datapath"},
 		{"no addr", func(a *Attachment) { a.Addr = netip.Prefix{} }, "no address"},
 		{"network addr", func(a *Attachment) { a.Addr = mustPrefix("10.244.3.0/24") }, "network or broadcast"},
 		{"broadcast addr", func(a *Attachment) { a.Addr = mustPrefix("10.244.3.255/24") }, "network or broadcast"},

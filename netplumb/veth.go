@@ -12,6 +12,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/ovsfabric/ovsfabric/fabric"
 )
 
 // DefaultIfName is the container-side interface name when Attachment.IfName is empty.
@@ -47,9 +49,10 @@ type Attachment struct {
 	GatewayMAC net.HardwareAddr
 	// MTU of both ends, MinMTU..MaxMTU (at least 1280 for IPv6).
 	MTU int
-	// TxChecksumOff turns TX checksum offload off on both ends (needed by the userspace
-	// datapath, see TxChecksumOff).
-	TxChecksumOff bool
+	// Datapath is the datapath of the bridge the host end goes on: it decides the steps only
+	// the userspace one needs (TX checksum offload off on both ends, arp_ignore on the host
+	// end; see fabric.Datapath).
+	Datapath fabric.Datapath
 }
 
 // AttachResult is what Attach made.
@@ -75,6 +78,9 @@ func (a Attachment) normalize() (Attachment, error) {
 	}
 	if a.NetNS == "" {
 		return a, invalidf("no netns path given")
+	}
+	if _, err := fabric.ParseDatapath(string(a.Datapath)); err != nil {
+		return a, invalidf("bridge datapath: %v", err)
 	}
 	if err := checkAddr("container address", a.Addr); err != nil {
 		return a, err
@@ -265,13 +271,16 @@ func Attach(a Attachment) (res AttachResult, err error) {
 		return res, fmt.Errorf("netns %s: %w", a.NetNS, err)
 	}
 	disableIPv6(a.HostIf)
-	// The host end is a bridge port without an address: the host kernel must not answer ARP
-	// on it (it would hand out the veth's MAC for the gateway and then forward a second copy
-	// of every frame the userspace datapath also switches).
-	if err := setSysctl("/proc/sys/net/ipv4/conf/"+a.HostIf+"/arp_ignore", "1"); err != nil {
-		return res, err
+	// The host end is a bridge port without an address: with the userspace datapath the host
+	// kernel sees its frames too and must not answer ARP on it (it would hand out the veth's
+	// MAC for the gateway and then forward a second copy of every frame the datapath also
+	// switches).
+	if a.Datapath.VethARPIgnore() {
+		if err := setSysctl("/proc/sys/net/ipv4/conf/"+a.HostIf+"/arp_ignore", "1"); err != nil {
+			return res, err
+		}
 	}
-	if a.TxChecksumOff {
+	if a.Datapath.VethTxChecksumOff() {
 		if err := TxChecksumOff(a.HostIf); err != nil {
 			return res, err
 		}
@@ -370,7 +379,7 @@ func configureContainer(h *netlink.Handle, target ns.NetNS, a Attachment, dsts [
 			return fmt.Errorf("add route %s via %s dev %s: %w", d, a.Gateway, a.IfName, err)
 		}
 	}
-	if a.TxChecksumOff {
+	if a.Datapath.VethTxChecksumOff() {
 		if err := target.Do(func(ns.NetNS) error { return TxChecksumOff(a.IfName) }); err != nil {
 			return err
 		}

@@ -120,7 +120,7 @@ func Dial(ctx context.Context, endpoint string, opts ...Option) (*Client, error)
 	// Only the columns fabricd reads: statistics, status and link state, which ovs-vswitchd
 	// rewrites every few seconds, would otherwise wake the controller for nothing.
 	mon := ovs.NewMonitor(
-		client.WithTable(&ovsRow, &ovsRow.Bridges, &ovsRow.ExternalIDs, &ovsRow.NextCfg,
+		client.WithTable(&ovsRow, &ovsRow.Bridges, &ovsRow.ExternalIDs, &ovsRow.OtherConfig, &ovsRow.NextCfg,
 			&ovsRow.DatapathTypes, &ovsRow.IfaceTypes),
 		client.WithTable(&br, &br.Name, &br.Ports, &br.DatapathType, &br.FailMode, &br.Protocols, &br.ExternalIDs),
 		client.WithTable(&port, &port.Name, &port.Interfaces, &port.ExternalIDs, &port.Protected),

@@ -26,6 +26,7 @@ import (
 	"github.com/ovsfabric/ovsfabric/containers"
 	"github.com/ovsfabric/ovsfabric/controller"
 	"github.com/ovsfabric/ovsfabric/endpoint"
+	"github.com/ovsfabric/ovsfabric/fabric"
 	"github.com/ovsfabric/ovsfabric/internal/buildinfo"
 	"github.com/ovsfabric/ovsfabric/netplumb"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
@@ -283,23 +284,23 @@ func detectUnderlay(s *config.Settings) error {
 
 // detectDatapath resolves --datapath auto: the kernel datapath when the openvswitch module is
 // loaded, the userspace one otherwise.
-func detectDatapath(ctx context.Context, want string, sw *ovsdb.Client) (string, error) {
-	if want != "auto" {
-		return want, nil
+func detectDatapath(ctx context.Context, want string, sw *ovsdb.Client) (fabric.Datapath, error) {
+	if want != config.DatapathAuto {
+		return fabric.ParseDatapath(want)
 	}
 	if _, err := os.Stat("/sys/module/openvswitch"); err == nil {
-		return "system", nil
+		return fabric.DatapathSystem, nil
 	}
 	types, err := sw.DatapathTypes(ctx)
 	if err == nil && len(types) > 0 {
 		for _, t := range types {
-			if t == "netdev" {
-				return "netdev", nil
+			if t == fabric.DatapathNetdev.String() {
+				return fabric.DatapathNetdev, nil
 			}
 		}
 		return "", fmt.Errorf("no openvswitch kernel module and ovs-vswitchd offers no netdev datapath (has %v)", types)
 	}
-	return "netdev", nil
+	return fabric.DatapathNetdev, nil
 }
 
 // hintError is an error reworded for the operator that still unwraps to its cause.
