@@ -79,7 +79,7 @@ func TestSharedCodec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (api.Attachment{Host: "h2", Container: "web", IP: "10.244.1.2/24", MAC: "02:00:0a:f4:01:02", Gateway: "10.244.1.1"}); !reflect.DeepEqual(a, want) {
+	if want := (api.Attachment{Host: "h2", Container: "web", IP: "10.244.1.2/24", MAC: "02:00:0a:f4:01:02", Gateway: "10.244.1.1", Network: DefaultNetwork}); !reflect.DeepEqual(a, want) {
 		t.Errorf("DecodeShared = %+v, want %+v", a, want)
 	}
 	if SharedKey(r) != "fab1234" {

@@ -339,6 +339,11 @@ func (l *Lab) deleteNetNS(ctx context.Context, name string) error {
 			return err
 		}
 	}
+	// `ip netns exec` config fabricd may have written for it (its resolv.conf, pointing at
+	// the fabric DNS) when fabricd was stopped before it could detach it.
+	if err := os.RemoveAll(filepath.Join(etcNetnsDir, name)); err != nil {
+		return fmt.Errorf("remove %s: %w", filepath.Join(etcNetnsDir, name), err)
+	}
 	l.mu.Lock()
 	l.st.Netns = slices.DeleteFunc(l.st.Netns, func(s string) bool { return s == name })
 	l.mu.Unlock()
