@@ -214,6 +214,7 @@ func (m *Manager) Attach(ctx context.Context, req api.AttachRequest) (api.Attach
 	if err != nil {
 		return api.Attachment{}, err
 	}
+	asked := name // what an attach of an attached target must match (a default need not)
 	if name == "" {
 		if spec, err := ParseTarget(req.Target); err == nil {
 			name = defaultName(spec.Kind, t)
@@ -234,7 +235,7 @@ func (m *Manager) Attach(ctx context.Context, req api.AttachRequest) (api.Attach
 		return api.Attachment{}, err
 	}
 	if same != nil {
-		if !sameNames(Record{Name: same.Name, Aliases: same.Aliases}, name, aliases) {
+		if !sameNames(Record{Name: same.Name, Aliases: same.Aliases}, asked, aliases) {
 			return api.Attachment{}, api.Errorf(api.ErrConflict, "%s is already attached with other names (%q, aliases %v); detach it first", t.Name, same.Name, same.Aliases)
 		}
 		return *same, nil
