@@ -34,6 +34,9 @@ type DNSServer interface {
 // errors reported (so a lasting one is logged once, not at every sync).
 type dnsState struct {
 	mu                sync.Mutex
+	// refresh serialises RefreshDNS from the list to the Replace: a refresh that listed the
+	// registry earlier must not replace the table after one that listed it later.
+	refresh           sync.Mutex
 	tab               DNSTable
 	srv               DNSServer
 	lastSet, lastRecs string
@@ -122,6 +125,8 @@ func (c *Controller) RefreshDNS() {
 	if tab == nil || reg == nil {
 		return
 	}
+	c.dns.refresh.Lock()
+	defer c.dns.refresh.Unlock()
 	live := map[string]bool{c.s.Name: true}
 	if c.m != nil {
 		for _, p := range c.m.Peers() {
