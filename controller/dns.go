@@ -33,7 +33,7 @@ type DNSServer interface {
 // dnsState is the loop's side of the fabric DNS: the table and server, and the last
 // errors reported (so a lasting one is logged once, not at every sync).
 type dnsState struct {
-	mu                sync.Mutex
+	mu sync.Mutex
 	// refresh serialises RefreshDNS from the list to the Replace: a refresh that listed the
 	// registry earlier must not replace the table after one that listed it later.
 	refresh           sync.Mutex

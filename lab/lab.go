@@ -622,6 +622,17 @@ func (l *Lab) Down(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	// The `ip netns exec` files fabricd wrote for the lab's containers (resolv.conf) when it
+	// stopped before it could detach them.
+	if ents, err := os.ReadDir(etcNetnsDir); err == nil {
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), l.prefix()) {
+				if err := os.RemoveAll(filepath.Join(etcNetnsDir, e.Name())); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
 
 	if err := errors.Join(errs...); err != nil {
 		_ = l.save()
