@@ -201,10 +201,3 @@ func (c *Controller) DNSRecords(network string) []api.DNSRecord {
 	}
 	return out
 }
-
-// DNSEnabled says whether fabricd serves the fabric DNS.
-func (c *Controller) DNSEnabled() bool {
-	c.dns.mu.Lock()
-	defer c.dns.mu.Unlock()
-	return c.dns.tab != nil
-}
