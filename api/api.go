@@ -77,6 +77,11 @@ type AttachRequest struct {
 	IfName string `json:"ifname,omitempty"`
 	// MAC is a fixed MAC address; empty generates one.
 	MAC string `json:"mac,omitempty"`
+	// Name is the endpoint's DNS name (a label); empty means the container's name (a Docker
+	// or Podman container's, a netns path's base name; none for pid:PID).
+	Name string `json:"name,omitempty"`
+	// Aliases are further DNS names; several endpoints may share one.
+	Aliases []string `json:"aliases,omitempty"`
 }
 
 // DetachRequest asks fabricd to detach a container (POST /v1/detach).
@@ -105,6 +110,12 @@ type Attachment struct {
 	Port      string `json:"port"`
 	// Published are the container's published ports as PROTO:HOSTPORT:CONTAINERPORT.
 	Published []string `json:"published,omitempty"`
+	// Network is the endpoint's network; Name and Aliases its DNS names; Nameserver the
+	// fabric DNS server it is told to ask (its gateway, when fabricd serves DNS).
+	Network    string   `json:"network,omitempty"`
+	Name       string   `json:"name,omitempty"`
+	Aliases    []string `json:"aliases,omitempty"`
+	Nameserver string   `json:"nameserver,omitempty"`
 	// Unchanged is set when an attach request found the container attached already with the
 	// same parameters and changed nothing.
 	Unchanged bool `json:"unchanged,omitempty"`

@@ -28,6 +28,7 @@ type Server struct {
 	ln      net.Listener
 	gid     int // group of the socket, -1: root only
 	keyring atomic.Pointer[Keyring]
+	dns     atomic.Pointer[DNS]
 }
 
 // Loop is what the API needs of the reconcile loop (package controller).
@@ -120,6 +121,7 @@ func NewServer(loop Loop, eps Endpoints, log *slog.Logger, leave func(context.Co
 		})
 	}
 	s.keyringRoutes(mux)
+	s.dnsRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, api.Errorf(api.ErrNotFound, "no endpoint %s %s", r.Method, r.URL.Path))
 	})

@@ -70,6 +70,12 @@ type Config struct {
 	APIGroup string `yaml:"api-group" usage:"open the API socket to this group (root:GROUP, mode 0660); default: root only (0600)"`
 	// OVSRundir is ovs-vswitchd's run directory; empty means found (see OVSRundirCandidates).
 	OVSRundir string `yaml:"ovs-rundir" usage:"ovs-vswitchd's run directory, holding <bridge>.mgmt (default: $OVS_RUNDIR, else the --ovsdb socket's directory when it holds it, else /var/run/openvswitch)"`
+	// DNS serves the fabric's names on the gateway address of every network served here.
+	DNS bool `yaml:"dns" usage:"answer DNS (UDP and TCP) on the gateway address of every network served here"`
+	// DNSPort is the port of the fabric DNS server (53; another only for tests).
+	DNSPort int `yaml:"dns-port" usage:"port of the fabric DNS server"`
+	// DNSResolvConf names the upstream resolvers other names are forwarded to.
+	DNSResolvConf string `yaml:"dns-resolv-conf" usage:"resolv.conf naming the upstream resolvers the fabric DNS forwards other names to"`
 }
 
 // DefaultConfig is the configuration fabricd starts from before the file and flags.
@@ -95,6 +101,9 @@ func DefaultConfig() Config {
 		PodmanHost:    "unix:///run/podman/podman.sock",
 
 		ClaimRetention: 24 * time.Hour,
+		DNS:            true,
+		DNSPort:        53,
+		DNSResolvConf:  "/etc/resolv.conf",
 	}
 }
 
@@ -243,6 +252,9 @@ func (c Config) Validate() (Settings, error) {
 		if _, err := fabric.ParseDatapath(c.Datapath); err != nil {
 			return s, fmt.Errorf("--datapath %q: want auto, system or netdev", c.Datapath)
 		}
+	}
+	if c.DNS && (c.DNSPort <= 0 || c.DNSPort > 65535) {
+		return s, fmt.Errorf("--dns-port %d out of range", c.DNSPort)
 	}
 	if c.Pipeline != PipelineRouted && c.Pipeline != PipelineL2 {
 		return s, fmt.Errorf("--pipeline %q: want routed or l2", c.Pipeline)

@@ -103,6 +103,9 @@ type Controller struct {
 	reg       Registry
 	published map[string]string
 
+	// dns is the fabric DNS the loop feeds (nothing without SetDNS).
+	dns dnsState
+
 	// ready is closed after the first successful apply: the bridge and gateway exist, so
 	// attachments can be made.
 	ready     chan struct{}
@@ -468,6 +471,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 		return fmt.Errorf("attachments and NAT: %w", err)
 	}
 	c.publishEndpoints(eps)
+	c.syncDNS(d)
 	return nil
 }
 

@@ -50,7 +50,7 @@ func FuzzParseTarget(f *testing.F) {
 func FuzzDecodeShared(f *testing.F) {
 	for _, s := range []string{`{"c":"web","a":"10.244.1.2/24","m":"02:00:00:00:00:01"}`, `{}`, `null`,
 		`{"c":"","a":"10.244.1.2/24"}`, `{"c":"x","a":"192.168.1.1/24"}`, `{"c":"x","a":"10.244.1.2/24","m":"01:00:5e:00:00:01"}`,
-		`{"c":"x","a":"10.244.1.2/8"}`, `{"c":"x","a":"10.244.1.2/24","z":1}`, `{"c":"x","a":"10.244.1.2/24","p":["tcp:80:8080"]}`} {
+		`{"c":"x","a":"10.244.1.2/8"}`, `{"c":"x","a":"10.244.1.2/24","z":1}`, `{"c":"x","a":"10.244.1.2/24","p":["tcp:80:8080"]}`, `{"c":"x","a":"10.244.1.2/24","d":"web","al":["api","www"]}`, `{"c":"x","a":"10.244.1.2/24","d":"a.b","al":[""]}`} {
 		f.Add([]byte(s))
 	}
 	cluster := netip.MustParsePrefix("10.244.0.0/16")
@@ -79,7 +79,7 @@ func TestSharedCodec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (api.Attachment{Host: "h2", Container: "web", IP: "10.244.1.2/24", MAC: "02:00:0a:f4:01:02", Gateway: "10.244.1.1"}); !reflect.DeepEqual(a, want) {
+	if want := (api.Attachment{Host: "h2", Container: "web", IP: "10.244.1.2/24", MAC: "02:00:0a:f4:01:02", Gateway: "10.244.1.1", Network: DefaultNetwork}); !reflect.DeepEqual(a, want) {
 		t.Errorf("DecodeShared = %+v, want %+v", a, want)
 	}
 	if SharedKey(r) != "fab1234" {

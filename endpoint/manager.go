@@ -69,6 +69,8 @@ type Manager struct {
 	mtu       int
 	// netnsDir is where `ip netns add` puts named network namespaces (a field for tests).
 	netnsDir string
+	// etcNetns is where `ip netns exec` finds per-netns files (empty: /etc/netns).
+	etcNetns string
 
 	// mu serialises detach, pruning, publishing and the address choice of attaches;
 	// inflight holds the ports and addresses of attaches past that choice but not yet
@@ -115,7 +117,7 @@ func (m *Manager) Attachments(ctx context.Context) ([]api.Attachment, error) {
 	}
 	out := make([]api.Attachment, 0, len(rs))
 	for _, r := range rs {
-		out = append(out, r.API(m.s.Name, m.mtu))
+		out = append(out, m.api(r))
 	}
 	return out, nil
 }
@@ -204,9 +206,19 @@ func (m *Manager) Attach(ctx context.Context, req api.AttachRequest) (api.Attach
 	if err != nil {
 		return api.Attachment{}, err
 	}
+	name, aliases, err := parseNames(req.Name, req.Aliases)
+	if err != nil {
+		return api.Attachment{}, err
+	}
 	t, err := m.resolve(ctx, req.Target)
 	if err != nil {
 		return api.Attachment{}, err
+	}
+	asked := name // what an attach of an attached target must match (a default need not)
+	if name == "" {
+		if spec, err := ParseTarget(req.Target); err == nil {
+			name = defaultName(spec.Kind, t)
+		}
 	}
 	subnet := m.loop.Subnet()
 	if !subnet.IsValid() {
@@ -223,6 +235,9 @@ func (m *Manager) Attach(ctx context.Context, req api.AttachRequest) (api.Attach
 		return api.Attachment{}, err
 	}
 	if same != nil {
+		if !sameNames(Record{Name: same.Name, Aliases: same.Aliases}, asked, aliases) {
+			return api.Attachment{}, api.Errorf(api.ErrConflict, "%s is already attached with other names (%q, aliases %v); detach it first", t.Name, same.Name, same.Aliases)
+		}
 		return *same, nil
 	}
 	// The address stays reserved until the port records it in OVSDB (or the attach fails).
@@ -245,7 +260,7 @@ func (m *Manager) Attach(ctx context.Context, req api.AttachRequest) (api.Attach
 	if err != nil {
 		return api.Attachment{}, classifyAttachErr(err)
 	}
-	r := Record{Port: port, Network: DefaultNetwork, Container: t.Name, ID: t.ID, NetNS: t.NetNS, IfName: ifname, Addr: addr, MAC: res.MAC}
+	r := Record{Port: port, Network: DefaultNetwork, Container: t.Name, ID: t.ID, NetNS: t.NetNS, IfName: ifname, Addr: addr, MAC: res.MAC, Name: name, Aliases: aliases}
 	plumbed := time.Now()
 	if err := m.sw.EnsurePort(ctx, m.s.Bridge, r.PortSpec(m.s.Name)); err != nil {
 		if derr := m.host.Detach(port); derr != nil {
@@ -263,7 +278,12 @@ func (m *Manager) Attach(ctx context.Context, req api.AttachRequest) (api.Attach
 		m.log.Warn("new port not live yet", "port", port, "err", err)
 	}
 	m.loop.Kick() // spread the new endpoint by gossip
-	a := r.API(m.s.Name, mtu)
+	if f, err := m.writeResolvConf(r); err != nil {
+		m.log.Warn("point the container at the fabric DNS", "netns", r.NetNS, "err", err)
+	} else if f != "" {
+		m.log.Debug("pointed the container at the fabric DNS", "file", f)
+	}
+	a := m.api(r)
 	m.log.Info("attached", "container", a.Container, "netns", a.NetNS, "ip", a.IP, "mac", a.MAC, "port", port,
 		"veth", plumbed.Sub(begin).Round(time.Millisecond), "ovsdb", recorded.Sub(plumbed).Round(time.Millisecond),
 		"live", time.Since(recorded).Round(time.Millisecond))
@@ -301,7 +321,7 @@ func (m *Manager) reserve(ctx context.Context, t api.Target, port string, subnet
 	}
 	for _, r := range existing {
 		if r.Port == port {
-			a := r.API(m.s.Name, m.mtu)
+			a := m.api(r)
 			if sameAttach(r, ifname, reqIP, mac) {
 				a.Unchanged = true
 				return ip, &a, nil
@@ -390,7 +410,7 @@ func (m *Manager) Detach(ctx context.Context, target string) (api.Attachment, er
 	if err := m.removeLocked(ctx, r); err != nil {
 		return api.Attachment{}, err
 	}
-	a := r.API(m.s.Name, m.mtu)
+	a := m.api(r)
 	if len(a.Published) > 0 {
 		if err := m.applyNATLocked(without(existing, r.Port)); err != nil {
 			return a, err
@@ -424,6 +444,7 @@ func (m *Manager) removeLocked(ctx context.Context, r Record) error {
 			m.log.Warn("forget neighbour", "ip", r.Addr.Addr(), "err", err)
 		}
 	}
+	m.removeResolvConf(r)
 	m.loop.Kick()
 	m.log.Info("detached", "container", r.Container, "ip", addrText(r.Addr), "port", r.Port)
 	return nil

@@ -93,6 +93,7 @@ func newManager(t *testing.T, s config.Settings) (*Manager, *ovsdb.Client, *fake
 	}
 	k := &fakeHost{}
 	m := New(s, sw, k, slog.New(slog.DiscardHandler))
+	m.etcNetns = t.TempDir() // never the machine's /etc/netns
 	m.SetLoop(&fakeLoop{subnet: s.StaticSubnet, sw: sw, bridge: s.Bridge})
 	return m, sw, k
 }

@@ -47,7 +47,7 @@ func (m *Manager) changePublish(ctx context.Context, target, spec string, add bo
 		if o.Proto == pm.Proto && o.HostPort == pm.HostPort {
 			found = true
 			if add && o == pm {
-				return r.API(m.s.Name, m.mtu), nil // already published exactly so
+				return m.api(r), nil // already published exactly so
 			}
 			continue
 		}
@@ -83,7 +83,7 @@ func (m *Manager) changePublish(ctx context.Context, target, spec string, add bo
 		verb = "unpublished"
 	}
 	m.log.Info(verb, "container", r.Container, "port", pm.String(), "host", m.s.Advertise)
-	return r.API(m.s.Name, m.mtu), nil
+	return m.api(r), nil
 }
 
 // DNSPort is reserved for the fabric's DNS service: no container may publish it.

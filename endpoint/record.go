@@ -37,6 +37,10 @@ type Record struct {
 	// (kept as it is, shown, and ignored by NAT).
 	Published  []PortMapping
 	Unreadable []string
+	// Name is the endpoint's DNS name (empty: none); Aliases its further names. Both are
+	// DNS labels in lower case (see CheckName).
+	Name    string
+	Aliases []string
 }
 
 // Decode reads the endpoint a port records, when it is a container port owner made.
@@ -52,6 +56,7 @@ func Decode(p ovsdb.PortInfo, owner string) (Record, bool) {
 	if r.Network == "" {
 		r.Network = DefaultNetwork
 	}
+	r.Name, r.Aliases = decodeNames(ids[ovsdb.KeyName], ids[ovsdb.KeyAliases])
 	r.Addr, _ = netip.ParsePrefix(ids[ovsdb.KeyIP])
 	r.MAC, _ = net.ParseMAC(ids[ovsdb.KeyMAC])
 	if v := ids[ovsdb.KeyPublish]; v != "" {
@@ -92,6 +97,12 @@ func (r Record) PortSpec(owner string) ovsdb.PortSpec {
 	if pub := r.publishedText(); len(pub) > 0 {
 		ids[ovsdb.KeyPublish] = strings.Join(pub, ",")
 	}
+	if r.Name != "" {
+		ids[ovsdb.KeyName] = r.Name
+	}
+	if len(r.Aliases) > 0 {
+		ids[ovsdb.KeyAliases] = strings.Join(r.Aliases, ",")
+	}
 	return ovsdb.PortSpec{Name: r.Port, Owner: owner, Role: ovsdb.RoleContainer, ExternalIDs: ids}
 }
 
@@ -126,6 +137,7 @@ func (r Record) API(host string, mtu int) api.Attachment {
 	if pub := r.publishedText(); len(pub) > 0 {
 		a.Published = pub
 	}
+	a.Network, a.Name, a.Aliases = r.Network, r.Name, r.Aliases
 	return a
 }
 

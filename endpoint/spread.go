@@ -26,6 +26,9 @@ type sharedRecord struct {
 	Addr      string   `json:"a"`
 	MAC       string   `json:"m,omitempty"`
 	Published []string `json:"p,omitempty"`
+	// Name and Aliases are the endpoint's DNS names (added later: absent in older records).
+	Name    string   `json:"d,omitempty"`
+	Aliases []string `json:"al,omitempty"`
 }
 
 // MaxSharedSize bounds an encoded endpoint record: the registry's largest value
@@ -38,7 +41,7 @@ func SharedKey(r Record) string { return r.Port }
 // EncodeShared is r's registry value (compact JSON; the network is omitted when it is
 // DefaultNetwork). Published ports that do not parse stay on this host.
 func EncodeShared(r Record) []byte {
-	s := sharedRecord{Container: r.Container, ID: r.ID, IfName: r.IfName, Addr: addrText(r.Addr), MAC: r.MAC.String()}
+	s := sharedRecord{Container: r.Container, ID: r.ID, IfName: r.IfName, Addr: addrText(r.Addr), MAC: r.MAC.String(), Name: r.Name, Aliases: r.Aliases}
 	if r.Network != DefaultNetwork {
 		s.Network = r.Network
 	}
@@ -56,7 +59,10 @@ func DecodeShared(host string, b []byte, cluster netip.Prefix) (api.Attachment, 
 	if err != nil {
 		return api.Attachment{}, err
 	}
-	a := api.Attachment{Host: host, Container: s.Container, IP: s.Addr, MAC: s.MAC}
+	a := api.Attachment{Host: host, Container: s.Container, IP: s.Addr, MAC: s.MAC, Network: s.Network, Name: s.Name, Aliases: s.Aliases}
+	if a.Network == "" {
+		a.Network = DefaultNetwork
+	}
 	if p, err := netip.ParsePrefix(s.Addr); err == nil {
 		a.Gateway = fabric.Gateway(p.Masked()).String()
 	}
@@ -101,6 +107,19 @@ func decodeShared(b []byte, cluster netip.Prefix) (sharedRecord, error) {
 		mac, err := net.ParseMAC(s.MAC)
 		if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
 			return s, fmt.Errorf("MAC %q is not a unicast Ethernet address", s.MAC)
+		}
+	}
+	if len(s.Aliases) > maxAliases {
+		return s, fmt.Errorf("%d aliases, more than %d", len(s.Aliases), maxAliases)
+	}
+	if s.Name != "" {
+		if err := CheckName(s.Name); err != nil {
+			return s, err
+		}
+	}
+	for _, n := range s.Aliases {
+		if err := CheckName(n); err != nil {
+			return s, err
 		}
 	}
 	for _, v := range s.Published {

@@ -339,6 +339,11 @@ func (l *Lab) deleteNetNS(ctx context.Context, name string) error {
 			return err
 		}
 	}
+	// `ip netns exec` config fabricd may have written for it (its resolv.conf, pointing at
+	// the fabric DNS) when fabricd was stopped before it could detach it.
+	if err := os.RemoveAll(filepath.Join(etcNetnsDir, name)); err != nil {
+		return fmt.Errorf("remove %s: %w", filepath.Join(etcNetnsDir, name), err)
+	}
 	l.mu.Lock()
 	l.st.Netns = slices.DeleteFunc(l.st.Netns, func(s string) bool { return s == name })
 	l.mu.Unlock()
@@ -615,6 +620,17 @@ func (l *Lab) Down(ctx context.Context) error {
 		}
 		if err := l.run(ctx, "ip", "netns", "del", ns); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	// The `ip netns exec` files fabricd wrote for the lab's containers (resolv.conf) when it
+	// stopped before it could detach them.
+	if ents, err := os.ReadDir(etcNetnsDir); err == nil {
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), l.prefix()) {
+				if err := os.RemoveAll(filepath.Join(etcNetnsDir, e.Name())); err != nil {
+					errs = append(errs, err)
+				}
+			}
 		}
 	}
 

@@ -231,3 +231,6 @@ func netnsWithPrefix(prefix string) []string {
 
 // netnsDir is where `ip netns` keeps its named namespaces.
 const netnsDir = "/var/run/netns"
+
+// etcNetnsDir holds the per-namespace files `ip netns exec` bind-mounts (NAME/resolv.conf).
+const etcNetnsDir = "/etc/netns"

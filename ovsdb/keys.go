@@ -35,6 +35,9 @@ const (
 	// KeyNetwork is the network of an endpoint; absent means the network "default" (the
 	// cluster CIDR), which is all there is until networks land.
 	KeyNetwork = "ovsfabric-network"
+	// KeyName is an endpoint's DNS name; KeyAliases its further names, comma-separated.
+	KeyName    = "ovsfabric-name"
+	KeyAliases = "ovsfabric-aliases"
 )
 
 // Values of KeyRole.

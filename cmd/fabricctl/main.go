@@ -57,7 +57,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&o.socket, "socket", defaultSocket(os.Getenv), "fabricd API socket; $"+api.SocketEnv+" sets it when this flag is not given")
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(statusCmd(o), peersCmd(o), leaveCmd(o), attachCmd(o), detachCmd(o), lsCmd(o), publishCmd(o, true), publishCmd(o, false), versionCmd(o), keyringCmd(o), ovsCmd(o))
+	root.AddCommand(statusCmd(o), peersCmd(o), leaveCmd(o), attachCmd(o), detachCmd(o), lsCmd(o), publishCmd(o, true), publishCmd(o, false), versionCmd(o), keyringCmd(o), ovsCmd(o), dnsCmd(o))
 	return root
 }
 
@@ -210,6 +210,7 @@ Attaching an attached container with the same parameters changes nothing.`,
 	cmd.Flags().StringVar(&req.IP, "ip", "", "fixed IP inside this host's subnet (default: lowest free)")
 	cmd.Flags().StringVar(&req.IfName, "ifname", "eth0", "interface name inside the container")
 	cmd.Flags().StringVar(&req.MAC, "mac", "", "fixed MAC address (default: generated)")
+	addNameFlags(cmd, &req)
 	return cmd
 }
 
@@ -279,6 +280,7 @@ func printAttachment(w io.Writer, a api.Attachment) {
 	fmt.Fprintf(tw, "mtu:\t%d\n", a.MTU)
 	fmt.Fprintf(tw, "interface:\t%s\n", a.IfName)
 	fmt.Fprintf(tw, "port:\t%s\n", a.Port)
+	printNames(tw, a)
 	tw.Flush()
 }
 

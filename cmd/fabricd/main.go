@@ -123,6 +123,11 @@ func run(parent context.Context, cfg config.Config) error {
 	}
 	// Before Init, which publishes the endpoints a previous run left, before gossip joins.
 	ctrl.SetRegistry(reg)
+	dns, err := startDNS(s, ctrl, log)
+	if err != nil {
+		return err
+	}
+	defer dns.close()
 	if err := ctrl.Init(ctx); err != nil {
 		return err
 	}
@@ -167,6 +172,7 @@ func run(parent context.Context, cfg config.Config) error {
 	}
 	srv := apiserver.NewServer(ctrl, eps, log, leave)
 	srv.SetKeyring(members)
+	dns.serve(runCtx, ctrl, reg, srv)
 	if err := srv.SetGroup(s.APIGroup); err != nil {
 		members.Shutdown()
 		return err
