@@ -13,7 +13,7 @@ TEST_TIMEOUT ?= 28m
 HOSTS ?= 3
 TUNNEL ?= vxlan
 
-.PHONY: all deps build test unit lint vet fuzz demo demo-down bench clean
+.PHONY: all deps build install test unit lint vet fuzz demo demo-down bench clean
 
 all: build
 
@@ -33,6 +33,16 @@ deps:
 build:
 	$(GO) build $(BUILDFLAGS) -o $(BIN)/ ./cmd/fabricd ./cmd/fabricctl ./lab/cmd/lab
 	$(GO) build $(BUILDFLAGS) -o $(BIN)/fabric-demo ./lab/cmd/demo
+	$(GO) build $(BUILDFLAGS) -o $(BIN)/ovsfabric-cni ./cmd/ovsfabric-cni
+
+# install puts fabricd and fabricctl in $(PREFIX)/bin and the CNI plugin in $(CNI_BIN_DIR)
+# as "ovsfabric" (its CNI type); running it again replaces them.
+PREFIX ?= /usr/local
+CNI_BIN_DIR ?= /opt/cni/bin
+install: build
+	install -D -m 0755 $(BIN)/fabricd $(DESTDIR)$(PREFIX)/bin/fabricd
+	install -D -m 0755 $(BIN)/fabricctl $(DESTDIR)$(PREFIX)/bin/fabricctl
+	install -D -m 0755 $(BIN)/ovsfabric-cni $(DESTDIR)$(CNI_BIN_DIR)/ovsfabric
 
 vet:
 	$(GO) vet ./...

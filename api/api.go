@@ -64,6 +64,8 @@ type Message struct {
 // Error is the body of every error response.
 type Error struct {
 	Error string `json:"error"`
+	// CNICode is the CNI error code of an error of the CNI endpoints (api/cni.go).
+	CNICode uint `json:"cni_code,omitempty"`
 }
 
 // AttachRequest asks fabricd to attach a container (POST /v1/attachments).

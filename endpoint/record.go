@@ -37,6 +37,11 @@ type Record struct {
 	// (kept as it is, shown, and ignored by NAT).
 	Published  []PortMapping
 	Unreadable []string
+	// CNIKey is the CNI key (CONTAINERID/IFNAME) of an endpoint made through the CNI
+	// plugin, empty for the others.
+	CNIKey string
+	// Aliases are the endpoint's DNS names besides its container's (CNI's aliases).
+	Aliases []string
 }
 
 // Decode reads the endpoint a port records, when it is a container port owner made.
@@ -47,7 +52,10 @@ func Decode(p ovsdb.PortInfo, owner string) (Record, bool) {
 	}
 	r := Record{
 		Port: p.Name, Network: ids[ovsdb.KeyNetwork], Container: ids[ovsdb.KeyContainer], ID: ids[ovsdb.KeyContainerID],
-		NetNS: ids[ovsdb.KeyNetNS], IfName: ids[ovsdb.KeyIfName],
+		NetNS: ids[ovsdb.KeyNetNS], IfName: ids[ovsdb.KeyIfName], CNIKey: ids[ovsdb.KeyCNI],
+	}
+	if v := ids[ovsdb.KeyAliases]; v != "" {
+		r.Aliases = strings.Split(v, ",")
 	}
 	if r.Network == "" {
 		r.Network = DefaultNetwork
@@ -91,6 +99,12 @@ func (r Record) PortSpec(owner string) ovsdb.PortSpec {
 	}
 	if pub := r.publishedText(); len(pub) > 0 {
 		ids[ovsdb.KeyPublish] = strings.Join(pub, ",")
+	}
+	if r.CNIKey != "" {
+		ids[ovsdb.KeyCNI] = r.CNIKey
+	}
+	if len(r.Aliases) > 0 {
+		ids[ovsdb.KeyAliases] = strings.Join(r.Aliases, ",")
 	}
 	return ovsdb.PortSpec{Name: r.Port, Owner: owner, Role: ovsdb.RoleContainer, ExternalIDs: ids}
 }

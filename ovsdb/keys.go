@@ -35,6 +35,12 @@ const (
 	// KeyNetwork is the network of an endpoint; absent means the network "default" (the
 	// cluster CIDR), which is all there is until networks land.
 	KeyNetwork = "ovsfabric-network"
+	// KeyCNI marks an endpoint made through the CNI plugin with its CNI key
+	// (CONTAINERID/IFNAME): DEL, CHECK and GC find it by that key, and GC touches no other.
+	KeyCNI = "ovsfabric-cni-key"
+	// KeyAliases lists an endpoint's DNS aliases (comma-separated), from CNI's aliases
+	// capability.
+	KeyAliases = "ovsfabric-aliases"
 )
 
 // Values of KeyRole.
