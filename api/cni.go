@@ -50,6 +50,8 @@ type CNIRequest struct {
 	NetNS string `json:"netns,omitempty"`
 	// Network is the fabric network to attach to.
 	Network string `json:"network"`
+	// Config is the name of the CNI network configuration (GC works per configuration).
+	Config string `json:"config,omitempty"`
 	// Name is the container's name, when the runtime says it (CNI_ARGS K8S_POD_NAME).
 	Name string `json:"name,omitempty"`
 	// IP and MAC are a fixed address and MAC (CNI_ARGS IP=/MAC=, capabilities ips/mac).
@@ -73,6 +75,7 @@ type CNIResult struct {
 // CNIGCRequest lists the attachments the runtime still uses (cni.dev/valid-attachments).
 type CNIGCRequest struct {
 	Network string      `json:"network"`
+	Config  string      `json:"config"`
 	Valid   []CNIGCItem `json:"valid"`
 }
 

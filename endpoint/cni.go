@@ -136,6 +136,7 @@ func (m *Manager) CNIAdd(ctx context.Context, req api.CNIRequest) (api.CNIResult
 	a, err := m.attach(ctx, api.AttachRequest{Target: t.Name, IP: req.IP, IfName: req.IfName, MAC: req.MAC}, &t, func(r *Record) {
 		r.Network = req.Network
 		r.CNIKey = key
+		r.CNIConfig = req.Config
 		r.Published = pub
 		r.Aliases = req.Aliases
 	})
@@ -289,8 +290,9 @@ func (m *Manager) CNIStatus(ctx context.Context) error {
 	return nil
 }
 
-// CNIGC removes the endpoints made through CNI on the request's network whose keys are not
-// valid any more; endpoints attached otherwise are never touched.
+// CNIGC removes the endpoints the request's CNI configuration made on its network whose keys
+// are not valid any more; endpoints attached otherwise, or through another configuration,
+// are never touched.
 func (m *Manager) CNIGC(ctx context.Context, req api.CNIGCRequest) (api.CNIGCResult, error) {
 	res := api.CNIGCResult{Removed: []string{}}
 	if err := checkNetwork(req.Network); err != nil {
@@ -310,7 +312,7 @@ func (m *Manager) CNIGC(ctx context.Context, req api.CNIGCRequest) (api.CNIGCRes
 		return res, err
 	}
 	for _, r := range rs {
-		if r.CNIKey == "" || r.Network != req.Network || valid[r.CNIKey] {
+		if r.CNIKey == "" || r.Network != req.Network || r.CNIConfig != req.Config || valid[r.CNIKey] {
 			continue
 		}
 		if err := m.removeCNILocked(ctx, rs, r); err != nil {

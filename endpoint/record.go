@@ -40,6 +40,8 @@ type Record struct {
 	// CNIKey is the CNI key (CONTAINERID/IFNAME) of an endpoint made through the CNI
 	// plugin, empty for the others.
 	CNIKey string
+	// CNIConfig is the name of the CNI network configuration that made it.
+	CNIConfig string
 	// Aliases are the endpoint's DNS names besides its container's (CNI's aliases).
 	Aliases []string
 }
@@ -53,6 +55,7 @@ func Decode(p ovsdb.PortInfo, owner string) (Record, bool) {
 	r := Record{
 		Port: p.Name, Network: ids[ovsdb.KeyNetwork], Container: ids[ovsdb.KeyContainer], ID: ids[ovsdb.KeyContainerID],
 		NetNS: ids[ovsdb.KeyNetNS], IfName: ids[ovsdb.KeyIfName], CNIKey: ids[ovsdb.KeyCNI],
+		CNIConfig: ids[ovsdb.KeyCNIConfig],
 	}
 	if v := ids[ovsdb.KeyAliases]; v != "" {
 		r.Aliases = strings.Split(v, ",")
@@ -102,6 +105,9 @@ func (r Record) PortSpec(owner string) ovsdb.PortSpec {
 	}
 	if r.CNIKey != "" {
 		ids[ovsdb.KeyCNI] = r.CNIKey
+	}
+	if r.CNIConfig != "" {
+		ids[ovsdb.KeyCNIConfig] = r.CNIConfig
 	}
 	if len(r.Aliases) > 0 {
 		ids[ovsdb.KeyAliases] = strings.Join(r.Aliases, ",")

@@ -38,6 +38,9 @@ const (
 	// KeyCNI marks an endpoint made through the CNI plugin with its CNI key
 	// (CONTAINERID/IFNAME): DEL, CHECK and GC find it by that key, and GC touches no other.
 	KeyCNI = "ovsfabric-cni-key"
+	// KeyCNIConfig is the name of the CNI network configuration that made an endpoint: CNI
+	// GC is per configuration.
+	KeyCNIConfig = "ovsfabric-cni-config"
 	// KeyAliases lists an endpoint's DNS aliases (comma-separated), from CNI's aliases
 	// capability.
 	KeyAliases = "ovsfabric-aliases"

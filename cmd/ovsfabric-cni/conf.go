@@ -75,7 +75,7 @@ func parseConf(stdin []byte) (NetConf, error) {
 // request builds the request forwarded to fabricd from the configuration, the container's
 // key and netns, and CNI_ARGS. Capabilities win over CNI_ARGS (they are the newer way).
 func request(c NetConf, containerID, ifname, netns, args string) (api.CNIRequest, error) {
-	req := api.CNIRequest{ContainerID: containerID, IfName: ifname, NetNS: netns, Network: c.Network}
+	req := api.CNIRequest{ContainerID: containerID, IfName: ifname, NetNS: netns, Network: c.Network, Config: c.Name}
 	var a Args
 	if err := types.LoadArgs(args, &a); err != nil {
 		return req, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_ARGS: %v", err), "")

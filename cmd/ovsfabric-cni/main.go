@@ -62,7 +62,7 @@ func cmdDel(args *skel.CmdArgs) error {
 		return err
 	}
 	// DEL needs only the key: arguments an ADD would refuse do not stop a clean-up.
-	req := api.CNIRequest{ContainerID: args.ContainerID, IfName: args.IfName, NetNS: args.Netns, Network: c.Network}
+	req := api.CNIRequest{ContainerID: args.ContainerID, IfName: args.IfName, NetNS: args.Netns, Network: c.Network, Config: c.Name}
 	cl := api.NewClient(c.Socket)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -103,7 +103,7 @@ func cmdGC(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	req := api.CNIGCRequest{Network: c.Network, Valid: []api.CNIGCItem{}}
+	req := api.CNIGCRequest{Network: c.Network, Config: c.Name, Valid: []api.CNIGCItem{}}
 	for _, v := range c.ValidAttachments {
 		req.Valid = append(req.Valid, api.CNIGCItem{ContainerID: v.ContainerID, IfName: v.IfName})
 	}
