@@ -14,6 +14,7 @@
 //	POST /v1/unpublish PublishRequest -> Attachment
 //	GET  /v1/keyring  -> KeyringResponse (every live member's gossip keyring)
 //	POST /v1/keyring  KeyringRequest -> KeyringResponse (install, use or remove a key everywhere)
+//	POST /v1/cni/...  the CNI plugin's commands (cni.go)
 //
 // Every error is a JSON Error with an HTTP status: 400 for a malformed or invalid request,
 // 404 for an unknown object, 409 for a conflict with the current state (a host port already

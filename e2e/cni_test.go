@@ -27,9 +27,8 @@ import (
 // cniKit is the CNI plugin (as "ovsfabric", its type) and cnitool v1.3.1, built for a test,
 // and the network configuration directory of each lab host.
 type cniKit struct {
-	bin   string            // CNI_PATH: ovsfabric and cnitool
-	conf  map[string]string // host name → NETCONFPATH
-	cache []string          // libcni's cached results this test made (under /var/lib/cni)
+	bin  string            // CNI_PATH: ovsfabric and cnitool
+	conf map[string]string // host name → NETCONFPATH
 }
 
 // buildCNIKit builds the plugin and cnitool (from the module cache: the version go.mod pins).
