@@ -149,6 +149,10 @@ func (m *Manager) CNIAdd(ctx context.Context, req api.CNIRequest) (api.CNIResult
 		}
 		return api.CNIResult{}, err
 	}
+	if a.Unchanged {
+		// A concurrent ADD of the same key recorded it between the check above and attach.
+		return api.CNIResult{}, api.WithCNICode(api.CNIErrExists, api.Errorf(api.ErrConflict, "container %s interface %s is already attached to network %s as %s (port %s): DEL it first", req.ContainerID, req.IfName, req.Network, a.IP, a.Port))
+	}
 	if len(pub) > 0 {
 		if err := m.cniPublish(ctx, a.Port); err != nil {
 			return api.CNIResult{}, api.WithCNICode(api.CNIErrPortMapping, err)
