@@ -6,9 +6,10 @@ GO ?= go
 BUILDFLAGS ?= -buildvcs=auto
 BIN := bin
 # What the tests and the lab need from Debian. docker.io and busybox-static give the lab real
-# containers (an image imported from a rootfs: no registry here).
+# containers (an image imported from a rootfs: no registry here); podman drives the CNI plugin
+# as a real runtime (e2e TestCNIPodman).
 APT_PKGS := openvswitch-switch openvswitch-common iproute2 iputils-ping iperf3 ethtool nftables \
-	tcpdump procps kmod ca-certificates docker.io busybox-static
+	tcpdump procps kmod ca-certificates docker.io busybox-static podman
 TEST_TIMEOUT ?= 28m
 HOSTS ?= 3
 TUNNEL ?= vxlan
