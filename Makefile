@@ -65,7 +65,8 @@ test: deps build lint
 # package's testdata/fuzz/ and then runs as a regular test case.
 FUZZTIME ?= 30s
 FUZZ_TARGETS := ./peers:FuzzDecodeMeta ./peers:FuzzNodeCheck ./peers:FuzzDecodeStates ./peers:FuzzGossipMessage ./peers:FuzzKeyringFile \
-	./controller:FuzzParseTarget ./controller:FuzzDecodeRequest ./controller:FuzzDecodeSpread ./controller:FuzzConfigYAML
+	./controller:FuzzParseTarget ./controller:FuzzDecodeRequest ./controller:FuzzDecodeSpread ./controller:FuzzConfigYAML \
+	./cmd/ovsfabric-cni:FuzzParseConf
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn ($$pkg, $(FUZZTIME))"; \
