@@ -156,7 +156,7 @@ func TestCNI(t *testing.T) {
 		if n.Host.Name == "h1" {
 			fixed := subnets["h1"].Addr().Next().Next().Next().Next().Next().String() // .5
 			env = []string{"CNI_ARGS=IP=" + fixed,
-				`CAP_ARGS={"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}],"aliases":{"` + conf11 + `":["web"]}}`}
+				`CAP_ARGS={"mac":"02:fa:b0:00:00:05","portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}],"aliases":{"` + conf11 + `":["web"]}}`}
 		}
 		out, err := k.cnitool(ctx, n, env, "add", conf11, path)
 		if err != nil {
@@ -184,6 +184,9 @@ func TestCNI(t *testing.T) {
 	}
 	if got, want := cs[0].IP, subnets["h1"].Addr().Next().Next().Next().Next().Next().String(); got != want {
 		t.Errorf("CNI_ARGS IP= not honoured: %s, want %s", got, want)
+	}
+	if got := results["h1"].Interfaces[1].Mac; got != "02:fa:b0:00:00:05" {
+		t.Errorf("mac capability not honoured: %s", got)
 	}
 	t.Run("ping matrix", func(t *testing.T) { assertMatrix(t, ctx, cs, 6) })
 
