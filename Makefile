@@ -6,14 +6,15 @@ GO ?= go
 BUILDFLAGS ?= -buildvcs=auto
 BIN := bin
 # What the tests and the lab need from Debian. docker.io and busybox-static give the lab real
-# containers (an image imported from a rootfs: no registry here).
+# containers (an image imported from a rootfs: no registry here); podman drives the CNI plugin
+# as a real runtime (e2e TestCNIPodman).
 APT_PKGS := openvswitch-switch openvswitch-common iproute2 iputils-ping iperf3 ethtool nftables \
-	tcpdump procps kmod ca-certificates docker.io busybox-static
+	tcpdump procps kmod ca-certificates docker.io busybox-static podman
 TEST_TIMEOUT ?= 28m
 HOSTS ?= 3
 TUNNEL ?= vxlan
 
-.PHONY: all deps build test unit lint vet fuzz demo demo-down bench clean
+.PHONY: all deps build install test unit lint vet fuzz demo demo-down bench clean
 
 all: build
 
@@ -33,6 +34,16 @@ deps:
 build:
 	$(GO) build $(BUILDFLAGS) -o $(BIN)/ ./cmd/fabricd ./cmd/fabricctl ./lab/cmd/lab
 	$(GO) build $(BUILDFLAGS) -o $(BIN)/fabric-demo ./lab/cmd/demo
+	$(GO) build $(BUILDFLAGS) -o $(BIN)/ovsfabric-cni ./cmd/ovsfabric-cni
+
+# install puts fabricd and fabricctl in $(PREFIX)/bin and the CNI plugin in $(CNI_BIN_DIR)
+# as "ovsfabric" (its CNI type); running it again replaces them.
+PREFIX ?= /usr/local
+CNI_BIN_DIR ?= /opt/cni/bin
+install: build
+	install -D -m 0755 $(BIN)/fabricd $(DESTDIR)$(PREFIX)/bin/fabricd
+	install -D -m 0755 $(BIN)/fabricctl $(DESTDIR)$(PREFIX)/bin/fabricctl
+	install -D -m 0755 $(BIN)/ovsfabric-cni $(DESTDIR)$(CNI_BIN_DIR)/ovsfabric
 
 vet:
 	$(GO) vet ./...
@@ -54,7 +65,8 @@ test: deps build lint
 # package's testdata/fuzz/ and then runs as a regular test case.
 FUZZTIME ?= 30s
 FUZZ_TARGETS := ./peers:FuzzDecodeMeta ./peers:FuzzNodeCheck ./peers:FuzzDecodeStates ./peers:FuzzGossipMessage ./peers:FuzzKeyringFile \
-	./controller:FuzzParseTarget ./controller:FuzzDecodeRequest ./controller:FuzzDecodeSpread ./controller:FuzzConfigYAML
+	./controller:FuzzParseTarget ./controller:FuzzDecodeRequest ./controller:FuzzDecodeSpread ./controller:FuzzConfigYAML \
+	./cmd/ovsfabric-cni:FuzzParseConf
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn ($$pkg, $(FUZZTIME))"; \

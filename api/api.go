@@ -14,6 +14,7 @@
 //	POST /v1/unpublish PublishRequest -> Attachment
 //	GET  /v1/keyring  -> KeyringResponse (every live member's gossip keyring)
 //	POST /v1/keyring  KeyringRequest -> KeyringResponse (install, use or remove a key everywhere)
+//	POST /v1/cni/...  the CNI plugin's commands (cni.go)
 //
 // Every error is a JSON Error with an HTTP status: 400 for a malformed or invalid request,
 // 404 for an unknown object, 409 for a conflict with the current state (a host port already
@@ -64,6 +65,8 @@ type Message struct {
 // Error is the body of every error response.
 type Error struct {
 	Error string `json:"error"`
+	// CNICode is the CNI error code of an error of the CNI endpoints (api/cni.go).
+	CNICode uint `json:"cni_code,omitempty"`
 }
 
 // AttachRequest asks fabricd to attach a container (POST /v1/attachments).

@@ -85,7 +85,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	if resp.StatusCode >= 300 {
 		var e Error
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return &StatusError{Code: resp.StatusCode, Message: e.Error}
+			return &StatusError{Code: resp.StatusCode, Message: e.Error, CNICode: e.CNICode}
 		}
 		return c.notFabricd(fmt.Sprintf("it answered %q", summary(resp.Status, data)))
 	}
@@ -141,6 +141,8 @@ func summary(status string, body []byte) string {
 type StatusError struct {
 	Code    int
 	Message string
+	// CNICode is the CNI error code the answer carries (0: none).
+	CNICode uint
 }
 
 // Error returns the server's message.

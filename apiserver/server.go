@@ -122,6 +122,7 @@ func NewServer(loop Loop, eps Endpoints, log *slog.Logger, leave func(context.Co
 	}
 	s.keyringRoutes(mux)
 	s.dnsRoutes(mux)
+	s.cniRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, api.Errorf(api.ErrNotFound, "no endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -193,7 +194,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // writeError answers with err and the status its kind maps to (api.StatusCode, the only
 // place errors become statuses).
 func writeError(w http.ResponseWriter, err error) {
-	writeJSON(w, api.StatusCode(err), api.Error{Error: err.Error()})
+	writeJSON(w, api.StatusCode(err), api.Error{Error: err.Error(), CNICode: api.CNICode(err)})
 }
 
 // fabricWide is every endpoint of the fabric: this host's and the others', by host, then

@@ -181,6 +181,12 @@ func portNameOf(t api.Target) string { return fabric.ContainerPortName(t.Key) }
 // host end on the bridge as an OVS port recording the endpoint. It is all or nothing, and
 // repeating it with the same parameters changes nothing.
 func (m *Manager) Attach(ctx context.Context, req api.AttachRequest) (api.Attachment, error) {
+	return m.attach(ctx, req, nil, nil)
+}
+
+// attach is Attach of target t (nil: resolve req.Target); decorate, when set, completes the
+// record before it is written (the CNI plugin's key, aliases and published ports).
+func (m *Manager) attach(ctx context.Context, req api.AttachRequest, t *api.Target, decorate func(*Record)) (api.Attachment, error) {
 	if err := m.loop.WaitReady(ctx); err != nil {
 		return api.Attachment{}, err
 	}
@@ -210,14 +216,17 @@ func (m *Manager) Attach(ctx context.Context, req api.AttachRequest) (api.Attach
 	if err != nil {
 		return api.Attachment{}, err
 	}
-	t, err := m.resolve(ctx, req.Target)
-	if err != nil {
-		return api.Attachment{}, err
+	if t == nil {
+		rt, err := m.resolve(ctx, req.Target)
+		if err != nil {
+			return api.Attachment{}, err
+		}
+		t = &rt
 	}
 	asked := name // what an attach of an attached target must match (a default need not)
 	if name == "" {
 		if spec, err := ParseTarget(req.Target); err == nil {
-			name = defaultName(spec.Kind, t)
+			name = defaultName(spec.Kind, *t)
 		}
 	}
 	subnet := m.loop.Subnet()
@@ -229,8 +238,8 @@ func (m *Manager) Attach(ctx context.Context, req api.AttachRequest) (api.Attach
 	if reqBits >= 0 && reqBits != subnet.Bits() {
 		return api.Attachment{}, api.Errorf(api.ErrInvalid, "--ip %s: give the address without /%d (the prefix is this host's subnet %s)", req.IP, reqBits, subnet)
 	}
-	port := portNameOf(t)
-	ip, same, err := m.reserve(ctx, t, port, subnet, ifname, reqIP, mac)
+	port := portNameOf(*t)
+	ip, same, err := m.reserve(ctx, *t, port, subnet, ifname, reqIP, mac)
 	if err != nil {
 		return api.Attachment{}, err
 	}
@@ -261,6 +270,9 @@ func (m *Manager) Attach(ctx context.Context, req api.AttachRequest) (api.Attach
 		return api.Attachment{}, classifyAttachErr(err)
 	}
 	r := Record{Port: port, Network: DefaultNetwork, Container: t.Name, ID: t.ID, NetNS: t.NetNS, IfName: ifname, Addr: addr, MAC: res.MAC, Name: name, Aliases: aliases}
+	if decorate != nil {
+		decorate(&r)
+	}
 	plumbed := time.Now()
 	if err := m.sw.EnsurePort(ctx, m.s.Bridge, r.PortSpec(m.s.Name)); err != nil {
 		if derr := m.host.Detach(port); derr != nil {

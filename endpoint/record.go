@@ -39,8 +39,13 @@ type Record struct {
 	Unreadable []string
 	// Name is the endpoint's DNS name (empty: none); Aliases its further names. Both are
 	// DNS labels in lower case (see CheckName).
-	Name    string
-	Aliases []string
+	Name string
+	// CNIKey is the CNI key (CONTAINERID/IFNAME) of an endpoint made through the CNI
+	// plugin, empty for the others.
+	CNIKey string
+	// CNIConfig is the name of the CNI network configuration that made it.
+	CNIConfig string
+	Aliases   []string
 }
 
 // Decode reads the endpoint a port records, when it is a container port owner made.
@@ -51,7 +56,8 @@ func Decode(p ovsdb.PortInfo, owner string) (Record, bool) {
 	}
 	r := Record{
 		Port: p.Name, Network: ids[ovsdb.KeyNetwork], Container: ids[ovsdb.KeyContainer], ID: ids[ovsdb.KeyContainerID],
-		NetNS: ids[ovsdb.KeyNetNS], IfName: ids[ovsdb.KeyIfName],
+		NetNS: ids[ovsdb.KeyNetNS], IfName: ids[ovsdb.KeyIfName], CNIKey: ids[ovsdb.KeyCNI],
+		CNIConfig: ids[ovsdb.KeyCNIConfig],
 	}
 	if r.Network == "" {
 		r.Network = DefaultNetwork
@@ -99,6 +105,12 @@ func (r Record) PortSpec(owner string) ovsdb.PortSpec {
 	}
 	if r.Name != "" {
 		ids[ovsdb.KeyName] = r.Name
+	}
+	if r.CNIKey != "" {
+		ids[ovsdb.KeyCNI] = r.CNIKey
+	}
+	if r.CNIConfig != "" {
+		ids[ovsdb.KeyCNIConfig] = r.CNIConfig
 	}
 	if len(r.Aliases) > 0 {
 		ids[ovsdb.KeyAliases] = strings.Join(r.Aliases, ",")

@@ -35,8 +35,16 @@ const (
 	// KeyNetwork is the network of an endpoint; absent means the network "default" (the
 	// cluster CIDR), which is all there is until networks land.
 	KeyNetwork = "ovsfabric-network"
-	// KeyName is an endpoint's DNS name; KeyAliases its further names, comma-separated.
-	KeyName    = "ovsfabric-name"
+	// KeyName is an endpoint's DNS name.
+	KeyName = "ovsfabric-name"
+	// KeyCNI marks an endpoint made through the CNI plugin with its CNI key
+	// (CONTAINERID/IFNAME): DEL, CHECK and GC find it by that key, and GC touches no other.
+	KeyCNI = "ovsfabric-cni-key"
+	// KeyCNIConfig is the name of the CNI network configuration that made an endpoint: CNI
+	// GC is per configuration.
+	KeyCNIConfig = "ovsfabric-cni-config"
+	// KeyAliases lists an endpoint's DNS aliases (comma-separated), from CNI's aliases
+	// capability, and the further names given with fabricctl attach --alias.
 	KeyAliases = "ovsfabric-aliases"
 )
 

@@ -79,6 +79,7 @@ var Sections = []SectionInfo{
 	{"convergence", "Convergence"},
 	{"failure", "Failure detection"},
 	{"attach", "Attach"},
+	{"cni", "CNI plugin"},
 	{"faults", "Fault recovery"},
 	{"ovsdb", "Scale: data plane config"},
 	{"gossip", "Scale: gossip"},
@@ -148,6 +149,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{[]string{"throughput", "latency"}, 10 * time.Minute, s.dataPath},
 		{[]string{"convergence", "failure", "attach"}, 10 * time.Minute, s.control},
 		{[]string{"faults"}, 8 * time.Minute, s.faults},
+		{[]string{"cni"}, 5 * time.Minute, s.cniSection},
 		{[]string{"memory"}, 6 * time.Minute, s.memory},
 	}
 	secs := map[string]*Section{}
