@@ -64,13 +64,12 @@ test: deps build lint
 # for FUZZTIME each; `make test` runs only their seed corpora. A crasher is saved under the
 # package's testdata/fuzz/ and then runs as a regular test case.
 FUZZTIME ?= 30s
-FUZZ_TARGETS := ./peers:FuzzDecodeMeta ./peers:FuzzNodeCheck ./peers:FuzzDecodeStates ./peers:FuzzGossipMessage ./peers:FuzzKeyringFile \
-	./controller:FuzzParseTarget ./controller:FuzzDecodeRequest ./controller:FuzzDecodeSpread ./controller:FuzzConfigYAML \
-	./cmd/ovsfabric-cni:FuzzParseConf
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn ($$pkg, $(FUZZTIME))"; \
-	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for fn in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$fn ($$pkg, $(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
 	done
 
 # demo builds a multi-host lab, runs fabricd on every host, attaches containers and shows the
