@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -112,8 +113,8 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("$ fabricctl --socket %s attach %s\n", n.Socket, path)
-		if err := fabricctl(n, "attach", path); err != nil {
+		fmt.Printf("$ fabricctl --socket %s attach %s --name %s\n", n.Socket, path, name)
+		if err := fabricctl(n, "attach", path, "--name", name); err != nil {
 			return err
 		}
 		as, err := n.Client().Attachments(ctx)
@@ -189,6 +190,19 @@ func run() error {
 		}
 	}
 
+	byName := ""
+	if hosts := len(f.Nodes()); hosts > 1 {
+		from, to := cs[0], cs[hosts-1] // network namespaces attached with --name, one per host
+		step("by name: %s on %s pings %s on %s (fabricd's DNS on the gateway; attach wrote /etc/netns/%s/resolv.conf)", from.Name, from.Node.Host.Name, to.Name, to.Node.Host.Name, from.NetNS)
+		fmt.Printf("$ ip netns exec %s ping -c 1 %s\n", from.NetNS, to.Name)
+		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", from.NetNS, "ping", "-c", "1", "-W", "2", to.Name)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			byName = fmt.Sprintf("%s could not reach %s by name: %v", from.Name, to.Name, err)
+			fmt.Println(byName)
+		}
+	}
+
 	step("ovs-vsctl show on %s", first.Host.Name)
 	show, err := first.Host.Vsctl(ctx, "show")
 	if err != nil {
@@ -201,6 +215,9 @@ func run() error {
 
 	if keep {
 		fmt.Printf("\nThe lab keeps running (KEEP=1). Look inside:\n  bin/lab status --dir %s\n  bin/lab exec --dir %s h1 -- ovs-vsctl show\n  bin/lab exec --dir %s h1 -- ip route\n  bin/lab exec --dir %s h1 -- fabricctl peers      (API socket %s)\nRemove it (fabricd, OVS, the private dockerd, namespaces) with: make demo-down\n", dir, dir, dir, dir, first.Socket)
+	}
+	if byName != "" {
+		return errors.New(byName)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d pairs could not reach each other", failed, len(res))
