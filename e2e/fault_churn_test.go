@@ -15,9 +15,14 @@ import (
 // holds exactly what it held before: no port, veth, route, address, NAT rule or address
 // reservation leaked (snapshots equal, ignoring the UUIDs and OpenFlow numbers of tunnel
 // ports that a leave legitimately removed and the next join re-created).
+// streamPairs are the container pairs (indexes: c1 on h1, c2 on h2, c3 on h3) pinged during
+// the churn; h2 runs the attach/detach cycles.
+var streamPairs = [][2]int{{0, 2}, {2, 0}, {0, 1}}
+
 func TestFaultChurn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
+	const cycles, joins = 50, 20 // attach/detach cycles on h2, join/leave cycles of h4
 	fl := newFaultLab(t, ctx)
 	h4, err := fl.l.AddHost(ctx)
 	if err != nil {
@@ -34,7 +39,7 @@ func TestFaultChurn(t *testing.T) {
 	before := fl.snapshots(t, ctx)
 
 	var streams []*fabriclab.Stream
-	for _, p := range [][2]int{{0, 2}, {2, 0}, {0, 1}} {
+	for _, p := range streamPairs {
 		streams = append(streams, startStream(t, ctx, fl.cs[p[0]], fl.cs[p[1]]))
 	}
 
@@ -45,11 +50,11 @@ func TestFaultChurn(t *testing.T) {
 	}
 	attachDone := make(chan cycleResult, 1)
 	go func() {
-		ips, err := fl.f.AttachDetachCycles(ctx, busy, 50)
+		ips, err := fl.f.AttachDetachCycles(ctx, busy, cycles)
 		attachDone <- cycleResult{ips, err}
 	}()
 	start := time.Now()
-	if err := fl.f.JoinLeaveCycles(ctx, h4, args, 20); err != nil {
+	if err := fl.f.JoinLeaveCycles(ctx, h4, args, joins); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("20 join/leave cycles of %s (fabricctl leave, SIGTERM, kill -9, each then restarted) took %s", h4.Name, time.Since(start).Round(time.Millisecond))
@@ -69,13 +74,22 @@ func TestFaultChurn(t *testing.T) {
 	// ones (about 40 ms) between steady hosts when h4's tunnel port goes after its leave. It
 	// happens with --pipeline l2 as well, so it is not the routed pipeline's flow updates;
 	// plain OVS bridges adding and removing vxlan and (down) veth ports under the same
-	// traffic lose nothing. Not diagnosed yet. Losses are logged and bounded at 2% so that a
-	// real break still fails.
-	for _, st := range streams {
+	// traffic lose nothing. Not diagnosed yet. Losses are logged and bounded by the port
+	// changes on the stream's two hosts (measured: about one echo per 20 changes), at one
+	// echo per 10, so that a real break (flows gone for a second or more: a hundred echoes)
+	// still fails whatever the pace of the churn: a bound on the share of echoes sent tied
+	// the test to how fast attaches are (the faster the churn, the fewer echoes in it).
+	for k, st := range streams {
 		r := stopStream(t, st)
 		t.Logf("%s (during the churn): %s, lost icmp_seq %v", st.Name, r, r.Missing)
-		if r.Sent < 50 || r.Lost()*50 > r.Sent {
-			t.Errorf("%s lost %d of %d echoes during the churn (more than 2%%)", st.Name, r.Lost(), r.Sent)
+		// Each host on the path adds and removes at most one tunnel port per join cycle; the
+		// busy host adds and removes a container port per attach cycle.
+		changes := 2 * 2 * joins
+		if pair := streamPairs[k]; pair[0] == 1 || pair[1] == 1 {
+			changes += 2 * cycles
+		}
+		if r.Sent < 50 || r.Lost()*10 > changes {
+			t.Errorf("%s lost %d of %d echoes during the churn, more than one per 10 of the %d port changes on its hosts", st.Name, r.Lost(), r.Sent, changes)
 		}
 	}
 	assertMatrix(t, ctx, fl.cs, 6)
