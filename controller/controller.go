@@ -36,7 +36,6 @@ type Switch interface {
 	EnsurePort(ctx context.Context, bridge string, spec ovsdb.PortSpec) error
 	ReconcileTunnels(ctx context.Context, bridge, owner string, desired []ovsdb.TunnelSpec) (ovsdb.Result, error)
 	Ports(ctx context.Context, bridge string) ([]ovsdb.PortInfo, error)
-	WaitPort(ctx context.Context, bridge, name string) (ovsdb.PortInfo, error)
 	SystemExternalIDs(ctx context.Context) (map[string]string, error)
 	SetSystemExternalIDs(ctx context.Context, set map[string]string, del []string) error
 	Changes() <-chan struct{}
@@ -110,6 +109,9 @@ type Controller struct {
 	// flowsApplied is what the last flow reconcile left on the bridge (nil: unknown).
 	pipeMu       sync.Mutex
 	flowsApplied []flows.Flow
+	// pending are the container ports an attach is recording, by name, whose flows every
+	// reconcile keeps until they are recorded (or not): see PortsAdded (under pipeMu).
+	pending map[string]ovsdb.PortInfo
 
 	// retained are the claims this node keeps reserved for nodes that went; seenSaved is
 	// when it last persisted that it holds its own claim (both under mu).

@@ -37,6 +37,9 @@ type Record struct {
 	// (kept as it is, shown, and ignored by NAT).
 	Published  []PortMapping
 	Unreadable []string
+	// OfportRequest is the OpenFlow port number fabricd chose for the port (its
+	// Interface.ofport_request; 0: OVS chooses, as for ports attached before fabricd chose).
+	OfportRequest int
 }
 
 // Decode reads the endpoint a port records, when it is a container port owner made.
@@ -47,7 +50,7 @@ func Decode(p ovsdb.PortInfo, owner string) (Record, bool) {
 	}
 	r := Record{
 		Port: p.Name, Network: ids[ovsdb.KeyNetwork], Container: ids[ovsdb.KeyContainer], ID: ids[ovsdb.KeyContainerID],
-		NetNS: ids[ovsdb.KeyNetNS], IfName: ids[ovsdb.KeyIfName],
+		NetNS: ids[ovsdb.KeyNetNS], IfName: ids[ovsdb.KeyIfName], OfportRequest: p.OfportRequest,
 	}
 	if r.Network == "" {
 		r.Network = DefaultNetwork
@@ -92,7 +95,7 @@ func (r Record) PortSpec(owner string) ovsdb.PortSpec {
 	if pub := r.publishedText(); len(pub) > 0 {
 		ids[ovsdb.KeyPublish] = strings.Join(pub, ",")
 	}
-	return ovsdb.PortSpec{Name: r.Port, Owner: owner, Role: ovsdb.RoleContainer, ExternalIDs: ids}
+	return ovsdb.PortSpec{Name: r.Port, Owner: owner, Role: ovsdb.RoleContainer, ExternalIDs: ids, OfportRequest: r.OfportRequest}
 }
 
 // publishedText is the published ports as stored, sorted, the unreadable ones included.
