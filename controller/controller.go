@@ -107,8 +107,10 @@ type Controller struct {
 
 	// pipeMu serialises flow reconciles: the loop's and the one an attach makes at once.
 	// flowsApplied is what the last flow reconcile left on the bridge (nil: unknown).
+	// flowsChecked is when a reconcile last compared them with a dump of the bridge.
 	pipeMu       sync.Mutex
 	flowsApplied []flows.Flow
+	flowsChecked time.Time
 	// pending are the container ports an attach is recording, by name, whose flows every
 	// reconcile keeps until they are recorded (or not): see PortsAdded (under pipeMu).
 	pending map[string]ovsdb.PortInfo

@@ -111,12 +111,19 @@ func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, ports 
 	if err != nil {
 		return err
 	}
+	// A sync that wants exactly the flows the bridge was left with (an OVSDB change that
+	// changed no flow, such as ovs-vswitchd numbering a port whose flows an attach added)
+	// does not dump the bridge: what only a dump shows (flows someone else changed) the
+	// sync after --resync finds.
+	if c.flowsApplied != nil && time.Since(c.flowsChecked) < c.s.Resync && sameFlows(desired, c.flowsApplied) {
+		return nil
+	}
 	res, err := flows.Reconcile(ctx, c.of, desired)
 	if err != nil {
 		c.flowsApplied = nil
 		return fmt.Errorf("reconcile flows on %s: %w", d.Bridge, err)
 	}
-	c.flowsApplied = desired
+	c.flowsApplied, c.flowsChecked = desired, time.Now()
 	if res.Changed() {
 		c.log.Info("flows updated", "bridge", d.Bridge, "pipeline", c.pipe.name(), "result", res.String())
 	}
@@ -162,10 +169,48 @@ func (c *Controller) PortsAdded(ctx context.Context, ports []ovsdb.PortInfo) err
 		return fmt.Errorf("add flows for %v: %w", names, err)
 	}
 	if n > 0 {
-		c.flowsApplied = desired
+		c.flowsApplied = overlay(c.flowsApplied, desired)
 		c.log.Info("flows added", "bridge", d.Bridge, "ports", names, "added", n)
 	}
 	return nil
+}
+
+// overlay is what the bridge holds after flows.AddNew added desired to applied: desired, and
+// the flows of applied it has no flow for (stale ones, which the next reconcile removes).
+func overlay(applied, desired []flows.Flow) []flows.Flow {
+	type key struct {
+		table  int
+		cookie uint64
+	}
+	have := make(map[key]bool, len(desired))
+	for _, f := range desired {
+		have[key{f.Table, f.Cookie}] = true
+	}
+	out := slices.Clone(desired)
+	for _, f := range applied {
+		if !have[key{f.Table, f.Cookie}] {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// sameFlows reports whether a and b hold the same flows, in any order.
+func sameFlows(a, b []flows.Flow) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	n := make(map[flows.Flow]int, len(a))
+	for _, f := range a {
+		n[f]++
+	}
+	for _, f := range b {
+		if n[f] == 0 {
+			return false
+		}
+		n[f]--
+	}
+	return true
 }
 
 // PortsRecorded ends what PortsAdded began: the recorded ports are in OVSDB now, the failed
@@ -195,7 +240,7 @@ func (c *Controller) PortsRecorded(ctx context.Context, recorded, failed []strin
 		c.flowsApplied = nil
 		return fmt.Errorf("remove flows of %v: %w", failed, err)
 	}
-	c.flowsApplied = desired
+	c.flowsApplied, c.flowsChecked = desired, time.Now()
 	c.log.Info("flows of failed attaches removed", "bridge", d.Bridge, "ports", failed, "result", res.String())
 	return nil
 }
