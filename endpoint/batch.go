@@ -40,13 +40,65 @@ type pendingPort struct {
 // batcher coalesces the ports of concurrent attaches: the ports queued while a commit is in
 // flight are recorded together by the next one, in one OVSDB transaction (one reconfigure of
 // the bridge by ovs-vswitchd) and one flow bundle.
+//
+// A commit about to start waits a little (at most batchLinger) while other attaches are
+// still making their veths, so that a burst of attaches is not split into a batch of the
+// first one and a batch of the rest; an attach alone never waits.
 type batcher struct {
 	mu      sync.Mutex
 	queue   []*pendingPort
 	running bool
+	// plumbing counts the attaches past their reservation that have not queued yet (making
+	// their veth); arrived is signalled when one queues or gives up.
+	plumbing int
+	arrived  chan struct{}
 }
 
-// recordPort queues spec for the next batch and waits until that batch has recorded it and
+// batchLinger bounds how long a commit waits for attaches still making their veths.
+const batchLinger = 25 * time.Millisecond
+
+// plumb counts an attach that will queue a port (or call unplumb) soon.
+func (b *batcher) plumb() {
+	b.mu.Lock()
+	b.plumbing++
+	b.mu.Unlock()
+}
+
+// unplumb is plumb's undo for an attach that fails before it queues its port.
+func (b *batcher) unplumb() {
+	b.mu.Lock()
+	b.plumbing--
+	b.mu.Unlock()
+	b.signal()
+}
+
+func (b *batcher) signal() {
+	select {
+	case b.arrived <- struct{}{}:
+	default:
+	}
+}
+
+// linger waits until no attach is making its veth any more, or batchLinger has passed.
+func (b *batcher) linger() {
+	timeout := time.NewTimer(batchLinger)
+	defer timeout.Stop()
+	for {
+		b.mu.Lock()
+		waiting := b.plumbing
+		b.mu.Unlock()
+		if waiting <= 0 {
+			return
+		}
+		select {
+		case <-b.arrived:
+		case <-timeout.C:
+			return
+		}
+	}
+}
+
+// recordPort queues spec (of an attach counted by plumb) for the next batch and waits until that batch has recorded it and
 // added its flows, or refused it (err is then this port's own error, and nothing of it was
 // recorded).
 func (m *Manager) recordPort(spec ovsdb.PortSpec) *pendingPort {
@@ -54,9 +106,11 @@ func (m *Manager) recordPort(spec ovsdb.PortSpec) *pendingPort {
 	b := &m.batch
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
+	b.plumbing--
 	start := !b.running
 	b.running = true
 	b.mu.Unlock()
+	b.signal()
 	if start {
 		go m.commitLoop()
 	}
@@ -68,6 +122,7 @@ func (m *Manager) recordPort(spec ovsdb.PortSpec) *pendingPort {
 func (m *Manager) commitLoop() {
 	b := &m.batch
 	for {
+		b.linger()
 		b.mu.Lock()
 		batch := b.queue
 		b.queue = nil

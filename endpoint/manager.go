@@ -101,7 +101,8 @@ type reservation struct {
 // names into network namespaces (Docker, Podman), tried in order.
 func New(s config.Settings, sw Switch, host Host, log *slog.Logger, resolvers ...Resolver) *Manager {
 	mtu, _ := s.MTU() // validated by the loop's plan; 0 shows in the API if not
-	return &Manager{s: s, log: log, sw: sw, host: host, resolvers: resolvers, mtu: mtu, netnsDir: "/var/run/netns", inflight: map[string]reservation{}}
+	return &Manager{s: s, log: log, sw: sw, host: host, resolvers: resolvers, mtu: mtu, netnsDir: "/var/run/netns", inflight: map[string]reservation{},
+		batch: batcher{arrived: make(chan struct{}, 1)}}
 }
 
 // SetLoop attaches the reconcile loop.
@@ -245,6 +246,14 @@ func (m *Manager) Attach(ctx context.Context, req api.AttachRequest) (api.Attach
 	// The address and OpenFlow port number stay reserved until the port records them in
 	// OVSDB (or the attach fails).
 	defer m.unreserve(port)
+	// The batcher waits a little for attaches making their veths (see batcher).
+	m.batch.plumb()
+	queued := false
+	defer func() {
+		if !queued {
+			m.batch.unplumb()
+		}
+	}()
 	addr := netip.PrefixFrom(ip, subnet.Bits())
 	mtu, err := m.s.MTU()
 	if err != nil {
@@ -268,6 +277,7 @@ func (m *Manager) Attach(ctx context.Context, req api.AttachRequest) (api.Attach
 	plumbed := time.Now()
 	// Recorded with the attaches that arrive meanwhile, in one transaction, its flows in
 	// the same step (for the number it requests) rather than after ovs-vswitchd numbers it.
+	queued = true
 	rec := m.recordPort(r.PortSpec(m.s.Name))
 	if err := rec.err; err != nil {
 		if derr := m.host.Detach(port); derr != nil {
