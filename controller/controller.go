@@ -36,7 +36,6 @@ type Switch interface {
 	EnsurePort(ctx context.Context, bridge string, spec ovsdb.PortSpec) error
 	ReconcileTunnels(ctx context.Context, bridge, owner string, desired []ovsdb.TunnelSpec) (ovsdb.Result, error)
 	Ports(ctx context.Context, bridge string) ([]ovsdb.PortInfo, error)
-	WaitPort(ctx context.Context, bridge, name string) (ovsdb.PortInfo, error)
 	SystemExternalIDs(ctx context.Context) (map[string]string, error)
 	SetSystemExternalIDs(ctx context.Context, set map[string]string, del []string) error
 	Changes() <-chan struct{}
@@ -113,11 +112,16 @@ type Controller struct {
 
 	// pipeMu serialises flow reconciles: the loop's and the one an attach makes at once.
 	// flowsApplied is what the last flow reconcile left on the bridge (nil: unknown).
+	// flowsChecked is when a reconcile last compared them with a dump of the bridge.
 	pipeMu       sync.Mutex
 	flowsApplied []flows.Flow
+	flowsChecked time.Time
 	// restoreWaitNoted is the ovs-vswitchd for which a foreign flow-restore-wait was last
 	// logged (loop only).
 	restoreWaitNoted string
+	// pending are the container ports an attach is recording, by name, whose flows every
+	// reconcile keeps until they are recorded (or not): see PortsAdded (under pipeMu).
+	pending map[string]ovsdb.PortInfo
 
 	// retained are the claims this node keeps reserved for nodes that went; seenSaved is
 	// when it last persisted that it holds its own claim (both under mu).

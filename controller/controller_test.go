@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -461,5 +462,68 @@ func TestPipelineModes(t *testing.T) {
 	}
 	if all := of.All(); len(all) != 1 || all[0].Actions != "NORMAL" {
 		t.Errorf("l2: the bridge's own flows changed: %+v", all)
+	}
+}
+
+// TestPortsAddedBeforeRecorded: an attach's flows go in for the OpenFlow port number its
+// port requests before the port is in OVSDB, a reconcile meanwhile keeps them, and they go
+// when the attach reports the port was not recorded.
+func TestPortsAddedBeforeRecorded(t *testing.T) {
+	ctx := context.Background()
+	ep := startOVSDB(t)
+	m := &fakeMembers{ch: make(chan struct{})}
+	m.set(peer("h2", "172.30.0.12", "10.244.2.0/24", peers.StateAlive, time.Now()))
+	of := flowstest.New()
+	s := settings(t, "10.244.1.0/24")
+	s.Pipeline = config.PipelineRouted
+	sw, err := ovsdb.Dial(ctx, ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sw.Close)
+	k, log := &fakeKernel{}, slog.New(slog.DiscardHandler)
+	eps := endpoint.New(s, sw, k, log)
+	c := New(s, sw, k, of, eps, log)
+	eps.SetLoop(c)
+	if err := c.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.SetMembership(m)
+	has := func(match string) bool {
+		ours, _ := of.Flows(ctx)
+		return slices.ContainsFunc(ours, func(f flows.Flow) bool { return strings.Contains(f.Match, match) })
+	}
+	// Until the gateway is numbered and the pipeline's flows are in.
+	deadline := time.Now().Add(5 * time.Second)
+	for !has("nw_dst=10.244.2.0/24") {
+		if err := c.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the pipeline's flows never came")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ids := map[string]string{ovsdb.KeyOwner: "h1", ovsdb.KeyRole: ovsdb.RoleContainer, ovsdb.KeyIP: "10.244.1.5/24",
+		ovsdb.KeyMAC: "02:00:0a:f4:01:05", ovsdb.KeyIfName: "eth0", ovsdb.KeyNetNS: "/var/run/netns/x"}
+	port := ovsdb.PortInfo{Name: "vethx", ExternalIDs: ids, IfaceExternalIDs: ids, OfportRequest: endpoint.FirstContainerOfport}
+	inPort := fmt.Sprintf("in_port=%d", endpoint.FirstContainerOfport)
+	if err := c.PortsAdded(ctx, []ovsdb.PortInfo{port}); err != nil {
+		t.Fatal(err)
+	}
+	if !has(inPort) || !has("dl_dst=02:00:0a:f4:01:05") {
+		t.Fatalf("no flows for the new port's requested number (%s)", inPort)
+	}
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !has(inPort) {
+		t.Error("a reconcile before the port was recorded removed its flows")
+	}
+	if err := c.PortsRecorded(ctx, nil, []string{port.Name}); err != nil {
+		t.Fatal(err)
+	}
+	if has(inPort) || has("dl_dst=02:00:0a:f4:01:05") {
+		t.Error("the flows of a port that was not recorded are left")
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/ovsfabric/ovsfabric/config"
@@ -76,7 +78,7 @@ func (p routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.In
 			if r.MAC == nil || !r.Addr.IsValid() {
 				continue
 			}
-			in.Containers = append(in.Containers, flows.Port{Name: port.Name, OFPort: port.Ofport, MAC: r.MAC, IP: r.Addr.Addr()})
+			in.Containers = append(in.Containers, flows.Port{Name: port.Name, OFPort: containerOfport(port), MAC: r.MAC, IP: r.Addr.Addr()})
 		case port.Role() == ovsdb.RoleTunnel:
 			if t, ok := tunnels[port.Name]; ok {
 				in.Tunnels = append(in.Tunnels, flows.Tunnel{Peer: t.Peer, Port: port.Name, OFPort: port.Ofport, Subnet: t.Claim.Subnet})
@@ -86,6 +88,15 @@ func (p routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.In
 	return in
 }
 
+// containerOfport is the OpenFlow port number of a container port's flows: the number
+// ovs-vswitchd gave it, or while it has none yet the number fabricd requested for it.
+func containerOfport(p ovsdb.PortInfo) int {
+	if p.Ofport == 0 && p.OfportRequest > 0 {
+		return p.OfportRequest
+	}
+	return p.Ofport
+}
+
 // applyPipeline makes ovsfabric's OpenFlow flows on the bridge match the pipeline mode.
 // Ports ovs-vswitchd has not numbered yet are left for the next sync, which their OVSDB
 // update triggers.
@@ -93,7 +104,7 @@ func (p routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.In
 func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, ports []ovsdb.PortInfo) (bool, error) {
 	c.pipeMu.Lock()
 	defer c.pipeMu.Unlock()
-	desired, err := c.pipe.flows(d, ports)
+	desired, err := c.pipe.flows(d, c.withPending(ports))
 	if errors.Is(err, flows.ErrNotReady) {
 		c.log.Debug("gateway port has no OpenFlow number yet; flows wait for the next sync")
 		return false, nil
@@ -101,57 +112,151 @@ func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, ports 
 	if err != nil {
 		return false, err
 	}
+	// A sync that wants exactly the flows the bridge was left with (an OVSDB change that
+	// changed no flow, such as ovs-vswitchd numbering a port whose flows an attach added)
+	// does not dump the bridge: what only a dump shows (flows someone else changed) the
+	// sync after --resync finds.
+	if c.flowsApplied != nil && time.Since(c.flowsChecked) < c.s.Resync && sameFlows(desired, c.flowsApplied) {
+		return true, nil
+	}
 	res, err := flows.Reconcile(ctx, c.of, desired)
 	if err != nil {
 		c.flowsApplied = nil
 		return false, fmt.Errorf("reconcile flows on %s: %w", d.Bridge, err)
 	}
-	c.flowsApplied = desired
+	c.flowsApplied, c.flowsChecked = desired, time.Now()
 	if res.Changed() {
 		c.log.Info("flows updated", "bridge", d.Bridge, "pipeline", c.pipe.name(), "result", res.String())
 	}
 	return true, nil
 }
 
-// portLiveWait bounds how long an attach waits for ovs-vswitchd to take its new port.
-const portLiveWait = 3 * time.Second
-
-// PortAdded waits until ovs-vswitchd has numbered the new port (it is then in the datapath;
-// woken by OVSDB change events) and programs its flows at once rather than on the loop's
-// next sync, so that the container can send the moment attach returns.
-func (c *Controller) PortAdded(ctx context.Context, port string) error {
-	ctx, cancel := context.WithTimeout(ctx, portLiveWait)
-	defer cancel()
-	if _, err := c.sw.WaitPort(ctx, c.s.Bridge, port); err != nil {
-		return err
-	}
+// PortsAdded programs the flows of container ports about to be recorded in OVSDB at once,
+// in one bundle, rather than on the loop's next sync, so that a container can send the
+// moment ovs-vswitchd has taken its port. The ports carry the OpenFlow port numbers they
+// request (OVS accepts flows for a port that does not exist yet). Until PortsRecorded, every
+// flow reconcile keeps their flows, so that one running before their OVSDB transaction does
+// not remove them.
+func (c *Controller) PortsAdded(ctx context.Context, ports []ovsdb.PortInfo) error {
 	c.mu.Lock()
 	d := c.desired
 	c.mu.Unlock()
 	c.pipeMu.Lock()
 	defer c.pipeMu.Unlock()
+	if c.pending == nil {
+		c.pending = map[string]ovsdb.PortInfo{}
+	}
+	names := make([]string, len(ports))
+	for k, p := range ports {
+		c.pending[p.Name], names[k] = p, p.Name
+	}
 	if c.flowsApplied == nil {
 		return nil // no reconcile has succeeded yet, or L2: the loop's next one does it all
 	}
-	ports, err := c.sw.Ports(ctx, c.s.Bridge)
+	have, err := c.sw.Ports(ctx, c.s.Bridge)
 	if err != nil {
 		return fmt.Errorf("read ports of %s: %w", c.s.Bridge, err)
 	}
-	desired, err := c.pipe.flows(d, ports)
+	desired, err := c.pipe.flows(d, c.withPending(have))
 	if err != nil {
 		return err
 	}
-	// Only adds (the new port's flows), without dumping the bridge: the fast path.
+	// Only adds (the new ports' flows), without dumping the bridge: the fast path.
 	start := time.Now()
 	n, err := flows.AddNew(ctx, c.of, desired, c.flowsApplied)
-	c.log.Debug("new port's flows", "port", port, "took", time.Since(start).Round(time.Millisecond))
+	c.log.Debug("new ports' flows", "ports", names, "took", time.Since(start).Round(time.Millisecond))
 	if err != nil {
 		c.flowsApplied = nil
-		return fmt.Errorf("add flows for %s: %w", port, err)
+		return fmt.Errorf("add flows for %v: %w", names, err)
 	}
 	if n > 0 {
-		c.flowsApplied = desired
-		c.log.Info("flows added", "bridge", d.Bridge, "port", port, "added", n)
+		c.flowsApplied = overlay(c.flowsApplied, desired)
+		c.log.Info("flows added", "bridge", d.Bridge, "ports", names, "added", n)
 	}
 	return nil
+}
+
+// overlay is what the bridge holds after flows.AddNew added desired to applied: desired, and
+// the flows of applied it has no flow for (stale ones, which the next reconcile removes).
+func overlay(applied, desired []flows.Flow) []flows.Flow {
+	type key struct {
+		table  int
+		cookie uint64
+	}
+	have := make(map[key]bool, len(desired))
+	for _, f := range desired {
+		have[key{f.Table, f.Cookie}] = true
+	}
+	out := slices.Clone(desired)
+	for _, f := range applied {
+		if !have[key{f.Table, f.Cookie}] {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// sameFlows reports whether a and b hold the same flows, in any order.
+func sameFlows(a, b []flows.Flow) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	n := make(map[flows.Flow]int, len(a))
+	for _, f := range a {
+		n[f]++
+	}
+	for _, f := range b {
+		if n[f] == 0 {
+			return false
+		}
+		n[f]--
+	}
+	return true
+}
+
+// PortsRecorded ends what PortsAdded began: the recorded ports are in OVSDB now, the failed
+// ones never will be, and their flows are removed at once (a full flow reconcile).
+func (c *Controller) PortsRecorded(ctx context.Context, recorded, failed []string) error {
+	c.mu.Lock()
+	d := c.desired
+	c.mu.Unlock()
+	c.pipeMu.Lock()
+	defer c.pipeMu.Unlock()
+	for _, name := range slices.Concat(recorded, failed) {
+		delete(c.pending, name)
+	}
+	if len(failed) == 0 || c.flowsApplied == nil {
+		return nil
+	}
+	have, err := c.sw.Ports(ctx, c.s.Bridge)
+	if err != nil {
+		return fmt.Errorf("read ports of %s: %w", c.s.Bridge, err)
+	}
+	desired, err := c.pipe.flows(d, c.withPending(have))
+	if err != nil {
+		return err
+	}
+	res, err := flows.Reconcile(ctx, c.of, desired)
+	if err != nil {
+		c.flowsApplied = nil
+		return fmt.Errorf("remove flows of %v: %w", failed, err)
+	}
+	c.flowsApplied, c.flowsChecked = desired, time.Now()
+	c.log.Info("flows of failed attaches removed", "bridge", d.Bridge, "ports", failed, "result", res.String())
+	return nil
+}
+
+// withPending is ports (as OVSDB shows them) with the ports PortsAdded announced that are
+// not there yet; pipeMu must be held.
+func (c *Controller) withPending(ports []ovsdb.PortInfo) []ovsdb.PortInfo {
+	if len(c.pending) == 0 {
+		return ports
+	}
+	out := slices.Clone(ports)
+	for _, name := range slices.Sorted(maps.Keys(c.pending)) {
+		if !slices.ContainsFunc(ports, func(p ovsdb.PortInfo) bool { return p.Name == name }) {
+			out = append(out, c.pending[name])
+		}
+	}
+	return out
 }

@@ -25,6 +25,8 @@ import (
 // Switch is what endpoints need from OVSDB.
 type Switch interface {
 	EnsurePort(ctx context.Context, bridge string, spec ovsdb.PortSpec) error
+	EnsurePorts(ctx context.Context, bridge string, specs []ovsdb.PortSpec) error
+	WaitPort(ctx context.Context, bridge, name string) (ovsdb.PortInfo, error)
 	DeletePort(ctx context.Context, bridge, name, owner string) error
 	Ports(ctx context.Context, bridge string) ([]ovsdb.PortInfo, error)
 }
@@ -45,8 +47,12 @@ type Loop interface {
 	WaitReady(ctx context.Context) error
 	// Subnet is this host's subnet (invalid while it has none).
 	Subnet() netip.Prefix
-	// PortAdded makes a newly recorded port live on the data path at once.
-	PortAdded(ctx context.Context, port string) error
+	// PortsAdded adds the flows of container ports about to be recorded in OVSDB at once,
+	// in one bundle, rather than on the loop's next sync: for the OpenFlow port numbers they
+	// request, before ovs-vswitchd has numbered them. The loop keeps their flows until
+	// PortsRecorded says whether they were recorded; the failed ones' flows it then removes.
+	PortsAdded(ctx context.Context, ports []ovsdb.PortInfo) error
+	PortsRecorded(ctx context.Context, recorded, failed []string) error
 	// Kick asks for a reconcile soon (to spread a change by gossip).
 	Kick()
 }
@@ -72,21 +78,33 @@ type Manager struct {
 	// etcNetns is where `ip netns exec` finds per-netns files (empty: /etc/netns).
 	etcNetns string
 
-	// mu serialises detach, pruning, publishing and the address choice of attaches;
-	// inflight holds the ports and addresses of attaches past that choice but not yet
-	// recorded in OVSDB, so concurrent attaches never pick the same address or port. gen
-	// counts the detaches and publishes made under mu, so Sync can tell a snapshot that
-	// predates one.
-	mu       sync.Mutex
-	inflight map[string]netip.Addr
-	gen      uint64
+	// mu serialises detach, pruning, publishing and the address and OpenFlow port choice
+	// of attaches; inflight holds the ports, addresses and OpenFlow port numbers of attaches
+	// past that choice but not yet recorded in OVSDB, so concurrent attaches never pick the
+	// same. gen counts the detaches and publishes made under mu, so Sync can tell a snapshot
+	// that predates one. nextOfport is where the next OpenFlow port number search starts
+	// (an offset into the container range).
+	mu         sync.Mutex
+	inflight   map[string]reservation
+	gen        uint64
+	nextOfport int
+
+	// batch coalesces the OVSDB transactions and flow bundles of concurrent attaches.
+	batch batcher
+}
+
+// reservation is what an attach in flight holds until its port is recorded in OVSDB.
+type reservation struct {
+	ip     netip.Addr
+	ofport int
 }
 
 // New returns the endpoint manager of the host s describes. resolvers turn container
 // names into network namespaces (Docker, Podman), tried in order.
 func New(s config.Settings, sw Switch, host Host, log *slog.Logger, resolvers ...Resolver) *Manager {
 	mtu, _ := s.MTU() // validated by the loop's plan; 0 shows in the API if not
-	return &Manager{s: s, log: log, sw: sw, host: host, resolvers: resolvers, mtu: mtu, netnsDir: "/var/run/netns", inflight: map[string]netip.Addr{}}
+	return &Manager{s: s, log: log, sw: sw, host: host, resolvers: resolvers, mtu: mtu, netnsDir: "/var/run/netns", inflight: map[string]reservation{},
+		batch: batcher{arrived: make(chan struct{}, 1)}}
 }
 
 // SetLoop attaches the reconcile loop.
@@ -239,7 +257,7 @@ func (m *Manager) attach(ctx context.Context, req api.AttachRequest, t *api.Targ
 		return api.Attachment{}, api.Errorf(api.ErrInvalid, "--ip %s: give the address without /%d (the prefix is this host's subnet %s)", req.IP, reqBits, subnet)
 	}
 	port := portNameOf(*t)
-	ip, same, err := m.reserve(ctx, *t, port, subnet, ifname, reqIP, mac)
+	ip, ofport, same, err := m.reserve(ctx, *t, port, subnet, ifname, reqIP, mac)
 	if err != nil {
 		return api.Attachment{}, err
 	}
@@ -249,8 +267,17 @@ func (m *Manager) attach(ctx context.Context, req api.AttachRequest, t *api.Targ
 		}
 		return *same, nil
 	}
-	// The address stays reserved until the port records it in OVSDB (or the attach fails).
+	// The address and OpenFlow port number stay reserved until the port records them in
+	// OVSDB (or the attach fails).
 	defer m.unreserve(port)
+	// The batcher waits a little for attaches making their veths (see batcher).
+	m.batch.plumb()
+	queued := false
+	defer func() {
+		if !queued {
+			m.batch.unplumb()
+		}
+	}()
 	addr := netip.PrefixFrom(ip, subnet.Bits())
 	mtu, err := m.s.MTU()
 	if err != nil {
@@ -269,26 +296,29 @@ func (m *Manager) attach(ctx context.Context, req api.AttachRequest, t *api.Targ
 	if err != nil {
 		return api.Attachment{}, classifyAttachErr(err)
 	}
-	r := Record{Port: port, Network: DefaultNetwork, Container: t.Name, ID: t.ID, NetNS: t.NetNS, IfName: ifname, Addr: addr, MAC: res.MAC, Name: name, Aliases: aliases}
+	r := Record{Port: port, Network: DefaultNetwork, Container: t.Name, ID: t.ID, NetNS: t.NetNS, IfName: ifname, Addr: addr, MAC: res.MAC,
+		Name: name, Aliases: aliases, OfportRequest: ofport}
 	if decorate != nil {
 		decorate(&r)
 	}
 	plumbed := time.Now()
-	if err := m.sw.EnsurePort(ctx, m.s.Bridge, r.PortSpec(m.s.Name)); err != nil {
+	// Recorded with the attaches that arrive meanwhile, in one transaction, its flows in
+	// the same step (for the number it requests) rather than after ovs-vswitchd numbers it.
+	queued = true
+	rec := m.recordPort(r.PortSpec(m.s.Name))
+	if err := rec.err; err != nil {
 		if derr := m.host.Detach(port); derr != nil {
 			m.log.Error("roll back veth after failed port add", "port", port, "err", derr)
 		}
-		return api.Attachment{}, portError(fmt.Errorf("add port %s to %s: %w", port, m.s.Bridge, err))
+		return api.Attachment{}, portError(err)
 	}
 	// The address may have belonged to a container detached a moment ago.
 	if err := m.host.ForgetNeighbor(m.s.GatewayPort, ip); err != nil {
 		m.log.Warn("forget stale neighbour", "ip", ip, "err", err)
 	}
 	// Not an attach failure: the port is recorded, and the loop keeps at it.
-	recorded := time.Now()
-	if err := m.loop.PortAdded(ctx, port); err != nil {
-		m.log.Warn("new port not live yet", "port", port, "err", err)
-	}
+	flowsDone := time.Now()
+	m.waitLive(ctx, port, ofport)
 	m.loop.Kick() // spread the new endpoint by gossip
 	if f, err := m.writeResolvConf(r); err != nil {
 		m.log.Warn("point the container at the fabric DNS", "netns", r.NetNS, "err", err)
@@ -296,10 +326,39 @@ func (m *Manager) attach(ctx context.Context, req api.AttachRequest, t *api.Targ
 		m.log.Debug("pointed the container at the fabric DNS", "file", f)
 	}
 	a := m.api(r)
-	m.log.Info("attached", "container", a.Container, "netns", a.NetNS, "ip", a.IP, "mac", a.MAC, "port", port,
-		"veth", plumbed.Sub(begin).Round(time.Millisecond), "ovsdb", recorded.Sub(plumbed).Round(time.Millisecond),
-		"live", time.Since(recorded).Round(time.Millisecond))
+	// ovsdb is the time queued and the transaction, live the flows and the wait for
+	// ovs-vswitchd; flows (the batch's bundle) and numbered (the wait after it) split live.
+	m.log.Info("attached", "container", a.Container, "netns", a.NetNS, "ip", a.IP, "mac", a.MAC, "port", port, "ofport", ofport,
+		"veth", plumbed.Sub(begin).Round(time.Millisecond), "ovsdb", rec.recorded.Sub(plumbed).Round(time.Millisecond),
+		"live", time.Since(rec.recorded).Round(time.Millisecond), "batch", rec.size,
+		"flows", rec.flows.Round(time.Millisecond), "numbered", time.Since(flowsDone).Round(time.Millisecond))
 	return a, nil
+}
+
+// portLiveWait bounds how long an attach waits for ovs-vswitchd to take its new port.
+const portLiveWait = 3 * time.Second
+
+// waitLive waits until ovs-vswitchd has numbered the new port (it is then in the datapath;
+// woken by OVSDB change events), so that the container can send the moment attach returns.
+// Its flows are already there, unless ovs-vswitchd gave it another number than the one it
+// requested: then they are added again for that one.
+func (m *Manager) waitLive(ctx context.Context, port string, ofport int) {
+	ctx, cancel := context.WithTimeout(ctx, portLiveWait)
+	defer cancel()
+	p, err := m.sw.WaitPort(ctx, m.s.Bridge, port)
+	if err != nil {
+		m.log.Warn("new port not live yet", "port", port, "err", err)
+		return
+	}
+	if p.Ofport != ofport {
+		m.log.Warn("ovs-vswitchd numbered the port otherwise than requested; adding its flows again", "port", port, "requested", ofport, "ofport", p.Ofport)
+		if err := m.loop.PortsAdded(ctx, []ovsdb.PortInfo{p}); err != nil {
+			m.log.Warn("flows of new port not added yet", "port", port, "err", err)
+		}
+		if err := m.loop.PortsRecorded(ctx, []string{port}, nil); err != nil {
+			m.log.Warn("flows of new port", "port", port, "err", err)
+		}
+	}
 }
 
 // portError makes a port name OVSDB refuses because it belongs to someone else (another
@@ -311,34 +370,35 @@ func portError(err error) error {
 	return err
 }
 
-// reserve picks the container's address under mu and reserves it, with the port, for the
-// attach in flight, so that concurrent attaches never pick the same address and the slow
-// part (veth, netlink, OVSDB, flows) runs outside the lock. same is the existing endpoint
+// reserve picks the container's address and its port's OpenFlow port number under mu and
+// reserves them, with the port, for the attach in flight, so that concurrent attaches never
+// pick the same and the slow part (veth, netlink, OVSDB, flows) runs outside the lock. same is the existing endpoint
 // when the target is already attached exactly so.
-func (m *Manager) reserve(ctx context.Context, t api.Target, port string, subnet netip.Prefix, ifname string, reqIP netip.Addr, mac net.HardwareAddr) (ip netip.Addr, same *api.Attachment, err error) {
+func (m *Manager) reserve(ctx context.Context, t api.Target, port string, subnet netip.Prefix, ifname string, reqIP netip.Addr, mac net.HardwareAddr) (ip netip.Addr, ofport int, same *api.Attachment, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, busy := m.inflight[port]; busy {
-		return ip, nil, api.Errorf(api.ErrConflict, "an attach of %s is already in progress", t.Name)
+		return ip, 0, nil, api.Errorf(api.ErrConflict, "an attach of %s is already in progress", t.Name)
 	}
-	existing, err := m.records(ctx)
+	ports, err := m.sw.Ports(ctx, m.s.Bridge)
 	if err != nil {
-		return ip, nil, err
+		return ip, 0, nil, fmt.Errorf("read ports of %s: %w", m.s.Bridge, err)
 	}
+	existing := Records(ports, m.s.Name)
 	used := map[netip.Addr]bool{}
 	holder := map[netip.Addr]string{} // who holds each used address, for the error
 	for p, r := range m.inflight {
-		used[r] = true
-		holder[r] = "an attach in progress (port " + p + ")"
+		used[r.ip] = true
+		holder[r.ip] = "an attach in progress (port " + p + ")"
 	}
 	for _, r := range existing {
 		if r.Port == port {
 			a := m.api(r)
 			if sameAttach(r, ifname, reqIP, mac) {
 				a.Unchanged = true
-				return ip, &a, nil
+				return ip, 0, &a, nil
 			}
-			return ip, nil, api.Errorf(api.ErrConflict, "%s is already attached as %s %s on %s; detach it first", t.Name, a.IP, a.MAC, a.IfName)
+			return ip, 0, nil, api.Errorf(api.ErrConflict, "%s is already attached as %s %s on %s; detach it first", t.Name, a.IP, a.MAC, a.IfName)
 		}
 		if r.Addr.IsValid() {
 			used[r.Addr.Addr()] = true
@@ -348,16 +408,19 @@ func (m *Manager) reserve(ctx context.Context, t api.Target, port string, subnet
 	ip = reqIP
 	if ip.IsValid() {
 		if h, ok := holder[ip]; ok && subnet.Contains(ip) {
-			return ip, nil, api.Errorf(api.ErrInvalid, "--ip: %s is already in use by %s; detach it or pick another address", ip, h)
+			return ip, 0, nil, api.Errorf(api.ErrInvalid, "--ip: %s is already in use by %s; detach it or pick another address", ip, h)
 		}
 		if err := fabric.CheckContainerIP(subnet, ip, used); err != nil {
-			return ip, nil, api.Errorf(api.ErrInvalid, "--ip: %v", err)
+			return ip, 0, nil, api.Errorf(api.ErrInvalid, "--ip: %v", err)
 		}
 	} else if ip, err = fabric.AllocateIP(subnet, used); err != nil {
-		return ip, nil, api.Errorf(api.ErrConflict, "%v", err)
+		return ip, 0, nil, api.Errorf(api.ErrConflict, "%v", err)
 	}
-	m.inflight[port] = ip
-	return ip, nil, nil
+	if ofport, err = m.allocOfport(ports); err != nil {
+		return ip, 0, nil, api.Errorf(api.ErrConflict, "%v", err)
+	}
+	m.inflight[port] = reservation{ip: ip, ofport: ofport}
+	return ip, ofport, nil, nil
 }
 
 // parseReqIP parses --ip: an address, or ADDR/BITS as pipework takes it; bits is -1 when no

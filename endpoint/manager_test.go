@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ovsfabric/ovsfabric/api"
 	"github.com/ovsfabric/ovsfabric/config"
@@ -27,12 +26,30 @@ import (
 type fakeHost struct {
 	mu  sync.Mutex
 	nat natrules.Rules
+	// veths are the host ends that exist.
+	veths map[string]bool
 }
 
 func (k *fakeHost) Attach(a netplumb.Attachment) (netplumb.AttachResult, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.veths == nil {
+		k.veths = map[string]bool{}
+	}
+	k.veths[a.HostIf] = true
 	return netplumb.AttachResult{MAC: a.MAC, HostIf: a.HostIf}, nil
 }
-func (k *fakeHost) Detach(string) error                     { return nil }
+func (k *fakeHost) Detach(hostIf string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.veths, hostIf)
+	return nil
+}
+func (k *fakeHost) hasVeth(hostIf string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.veths[hostIf]
+}
 func (k *fakeHost) NetNSExists(p string) bool               { _, err := os.Stat(p); return err == nil }
 func (k *fakeHost) ForgetNeighbor(string, netip.Addr) error { return nil }
 func (k *fakeHost) ReconcileNAT(r natrules.Rules) (bool, error) {
@@ -42,21 +59,45 @@ func (k *fakeHost) ReconcileNAT(r natrules.Rules) (bool, error) {
 	return false, nil
 }
 
-// fakeLoop is a reconcile loop that has built the bridge and holds subnet.
+// fakeLoop is a reconcile loop that has built the bridge and holds subnet. It records the
+// batches of ports whose flows it was asked to add; hold, when set, is called first.
 type fakeLoop struct {
 	subnet netip.Prefix
 	sw     *ovsdb.Client
 	bridge string
+
+	mu               sync.Mutex
+	added            [][]string
+	recorded, failed []string
+	hold             func(ports []string)
 }
 
 func (l *fakeLoop) WaitReady(context.Context) error { return nil }
 func (l *fakeLoop) Subnet() netip.Prefix            { return l.subnet }
 func (l *fakeLoop) Kick()                           {}
-func (l *fakeLoop) PortAdded(ctx context.Context, port string) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	_, err := l.sw.WaitPort(ctx, l.bridge, port)
-	return err
+func (l *fakeLoop) PortsAdded(ctx context.Context, ports []ovsdb.PortInfo) error {
+	names := make([]string, len(ports))
+	for k, p := range ports {
+		names[k] = p.Name
+	}
+	l.mu.Lock()
+	hold := l.hold
+	l.mu.Unlock()
+	if hold != nil {
+		hold(names)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.added = append(l.added, names)
+	return nil
+}
+
+func (l *fakeLoop) PortsRecorded(ctx context.Context, recorded, failed []string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recorded = append(l.recorded, recorded...)
+	l.failed = append(l.failed, failed...)
+	return nil
 }
 
 func settings(t *testing.T) config.Settings {
@@ -279,7 +320,7 @@ func TestRecordCodec(t *testing.T) {
 	for _, r := range []Record{
 		{Port: "vethc1", Network: DefaultNetwork, Container: "web", ID: "abc", NetNS: "/proc/7/ns/net", IfName: "eth0",
 			Addr: netip.MustParsePrefix("10.244.1.5/24"), MAC: mac,
-			Published: []PortMapping{{"tcp", 8080, 80}, {"udp", 5353, 53}}},
+			Published: []PortMapping{{"tcp", 8080, 80}, {"udp", 5353, 53}}, OfportRequest: FirstContainerOfport},
 		{Port: "vethc2", Network: "blue", Container: "db", NetNS: "/var/run/netns/db", IfName: "eth1",
 			Addr: netip.MustParsePrefix("10.9.0.2/16"), MAC: mac, Unreadable: []string{"bogus"}},
 		{Port: "vethc3", Network: DefaultNetwork, Container: "x", IfName: "eth0"},
@@ -292,7 +333,7 @@ func TestRecordCodec(t *testing.T) {
 		for k, v := range spec.ExternalIDs {
 			ids[k] = v
 		}
-		got, ok := Decode(ovsdb.PortInfo{Name: spec.Name, ExternalIDs: ids}, "h1")
+		got, ok := Decode(ovsdb.PortInfo{Name: spec.Name, ExternalIDs: ids, OfportRequest: spec.OfportRequest}, "h1")
 		if !ok || !reflect.DeepEqual(got, r) {
 			t.Errorf("round trip:\n got %+v\nwant %+v", got, r)
 		}

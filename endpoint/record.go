@@ -46,6 +46,9 @@ type Record struct {
 	// CNIConfig is the name of the CNI network configuration that made it.
 	CNIConfig string
 	Aliases   []string
+	// OfportRequest is the OpenFlow port number fabricd chose for the port (its
+	// Interface.ofport_request; 0: OVS chooses, as for ports attached before fabricd chose).
+	OfportRequest int
 }
 
 // Decode reads the endpoint a port records, when it is a container port owner made.
@@ -57,7 +60,7 @@ func Decode(p ovsdb.PortInfo, owner string) (Record, bool) {
 	r := Record{
 		Port: p.Name, Network: ids[ovsdb.KeyNetwork], Container: ids[ovsdb.KeyContainer], ID: ids[ovsdb.KeyContainerID],
 		NetNS: ids[ovsdb.KeyNetNS], IfName: ids[ovsdb.KeyIfName], CNIKey: ids[ovsdb.KeyCNI],
-		CNIConfig: ids[ovsdb.KeyCNIConfig],
+		CNIConfig: ids[ovsdb.KeyCNIConfig], OfportRequest: p.OfportRequest,
 	}
 	if r.Network == "" {
 		r.Network = DefaultNetwork
@@ -115,7 +118,7 @@ func (r Record) PortSpec(owner string) ovsdb.PortSpec {
 	if len(r.Aliases) > 0 {
 		ids[ovsdb.KeyAliases] = strings.Join(r.Aliases, ",")
 	}
-	return ovsdb.PortSpec{Name: r.Port, Owner: owner, Role: ovsdb.RoleContainer, ExternalIDs: ids}
+	return ovsdb.PortSpec{Name: r.Port, Owner: owner, Role: ovsdb.RoleContainer, ExternalIDs: ids, OfportRequest: r.OfportRequest}
 }
 
 // publishedText is the published ports as stored, sorted, the unreadable ones included.

@@ -162,6 +162,44 @@ func (c *Client) EnsurePort(ctx context.Context, bridge string, spec PortSpec) e
 	return err
 }
 
+// EnsurePorts is EnsurePort for several ports of one owner in one transaction (so
+// ovs-vswitchd reconfigures the bridge once for all of them): all or nothing. The specs must
+// name distinct ports and request distinct OpenFlow port numbers; every spec and collision
+// is checked before anything is sent.
+func (c *Client) EnsurePorts(ctx context.Context, bridge string, specs []PortSpec) error {
+	if err := validName("bridge", bridge); err != nil {
+		return err
+	}
+	if len(specs) == 0 {
+		return nil
+	}
+	wants := make([]portWant, 0, len(specs))
+	names := make(map[string]bool, len(specs))
+	ofports := make(map[int]string, len(specs))
+	for _, spec := range specs {
+		if err := spec.validate(); err != nil {
+			return err
+		}
+		if spec.Owner != specs[0].Owner {
+			return invalid("ports %s and %s have different owners", specs[0].Name, spec.Name)
+		}
+		if names[spec.Name] {
+			return invalid("port %s is listed twice", spec.Name)
+		}
+		names[spec.Name] = true
+		if n := spec.OfportRequest; n != 0 {
+			if other, dup := ofports[n]; dup {
+				return invalid("ports %s and %s both request OpenFlow port %d", other, spec.Name, n)
+			}
+			ofports[n] = spec.Name
+		}
+		wants = append(wants, spec.want())
+	}
+	what := fmt.Sprintf("ensure %d ports on %s", len(specs), bridge)
+	_, err := c.reconcile(ctx, what, bridge, specs[0].Owner, wants, nil)
+	return err
+}
+
 // DeletePort deletes the port name (and its interface) from bridge when owner owns it. A port
 // that is not on bridge is not an error (deleting is idempotent); a port without owner's
 // external_ids:ovsfabric-owner is ErrNotOwned and is left alone, as is a bridge's local port

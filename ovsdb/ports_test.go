@@ -278,3 +278,51 @@ func drain(ch <-chan struct{}) {
 		}
 	}
 }
+
+// TestEnsurePorts: several ports are made in one transaction, with their requested OpenFlow
+// port numbers; a batch with a bad spec or a collision sends nothing.
+func TestEnsurePorts(t *testing.T) {
+	eachBackend(t, func(t *testing.T, ep string) {
+		ctx := context.Background()
+		c := dial(t, ep)
+		ensureBridge(t, c, "br-int", "h1")
+		spec := func(name string, ofport int) PortSpec {
+			return PortSpec{Name: name, Owner: "h1", Role: RoleContainer, OfportRequest: ofport}
+		}
+		if err := c.EnsurePort(ctx, "br-int", PortSpec{Name: "theirs", Owner: "h2", Role: RoleContainer}); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name  string
+			specs []PortSpec
+		}{
+			{"same name twice", []PortSpec{spec("veth1", 40001), spec("veth1", 40002)}},
+			{"same ofport twice", []PortSpec{spec("veth1", 40001), spec("veth2", 40001)}},
+			{"ofport out of range", []PortSpec{spec("veth1", 40001), spec("veth2", 65280)}},
+			{"another owner's port", []PortSpec{spec("veth1", 40001), {Name: "theirs", Owner: "h1", Role: RoleContainer}}},
+			{"two owners", []PortSpec{spec("veth1", 40001), {Name: "veth2", Owner: "h2", Role: RoleContainer}}},
+		} {
+			expectNoWrite(t, c, tc.name, func() {
+				if err := c.EnsurePorts(ctx, "br-int", tc.specs); err == nil {
+					t.Errorf("%s: no error", tc.name)
+				}
+			})
+		}
+		batch := []PortSpec{spec("veth1", 40001), spec("veth2", 40002), spec("veth3", 0)}
+		expectOneWrite(t, c, "three ports", func() {
+			if err := c.EnsurePorts(ctx, "br-int", batch); err != nil {
+				t.Fatal(err)
+			}
+		})
+		expectNoWrite(t, c, "again", func() {
+			if err := c.EnsurePorts(ctx, "br-int", batch); err != nil {
+				t.Fatal(err)
+			}
+		})
+		for _, s := range batch {
+			if p, ok := port(t, c, "br-int", s.Name); !ok || p.OfportRequest != s.OfportRequest || p.Owner() != "h1" {
+				t.Errorf("%s = %+v (found %v), want ofport_request %d", s.Name, p, ok, s.OfportRequest)
+			}
+		}
+	})
+}

@@ -10,8 +10,8 @@ import (
 )
 
 // attachPhases is one attach as fabricd logs it (its "attached" line): the veth and netlink
-// work, the OVSDB transaction, and the wait until the port is live (numbered by ovs-vswitchd,
-// its flows added).
+// work, the wait for its batch and the OVSDB transaction, and the flow bundle and the wait
+// until the port is live (numbered by ovs-vswitchd).
 type attachPhases struct {
 	Veth, OVSDB, Live time.Duration
 }
@@ -93,8 +93,8 @@ func explainAttach(phases []attachPhases, apiMs, workingMs []float64) string {
 		xs   []float64
 	}{
 		{"veth, addresses and routes by netlink", ms(func(p attachPhases) time.Duration { return p.Veth })},
-		{"the OVSDB transaction", ms(func(p attachPhases) time.Duration { return p.OVSDB })},
-		{"the wait until the port is live: numbered by ovs-vswitchd, its flows added", ms(func(p attachPhases) time.Duration { return p.Live })},
+		{"the wait for its batch and the OVSDB transaction", ms(func(p attachPhases) time.Duration { return p.OVSDB })},
+		{"the flow bundle and the wait until ovs-vswitchd has numbered the port", ms(func(p attachPhases) time.Duration { return p.Live })},
 		{"from the API's answer to the first ping reply", after},
 	}
 	var desc []string

@@ -35,7 +35,7 @@ func TestExplainAttach(t *testing.T) {
 	}
 	got := explainAttach(ph, []float64{55, 80}, []float64{70, 90})
 	for _, w := range []string{"from 2 \"attached\" lines", "the OVSDB transaction 2.50 /", "from the API's answer to the first ping reply 12.5 /",
-		"The largest at p50 is the wait until the port is live: numbered by ovs-vswitchd, its flows added (50.0 ms)"} {
+		"The largest at p50 is the flow bundle and the wait until ovs-vswitchd has numbered the port (50.0 ms)"} {
 		if !strings.Contains(got, w) {
 			t.Errorf("missing %q in %q", w, got)
 		}

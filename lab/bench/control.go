@@ -500,20 +500,23 @@ func (s *suite) attachReport(sec *Section, seq, par []attachSample, seqPh, parPh
 		t.AddRow(r.name, fmt.Sprint(w.N), num(a.Median)+" / "+num(a.P99), num(w.Median), num(w.P90), num(w.P99), num(w.Max))
 	}
 	sec.Tables = append(sec.Tables, t)
+	// Targets of issue 15 (attach fast path): p50 and p99 in ms, one by one and at once.
 	for _, r := range []struct {
-		name string
-		xs   []attachSample
-		ph   []attachPhases
-	}{{"one by one", seq, seqPh}, {fmt.Sprintf("%d at once", s.cfg.AttachParallel), par, parPh}} {
+		name     string
+		xs       []attachSample
+		ph       []attachPhases
+		p50, p99 float64
+	}{{"one by one", seq, seqPh, 50, 100}, {fmt.Sprintf("%d at once", s.cfg.AttachParallel), par, parPh, 200, 400}} {
 		w, a := Summarize(workingMs(r.xs)), Summarize(apiMs(r.xs))
 		limit := fmt.Sprintf("the API call takes p50 %s / p99 %s ms; ", num(a.Median), num(a.P99)) + explainAttach(r.ph, apiMs(r.xs), workingMs(r.xs))
 		if r.name != "one by one" {
-			limit += "; attaches run in parallel (only the address choice is serialised), so each phase here includes " +
-				"waiting for the others"
+			limit += "; attaches run in parallel (only the address and OpenFlow port choice is serialised) and " +
+				"their ports are recorded in batches (one OVSDB transaction and one flow bundle each), so each phase " +
+				"here includes waiting for the others"
 		}
 		for _, v := range []Verdict{
-			{Target: r.name + ": p50 < 100 ms", Measured: num(w.Median) + " ms", Status: Check(w.Median, w.Median < 100)},
-			{Target: r.name + ": p99 < 250 ms", Measured: num(w.P99) + " ms", Status: Check(w.P99, w.P99 < 250)},
+			{Target: fmt.Sprintf("%s: p50 < %s ms", r.name, num(r.p50)), Measured: num(w.Median) + " ms", Status: Check(w.Median, w.Median < r.p50)},
+			{Target: fmt.Sprintf("%s: p99 < %s ms", r.name, num(r.p99)), Measured: num(w.P99) + " ms", Status: Check(w.P99, w.P99 < r.p99)},
 		} {
 			switch v.Status {
 			case NotMeasured:

@@ -85,7 +85,8 @@ func Start(t testing.TB) string {
 }
 
 // Vswitchd stands in for ovs-vswitchd on the server at endpoint (from Start) until the test
-// ends: it numbers every interface that has no OpenFlow port number yet (ofport 1, 2, …)
+// ends: it numbers every interface that has no OpenFlow port number yet (its
+// ofport_request when that number is free, else 1, 2, … skipping numbers taken or requested)
 // and fills in mac_in_use (the requested mac, else one derived from the number), as
 // ovs-vswitchd does when it takes a port, so that code waiting for a port to be live runs
 // in unit tests.
@@ -132,14 +133,33 @@ func Vswitchd(t testing.TB, endpoint string) {
 			if err := c.List(ctx, &ifaces); err != nil {
 				continue
 			}
+			// Numbers taken, and numbers requested (which ovs-vswitchd does not hand out to
+			// other ports).
+			inUse, taken := map[int]bool{}, map[int]bool{}
+			for _, iface := range ifaces {
+				if iface.Ofport != nil && *iface.Ofport > 0 {
+					inUse[*iface.Ofport], taken[*iface.Ofport] = true, true
+				} else if iface.OfportRequest != nil {
+					taken[*iface.OfportRequest] = true
+				}
+			}
 			var ops []libovsdb.Operation
 			for i := range ifaces {
 				iface := &ifaces[i]
 				if iface.Ofport != nil && *iface.Ofport > 0 {
 					continue
 				}
-				n := next
-				next++
+				var n int
+				if r := iface.OfportRequest; r != nil && *r > 0 && !inUse[*r] {
+					n = *r
+				} else {
+					for taken[next] {
+						next++
+					}
+					n = next
+					next++
+				}
+				inUse[n], taken[n] = true, true
 				mac := fmt.Sprintf("02:00:00:00:%02x:%02x", n>>8&0xff, n&0xff)
 				if iface.MAC != nil && *iface.MAC != "" {
 					mac = *iface.MAC

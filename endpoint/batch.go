@@ -1,0 +1,228 @@
+package endpoint
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/ovsfabric/ovsfabric/ovsdb"
+)
+
+// Container ports get OpenFlow port numbers fabricd chooses (Interface.ofport_request) from
+// this range, so that their flows can be added in the same step as the port instead of after
+// ovs-vswitchd has numbered it. ovs-vswitchd numbers the other ports (gateway, tunnels) from
+// 1 upward, so the two meet only after tens of thousands of tunnel ports have come and gone
+// (and then ovs-vswitchd renumbers its own port, not ours).
+const (
+	FirstContainerOfport = 32768
+	LastContainerOfport  = 65279
+)
+
+// commitTimeout bounds one batch's OVSDB transaction and flow bundle. A batch is not bound
+// to any one request's context: once an attach is queued it is committed or refused, never
+// left half done because its caller went away.
+const commitTimeout = 10 * time.Second
+
+// pendingPort is one attach waiting in the batcher.
+type pendingPort struct {
+	spec ovsdb.PortSpec
+	// Set by the batch before done is closed: the outcome, when the port was recorded, how
+	// many ports the batch held and how long their flow bundle took.
+	err      error
+	recorded time.Time
+	size     int
+	flows    time.Duration
+	done     chan struct{}
+}
+
+// batcher coalesces the ports of concurrent attaches: the ports queued while a commit is in
+// flight are recorded together by the next one, in one OVSDB transaction (one reconfigure of
+// the bridge by ovs-vswitchd) and one flow bundle.
+//
+// A commit about to start waits a little (at most batchLinger) while other attaches are
+// still making their veths, so that a burst of attaches is not split into a batch of the
+// first one and a batch of the rest; an attach alone never waits.
+type batcher struct {
+	mu      sync.Mutex
+	queue   []*pendingPort
+	running bool
+	// plumbing counts the attaches past their reservation that have not queued yet (making
+	// their veth); arrived is signalled when one queues or gives up.
+	plumbing int
+	arrived  chan struct{}
+}
+
+// batchLinger bounds how long a commit waits for attaches still making their veths.
+const batchLinger = 25 * time.Millisecond
+
+// plumb counts an attach that will queue a port (or call unplumb) soon.
+func (b *batcher) plumb() {
+	b.mu.Lock()
+	b.plumbing++
+	b.mu.Unlock()
+}
+
+// unplumb is plumb's undo for an attach that fails before it queues its port.
+func (b *batcher) unplumb() {
+	b.mu.Lock()
+	b.plumbing--
+	b.mu.Unlock()
+	b.signal()
+}
+
+func (b *batcher) signal() {
+	select {
+	case b.arrived <- struct{}{}:
+	default:
+	}
+}
+
+// linger waits until no attach is making its veth any more, or batchLinger has passed.
+func (b *batcher) linger() {
+	timeout := time.NewTimer(batchLinger)
+	defer timeout.Stop()
+	for {
+		b.mu.Lock()
+		waiting := b.plumbing
+		b.mu.Unlock()
+		if waiting <= 0 {
+			return
+		}
+		select {
+		case <-b.arrived:
+		case <-timeout.C:
+			return
+		}
+	}
+}
+
+// recordPort queues spec (of an attach counted by plumb) for the next batch and waits until that batch has recorded it and
+// added its flows, or refused it (err is then this port's own error, and nothing of it was
+// recorded).
+func (m *Manager) recordPort(spec ovsdb.PortSpec) *pendingPort {
+	p := &pendingPort{spec: spec, done: make(chan struct{})}
+	b := &m.batch
+	b.mu.Lock()
+	b.queue = append(b.queue, p)
+	b.plumbing--
+	start := !b.running
+	b.running = true
+	b.mu.Unlock()
+	b.signal()
+	if start {
+		go m.commitLoop()
+	}
+	<-p.done
+	return p
+}
+
+// commitLoop commits batches until the queue is empty.
+func (m *Manager) commitLoop() {
+	b := &m.batch
+	for {
+		b.linger()
+		b.mu.Lock()
+		batch := b.queue
+		b.queue = nil
+		if len(batch) == 0 {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		m.commit(batch)
+	}
+}
+
+// commit records a batch of ports in one transaction and, at the same time, adds their flows
+// in one bundle (for the OpenFlow port numbers they request: ovs-vswitchd numbers the ports
+// while the bundle is on its way). When the transaction fails and the batch holds more than
+// one port, each port is tried on its own, so that a port OVSDB refuses fails only its own
+// attach; the flows of the ports that failed are removed before their attaches return.
+func (m *Manager) commit(batch []*pendingPort) {
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	specs := make([]ovsdb.PortSpec, len(batch))
+	infos := make([]ovsdb.PortInfo, len(batch))
+	for k, p := range batch {
+		specs[k], infos[k] = p.spec, portInfo(p.spec)
+	}
+	var (
+		flowErr error
+		took    time.Duration
+		flowed  = make(chan struct{})
+	)
+	go func() {
+		defer close(flowed)
+		start := time.Now()
+		flowErr = m.loop.PortsAdded(ctx, infos)
+		took = time.Since(start)
+	}()
+	err := m.sw.EnsurePorts(ctx, m.s.Bridge, specs)
+	now := time.Now()
+	var ok, failed []string
+	for _, p := range batch {
+		p.err, p.recorded = err, now
+		if err != nil && len(batch) > 1 {
+			p.err = m.sw.EnsurePort(ctx, m.s.Bridge, p.spec)
+			p.recorded = time.Now()
+		}
+		if p.err != nil {
+			p.err = fmt.Errorf("add port %s to %s: %w", p.spec.Name, m.s.Bridge, p.err)
+			failed = append(failed, p.spec.Name)
+			continue
+		}
+		ok = append(ok, p.spec.Name)
+	}
+	if err != nil && len(batch) > 1 {
+		m.log.Debug("batched port transaction failed; ports recorded one by one", "ports", len(batch), "recorded", len(ok), "err", err)
+	}
+	<-flowed
+	// Not an attach failure: the ports are recorded, and the loop keeps at their flows.
+	if flowErr != nil {
+		m.log.Warn("flows of new ports not added yet", "ports", ok, "err", flowErr)
+	}
+	if rerr := m.loop.PortsRecorded(ctx, ok, failed); rerr != nil {
+		m.log.Error("flows after recording ports", "recorded", ok, "failed", failed, "err", rerr)
+	}
+	for _, p := range batch {
+		p.size, p.flows = len(batch), took
+		close(p.done)
+	}
+}
+
+// portInfo is the port spec describes as OVSDB will show it, before ovs-vswitchd numbers it.
+func portInfo(spec ovsdb.PortSpec) ovsdb.PortInfo {
+	ids := maps.Clone(spec.ExternalIDs)
+	if ids == nil {
+		ids = map[string]string{}
+	}
+	ids[ovsdb.KeyOwner], ids[ovsdb.KeyRole] = spec.Owner, spec.Role
+	return ovsdb.PortInfo{Name: spec.Name, Type: spec.Type, ExternalIDs: ids, IfaceExternalIDs: ids, OfportRequest: spec.OfportRequest}
+}
+
+// allocOfport picks a free OpenFlow port number for a new container port: one that no port
+// of the bridge holds or requests (as OVSDB shows it, so a restarted fabricd sees the numbers
+// in use) and no attach in flight has reserved. It goes round the range rather than taking
+// the lowest free number, so a removed port's number comes back only after the others (and
+// never while the removed port is still in OVSDB). mu must be held.
+func (m *Manager) allocOfport(ports []ovsdb.PortInfo) (int, error) {
+	used := make(map[int]bool, len(ports)+len(m.inflight))
+	for _, p := range ports {
+		used[p.Ofport], used[p.OfportRequest] = true, true
+	}
+	for _, r := range m.inflight {
+		used[r.ofport] = true
+	}
+	const size = LastContainerOfport - FirstContainerOfport + 1
+	for k := 0; k < size; k++ {
+		n := FirstContainerOfport + (m.nextOfport+k)%size
+		if !used[n] {
+			m.nextOfport = (n - FirstContainerOfport + 1) % size
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("all %d OpenFlow port numbers for containers (%d-%d) are in use", size, FirstContainerOfport, LastContainerOfport)
+}
