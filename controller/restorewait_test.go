@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/ovn-org/libovsdb/client"
 	"github.com/ovn-org/libovsdb/model"
 	libovsdb "github.com/ovn-org/libovsdb/ovsdb"
@@ -14,6 +13,7 @@ import (
 	"github.com/ovsfabric/ovsfabric/endpoint"
 	"github.com/ovsfabric/ovsfabric/flows/flowstest"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
+	"github.com/ovsfabric/ovsfabric/ovsdb/ovsdbtest"
 	"github.com/ovsfabric/ovsfabric/ovsdb/vswitchd"
 	"github.com/ovsfabric/ovsfabric/peers"
 )
@@ -113,28 +113,7 @@ func syncUntilFlows(t *testing.T, c *Controller, of *flowstest.Switch) {
 }
 
 // rawOVSDB is a plain libovsdb client, for writes an operator would make with ovs-vsctl.
-func rawOVSDB(t *testing.T, ep string) client.Client {
-	t.Helper()
-	dbModel, err := vswitchd.FullDatabaseModel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := logr.Discard()
-	c, err := client.NewOVSDBClient(dbModel, client.WithEndpoint(ep), client.WithLogger(&quiet))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	if _, err := c.MonitorAll(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func rawOVSDB(t *testing.T, ep string) client.Client { return ovsdbtest.RawClient(t, ep) }
 
 // setOtherConfig sets one other_config key of the Open_vSwitch row, as
 // `ovs-vsctl set Open_vSwitch . other_config:KEY=VALUE` does.

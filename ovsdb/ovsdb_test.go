@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/ovn-org/libovsdb/client"
 	"github.com/ovn-org/libovsdb/model"
 	libovsdb "github.com/ovn-org/libovsdb/ovsdb"
@@ -177,25 +176,7 @@ func dial(t testing.TB, endpoint string) *Client {
 // rawClient is a plain libovsdb client monitoring everything: "someone else" writing to the
 // database (an operator, another tool).
 func rawClient(t testing.TB, endpoint string) client.Client {
-	t.Helper()
-	dbModel, err := vswitchd.FullDatabaseModel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.NewOVSDBClient(dbModel, client.WithEndpoint(endpoint), client.WithLogger(quietLogger()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	if _, err := c.MonitorAll(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return ovsdbtest.RawClient(t, endpoint)
 }
 
 func mustOps(ops []libovsdb.Operation, err error) []libovsdb.Operation {
@@ -328,11 +309,6 @@ func dump(t testing.TB, c *Client) string {
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
-}
-
-func quietLogger() *logr.Logger {
-	l := logr.Discard()
-	return &l
 }
 
 // expectNoWrite runs f and checks it sent no transaction and changed nothing.

@@ -178,3 +178,29 @@ func Vswitchd(t testing.TB, endpoint string) {
 	}()
 	t.Cleanup(func() { cancel(); <-done; c.Close() })
 }
+
+// RawClient is a plain libovsdb client of the OVSDB at endpoint (the in-memory server or a
+// real ovsdb-server), monitoring every table: tests use it to act as an operator or
+// ovs-vswitchd would, behind the back of the code under test. It closes when the test ends.
+func RawClient(t testing.TB, endpoint string) client.Client {
+	t.Helper()
+	dbModel, err := vswitchd.FullDatabaseModel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := logr.Discard()
+	c, err := client.NewOVSDBClient(dbModel, client.WithEndpoint(endpoint), client.WithLogger(&quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if _, err := c.MonitorAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
