@@ -307,6 +307,12 @@ func (h *Host) setupUnderlayAddr(ctx context.Context) error {
 	} else if _, err := h.Appctl(ctx, "ovs-vswitchd", "version"); err != nil {
 		return fmt.Errorf("host %s: ovs-vswitchd does not answer: %w", h.Name, err)
 	}
+	return h.setUnderlayAddr(ctx, dev)
+}
+
+// setUnderlayAddr puts the host's underlay address and the lab's MTU on dev (eth0, or br-phy
+// with the userspace datapath), as after every start of ovs-vswitchd.
+func (h *Host) setUnderlayAddr(ctx context.Context, dev string) error {
 	add := []string{"-n", h.NetNS, "addr", "replace", h.UnderlayPrefix.String(), "dev", dev}
 	if h.UnderlayIP.Is6() {
 		add = append(add, "nodad")
@@ -438,14 +444,5 @@ func (h *Host) RestartVSwitchd(ctx context.Context, kill bool) error {
 			return err
 		}
 	}
-	add := []string{"-n", h.NetNS, "addr", "replace", h.UnderlayPrefix.String(), "dev", dev}
-	if h.UnderlayIP.Is6() {
-		add = append(add, "nodad")
-	}
-	for _, args := range [][]string{add, {"-n", h.NetNS, "link", "set", dev, "mtu", strconv.Itoa(h.lab.MTU), "up"}} {
-		if err := h.lab.run(ctx, "ip", args...); err != nil {
-			return fmt.Errorf("host %s: underlay address: %w", h.Name, err)
-		}
-	}
-	return nil
+	return h.setUnderlayAddr(ctx, dev)
 }
