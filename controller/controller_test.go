@@ -159,9 +159,9 @@ func newController(t *testing.T, ep string, s config.Settings, m *fakeMembers) (
 	return buildController(t, ep, s, m, nil)
 }
 
-// buildController wires a controller and its endpoint manager over the OVSDB at ep, fake
-// host plumbing and flows; clk, when not nil, is the controller's wall clock.
-func buildController(t *testing.T, ep string, s config.Settings, m *fakeMembers, clk func() time.Time) (*Controller, *ovsdb.Client, *fakeKernel) {
+// dialOVSDB connects fabricd's OVSDB client to ep and waits until it has read the
+// Open_vSwitch row (the in-memory server adds it just after it starts).
+func dialOVSDB(t *testing.T, ep string) *ovsdb.Client {
 	t.Helper()
 	ctx := context.Background()
 	sw, err := ovsdb.Dial(ctx, ep)
@@ -172,10 +172,18 @@ func buildController(t *testing.T, ep string, s config.Settings, m *fakeMembers,
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if _, err := sw.SystemExternalIDs(ctx); err == nil || time.Now().After(deadline) {
-			break
+			return sw
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// buildController wires a controller and its endpoint manager over the OVSDB at ep, fake
+// host plumbing and flows; clk, when not nil, is the controller's wall clock.
+func buildController(t *testing.T, ep string, s config.Settings, m *fakeMembers, clk func() time.Time) (*Controller, *ovsdb.Client, *fakeKernel) {
+	t.Helper()
+	ctx := context.Background()
+	sw := dialOVSDB(t, ep)
 	k := &fakeKernel{}
 	log := slog.New(slog.DiscardHandler)
 	eps := endpoint.New(s, sw, k, log)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/ovsfabric/ovsfabric/endpoint"
 	"github.com/ovsfabric/ovsfabric/fabric"
-	"github.com/ovsfabric/ovsfabric/ovsdb"
 	"github.com/ovsfabric/ovsfabric/ovsdb/ovsdbtest"
 	"github.com/ovsfabric/ovsfabric/peers"
 	"github.com/ovsfabric/ovsfabric/registry"
@@ -145,18 +144,7 @@ func waitRemote(t *testing.T, c *Controller, cond func(map[string]string) bool) 
 // the registry reports it, and a bad value is an error that changes nothing.
 func TestIncarnation(t *testing.T) {
 	ctx := context.Background()
-	sw, err := ovsdb.Dial(ctx, ovsdbtest.Start(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sw.Close)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := sw.SystemExternalIDs(ctx); err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	sw := dialOVSDB(t, ovsdbtest.Start(t))
 	for want := uint32(1); want <= 3; want++ {
 		got, err := NextIncarnation(ctx, sw)
 		if err != nil || got != want {
