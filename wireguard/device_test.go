@@ -103,34 +103,9 @@ func TestDevicesPing(t *testing.T) {
 	labtest.Require(t, "the WireGuard device test (network namespaces, TUN)", "ip", "ping")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	id := randomID(t)
-	nsA, nsB := "ovsfab-wgtest-"+id+"-a", "ovsfab-wgtest-"+id+"-b"
-	for _, ns := range []string{nsA, nsB} {
-		run(t, ctx, "ip", "netns", "add", ns)
-		t.Cleanup(func() {
-			if err := exec.Command("ip", "netns", "del", ns).Run(); err != nil {
-				t.Errorf("delete netns %s: %v", ns, err)
-			}
-		})
-		run(t, ctx, "ip", "-n", ns, "link", "set", "lo", "up")
-	}
-	run(t, ctx, "ip", "link", "add", "u", "netns", nsA, "type", "veth", "peer", "name", "u", "netns", nsB)
-	under := []string{"192.0.2.1", "192.0.2.2"}
-	inner := []string{"10.99.0.1", "10.99.0.2"}
+	id, nsA, nsB := twoNetNS(t, ctx)
 	keys := []Key{mustKey(t), mustKey(t)}
-	var devs []*Device
-	for i, ns := range []string{nsA, nsB} {
-		run(t, ctx, "ip", "-n", ns, "addr", "add", under[i]+"/24", "dev", "u")
-		run(t, ctx, "ip", "-n", ns, "link", "set", "u", "up")
-		d, err := Open(Options{Name: fmt.Sprintf("wgt%s%c", id, 'a'+i), NetNS: filepath.Join("/var/run/netns", ns), MTU: 1440})
-		if err != nil {
-			t.Fatal(err)
-		}
-		devs = append(devs, d)
-		t.Cleanup(func() { checkGone(t, d) })
-		t.Logf("%s: %s WireGuard", d.Name(), d.Implementation())
-		run(t, ctx, "ip", "-n", ns, "addr", "add", inner[i]+"/24", "dev", d.Name())
-	}
+	devs := devicePair(t, ctx, "wgt"+id, nsA, nsB)
 	cfg := func(i int, withPeer bool) Config {
 		c := Config{PrivateKey: keys[i], ListenPort: 51820 + i}
 		if withPeer {
@@ -270,16 +245,7 @@ func TestOpenRefusals(t *testing.T) {
 	labtest.Require(t, "the WireGuard device test (network namespaces, TUN)", "ip")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	id := randomID(t)
-	nsA, nsB := "ovsfab-wgtest-"+id+"-a", "ovsfab-wgtest-"+id+"-b"
-	for _, ns := range []string{nsA, nsB} {
-		run(t, ctx, "ip", "netns", "add", ns)
-		t.Cleanup(func() {
-			if err := exec.Command("ip", "netns", "del", ns).Run(); err != nil {
-				t.Errorf("delete netns %s: %v", ns, err)
-			}
-		})
-	}
+	id, nsA, nsB := twoNetNS(t, ctx)
 	pathA, pathB := filepath.Join("/var/run/netns", nsA), filepath.Join("/var/run/netns", nsB)
 	for _, tc := range []struct {
 		name string
@@ -339,4 +305,50 @@ func TestOpenRefusals(t *testing.T) {
 	if _, err := a.Status(); err == nil {
 		t.Errorf("Status after Close: no error")
 	}
+}
+
+// under and inner are the two namespaces' underlay addresses and their WireGuard addresses.
+var (
+	under = []string{"192.0.2.1", "192.0.2.2"}
+	inner = []string{"10.99.0.1", "10.99.0.2"}
+)
+
+// twoNetNS makes two network namespaces (loopback up), deleted when the test ends, and
+// returns the random ID in their names.
+func twoNetNS(t *testing.T, ctx context.Context) (id, nsA, nsB string) {
+	t.Helper()
+	id = randomID(t)
+	nsA, nsB = "ovsfab-wgtest-"+id+"-a", "ovsfab-wgtest-"+id+"-b"
+	for _, ns := range []string{nsA, nsB} {
+		run(t, ctx, "ip", "netns", "add", ns)
+		t.Cleanup(func() {
+			if err := exec.Command("ip", "netns", "del", ns).Run(); err != nil {
+				t.Errorf("delete netns %s: %v", ns, err)
+			}
+		})
+		run(t, ctx, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	return id, nsA, nsB
+}
+
+// devicePair joins nsA and nsB by a veth "u" holding the under addresses and opens a Device
+// named prefix+"a" / prefix+"b" in each, with its inner address; each is checked gone when
+// the test ends.
+func devicePair(t *testing.T, ctx context.Context, prefix, nsA, nsB string) []*Device {
+	t.Helper()
+	run(t, ctx, "ip", "link", "add", "u", "netns", nsA, "type", "veth", "peer", "name", "u", "netns", nsB)
+	var devs []*Device
+	for i, ns := range []string{nsA, nsB} {
+		run(t, ctx, "ip", "-n", ns, "addr", "add", under[i]+"/24", "dev", "u")
+		run(t, ctx, "ip", "-n", ns, "link", "set", "u", "up")
+		d, err := Open(Options{Name: fmt.Sprintf("%s%c", prefix, 'a'+i), NetNS: filepath.Join("/var/run/netns", ns), MTU: 1440})
+		if err != nil {
+			t.Fatal(err)
+		}
+		devs = append(devs, d)
+		t.Cleanup(func() { checkGone(t, d) })
+		t.Logf("%s: %s WireGuard", d.Name(), d.Implementation())
+		run(t, ctx, "ip", "-n", ns, "addr", "add", inner[i]+"/24", "dev", d.Name())
+	}
+	return devs
 }

@@ -31,37 +31,14 @@ func TestKeyRotationUnderPing(t *testing.T) {
 func testRotation(t *testing.T, gossipDelay time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	id := randomID(t)
-	nsA, nsB := "ovsfab-wgtest-"+id+"-a", "ovsfab-wgtest-"+id+"-b"
-	for _, ns := range []string{nsA, nsB} {
-		run(t, ctx, "ip", "netns", "add", ns)
-		t.Cleanup(func() {
-			if err := exec.Command("ip", "netns", "del", ns).Run(); err != nil {
-				t.Errorf("delete netns %s: %v", ns, err)
-			}
-		})
-	}
-	run(t, ctx, "ip", "link", "add", "u", "netns", nsA, "type", "veth", "peer", "name", "u", "netns", nsB)
-	under := []string{"192.0.2.1", "192.0.2.2"}
-	inner := []string{"10.99.0.1", "10.99.0.2"}
+	id, nsA, nsB := twoNetNS(t, ctx)
 	keyFile := filepath.Join(t.TempDir(), "a.key")
 	keyA, _, err := LoadOrCreateKey(keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	keys := []Key{keyA, mustKey(t)}
-	var devs []*Device
-	for i, ns := range []string{nsA, nsB} {
-		run(t, ctx, "ip", "-n", ns, "addr", "add", under[i]+"/24", "dev", "u")
-		run(t, ctx, "ip", "-n", ns, "link", "set", "u", "up")
-		d, err := Open(Options{Name: fmt.Sprintf("wgr%s%c", id, 'a'+i), NetNS: filepath.Join("/var/run/netns", ns), MTU: 1440})
-		if err != nil {
-			t.Fatal(err)
-		}
-		devs = append(devs, d)
-		t.Cleanup(func() { checkGone(t, d) })
-		run(t, ctx, "ip", "-n", ns, "addr", "add", inner[i]+"/24", "dev", d.Name())
-	}
+	devs := devicePair(t, ctx, "wgr"+id, nsA, nsB)
 	cfg := func(i int) Config {
 		o := 1 - i
 		return Config{PrivateKey: keys[i], ListenPort: 51820 + i, Peers: []Peer{{PublicKey: keys[o].PublicKey(),
