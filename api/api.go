@@ -85,11 +85,23 @@ type AttachRequest struct {
 	Name string `json:"name,omitempty"`
 	// Aliases are further DNS names; several endpoints may share one.
 	Aliases []string `json:"aliases,omitempty"`
+	// Network is the network to attach to; empty means "default". A container attached to
+	// several networks has one interface per network; its default route goes through the
+	// first.
+	Network string `json:"network,omitempty"`
 }
 
 // DetachRequest asks fabricd to detach a container (POST /v1/detach).
 type DetachRequest struct {
 	Target string `json:"target"`
+	// Network detaches only the container's endpoint on that network; empty detaches it
+	// from every network.
+	Network string `json:"network,omitempty"`
+}
+
+// DetachResult is the answer to a DetachRequest: the endpoints removed.
+type DetachResult struct {
+	Detached []Attachment `json:"detached"`
 }
 
 // PublishRequest publishes or unpublishes a container port (POST /v1/publish, /v1/unpublish).
