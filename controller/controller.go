@@ -105,6 +105,11 @@ type Controller struct {
 	// dns is the fabric DNS the loop feeds (nothing without SetDNS).
 	dns dnsState
 
+	// nets is the network book (nil: the default network only); localEndpoints this host's
+	// endpoints as the last sync read them (under mu).
+	nets           Networks
+	localEndpoints []endpoint.Record
+
 	// ready is closed after the first successful apply: the bridge and gateway exist, so
 	// attachments can be made.
 	ready     chan struct{}
@@ -364,12 +369,17 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 		c.setResult(nil, view, err)
 		return err
 	}
+	nets, err := c.syncNetworks(ctx)
+	if err != nil {
+		c.setResult(nil, view, err)
+		return err
+	}
 	c.mu.Lock()
 	facts := fabric.Facts{
 		Node: c.s.Name, Underlay: c.s.Advertise, UnderlayMTU: c.s.UnderlayMTU,
 		Subnet: c.claim.Subnet, SubnetSince: c.claim.Since, SubnetSeq: c.claim.Seq, ClusterCIDR: c.s.Cluster,
 		Tunnel: c.s.TunnelType, Bridge: c.s.Bridge, GatewayPort: c.s.GatewayPort, Datapath: c.s.DatapathType,
-		Peers: view, Now: c.now(), DeadPeerGrace: c.s.DeadPeerGrace,
+		Peers: view, Now: c.now(), DeadPeerGrace: c.s.DeadPeerGrace, Networks: nets,
 	}
 	c.mu.Unlock()
 	d, err := fabric.Plan(facts)
@@ -428,6 +438,9 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	for _, t := range d.Tunnels {
 		tunnels = append(tunnels, ovsdb.TunnelSpec{
 			Name: t.Name, Type: string(t.Type), RemoteIP: t.Remote, Peer: t.Peer,
+			// The pipeline sets and matches each network's key (the default network's is 0,
+			// what a host without networks sends on a port without a key).
+			Key: "flow",
 			// Split horizon: a frame from one tunnel is never flooded into another.
 			Protected: true,
 			ExternalIDs: map[string]string{
@@ -475,6 +488,9 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 		return fmt.Errorf("attachments and NAT: %w", err)
 	}
 	c.publishEndpoints(eps)
+	c.mu.Lock()
+	c.localEndpoints = eps
+	c.mu.Unlock()
 	c.syncDNS(d)
 	return nil
 }

@@ -67,13 +67,19 @@ func (c *Controller) SetDNS(tab DNSTable, srv DNSServer) {
 }
 
 // dnsNetworks are the networks the fabric DNS knows, with the gateway this host serves each
-// on: today the one network, DefaultNetwork, the whole cluster CIDR. Networks (issue 10)
-// add theirs here.
+// on: a name resolves only for clients of its own network.
 func (c *Controller) dnsNetworks(d fabric.Desired) ([]fabricdns.Network, []fabricdns.Listener) {
 	nets := []fabricdns.Network{{Name: endpoint.DefaultNetwork, Subnets: []netip.Prefix{c.s.Cluster}}}
 	var ls []fabricdns.Listener
 	if d.Gateway.IsValid() {
 		ls = append(ls, fabricdns.Listener{Network: endpoint.DefaultNetwork, Addr: d.Gateway.Addr()})
+	}
+	for _, n := range d.Networks {
+		if n.Name == endpoint.DefaultNetwork {
+			continue
+		}
+		nets = append(nets, fabricdns.Network{Name: n.Name, Subnets: []netip.Prefix{n.CIDR}})
+		ls = append(ls, fabricdns.Listener{Network: n.Name, Addr: n.Gateway.Addr()})
 	}
 	return nets, ls
 }
@@ -140,7 +146,7 @@ func (c *Controller) RefreshDNS() {
 		if !live[r.Origin] {
 			continue
 		}
-		a, err := endpoint.DecodeShared(r.Origin, r.Value, c.s.Cluster)
+		a, err := endpoint.DecodeShared(r.Origin, r.Value, c.networkCIDR)
 		if err != nil || (a.Name == "" && len(a.Aliases) == 0) {
 			continue // a bad record is reported by RemoteAttachments' readers; nameless: nothing to serve
 		}

@@ -156,7 +156,7 @@ func (c *Controller) RemoteAttachments() []api.Attachment {
 		if r.Origin == c.s.Name || !alive[r.Origin] {
 			continue
 		}
-		a, err := endpoint.DecodeShared(r.Origin, r.Value, c.s.Cluster)
+		a, err := endpoint.DecodeShared(r.Origin, r.Value, c.networkCIDR)
 		if err != nil {
 			bad[r.Origin] = fmt.Errorf("endpoint %s: %w", r.Key, err)
 			continue

@@ -52,7 +52,7 @@ func TestAttachBatch(t *testing.T) {
 	const n = 8
 	ns := netnsFiles(t, n+1)
 	bad := ns[n]
-	badPort := portNameOf(api.Target{Key: bad})
+	badPort := portNameOf(api.Target{Key: bad}, DefaultNetwork)
 	if err := sw.EnsurePort(ctx, "br-int", ovsdb.PortSpec{Name: badPort, Owner: "someone-else", Role: ovsdb.RoleContainer}); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestAttachBatch(t *testing.T) {
 		if r.err != nil {
 			t.Fatalf("attach %d: %v", i, r.err)
 		}
-		port := portNameOf(api.Target{Key: ns[i]})
+		port := portNameOf(api.Target{Key: ns[i]}, DefaultNetwork)
 		p := waitLive(t, sw, port)
 		if p.OfportRequest < FirstContainerOfport || p.OfportRequest > LastContainerOfport || p.Ofport != p.OfportRequest {
 			t.Errorf("%s: ofport_request %d, ofport %d; want one number from %d-%d", port, p.OfportRequest, p.Ofport, FirstContainerOfport, LastContainerOfport)
@@ -172,7 +172,7 @@ func TestAttachOfportReuse(t *testing.T) {
 	ns := netnsFiles(t, 3)
 	number := func(target string) int {
 		t.Helper()
-		return waitLive(t, sw, portNameOf(api.Target{Key: target})).Ofport
+		return waitLive(t, sw, portNameOf(api.Target{Key: target}, DefaultNetwork)).Ofport
 	}
 	if _, err := c.Attach(ctx, attachReq(ns[0], "", "")); err != nil {
 		t.Fatal(err)
@@ -192,7 +192,7 @@ func TestAttachOfportReuse(t *testing.T) {
 	if second == first {
 		t.Fatalf("after a restart the new port took ofport %d of a port still there", first)
 	}
-	if _, err := c2.Detach(ctx, ns[0]); err != nil {
+	if _, err := c2.Detach(ctx, api.DetachRequest{Target: ns[0]}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c2.Attach(ctx, attachReq(ns[2], "", "")); err != nil {
@@ -205,7 +205,7 @@ func TestAttachOfportReuse(t *testing.T) {
 	if _, err := c2.Publish(ctx, ns[1], "8080:80"); err != nil {
 		t.Fatal(err)
 	}
-	if p := waitLive(t, sw, portNameOf(api.Target{Key: ns[1]})); p.OfportRequest != second || p.Ofport != second {
+	if p := waitLive(t, sw, portNameOf(api.Target{Key: ns[1]}, DefaultNetwork)); p.OfportRequest != second || p.Ofport != second {
 		t.Errorf("after publish: ofport_request %d, ofport %d, want %d", p.OfportRequest, p.Ofport, second)
 	}
 }

@@ -42,7 +42,9 @@ func TestCNIAddDelGC(t *testing.T) {
 	}
 	// One made through another CNI configuration of the same network, which GC of "fab"
 	// must leave alone.
-	otherConf := cniReq(ns, "beef", "eth0")
+	beefNS := filepath.Join(t.TempDir(), "beef")
+	_ = os.WriteFile(beefNS, nil, 0o600)
+	otherConf := cniReq(beefNS, "beef", "eth0")
 	otherConf.Config = "other"
 	if _, err := m.CNIAdd(ctx, otherConf); err != nil {
 		t.Fatal(err)

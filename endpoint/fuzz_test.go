@@ -55,7 +55,7 @@ func FuzzDecodeShared(f *testing.F) {
 	}
 	cluster := netip.MustParsePrefix("10.244.0.0/16")
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := decodeShared(b, cluster)
+		s, err := decodeShared(b, OnlyDefault(cluster))
 		if err != nil {
 			return
 		}
@@ -75,7 +75,7 @@ func TestSharedCodec(t *testing.T) {
 	if want := `{"c":"web","i":"abc","f":"eth0","a":"10.244.1.2/24","m":"02:00:0a:f4:01:02","p":["tcp:8080:80"]}`; string(b) != want {
 		t.Errorf("EncodeShared = %s, want %s", b, want)
 	}
-	a, err := DecodeShared("h2", b, cluster)
+	a, err := DecodeShared("h2", b, OnlyDefault(cluster))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,8 @@ func TestSharedCodec(t *testing.T) {
 	}{
 		{`{"c":"web","a":"10.244.1.2/24","m":"02:00:00:00:00:01"}`, ""},
 		{`{"c":"web","a":"10.244.1.2/24","later":1}`, ""}, // a key of a later version
-		{`{"c":"web","a":"10.9.1.2/24"}`, "outside the cluster CIDR"},
+		{`{"c":"web","a":"10.9.1.2/24"}`, "outside the CIDR"},
+		{`{"c":"web","a":"10.244.1.2/24","n":"blue"}`, "unknown network"},
 		{`{"c":"","a":"10.244.1.2/24"}`, "container name"},
 		{`{"c":"a\u0007","a":"10.244.1.2/24"}`, "not printable"},
 		{`{"c":"a","a":"10.244.1.2/24","m":"ff:ff:ff:ff:ff:ff"}`, "unicast"},
@@ -100,7 +101,7 @@ func TestSharedCodec(t *testing.T) {
 		{`{"c":"a","a":"10.244.1.2/24"} {}`, "trailing"},
 		{`{"c":"` + strings.Repeat("a", MaxSharedSize) + `","a":"10.244.1.2/24"}`, "bytes"},
 	} {
-		_, err := decodeShared([]byte(tc.in), cluster)
+		_, err := decodeShared([]byte(tc.in), OnlyDefault(cluster))
 		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%.60s: %v, want %q", tc.in, err, tc.want)
 		}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +48,10 @@ type Loop interface {
 	WaitReady(ctx context.Context) error
 	// Subnet is this host's subnet (invalid while it has none).
 	Subnet() netip.Prefix
+	// Network is the network name as this host serves it: its slice here among the rest.
+	// The error is an api kind (api.ErrNotFound: no such network; api.ErrConflict: this
+	// host has no slice of it yet).
+	Network(name string) (Network, error)
 	// PortsAdded adds the flows of container ports about to be recorded in OVSDB at once,
 	// in one bundle, rather than on the loop's next sync: for the OpenFlow port numbers they
 	// request, before ovs-vswitchd has numbered them. The loop keeps their flows until
@@ -97,6 +102,19 @@ type Manager struct {
 type reservation struct {
 	ip     netip.Addr
 	ofport int
+	// netns and ifname are the container's and its interface's: a concurrent attach of the
+	// same container to another network picks another interface and no default route.
+	netns, ifname string
+}
+
+// Network is what endpoints need of a network this host serves.
+type Network struct {
+	Name string
+	// CIDR is the whole network; Slice this host's part of it, where its endpoints' addresses
+	// come from.
+	CIDR, Slice netip.Prefix
+	// Internal networks have no egress and no published ports.
+	Internal bool
 }
 
 // New returns the endpoint manager of the host s describes. resolvers turn container
@@ -192,8 +210,14 @@ func (m *Manager) resolve(ctx context.Context, target string) (api.Target, error
 	return api.Target{}, api.Errorf(api.ErrNotFound, "container %q not found: not a Docker or Podman container, pid:PID or netns path%s", target, hint)
 }
 
-// portNameOf is the OVS port (and host veth) name of a target.
-func portNameOf(t api.Target) string { return fabric.ContainerPortName(t.Key) }
+// portNameOf is the OVS port (and host veth) name of a target's endpoint on network: the
+// default network's keeps the name it had before networks existed.
+func portNameOf(t api.Target, network string) string {
+	if network == "" || network == DefaultNetwork {
+		return fabric.ContainerPortName(t.Key)
+	}
+	return fabric.ContainerPortName(t.Key + "\x00" + network)
+}
 
 // Attach attaches a container: veth into its netns with address, MTU and default route, the
 // host end on the bridge as an OVS port recording the endpoint. It is all or nothing, and
@@ -209,11 +233,14 @@ func (m *Manager) attach(ctx context.Context, req api.AttachRequest, t *api.Targ
 		return api.Attachment{}, err
 	}
 	ifname := req.IfName
-	if ifname == "" {
-		ifname = "eth0"
+	if ifname != "" {
+		if err := fabric.ValidIfName(ifname); err != nil {
+			return api.Attachment{}, api.Errorf(api.ErrInvalid, "--ifname: %v", err)
+		}
 	}
-	if err := fabric.ValidIfName(ifname); err != nil {
-		return api.Attachment{}, api.Errorf(api.ErrInvalid, "--ifname: %v", err)
+	netName := req.Network
+	if netName == "" {
+		netName = DefaultNetwork
 	}
 	var mac net.HardwareAddr
 	if req.MAC != "" {
@@ -247,17 +274,18 @@ func (m *Manager) attach(ctx context.Context, req api.AttachRequest, t *api.Targ
 			name = defaultName(spec.Kind, *t)
 		}
 	}
-	subnet := m.loop.Subnet()
-	if !subnet.IsValid() {
-		return api.Attachment{}, api.Errorf(api.ErrConflict, "this host has no subnet yet; retry in a few seconds")
+	nw, err := m.loop.Network(netName)
+	if err != nil {
+		return api.Attachment{}, err
 	}
+	subnet := nw.Slice
 	// ADDR/BITS (the pipework habit) is fine when BITS is the subnet's: the prefix length is
 	// not the operator's to choose.
 	if reqBits >= 0 && reqBits != subnet.Bits() {
-		return api.Attachment{}, api.Errorf(api.ErrInvalid, "--ip %s: give the address without /%d (the prefix is this host's subnet %s)", req.IP, reqBits, subnet)
+		return api.Attachment{}, api.Errorf(api.ErrInvalid, "--ip %s: give the address without /%d (the prefix is this host's slice %s of network %s)", req.IP, reqBits, subnet, nw.Name)
 	}
-	port := portNameOf(*t)
-	ip, ofport, same, err := m.reserve(ctx, *t, port, subnet, ifname, reqIP, mac)
+	port := portNameOf(*t, nw.Name)
+	ip, ofport, ifname, primary, same, err := m.reserve(ctx, *t, port, subnet, ifname, reqIP, mac)
 	if err != nil {
 		return api.Attachment{}, err
 	}
@@ -289,14 +317,20 @@ func (m *Manager) attach(ctx context.Context, req api.AttachRequest, t *api.Targ
 		return api.Attachment{}, fmt.Errorf("remove leftover veth %s: %w", port, err)
 	}
 	begin := time.Now()
+	// The default route goes through the container's first network, as with Docker; a
+	// further network's interface routes only that network.
+	var routes []netip.Prefix
+	if !primary {
+		routes = []netip.Prefix{nw.CIDR}
+	}
 	res, err := m.host.Attach(netplumb.Attachment{
-		NetNS: t.NetNS, IfName: ifname, HostIf: port, Addr: addr, Gateway: fabric.Gateway(subnet),
+		NetNS: t.NetNS, IfName: ifname, HostIf: port, Addr: addr, Gateway: fabric.Gateway(subnet), Routes: routes,
 		MAC: mac, GatewayMAC: fabric.GatewayMAC(m.s.Name), MTU: mtu, Datapath: m.s.DatapathType,
 	})
 	if err != nil {
 		return api.Attachment{}, classifyAttachErr(err)
 	}
-	r := Record{Port: port, Network: DefaultNetwork, Container: t.Name, ID: t.ID, NetNS: t.NetNS, IfName: ifname, Addr: addr, MAC: res.MAC,
+	r := Record{Port: port, Network: nw.Name, Container: t.Name, ID: t.ID, NetNS: t.NetNS, IfName: ifname, Addr: addr, MAC: res.MAC,
 		Name: name, Aliases: aliases, OfportRequest: ofport}
 	if decorate != nil {
 		decorate(&r)
@@ -320,7 +354,9 @@ func (m *Manager) attach(ctx context.Context, req api.AttachRequest, t *api.Targ
 	flowsDone := time.Now()
 	m.waitLive(ctx, port, ofport)
 	m.loop.Kick() // spread the new endpoint by gossip
-	if f, err := m.writeResolvConf(r); err != nil {
+	if !primary {
+		// The container's first network's gateway stays its nameserver.
+	} else if f, err := m.writeResolvConf(r); err != nil {
 		m.log.Warn("point the container at the fabric DNS", "netns", r.NetNS, "err", err)
 	} else if f != "" {
 		m.log.Debug("pointed the container at the fabric DNS", "file", f)
@@ -372,55 +408,81 @@ func portError(err error) error {
 
 // reserve picks the container's address and its port's OpenFlow port number under mu and
 // reserves them, with the port, for the attach in flight, so that concurrent attaches never
-// pick the same and the slow part (veth, netlink, OVSDB, flows) runs outside the lock. same is the existing endpoint
+// pick the same and the slow part (veth, netlink, OVSDB, flows) runs outside the lock. It
+// also picks the interface name when none was asked for (eth0 for the container's first
+// network, the next free ethN for a further one) and says whether this endpoint is the
+// container's first (primary: it carries the default route). same is the existing endpoint
 // when the target is already attached exactly so.
-func (m *Manager) reserve(ctx context.Context, t api.Target, port string, subnet netip.Prefix, ifname string, reqIP netip.Addr, mac net.HardwareAddr) (ip netip.Addr, ofport int, same *api.Attachment, err error) {
+func (m *Manager) reserve(ctx context.Context, t api.Target, port string, subnet netip.Prefix, ifname string, reqIP netip.Addr, mac net.HardwareAddr) (ip netip.Addr, ofport int, ifn string, primary bool, same *api.Attachment, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, busy := m.inflight[port]; busy {
-		return ip, 0, nil, api.Errorf(api.ErrConflict, "an attach of %s is already in progress", t.Name)
+		return ip, 0, "", false, nil, api.Errorf(api.ErrConflict, "an attach of %s is already in progress", t.Name)
 	}
 	ports, err := m.sw.Ports(ctx, m.s.Bridge)
 	if err != nil {
-		return ip, 0, nil, fmt.Errorf("read ports of %s: %w", m.s.Bridge, err)
+		return ip, 0, "", false, nil, fmt.Errorf("read ports of %s: %w", m.s.Bridge, err)
 	}
 	existing := Records(ports, m.s.Name)
 	used := map[netip.Addr]bool{}
 	holder := map[netip.Addr]string{} // who holds each used address, for the error
+	taken := map[string]string{}      // the container's interfaces on other networks
 	for p, r := range m.inflight {
 		used[r.ip] = true
 		holder[r.ip] = "an attach in progress (port " + p + ")"
+		if r.netns == t.NetNS {
+			taken[r.ifname] = "an attach in progress"
+		}
 	}
 	for _, r := range existing {
 		if r.Port == port {
 			a := m.api(r)
 			if sameAttach(r, ifname, reqIP, mac) {
 				a.Unchanged = true
-				return ip, 0, &a, nil
+				return ip, 0, "", false, &a, nil
 			}
-			return ip, 0, nil, api.Errorf(api.ErrConflict, "%s is already attached as %s %s on %s; detach it first", t.Name, a.IP, a.MAC, a.IfName)
+			return ip, 0, "", false, nil, api.Errorf(api.ErrConflict, "%s is already attached to network %s as %s %s on %s; detach it first", t.Name, r.Network, a.IP, a.MAC, a.IfName)
 		}
 		if r.Addr.IsValid() {
 			used[r.Addr.Addr()] = true
 			holder[r.Addr.Addr()] = fmt.Sprintf("%s (port %s)", r.Container, r.Port)
 		}
+		if r.NetNS == t.NetNS {
+			taken[r.IfName] = "its endpoint on network " + r.Network
+		}
+	}
+	primary = len(taken) == 0
+	if ifname == "" {
+		ifname = nextIfName(taken)
+	} else if use, ok := taken[ifname]; ok {
+		return ip, 0, "", false, nil, api.Errorf(api.ErrConflict, "--ifname %s: %s already has %s as %s; choose another name", ifname, t.Name, ifname, use)
 	}
 	ip = reqIP
 	if ip.IsValid() {
 		if h, ok := holder[ip]; ok && subnet.Contains(ip) {
-			return ip, 0, nil, api.Errorf(api.ErrInvalid, "--ip: %s is already in use by %s; detach it or pick another address", ip, h)
+			return ip, 0, "", false, nil, api.Errorf(api.ErrInvalid, "--ip: %s is already in use by %s; detach it or pick another address", ip, h)
 		}
 		if err := fabric.CheckContainerIP(subnet, ip, used); err != nil {
-			return ip, 0, nil, api.Errorf(api.ErrInvalid, "--ip: %v", err)
+			return ip, 0, "", false, nil, api.Errorf(api.ErrInvalid, "--ip: %v", err)
 		}
 	} else if ip, err = fabric.AllocateIP(subnet, used); err != nil {
-		return ip, 0, nil, api.Errorf(api.ErrConflict, "%v", err)
+		return ip, 0, "", false, nil, api.Errorf(api.ErrConflict, "%v", err)
 	}
 	if ofport, err = m.allocOfport(ports); err != nil {
-		return ip, 0, nil, api.Errorf(api.ErrConflict, "%v", err)
+		return ip, 0, "", false, nil, api.Errorf(api.ErrConflict, "%v", err)
 	}
-	m.inflight[port] = reservation{ip: ip, ofport: ofport}
-	return ip, ofport, nil, nil
+	m.inflight[port] = reservation{ip: ip, ofport: ofport, netns: t.NetNS, ifname: ifname}
+	return ip, ofport, ifname, primary, nil, nil
+}
+
+// nextIfName is the first of eth0, eth1, … that taken does not hold.
+func nextIfName(taken map[string]string) string {
+	for i := 0; ; i++ {
+		n := "eth" + strconv.Itoa(i)
+		if _, ok := taken[n]; !ok {
+			return n
+		}
+	}
 }
 
 // parseReqIP parses --ip: an address, or ADDR/BITS as pipework takes it; bits is -1 when no
@@ -452,7 +514,7 @@ func (m *Manager) unreserve(port string) {
 }
 
 func sameAttach(r Record, ifname string, ip netip.Addr, mac net.HardwareAddr) bool {
-	if r.IfName != ifname {
+	if ifname != "" && r.IfName != ifname {
 		return false
 	}
 	if ip.IsValid() && (!r.Addr.IsValid() || r.Addr.Addr() != ip) {
@@ -469,29 +531,51 @@ func classifyAttachErr(err error) error {
 	return fmt.Errorf("attach: %w", err)
 }
 
-// Detach removes a container's port, veth and address; its IP returns to the pool.
-func (m *Manager) Detach(ctx context.Context, target string) (api.Attachment, error) {
+// Detach removes a container's endpoints — the one on req.Network, or all of them — each
+// with its port, veth and address; their IPs return to the pool.
+func (m *Manager) Detach(ctx context.Context, req api.DetachRequest) ([]api.Attachment, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	existing, err := m.records(ctx)
 	if err != nil {
-		return api.Attachment{}, err
+		return nil, err
 	}
 	// A container that is gone can still be detached by the name it was attached with.
-	r, ok := m.find(ctx, existing, target)
-	if !ok {
-		return api.Attachment{}, api.Errorf(api.ErrNotFound, "%s is not attached on this host", target)
+	rs := m.findAll(ctx, existing, req.Target)
+	if len(rs) == 0 {
+		return nil, api.Errorf(api.ErrNotFound, "%s is not attached on this host", req.Target)
 	}
-	if err := m.removeLocked(ctx, r); err != nil {
-		return api.Attachment{}, err
+	if req.Network != "" {
+		var on []Record
+		var nets []string
+		for _, r := range rs {
+			if r.Network == req.Network {
+				on = append(on, r)
+			}
+			nets = append(nets, r.Network)
+		}
+		if len(on) == 0 {
+			return nil, api.Errorf(api.ErrNotFound, "%s is not attached to network %s on this host (only to %s)", req.Target, req.Network, strings.Join(nets, ", "))
+		}
+		rs = on
 	}
-	a := m.api(r)
-	if len(a.Published) > 0 {
-		if err := m.applyNATLocked(without(existing, r.Port)); err != nil {
-			return a, err
+	var out []api.Attachment
+	nat := false
+	for _, r := range rs {
+		if err := m.removeLocked(ctx, r); err != nil {
+			return out, err
+		}
+		existing = without(existing, r.Port)
+		a := m.api(r)
+		nat = nat || len(a.Published) > 0
+		out = append(out, a)
+	}
+	if nat {
+		if err := m.applyNATLocked(existing); err != nil {
+			return out, err
 		}
 	}
-	return a, nil
+	return out, nil
 }
 
 // without is rs less the endpoint on port.

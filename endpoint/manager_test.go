@@ -26,8 +26,9 @@ import (
 type fakeHost struct {
 	mu  sync.Mutex
 	nat natrules.Rules
-	// veths are the host ends that exist.
-	veths map[string]bool
+	// veths are the host ends that exist; attached every attachment asked for.
+	veths    map[string]bool
+	attached []netplumb.Attachment
 }
 
 func (k *fakeHost) Attach(a netplumb.Attachment) (netplumb.AttachResult, error) {
@@ -37,6 +38,7 @@ func (k *fakeHost) Attach(a netplumb.Attachment) (netplumb.AttachResult, error) 
 		k.veths = map[string]bool{}
 	}
 	k.veths[a.HostIf] = true
+	k.attached = append(k.attached, a)
 	return netplumb.AttachResult{MAC: a.MAC, HostIf: a.HostIf}, nil
 }
 func (k *fakeHost) Detach(hostIf string) error {
@@ -63,6 +65,8 @@ func (k *fakeHost) ReconcileNAT(r natrules.Rules) (bool, error) {
 // batches of ports whose flows it was asked to add; hold, when set, is called first.
 type fakeLoop struct {
 	subnet netip.Prefix
+	// nets are the networks besides the default one, by name.
+	nets   map[string]Network
 	sw     *ovsdb.Client
 	bridge string
 
@@ -75,6 +79,15 @@ type fakeLoop struct {
 func (l *fakeLoop) WaitReady(context.Context) error { return nil }
 func (l *fakeLoop) Subnet() netip.Prefix            { return l.subnet }
 func (l *fakeLoop) Kick()                           {}
+func (l *fakeLoop) Network(name string) (Network, error) {
+	if name == DefaultNetwork {
+		return Network{Name: name, CIDR: netip.MustParsePrefix("10.244.0.0/16"), Slice: l.subnet}, nil
+	}
+	if n, ok := l.nets[name]; ok {
+		return n, nil
+	}
+	return Network{}, api.Errorf(api.ErrNotFound, "no network %q", name)
+}
 func (l *fakeLoop) PortsAdded(ctx context.Context, ports []ovsdb.PortInfo) error {
 	names := make([]string, len(ports))
 	for k, p := range ports {
@@ -257,9 +270,9 @@ func TestPublishRefusesFabricdPorts(t *testing.T) {
 	if len(r.Publish) != 2 {
 		t.Errorf("NAT rules after publishing: %+v", r.Publish)
 	}
-	a, err := c.Detach(ctx, ns)
-	if err != nil || strings.Join(a.Published, ",") != "tcp:8080:80,udp:9464:9464" {
-		t.Errorf("detach: %+v %v, want the published ports it removed", a, err)
+	as, err := c.Detach(ctx, api.DetachRequest{Target: ns})
+	if err != nil || len(as) != 1 || strings.Join(as[0].Published, ",") != "tcp:8080:80,udp:9464:9464" {
+		t.Errorf("detach: %+v %v, want the published ports it removed", as, err)
 	}
 }
 
@@ -297,7 +310,7 @@ func TestAttachForeignPortName(t *testing.T) {
 	c, sw, _ := newManager(t, settings(t))
 	ns := filepath.Join(t.TempDir(), "netns")
 	_ = os.WriteFile(ns, nil, 0o600)
-	port := portNameOf(api.Target{Key: ns})
+	port := portNameOf(api.Target{Key: ns}, DefaultNetwork)
 	if err := sw.EnsurePort(ctx, "br-int", ovsdb.PortSpec{Name: port, Owner: "someone-else", Role: ovsdb.RoleContainer}); err != nil {
 		t.Fatal(err)
 	}
@@ -409,5 +422,50 @@ func TestSyncPrunesFromSnapshot(t *testing.T) {
 	defer k.mu.Unlock()
 	if len(k.nat.Publish) != 1 || k.nat.Publish[0].HostPort != 8080 {
 		t.Errorf("NAT after the sync: %+v", k.nat.Publish)
+	}
+}
+
+func TestAttachSeveralNetworks(t *testing.T) {
+	ctx := context.Background()
+	c, _, k := newManager(t, settings(t))
+	blue := Network{Name: "blue", CIDR: netip.MustParsePrefix("10.50.0.0/16"), Slice: netip.MustParsePrefix("10.50.7.0/24")}
+	c.loop.(*fakeLoop).nets = map[string]Network{"blue": blue}
+	ns := filepath.Join(t.TempDir(), "netns")
+	if err := os.WriteFile(ns, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Attach(ctx, api.AttachRequest{Target: ns, Network: "red"}); api.StatusCode(err) != 404 {
+		t.Fatalf("attach to an unknown network: %v (code %d), want 404", err, api.StatusCode(err))
+	}
+	first, err := c.Attach(ctx, api.AttachRequest{Target: ns, Network: "blue"})
+	if err != nil || first.IfName != "eth0" || first.IP != "10.50.7.2/24" || first.Network != "blue" || first.Gateway != "10.50.7.1" {
+		t.Fatalf("first attach: %+v %v", first, err)
+	}
+	if _, err := c.Attach(ctx, api.AttachRequest{Target: ns, IfName: "eth0"}); api.StatusCode(err) != 409 {
+		t.Fatalf("second network on a taken interface name: %v, want 409", err)
+	}
+	second, err := c.Attach(ctx, api.AttachRequest{Target: ns})
+	if err != nil || second.IfName != "eth1" || second.Network != DefaultNetwork || second.Port == first.Port {
+		t.Fatalf("second attach: %+v %v", second, err)
+	}
+	if again, err := c.Attach(ctx, api.AttachRequest{Target: ns, Network: "blue"}); err != nil || !again.Unchanged || again.Port != first.Port {
+		t.Fatalf("repeated attach: %+v %v, want it unchanged", again, err)
+	}
+	k.mu.Lock()
+	atts := slices.Clone(k.attached)
+	k.mu.Unlock()
+	if len(atts) != 2 || len(atts[0].Routes) != 0 || len(atts[1].Routes) != 1 || atts[1].Routes[0] != netip.MustParsePrefix("10.244.0.0/16") {
+		t.Fatalf("routes asked of the kernel: %+v; want the default route on the first interface only, the network on the second", atts)
+	}
+	as, err := c.Detach(ctx, api.DetachRequest{Target: ns, Network: "blue"})
+	if err != nil || len(as) != 1 || as[0].Network != "blue" {
+		t.Fatalf("detach from blue: %+v %v", as, err)
+	}
+	if _, err := c.Detach(ctx, api.DetachRequest{Target: ns, Network: "blue"}); api.StatusCode(err) != 404 {
+		t.Fatalf("detach from blue again: %v, want 404", err)
+	}
+	as, err = c.Detach(ctx, api.DetachRequest{Target: ns})
+	if err != nil || len(as) != 1 || as[0].Network != DefaultNetwork || k.hasVeth(second.Port) {
+		t.Fatalf("detach of the rest: %+v %v", as, err)
 	}
 }

@@ -83,7 +83,7 @@ func TestNamesTravel(t *testing.T) {
 		t.Errorf("Decode: %+v", got)
 	}
 	cluster := netip.MustParsePrefix("10.244.0.0/16")
-	a, err := DecodeShared("h1", EncodeShared(r), cluster)
+	a, err := DecodeShared("h1", EncodeShared(r), OnlyDefault(cluster))
 	if err != nil || a.Name != "web" || !reflect.DeepEqual(a.Aliases, []string{"api", "www"}) || a.Network != DefaultNetwork {
 		t.Errorf("shared round trip: %+v %v", a, err)
 	}
@@ -94,7 +94,7 @@ func TestNamesTravel(t *testing.T) {
 		{`{"c":"web","a":"10.244.1.2/24","al":[""]}`, "1 to 63"},
 		{`{"c":"web","a":"10.244.1.2/24","al":[` + strings.Repeat(`"a",`, maxAliases) + `"a"]}`, "aliases"},
 	} {
-		_, err := decodeShared([]byte(tc.in), cluster)
+		_, err := decodeShared([]byte(tc.in), OnlyDefault(cluster))
 		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%.60s: %v, want %q", tc.in, err, tc.want)
 		}

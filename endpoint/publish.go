@@ -119,17 +119,37 @@ func metricsPort(addr string) uint16 {
 
 // find matches target against the endpoints, also when its container is gone.
 func (m *Manager) find(ctx context.Context, all []Record, target string) (Record, bool) {
-	port := ""
-	if t, err := m.resolve(ctx, target); err == nil {
-		port = portNameOf(t)
+	rs := m.findAll(ctx, all, target)
+	if len(rs) == 0 {
+		return Record{}, false
 	}
+	return rs[0], true
+}
+
+// findAll is every endpoint of target among all, its first interface (eth0 before eth1)
+// first: the one published ports go to.
+func (m *Manager) findAll(ctx context.Context, all []Record, target string) []Record {
+	var t *api.Target
+	if rt, err := m.resolve(ctx, target); err == nil {
+		t = &rt
+	}
+	var out []Record
 	for _, r := range all {
-		if r.Port == port || r.Container == target || r.ID == target || r.NetNS == target ||
+		if (t != nil && (r.Port == portNameOf(*t, r.Network) || r.NetNS == t.NetNS)) || r.Container == target || r.ID == target || r.NetNS == target ||
 			(r.ID != "" && len(target) >= 12 && strings.HasPrefix(r.ID, target)) {
-			return r, true
+			out = append(out, r)
 		}
 	}
-	return Record{}, false
+	slices.SortFunc(out, func(a, b Record) int { return ifOrder(a.IfName, b.IfName) })
+	return out
+}
+
+// ifOrder orders interface names as their numbers (eth2 before eth10), then as text.
+func ifOrder(a, b string) int {
+	if len(a) != len(b) {
+		return len(a) - len(b)
+	}
+	return strings.Compare(a, b)
 }
 
 // natRules is the NAT table this host needs for endpoints rs: masquerade for traffic

@@ -52,10 +52,18 @@ func EncodeShared(r Record) []byte {
 	return b
 }
 
+// NetworkCIDR returns the CIDR of a network the fabric knows (ok=false: unknown).
+type NetworkCIDR func(network string) (cidr netip.Prefix, ok bool)
+
+// OnlyDefault is the NetworkCIDR of a fabric with the default network alone, of CIDR cluster.
+func OnlyDefault(cluster netip.Prefix) NetworkCIDR {
+	return func(n string) (netip.Prefix, bool) { return cluster, n == DefaultNetwork }
+}
+
 // DecodeShared parses and checks the endpoint record that host shares (see decodeShared),
 // as the API shows other hosts' endpoints.
-func DecodeShared(host string, b []byte, cluster netip.Prefix) (api.Attachment, error) {
-	s, err := decodeShared(b, cluster)
+func DecodeShared(host string, b []byte, cidr NetworkCIDR) (api.Attachment, error) {
+	s, err := decodeShared(b, cidr)
 	if err != nil {
 		return api.Attachment{}, err
 	}
@@ -74,9 +82,9 @@ const maxSharedName = 64
 
 // decodeShared parses and checks an endpoint record another host shares: at most
 // MaxSharedSize bytes of JSON, a printable container name of at most maxTargetName bytes,
-// an address inside the cluster CIDR, an optional unicast MAC, printable network and
-// interface names, published ports that parse.
-func decodeShared(b []byte, cluster netip.Prefix) (sharedRecord, error) {
+// an address inside its network's CIDR (a network cidr knows), an optional unicast MAC,
+// printable network and interface names, published ports that parse.
+func decodeShared(b []byte, cidr NetworkCIDR) (sharedRecord, error) {
 	var s sharedRecord
 	if len(b) > MaxSharedSize {
 		return s, fmt.Errorf("%d bytes, more than %d", len(b), MaxSharedSize)
@@ -100,8 +108,16 @@ func decodeShared(b []byte, cluster netip.Prefix) (sharedRecord, error) {
 	if err != nil {
 		return s, fmt.Errorf("address: %w", err)
 	}
+	network := s.Network
+	if network == "" {
+		network = DefaultNetwork
+	}
+	cluster, ok := cidr(network)
+	if !ok {
+		return s, fmt.Errorf("unknown network %q", network)
+	}
 	if !cluster.Contains(p.Addr()) || p.Bits() < cluster.Bits() {
-		return s, fmt.Errorf("address %s is outside the cluster CIDR %s", p, cluster)
+		return s, fmt.Errorf("address %s is outside the CIDR %s of network %s", p, cluster, network)
 	}
 	if s.MAC != "" {
 		mac, err := net.ParseMAC(s.MAC)

@@ -1,6 +1,7 @@
 package fabric
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -410,5 +411,60 @@ func TestGatewayMAC(t *testing.T) {
 	}
 	if a[0]&1 != 0 || a[0]&2 == 0 {
 		t.Errorf("GatewayMAC %s is not a locally administered unicast address", a)
+	}
+}
+
+// TestPlanNetworks: the networks a host serves, default first, and routes to the peers'
+// slices only toward peers with a tunnel, never overlapping the local slice or outside the
+// network.
+func TestPlanNetworks(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	ip := netip.MustParseAddr
+	pfx := netip.MustParsePrefix
+	f := Facts{
+		Node: "h1", Underlay: ip("172.30.0.11"), UnderlayMTU: 1500,
+		Subnet: pfx("10.244.1.0/24"), SubnetSince: 100, ClusterCIDR: cluster,
+		Tunnel: TunnelVXLAN, Bridge: "br-int", GatewayPort: "fabric0", Datapath: "netdev",
+		Now: now, DeadPeerGrace: 3 * time.Minute,
+		Peers: []Peer{
+			{Name: "h2", Underlay: ip("172.30.0.12"), Subnet: pfx("10.244.2.0/24"), State: PeerAlive, StateSince: now},
+			{Name: "h3", Underlay: ip("172.30.0.13"), State: PeerAlive, StateSince: now}, // no subnet: no tunnel
+		},
+		Networks: []NetworkFacts{
+			{Name: "red", Key: 9, CIDR: pfx("10.60.0.0/16"), Internal: true}, // no slice here: not served
+			{Name: "blue", Key: 7, CIDR: pfx("10.50.0.0/16"), Slice: pfx("10.50.1.0/24"), PeerSlices: []PeerSlice{
+				{Peer: "h3", Slice: pfx("10.50.3.0/24")}, // no tunnel
+				{Peer: "h2", Slice: pfx("10.50.2.0/24")}, // routed
+				{Peer: "h4", Slice: pfx("10.50.1.0/25")}, // unknown peer
+				{Peer: "h2", Slice: pfx("10.99.2.0/24")}, // outside the network
+			}},
+		},
+	}
+	d, err := Plan(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range d.Networks {
+		s := fmt.Sprintf("%s key=%d gw=%s", n.Name, n.Key, n.Gateway)
+		for _, p := range n.Peers {
+			s += fmt.Sprintf(" %s:%s:%s", p.Peer, p.Tunnel, p.Slice)
+		}
+		got = append(got, s)
+	}
+	tun := TunnelPortName(TunnelVXLAN, "h2")
+	want := []string{
+		"default key=0 gw=10.244.1.1/24 h2:" + tun + ":10.244.2.0/24",
+		"blue key=7 gw=10.50.1.1/24 h2:" + tun + ":10.50.2.0/24",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("networks:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	var routes []string
+	for _, r := range d.Routes {
+		routes = append(routes, r.Dst.String()+" via "+r.Via.String())
+	}
+	if wantR := []string{"10.244.2.0/24 via 10.244.2.1", "10.50.2.0/24 via 10.50.2.1"}; !slices.Equal(routes, wantR) {
+		t.Errorf("routes %v, want %v", routes, wantR)
 	}
 }

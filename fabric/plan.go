@@ -63,6 +63,52 @@ type Facts struct {
 	// DeadPeerGrace is how long a failed (dead, not left) peer keeps its tunnel and route, so
 	// that a restarting fabricd never disturbs anyone.
 	DeadPeerGrace time.Duration
+	// Networks are the networks besides the default one (the cluster CIDR, whose slices are
+	// the subnet claims above), as the registry shows them.
+	Networks []NetworkFacts
+}
+
+// DefaultNetwork is the name of the network of the cluster CIDR.
+const DefaultNetwork = "default"
+
+// NetworkFacts is one network besides the default one, as this host knows it.
+type NetworkFacts struct {
+	Name string
+	// Key is the network's tunnel key.
+	Key      uint32
+	CIDR     netip.Prefix
+	Internal bool
+	// Slice is this host's slice (invalid: this host has none and serves no endpoint of it).
+	Slice netip.Prefix
+	// PeerSlices are the other hosts' winning slices.
+	PeerSlices []PeerSlice
+}
+
+// PeerSlice is a peer's slice of a network.
+type PeerSlice struct {
+	Peer  string
+	Slice netip.Prefix
+}
+
+// NetworkPlan is one network this host serves: the default one (key 0, the cluster CIDR,
+// this host's subnet) first, then the others by name.
+type NetworkPlan struct {
+	Name     string
+	Key      uint32
+	CIDR     netip.Prefix
+	Internal bool
+	// Gateway is this host's gateway address in the network with its slice's prefix length
+	// (Gateway.Masked() is the slice); every network's gateway lives on the one gateway port.
+	Gateway netip.Prefix
+	// Peers are the peers' slices this host routes to: only peers it has a tunnel toward.
+	Peers []NetworkPeer
+}
+
+// NetworkPeer is a peer's slice of a network and the tunnel port that leads there.
+type NetworkPeer struct {
+	Peer   string
+	Tunnel string
+	Slice  netip.Prefix
 }
 
 // Tunnel is one desired tunnel port toward a peer, with what Plan knew of the peer's subnet
@@ -103,6 +149,8 @@ type Desired struct {
 	Tunnels []Tunnel
 	Routes  []Route
 	Skipped []Skipped
+	// Networks are the networks this host serves, default first.
+	Networks []NetworkPlan
 }
 
 // Plan computes the desired state of this host from facts. It is pure: the same facts always
@@ -156,7 +204,46 @@ func Plan(f Facts) (Desired, error) {
 		d.Tunnels = append(d.Tunnels, Tunnel{Name: TunnelPortName(f.Tunnel, p.Name), Type: f.Tunnel, Remote: p.Underlay, Peer: p.Name, Claim: p.Claim()})
 		d.Routes = append(d.Routes, Route{Dst: p.Subnet, Via: Gateway(p.Subnet), Dev: f.GatewayPort, OnLink: true, Peer: p.Name})
 	}
+	planNetworks(f, &d)
 	return d, nil
+}
+
+// planNetworks adds to d the networks this host serves, and the routes to the peers'
+// slices of those besides the default one: only toward peers d has a tunnel to, and never
+// to a slice outside its network or overlapping this host's own (the network's slice
+// rules settle that; the route waits).
+func planNetworks(f Facts, d *Desired) {
+	tunnels := make(map[string]string, len(d.Tunnels))
+	def := NetworkPlan{Name: DefaultNetwork, CIDR: f.ClusterCIDR, Gateway: d.Gateway}
+	for _, t := range d.Tunnels {
+		tunnels[t.Peer] = t.Name
+		def.Peers = append(def.Peers, NetworkPeer{Peer: t.Peer, Tunnel: t.Name, Slice: t.Claim.Subnet})
+	}
+	d.Networks = append(d.Networks, def)
+	nets := slices.Clone(f.Networks)
+	sort.Slice(nets, func(i, j int) bool { return nets[i].Name < nets[j].Name })
+	for _, n := range nets {
+		if n.Name == DefaultNetwork || !n.Slice.IsValid() || !within(n.CIDR, n.Slice) {
+			continue
+		}
+		np := NetworkPlan{Name: n.Name, Key: n.Key, CIDR: n.CIDR, Internal: n.Internal, Gateway: netip.PrefixFrom(Gateway(n.Slice), n.Slice.Bits())}
+		peers := slices.Clone(n.PeerSlices)
+		sort.Slice(peers, func(i, j int) bool { return peers[i].Peer < peers[j].Peer })
+		for _, p := range peers {
+			t, ok := tunnels[p.Peer]
+			if !ok || p.Peer == f.Node || !p.Slice.IsValid() || !within(n.CIDR, p.Slice) || p.Slice.Overlaps(n.Slice) {
+				continue
+			}
+			np.Peers = append(np.Peers, NetworkPeer{Peer: p.Peer, Tunnel: t, Slice: p.Slice})
+			d.Routes = append(d.Routes, Route{Dst: p.Slice, Via: Gateway(p.Slice), Dev: f.GatewayPort, OnLink: true, Peer: p.Peer})
+		}
+		d.Networks = append(d.Networks, np)
+	}
+}
+
+// within reports whether inner lies entirely inside outer.
+func within(outer, inner netip.Prefix) bool {
+	return outer.IsValid() && inner.IsValid() && outer.Bits() <= inner.Bits() && outer.Contains(inner.Addr())
 }
 
 // skipReason says why Plan builds nothing toward p, or "" when it builds a tunnel and a route.

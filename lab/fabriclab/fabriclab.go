@@ -74,6 +74,29 @@ func BuildBinaries(ctx context.Context, dir string) error {
 	return nil
 }
 
+// BuildBinariesAt builds fabricd and fabricctl as they were at commit rev of the git
+// repository holding this module (e.g. an earlier release, for rolling-upgrade tests) into
+// dir. It needs git and the commit in the clone's history.
+func BuildBinariesAt(ctx context.Context, rev, dir string) error {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	src, err := os.MkdirTemp("", "ovsfabric-src-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(src)
+	archive := exec.CommandContext(ctx, "sh", "-c", `git -C "$1" archive "$2" | tar -x -C "$3"`, "sh", root, rev, src)
+	if out, err := archive.CombinedOutput(); err != nil {
+		return fmt.Errorf("extract commit %s (is it in this clone's history?): %w\n%s", rev, err, out)
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(os.PathSeparator), "./cmd/fabricd", "./cmd/fabricctl")
+	cmd.Dir = src
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build fabricd at %s: %w\n%s", rev, err, out)
+	}
+	return nil
+}
+
 // Node returns the fabricd node on host name, or nil.
 func (f *Fabric) Node(name string) *Node {
 	f.mu.Lock()
