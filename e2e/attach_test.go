@@ -329,11 +329,11 @@ func testAttach(t *testing.T, tunnel string) {
 	})
 
 	t.Run("detach frees the IP; a gone container is cleaned up", func(t *testing.T) {
-		d, err := n3.Client().Detach(ctx, c3.Path)
+		d, err := n3.Client().Detach(ctx, api.DetachRequest{Target: c3.Path})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d.IP != c3.A.IP {
+		if len(d) != 1 || d[0].IP != c3.A.IP {
 			t.Errorf("detached %+v", d)
 		}
 		c3b, err := f.AddContainer(ctx, n3, "c3b", api.AttachRequest{})

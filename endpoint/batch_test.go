@@ -192,7 +192,7 @@ func TestAttachOfportReuse(t *testing.T) {
 	if second == first {
 		t.Fatalf("after a restart the new port took ofport %d of a port still there", first)
 	}
-	if _, err := c2.Detach(ctx, ns[0]); err != nil {
+	if _, err := c2.Detach(ctx, api.DetachRequest{Target: ns[0]}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c2.Attach(ctx, attachReq(ns[2], "", "")); err != nil {

@@ -469,29 +469,34 @@ func classifyAttachErr(err error) error {
 	return fmt.Errorf("attach: %w", err)
 }
 
-// Detach removes a container's port, veth and address; its IP returns to the pool.
-func (m *Manager) Detach(ctx context.Context, target string) (api.Attachment, error) {
+// Detach removes a container's port, veth and address; its IP returns to the pool. It
+// returns the endpoints removed: today a container has one, on the network of its record,
+// and req.Network (when set) must name it.
+func (m *Manager) Detach(ctx context.Context, req api.DetachRequest) ([]api.Attachment, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	existing, err := m.records(ctx)
 	if err != nil {
-		return api.Attachment{}, err
+		return nil, err
 	}
 	// A container that is gone can still be detached by the name it was attached with.
-	r, ok := m.find(ctx, existing, target)
+	r, ok := m.find(ctx, existing, req.Target)
 	if !ok {
-		return api.Attachment{}, api.Errorf(api.ErrNotFound, "%s is not attached on this host", target)
+		return nil, api.Errorf(api.ErrNotFound, "%s is not attached on this host", req.Target)
+	}
+	if req.Network != "" && req.Network != r.Network {
+		return nil, api.Errorf(api.ErrNotFound, "%s is not attached to network %q on this host", req.Target, req.Network)
 	}
 	if err := m.removeLocked(ctx, r); err != nil {
-		return api.Attachment{}, err
+		return nil, err
 	}
 	a := m.api(r)
 	if len(a.Published) > 0 {
 		if err := m.applyNATLocked(without(existing, r.Port)); err != nil {
-			return a, err
+			return []api.Attachment{a}, err
 		}
 	}
-	return a, nil
+	return []api.Attachment{a}, nil
 }
 
 // without is rs less the endpoint on port.
