@@ -246,7 +246,7 @@ func detachCmd(o *options) *cobra.Command {
 	var req api.DetachRequest
 	cmd := &cobra.Command{
 		Use:   "detach TARGET",
-		Short: "Detach a container from a network (--network) or from all: removes its ports, veths and addresses; the IPs return to the pool",
+		Short: "Detach a container from one network (--network) or from all: removes its ports, veths and addresses",
 		Example: `  fabricctl detach web1
   fabricctl detach web1 --network blue`,
 		Args: cobra.ExactArgs(1),
