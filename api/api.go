@@ -9,9 +9,13 @@
 //	POST /v1/leave    -> Message   (leave the fabric gracefully, then fabricd exits)
 //	GET  /v1/attachments[?all=1] -> []Attachment (all: every host's, spread by gossip)
 //	POST /v1/attachments AttachRequest -> Attachment
-//	POST /v1/detach   DetachRequest -> Attachment (as it was: Published lists the ports it removed)
+//	POST /v1/detach   DetachRequest -> DetachResult (the endpoints as they were: Published lists the ports it removed)
 //	POST /v1/publish  PublishRequest -> Attachment
 //	POST /v1/unpublish PublishRequest -> Attachment
+//	GET  /v1/networks -> []Network
+//	POST /v1/networks NetworkCreateRequest -> Network (the definition that stands)
+//	GET  /v1/networks/NAME -> Network (with every host's slice and the fabric's endpoints)
+//	POST /v1/networks/rm NetworkRemoveRequest -> Network (as it was)
 //	GET  /v1/keyring  -> KeyringResponse (every live member's gossip keyring)
 //	POST /v1/keyring  KeyringRequest -> KeyringResponse (install, use or remove a key everywhere)
 //	POST /v1/cni/...  the CNI plugin's commands (cni.go)
@@ -76,7 +80,8 @@ type AttachRequest struct {
 	Target string `json:"target"`
 	// IP is a fixed address inside this host's subnet; empty allocates the lowest free one.
 	IP string `json:"ip,omitempty"`
-	// IfName is the interface name inside the container; empty means eth0.
+	// IfName is the interface name inside the container; empty means eth0 on the
+	// container's first network and the next free ethN on each further one.
 	IfName string `json:"ifname,omitempty"`
 	// MAC is a fixed MAC address; empty generates one.
 	MAC string `json:"mac,omitempty"`

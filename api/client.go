@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"syscall"
@@ -172,10 +173,11 @@ func (c *Client) Attach(ctx context.Context, req AttachRequest) (Attachment, err
 	return a, c.Do(ctx, http.MethodPost, "/v1/attachments", req, &a)
 }
 
-// Detach detaches a container.
-func (c *Client) Detach(ctx context.Context, target string) (Attachment, error) {
-	var a Attachment
-	return a, c.Do(ctx, http.MethodPost, "/v1/detach", DetachRequest{Target: target}, &a)
+// Detach detaches a container from one network (req.Network) or from every network, and
+// returns the endpoints it removed (each with the published ports it removed).
+func (c *Client) Detach(ctx context.Context, req DetachRequest) ([]Attachment, error) {
+	var r DetachResult
+	return r.Detached, c.Do(ctx, http.MethodPost, "/v1/detach", req, &r)
 }
 
 // Attachments lists this host's attachments.
@@ -200,4 +202,33 @@ func (c *Client) Publish(ctx context.Context, target, spec string) (Attachment, 
 func (c *Client) Unpublish(ctx context.Context, target, spec string) (Attachment, error) {
 	var a Attachment
 	return a, c.Do(ctx, http.MethodPost, "/v1/unpublish", PublishRequest{Target: target, Spec: spec}, &a)
+}
+
+// CreateNetwork creates a network fabric-wide. The answer is the network as it stands after
+// the create: another host's definition when one of the same name won.
+func (c *Client) CreateNetwork(ctx context.Context, req NetworkCreateRequest) (Network, error) {
+	var n Network
+	return n, c.Do(ctx, http.MethodPost, "/v1/networks", req, &n)
+}
+
+// Networks lists the networks of the fabric.
+func (c *Client) Networks(ctx context.Context) ([]Network, error) {
+	var n []Network
+	return n, c.Do(ctx, http.MethodGet, "/v1/networks", nil, &n)
+}
+
+// Network fetches one network with every host's slice and the endpoints of the fabric.
+func (c *Client) Network(ctx context.Context, name string) (Network, error) {
+	var n Network
+	// The name is a path segment: one that is empty or a dot segment would name another path.
+	if name == "" || name == "." || name == ".." {
+		return n, Errorf(ErrInvalid, "network name %q is not a DNS label", name)
+	}
+	return n, c.Do(ctx, http.MethodGet, "/v1/networks/"+url.PathEscape(name), nil, &n)
+}
+
+// RemoveNetwork removes a network fabric-wide and returns it as it was.
+func (c *Client) RemoveNetwork(ctx context.Context, req NetworkRemoveRequest) (Network, error) {
+	var n Network
+	return n, c.Do(ctx, http.MethodPost, "/v1/networks/rm", req, &n)
 }

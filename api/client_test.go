@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -161,7 +162,7 @@ func TestClientSocketErrors(t *testing.T) {
 		})
 	}
 	// fabricd's own errors pass through as they are.
-	_, err := NewClient(fabricd).Detach(context.Background(), "h1")
+	_, err := NewClient(fabricd).Detach(context.Background(), DetachRequest{Target: "h1"})
 	var se *StatusError
 	if !errors.As(err, &se) || se.Code != 404 || se.Message != "h1 is not attached on this host" {
 		t.Errorf("fabricd error: %v", err)
@@ -225,5 +226,85 @@ func TestClientPermissionDenied(t *testing.T) {
 	t.Logf("as uid 65534: %s", bytes.TrimSpace(out))
 	if err != nil || !strings.Contains(string(out), "permission denied: the socket "+sock+" is root-only (see fabricd's --api-group") {
 		t.Errorf("as uid 65534: %v\n%s", err, out)
+	}
+}
+
+// TestClientNetworkRequests: each network call and Detach sends its method, path and body,
+// and decodes the answer's shape.
+func TestClientNetworkRequests(t *testing.T) {
+	type got struct{ method, path, body string }
+	var last got
+	sock := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		last = got{r.Method, r.URL.EscapedPath(), strings.TrimSpace(string(b))}
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/v1/networks":
+			if r.Method == http.MethodGet {
+				fmt.Fprintln(w, `[{"name":"blue","subnet":"10.9.0.0/16"}]`)
+				return
+			}
+			fmt.Fprintln(w, `{"name":"blue","subnet":"10.9.0.0/16","key":7}`)
+		case "/v1/detach":
+			fmt.Fprintln(w, `{"detached":[{"network":"blue","ip":"10.9.1.2"},{"network":"default","ip":"10.244.1.2"}]}`)
+		default:
+			fmt.Fprintln(w, `{"name":"blue","slices":[{"host":"h1","slice":"10.9.1.0/24"}]}`)
+		}
+	}))
+	c := NewClient(sock)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		call func() (any, error)
+		want got
+		res  string
+	}{
+		{"create", func() (any, error) {
+			return c.CreateNetwork(ctx, NetworkCreateRequest{Name: "blue", Subnet: "10.9.0.0/16", Internal: true})
+		}, got{"POST", "/v1/networks", `{"name":"blue","subnet":"10.9.0.0/16","internal":true}`}, "blue 10.9.0.0/16 key 7 slices 0"},
+		{"list", func() (any, error) { return c.Networks(ctx) },
+			got{"GET", "/v1/networks", ""}, "[blue 10.9.0.0/16 key 0 slices 0]"},
+		{"inspect", func() (any, error) { return c.Network(ctx, "blue") },
+			got{"GET", "/v1/networks/blue", ""}, "blue  key 0 slices 1"},
+		{"rm", func() (any, error) { return c.RemoveNetwork(ctx, NetworkRemoveRequest{Name: "blue", Force: true}) },
+			got{"POST", "/v1/networks/rm", `{"name":"blue","force":true}`}, "blue  key 0 slices 1"},
+		{"detach", func() (any, error) { return c.Detach(ctx, DetachRequest{Target: "web", Network: "blue"}) },
+			got{"POST", "/v1/detach", `{"target":"web","network":"blue"}`}, "2 blue,default"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			last = got{}
+			v, err := tc.call()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if last != tc.want {
+				t.Errorf("sent %+v, want %+v", last, tc.want)
+			}
+			brief := func(n Network) string {
+				return fmt.Sprintf("%s %s key %d slices %d", n.Name, n.Subnet, n.Key, len(n.Slices))
+			}
+			var res string
+			switch v := v.(type) {
+			case Network:
+				res = brief(v)
+			case []Network:
+				res = "[" + brief(v[0]) + "]"
+			case []Attachment:
+				res = fmt.Sprintf("%d %s,%s", len(v), v[0].Network, v[1].Network)
+			}
+			if res != tc.res {
+				t.Errorf("answer %s, want %s", res, tc.res)
+			}
+		})
+	}
+	// A name that would name another path is refused before it is sent.
+	for _, name := range []string{"", ".", ".."} {
+		last = got{}
+		if _, err := c.Network(ctx, name); !errors.Is(err, ErrInvalid) || last != (got{}) {
+			t.Errorf("network %q: %v, sent %+v", name, err, last)
+		}
+	}
+	if _, err := c.Network(ctx, "a/b"); err != nil || last.path != "/v1/networks/a%2Fb" {
+		t.Errorf("a/b: %v, sent %+v", err, last)
 	}
 }

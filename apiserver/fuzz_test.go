@@ -14,11 +14,14 @@ import (
 // goes through the parsers of its fields without a panic.
 func FuzzDecodeRequest(f *testing.F) {
 	for _, s := range []string{`{"target":"web1","ip":"10.244.1.5"}`, `{"target":"x","spec":"8080:80/tcp"}`,
-		`{"op":"install","key":"AAAAAAAAAAAAAAAAAAAAAA=="}`, `{"target":1}`, `{"bogus":true}`, `{}`, `[]`, `{"target":"a"}{}`, ""} {
+		`{"op":"install","key":"AAAAAAAAAAAAAAAAAAAAAA=="}`,
+		`{"name":"blue","subnet":"10.9.0.0/16","host_prefix":24,"key":100,"internal":true}`, `{"name":"blue","force":true}`,
+		`{"target":"web1","network":"blue"}`, `{"key":-1}`, `{"key":16777216}`, `{"host_prefix":1e3}`, `{"target":1}`, `{"bogus":true}`, `{}`, `[]`, `{"target":"a"}{}`, ""} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, v := range []any{&api.AttachRequest{}, &api.DetachRequest{}, &api.PublishRequest{}, &api.KeyringRequest{}} {
+		for _, v := range []any{&api.AttachRequest{}, &api.DetachRequest{}, &api.PublishRequest{}, &api.KeyringRequest{},
+			&api.NetworkCreateRequest{}, &api.NetworkRemoveRequest{}} {
 			w := httptest.NewRecorder()
 			r := httptest.NewRequest(http.MethodPost, "/v1/x", bytes.NewReader(body))
 			if !decode(w, r, v) {

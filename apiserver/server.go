@@ -20,15 +20,16 @@ import (
 // Server is fabricd's local API on a unix socket (mode 0600: only root talks to fabricd;
 // SetGroup opens it to a group).
 type Server struct {
-	loop    Loop
-	eps     Endpoints
-	log     *slog.Logger
-	leave   func(context.Context) error
-	srv     *http.Server
-	ln      net.Listener
-	gid     int // group of the socket, -1: root only
-	keyring atomic.Pointer[Keyring]
-	dns     atomic.Pointer[DNS]
+	loop     Loop
+	eps      Endpoints
+	log      *slog.Logger
+	leave    func(context.Context) error
+	srv      *http.Server
+	ln       net.Listener
+	gid      int // group of the socket, -1: root only
+	keyring  atomic.Pointer[Keyring]
+	dns      atomic.Pointer[DNS]
+	networks atomic.Pointer[Networks]
 }
 
 // Loop is what the API needs of the reconcile loop (package controller).
@@ -42,7 +43,9 @@ type Loop interface {
 type Endpoints interface {
 	Attachments(ctx context.Context) ([]api.Attachment, error)
 	Attach(ctx context.Context, req api.AttachRequest) (api.Attachment, error)
-	Detach(ctx context.Context, target string) (api.Attachment, error)
+	// Detach removes the target's endpoint on req.Network, or on every network when it is
+	// empty, and returns the endpoints removed.
+	Detach(ctx context.Context, req api.DetachRequest) ([]api.Attachment, error)
 	Publish(ctx context.Context, target, spec string) (api.Attachment, error)
 	Unpublish(ctx context.Context, target, spec string) (api.Attachment, error)
 }
@@ -97,12 +100,15 @@ func NewServer(loop Loop, eps Endpoints, log *slog.Logger, leave func(context.Co
 		if !decode(w, r, &req) {
 			return
 		}
-		a, err := eps.Detach(r.Context(), req.Target)
+		as, err := eps.Detach(r.Context(), req)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, a)
+		if as == nil {
+			as = []api.Attachment{}
+		}
+		writeJSON(w, http.StatusOK, api.DetachResult{Detached: as})
 	})
 	for path, fn := range map[string]func(Endpoints, context.Context, string, string) (api.Attachment, error){
 		"POST /v1/publish": Endpoints.Publish, "POST /v1/unpublish": Endpoints.Unpublish,
@@ -122,6 +128,7 @@ func NewServer(loop Loop, eps Endpoints, log *slog.Logger, leave func(context.Co
 	}
 	s.keyringRoutes(mux)
 	s.dnsRoutes(mux)
+	s.networkRoutes(mux)
 	s.cniRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, api.Errorf(api.ErrNotFound, "no endpoint %s %s", r.Method, r.URL.Path))

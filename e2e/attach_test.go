@@ -132,7 +132,7 @@ func testAttach(t *testing.T, tunnel string) {
 			if err != nil {
 				return fmt.Errorf("%v: %s", err, out)
 			}
-			for _, want := range []string{`h2\s+web\s+` + regexp.QuoteMeta(webA.IP), `h3\s+\S+\s+` + regexp.QuoteMeta(c3.A.IP), `h1\s+\S+\s+` + regexp.QuoteMeta(c1.A.IP)} {
+			for _, want := range []string{`h2\s+web\s+default\s+` + regexp.QuoteMeta(webA.IP), `h3\s+\S+\s+default\s+` + regexp.QuoteMeta(c3.A.IP), `h1\s+\S+\s+default\s+` + regexp.QuoteMeta(c1.A.IP)} {
 				if !regexp.MustCompile(want).Match(out) {
 					return fmt.Errorf("no %q in:\n%s", want, out)
 				}
@@ -307,7 +307,7 @@ func testAttach(t *testing.T, tunnel string) {
 			t.Errorf("bad input changed the host:\nbefore:\n%s\nafter:\n%s", before, after)
 		}
 		if out, err := exec.CommandContext(ctx, ctl, "--socket", n2.Socket, "ls").CombinedOutput(); err != nil ||
-			!regexp.MustCompile(`web\s+\S+\s+\S+\s+\S+\s+tcp:9090:80\s`).Match(out) {
+			!regexp.MustCompile(`web\s+default\s+\S+\s+\S+\s+\S+\s+tcp:9090:80\s`).Match(out) {
 			t.Errorf("fabricctl ls does not show web's published port tcp:9090:80: %v\n%s", err, out)
 		}
 		if _, err := lab.RunIn(ctx, filepath.Base(free), "ip", "-o", "link", "show", "eth0"); err == nil {
@@ -329,11 +329,11 @@ func testAttach(t *testing.T, tunnel string) {
 	})
 
 	t.Run("detach frees the IP; a gone container is cleaned up", func(t *testing.T) {
-		d, err := n3.Client().Detach(ctx, c3.Path)
+		d, err := n3.Client().Detach(ctx, api.DetachRequest{Target: c3.Path})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d.IP != c3.A.IP {
+		if len(d) != 1 || d[0].IP != c3.A.IP {
 			t.Errorf("detached %+v", d)
 		}
 		c3b, err := f.AddContainer(ctx, n3, "c3b", api.AttachRequest{})

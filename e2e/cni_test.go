@@ -375,7 +375,7 @@ func TestCNI(t *testing.T) {
 		if _, err := k.cnitool(ctx, n2, nil, "del", conf11, cs[1].Path); err != nil {
 			t.Errorf("DEL after GC: %v", err)
 		}
-		if _, err := n.Client().Detach(ctx, plain.Path); err != nil {
+		if _, err := n.Client().Detach(ctx, api.DetachRequest{Target: plain.Path}); err != nil {
 			t.Error(err)
 		}
 	})

@@ -177,7 +177,7 @@ func testDNS(t *testing.T, tunnel string) {
 		}
 		t.Logf("new name %s: attach %s, served on h2 after %s, on h3 after %s (from the attach request)", name, attached.Round(time.Millisecond), served["db"].Round(time.Millisecond), served["client"].Round(time.Millisecond))
 		times = append(times, served["db"], served["client"])
-		if _, err := n1.Client().Detach(ctx, c.Path); err != nil {
+		if _, err := n1.Client().Detach(ctx, api.DetachRequest{Target: c.Path}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -185,7 +185,7 @@ func testDNS(t *testing.T, tunnel string) {
 	t.Logf("propagation of a new name to another host (%s), from the attach request: median %s, max %s over %d", tunnel, times[len(times)/2].Round(time.Millisecond), times[len(times)-1].Round(time.Millisecond), len(times))
 
 	// Detach takes the name from every host; the alias keeps its other endpoint.
-	if _, err := n1.Client().Detach(ctx, web.Path); err != nil {
+	if _, err := n1.Client().Detach(ctx, api.DetachRequest{Target: web.Path}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join("/etc/netns", web.NetNS, "resolv.conf")); !errors.Is(err, os.ErrNotExist) {

@@ -52,7 +52,7 @@ func TestFaultOVSDBRestart(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if _, err := node.Client().Detach(ctx, path); err != nil {
+	if _, err := node.Client().Detach(ctx, api.DetachRequest{Target: path}); err != nil {
 		t.Fatalf("detach after the ovsdb-server restart: %v", err)
 	}
 	if err := fl.l.DeleteNetNS(ctx, path); err != nil {

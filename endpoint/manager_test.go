@@ -270,6 +270,9 @@ func TestPublishRefusesFabricdPorts(t *testing.T) {
 	if len(r.Publish) != 2 {
 		t.Errorf("NAT rules after publishing: %+v", r.Publish)
 	}
+	if _, err := c.Detach(ctx, api.DetachRequest{Target: ns, Network: "blue"}); api.StatusCode(err) != 404 {
+		t.Errorf("detach from a network it is not on: %v, want not found", err)
+	}
 	as, err := c.Detach(ctx, api.DetachRequest{Target: ns})
 	if err != nil || len(as) != 1 || strings.Join(as[0].Published, ",") != "tcp:8080:80,udp:9464:9464" {
 		t.Errorf("detach: %+v %v, want the published ports it removed", as, err)

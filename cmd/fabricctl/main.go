@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -57,7 +59,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&o.socket, "socket", defaultSocket(os.Getenv), "fabricd API socket; $"+api.SocketEnv+" sets it when this flag is not given")
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(statusCmd(o), peersCmd(o), leaveCmd(o), attachCmd(o), detachCmd(o), lsCmd(o), publishCmd(o, true), publishCmd(o, false), versionCmd(o), keyringCmd(o), ovsCmd(o), dnsCmd(o))
+	root.AddCommand(statusCmd(o), peersCmd(o), leaveCmd(o), attachCmd(o), detachCmd(o), lsCmd(o), publishCmd(o, true), publishCmd(o, false), versionCmd(o), keyringCmd(o), ovsCmd(o), dnsCmd(o), networkCmd(o))
 	return root
 }
 
@@ -186,18 +188,25 @@ func attachCmd(o *options) *cobra.Command {
 	var req api.AttachRequest
 	cmd := &cobra.Command{
 		Use:   "attach TARGET",
-		Short: "Attach a container: Docker/Podman name or ID, pid:PID, or a netns path",
-		Long: `Attach a container to the fabric: fabricd creates a veth, puts the host end on the
-integration bridge, moves the other end into the container's network namespace and gives it an
-address from this host's subnet (or --ip), the fabric MTU and a default route via the gateway.
-Attaching an attached container with the same parameters changes nothing.`,
+		Short: "Attach a container to a network: Docker/Podman name or ID, pid:PID, or a netns path",
+		Long: `Attach a container to a network of the fabric (--network, default "default", the cluster
+CIDR): fabricd creates a veth, puts the host end on the integration bridge, moves the other end
+into the container's network namespace and gives it an address from this host's slice of the
+network (or --ip), the fabric MTU and, on the container's first network, a default route via
+the gateway. A container attached to several networks has one interface per network: eth0 on
+the first, the next free ethN on each further one unless --ifname names it. Attaching an
+attached container with the same parameters changes nothing.`,
 		Example: `  fabricctl attach web1
+  fabricctl attach web1 --network blue            # a second interface, eth1, on blue
   fabricctl attach pid:4242 --ip 10.244.3.10
   fabricctl attach pid:4242 --ip 10.244.3.10/24   # the subnet's prefix length is accepted
-  fabricctl attach /var/run/netns/blue --ifname eth1 --mac 02:00:00:00:00:10`,
+  fabricctl attach /var/run/netns/db --network blue --ifname eth1 --mac 02:00:00:00:00:10`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			req.Target = args[0]
+			if err := checkAttachFlags(req); err != nil {
+				return err
+			}
 			c, cancel := ctx()
 			defer cancel()
 			a, err := o.client().Attach(c, req)
@@ -207,33 +216,72 @@ Attaching an attached container with the same parameters changes nothing.`,
 			return o.print(a, func(w io.Writer) { printAttachment(w, a) })
 		},
 	}
-	cmd.Flags().StringVar(&req.IP, "ip", "", "fixed IP inside this host's subnet (default: lowest free)")
-	cmd.Flags().StringVar(&req.IfName, "ifname", "eth0", "interface name inside the container")
+	cmd.Flags().StringVar(&req.Network, "network", defaultNetwork, "network to attach to")
+	cmd.Flags().StringVar(&req.IP, "ip", "", "fixed IP inside this host's slice of the network (default: lowest free)")
+	cmd.Flags().StringVar(&req.IfName, "ifname", "", "interface name inside the container (default: eth0 on its first network, the next free ethN on each further one)")
 	cmd.Flags().StringVar(&req.MAC, "mac", "", "fixed MAC address (default: generated)")
 	addNameFlags(cmd, &req)
 	return cmd
 }
 
+// checkAttachFlags refuses an --ip or --mac that is no address at all before anything is sent;
+// fabricd checks that the address fits the network.
+func checkAttachFlags(req api.AttachRequest) error {
+	if req.IP != "" {
+		if _, err := netip.ParseAddr(req.IP); err != nil {
+			if _, perr := netip.ParsePrefix(req.IP); perr != nil {
+				return fmt.Errorf("--ip %q is not an IP address (such as 10.244.3.10 or 10.244.3.10/24)", req.IP)
+			}
+		}
+	}
+	if req.MAC != "" {
+		if _, err := net.ParseMAC(req.MAC); err != nil {
+			return fmt.Errorf("--mac %q is not a MAC address (such as 02:00:00:00:00:10)", req.MAC)
+		}
+	}
+	return nil
+}
+
 func detachCmd(o *options) *cobra.Command {
-	return &cobra.Command{
+	var req api.DetachRequest
+	cmd := &cobra.Command{
 		Use:   "detach TARGET",
-		Short: "Detach a container: removes its port, veth and address; the IP returns to the pool",
-		Args:  cobra.ExactArgs(1),
+		Short: "Detach a container from one network (--network) or from all: removes its ports, veths and addresses",
+		Example: `  fabricctl detach web1
+  fabricctl detach web1 --network blue`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
+			req.Target = args[0]
 			c, cancel := ctx()
 			defer cancel()
-			a, err := o.client().Detach(c, args[0])
+			as, err := o.client().Detach(c, req)
 			if err != nil {
 				return err
 			}
-			return o.print(a, func(w io.Writer) {
-				fmt.Fprintf(w, "detached %s (%s, port %s)\n", a.Container, a.IP, a.Port)
-				if len(a.Published) > 0 {
-					fmt.Fprintf(w, "removed published ports: %s\n", strings.Join(a.Published, ", "))
-				}
-			})
+			return o.print(api.DetachResult{Detached: as}, func(w io.Writer) { printDetached(w, as) })
 		},
 	}
+	cmd.Flags().StringVar(&req.Network, "network", "", "detach only from this network (default: from every network)")
+	return cmd
+}
+
+// printDetached prints each endpoint detach removed, with the published ports it removed.
+func printDetached(w io.Writer, as []api.Attachment) {
+	for _, a := range as {
+		fmt.Fprintf(w, "detached %s from %s (%s, port %s)\n", a.Container, networkOf(a), a.IP, a.Port)
+		if len(a.Published) > 0 {
+			fmt.Fprintf(w, "removed published ports: %s\n", strings.Join(a.Published, ", "))
+		}
+	}
+}
+
+// networkOf is an endpoint's network; hosts that predate networks name none, and theirs is
+// the default one.
+func networkOf(a api.Attachment) string {
+	if a.Network == "" {
+		return defaultNetwork
+	}
+	return a.Network
 }
 
 func lsCmd(o *options) *cobra.Command {
@@ -255,9 +303,9 @@ func lsCmd(o *options) *cobra.Command {
 			}
 			return o.print(as, func(w io.Writer) {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "HOST\tCONTAINER\tIP\tMAC\tPORT\tPUBLISHED\tNETNS")
+				fmt.Fprintln(tw, "HOST\tCONTAINER\tNETWORK\tIP\tMAC\tPORT\tPUBLISHED\tNETNS")
 				for _, a := range as {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Host, a.Container, a.IP, a.MAC, a.Port, orDash(strings.Join(a.Published, ",")), a.NetNS)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Host, a.Container, networkOf(a), a.IP, a.MAC, a.Port, orDash(strings.Join(a.Published, ",")), a.NetNS)
 				}
 				tw.Flush()
 			})
@@ -274,6 +322,7 @@ func printAttachment(w io.Writer, a api.Attachment) {
 		state = "already attached (unchanged)"
 	}
 	fmt.Fprintf(tw, "container:\t%s (%s)\n", a.Container, state)
+	fmt.Fprintf(tw, "network:\t%s\n", networkOf(a))
 	fmt.Fprintf(tw, "ip:\t%s\n", a.IP)
 	fmt.Fprintf(tw, "mac:\t%s\n", a.MAC)
 	fmt.Fprintf(tw, "gateway:\t%s\n", a.Gateway)

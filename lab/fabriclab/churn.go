@@ -63,7 +63,7 @@ func (f *Fabric) AttachDetachCycles(ctx context.Context, n *Node, cycles int) ([
 			return ips, fmt.Errorf("attach cycle %d: %w", i, err)
 		}
 		ips = append(ips, a.IP)
-		if _, err := n.Client().Detach(ctx, path); err != nil {
+		if _, err := n.Client().Detach(ctx, api.DetachRequest{Target: path}); err != nil {
 			return ips, fmt.Errorf("detach cycle %d: %w", i, err)
 		}
 		if err := f.Lab.DeleteNetNS(ctx, path); err != nil {
