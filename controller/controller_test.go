@@ -44,12 +44,14 @@ type fakeKernel struct {
 func (k *fakeKernel) Set(_ context.Context, want netplumb.HostState) (netplumb.HostChanges, error) {
 	var ch netplumb.HostChanges
 	if want.GatewayDev != "" {
-		ch.Addr, _ = k.ReconcileAddrs(want.GatewayDev, []netip.Prefix{want.Addr}, want.Scope)
+		if changed, _ := k.ReconcileAddrs(want.GatewayDev, want.Addrs, want.Scopes...); changed {
+			ch.Addrs.Added = want.Addrs
+		}
 	}
 	ch.Routes, _ = k.ReconcileRoutes(want.Routes)
 	return ch, nil
 }
-func (k *fakeKernel) ReconcileAddrs(dev string, want []netip.Prefix, _ netip.Prefix) (bool, error) {
+func (k *fakeKernel) ReconcileAddrs(dev string, want []netip.Prefix, _ ...netip.Prefix) (bool, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.addrs == nil {
