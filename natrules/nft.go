@@ -97,7 +97,7 @@ func sameHead(ch *nftables.Chain, spec chainSpec) bool {
 	if !spec.base() {
 		return ch.Hooknum == nil && ch.Type == ""
 	}
-	return ch.Type == nftables.ChainTypeNAT &&
+	return ch.Type == spec.typ &&
 		ch.Hooknum != nil && *ch.Hooknum == *spec.hook &&
 		ch.Priority != nil && *ch.Priority == *spec.priority
 }
@@ -224,7 +224,7 @@ func Reconcile(r Rules) (changed bool, err error) {
 	for i, spec := range want {
 		ch := &nftables.Chain{Name: spec.name, Table: table}
 		if spec.base() {
-			ch.Type = nftables.ChainTypeNAT
+			ch.Type = spec.typ
 			ch.Hooknum = spec.hook
 			ch.Priority = spec.priority
 			ch.Policy = &accept
