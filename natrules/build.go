@@ -151,7 +151,9 @@ func desired(r Rules) []chainSpec {
 		}
 	}
 	for _, n := range r.Networks {
-		fwd = append(fwd, ruleSpec{netComment(n.Name, netLeave, n.CIDR), leaveExprs(n.CIDR)})
+		if !n.Internal { // an internal network's traffic out was dropped above
+			fwd = append(fwd, ruleSpec{netComment(n.Name, netLeave, n.CIDR), leaveExprs(n.CIDR)})
+		}
 		between = append(between, ruleSpec{netComment(n.Name, netBetween, n.CIDR), dropExprs(offIPDaddr, n.CIDR)})
 	}
 	return []chainSpec{

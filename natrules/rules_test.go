@@ -241,7 +241,6 @@ func TestDesiredLayout(t *testing.T) {
 				"ovsfabric: network red: internal: drop forwarding out of 10.60.0.0/16",
 				"ovsfabric: network red: internal: drop forwarding into 10.60.0.0/16",
 				"ovsfabric: network blue: check forwarding out of 10.50.0.0/16",
-				"ovsfabric: network red: check forwarding out of 10.60.0.0/16",
 				"ovsfabric: network default: check forwarding out of 10.244.0.0/16",
 			},
 			[]string{
