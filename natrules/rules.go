@@ -1,6 +1,7 @@
 package natrules
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -138,6 +139,12 @@ func (p Publish) String() string {
 // entries claim the same (proto, host address, host port), where "any address"
 // overlaps every specific address.
 func (r Rules) Validate() error {
+	_, err := r.validate()
+	return err
+}
+
+// validate is Validate, returning the normalized networks as well.
+func (r Rules) validate() ([]Network, error) {
 	var errs []error
 	if err := validateTableName(r.tableName()); err != nil {
 		errs = append(errs, err)
@@ -150,11 +157,11 @@ func (r Rules) Validate() error {
 	}
 	seen := map[key][]int{} // indexes of earlier entries with the same proto and port
 	for i, p := range r.Publish {
-		where := fmt.Sprintf("publish[%d]", i)
-		if p.Container != "" {
-			where += fmt.Sprintf(" (%s)", p.Container)
-		}
 		bad := func(format string, args ...any) {
+			where := fmt.Sprintf("publish[%d]", i)
+			if p.Container != "" {
+				where += fmt.Sprintf(" (%s)", p.Container)
+			}
 			errs = append(errs, fmt.Errorf("%s: "+format, append([]any{where}, args...)...))
 		}
 		if p.Proto != ProtoTCP && p.Proto != ProtoUDP {
@@ -202,9 +209,9 @@ func (r Rules) Validate() error {
 		seen[k] = append(seen[k], i)
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 	}
-	return nil
+	return nets, nil
 }
 
 // networks validates r.Networks and returns them normalized (CIDR and slice masked and
@@ -214,11 +221,11 @@ func (r Rules) networks() ([]Network, []error) {
 	out := make([]Network, 0, len(r.Networks))
 	names := map[string]bool{}
 	for i, n := range r.Networks {
-		where := fmt.Sprintf("network[%d]", i)
-		if n.Name != "" {
-			where = fmt.Sprintf("network %q", n.Name)
-		}
 		bad := func(format string, args ...any) {
+			where := fmt.Sprintf("network[%d]", i)
+			if n.Name != "" {
+				where = fmt.Sprintf("network %q", n.Name)
+			}
 			errs = append(errs, fmt.Errorf("%s: "+format, append([]any{where}, args...)...))
 		}
 		switch {
@@ -251,11 +258,16 @@ func (r Rules) networks() ([]Network, []error) {
 		out = append(out, n)
 	}
 	slices.SortFunc(out, func(a, b Network) int { return comparePrefix(a.CIDR, b.CIDR) })
-	for i := range out {
-		for j := range i {
-			if out[j].CIDR.Overlaps(out[i].CIDR) {
-				errs = append(errs, fmt.Errorf("network %q: CIDR %s overlaps %s of network %q", out[i].Name, out[i].CIDR, out[j].CIDR, out[j].Name))
-			}
+	// Prefixes nest or are disjoint, and sorted by address an overlapping pair
+	// has the earlier one holding the later one's first address; of the earlier
+	// ones, the one reaching furthest holds it if any does.
+	reach := -1
+	for i, n := range out {
+		if reach >= 0 && out[reach].CIDR.Contains(n.CIDR.Addr()) {
+			errs = append(errs, fmt.Errorf("network %q: CIDR %s overlaps %s of network %q", n.Name, n.CIDR, out[reach].CIDR, out[reach].Name))
+		}
+		if reach < 0 || lastAddr(n.CIDR) > lastAddr(out[reach].CIDR) {
+			reach = i
 		}
 	}
 	return out, errs
@@ -286,12 +298,22 @@ func comparePrefix(a, b netip.Prefix) int {
 	return a.Bits() - b.Bits()
 }
 
-// networkOf finds the network whose CIDR holds a.
+// lastAddr is the last address of IPv4 prefix p as a number.
+func lastAddr(p netip.Prefix) uint32 {
+	a := p.Addr().As4()
+	return binary.BigEndian.Uint32(a[:]) | uint32(uint64(1)<<(32-p.Bits())-1)
+}
+
+// networkOf finds the network whose CIDR holds a among nets, sorted by CIDR
+// and not overlapping.
 func networkOf(nets []Network, a netip.Addr) (Network, bool) {
-	for _, n := range nets {
-		if n.CIDR.Contains(a) {
-			return n, true
-		}
+	// The last network starting at or before a is the only one that can hold it.
+	i, found := slices.BinarySearchFunc(nets, a, func(n Network, a netip.Addr) int { return n.CIDR.Addr().Compare(a) })
+	if !found {
+		i--
+	}
+	if i >= 0 && nets[i].CIDR.Contains(a) {
+		return nets[i], true
 	}
 	return Network{}, false
 }
@@ -314,11 +336,12 @@ func cidrList(nets []Network) string {
 // prefixes masked, addresses unmapped, Networks sorted by CIDR and Publish sorted, so that equal rule sets
 // produce identical tables regardless of input order.
 func (r Rules) normalized() (Rules, error) {
-	if err := r.Validate(); err != nil {
+	nets, err := r.validate()
+	if err != nil {
 		return Rules{}, err
 	}
 	out := Rules{Table: r.tableName(), Masquerade: r.Masquerade}
-	if nets, _ := r.networks(); len(nets) > 0 {
+	if len(nets) > 0 {
 		out.Networks = nets
 	}
 	for _, p := range r.Publish {
