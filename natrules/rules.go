@@ -65,7 +65,7 @@ type Network struct {
 // MaxNetworkName is the longest Network.Name (network.MaxNameLen).
 const MaxNetworkName = 32
 
-var networkNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$`)
+var networkNameRE = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,%d}$`, MaxNetworkName-1))
 
 // Rules is the complete desired content of fabricd's table: NAT and the isolation of the
 // networks in the host's forwarding path.
