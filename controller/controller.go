@@ -501,7 +501,10 @@ func hostState(d fabric.Desired, cluster netip.Prefix) netplumb.HostState {
 	for _, r := range d.Routes {
 		routes = append(routes, netplumb.Route{Dst: r.Dst, Gateway: r.Via, Dev: r.Dev, OnLink: r.OnLink})
 	}
-	return netplumb.HostState{GatewayDev: d.GatewayPort, MTU: d.MTU, Addr: d.Gateway, Scope: cluster, Routes: routes}
+	return netplumb.HostState{
+		GatewayDev: d.GatewayPort, MTU: d.MTU,
+		Addrs: []netip.Prefix{d.Gateway}, Scopes: []netip.Prefix{cluster}, Routes: routes,
+	}
 }
 
 // setHost sets the host network and logs what changed.
@@ -510,8 +513,11 @@ func (c *Controller) setHost(ctx context.Context, want netplumb.HostState) error
 	if ch.Link {
 		c.log.Info("gateway link up", "dev", want.GatewayDev, "mtu", want.MTU)
 	}
-	if ch.Addr {
-		c.log.Info("gateway address set", "dev", want.GatewayDev, "addr", want.Addr)
+	for _, a := range ch.Addrs.Removed {
+		c.log.Info("gateway address removed", "dev", want.GatewayDev, "addr", a)
+	}
+	for _, a := range ch.Addrs.Added {
+		c.log.Info("gateway address added", "dev", want.GatewayDev, "addr", a)
 	}
 	for _, r := range ch.Routes.Added {
 		c.log.Info("route added", "dst", r.Dst, "via", r.Gateway)

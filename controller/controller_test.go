@@ -44,12 +44,14 @@ type fakeKernel struct {
 func (k *fakeKernel) Set(_ context.Context, want netplumb.HostState) (netplumb.HostChanges, error) {
 	var ch netplumb.HostChanges
 	if want.GatewayDev != "" {
-		ch.Addr, _ = k.ReconcileAddrs(want.GatewayDev, []netip.Prefix{want.Addr}, want.Scope)
+		if changed, _ := k.ReconcileAddrs(want.GatewayDev, want.Addrs, want.Scopes...); changed {
+			ch.Addrs.Added = want.Addrs
+		}
 	}
 	ch.Routes, _ = k.ReconcileRoutes(want.Routes)
 	return ch, nil
 }
-func (k *fakeKernel) ReconcileAddrs(dev string, want []netip.Prefix, _ netip.Prefix) (bool, error) {
+func (k *fakeKernel) ReconcileAddrs(dev string, want []netip.Prefix, _ ...netip.Prefix) (bool, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.addrs == nil {
@@ -244,7 +246,7 @@ func TestReconcileLifecycle(t *testing.T) {
 	if len(k.routes) != 2 || k.addrs["fabric0"][0] != netip.MustParsePrefix("10.244.1.1/24") {
 		t.Fatalf("routes %v addrs %v", k.routes, k.addrs)
 	}
-	if !k.nat.Masquerade || k.nat.ClusterCIDR != netip.MustParsePrefix("10.244.0.0/16") {
+	if def := (natrules.Network{Name: "default", CIDR: netip.MustParsePrefix("10.244.0.0/16"), Slice: netip.MustParsePrefix("10.244.1.0/24")}); !k.nat.Masquerade || len(k.nat.Networks) != 1 || k.nat.Networks[0] != def {
 		t.Errorf("NAT rules %+v", k.nat)
 	}
 	ids, _ := sw.SystemExternalIDs(ctx)

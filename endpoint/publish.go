@@ -153,9 +153,14 @@ func ifOrder(a, b string) int {
 }
 
 // natRules is the NAT table this host needs for endpoints rs: masquerade for traffic
-// leaving the cluster, and a DNAT per published port.
+// leaving the cluster, and a DNAT per published port. The cluster CIDR is the one network
+// "default", this host's subnet its slice.
 func (m *Manager) natRules(rs []Record) natrules.Rules {
-	r := natrules.Rules{Table: natrules.DefaultTable, ClusterCIDR: m.s.Cluster, Masquerade: m.s.Masquerade}
+	def := natrules.Network{Name: "default", CIDR: m.s.Cluster}
+	if m.loop != nil {
+		def.Slice = m.loop.Subnet()
+	}
+	r := natrules.Rules{Table: natrules.DefaultTable, Networks: []natrules.Network{def}, Masquerade: m.s.Masquerade}
 	for _, e := range rs {
 		if !e.Addr.IsValid() {
 			continue

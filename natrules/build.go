@@ -3,6 +3,7 @@ package natrules
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -18,10 +19,12 @@ const (
 	chainOutput      = "output"
 	chainPostrouting = "postrouting"
 	chainPublish     = "publish"
+	chainForward     = "forward"
+	chainBetween     = "between"
 )
 
 // chainOrder is the order of the chains in the layout.
-var chainOrder = []string{chainPrerouting, chainOutput, chainPublish, chainPostrouting}
+var chainOrder = []string{chainPrerouting, chainOutput, chainPublish, chainPostrouting, chainForward, chainBetween}
 
 // commentPrefix starts every rule comment this package writes.
 const commentPrefix = "ovsfabric: "
@@ -34,11 +37,39 @@ const maxComment = 127
 const (
 	commentJumpPrerouting = commentPrefix + "published ports, traffic to this host"
 	commentJumpOutput     = commentPrefix + "published ports, connections from this host"
-	commentHairpin        = commentPrefix + "hairpin: masquerade DNATed traffic from the cluster to the cluster"
 )
 
-func commentMasquerade(cidr netip.Prefix) string {
-	return fmt.Sprintf("%smasquerade %s to outside the cluster", commentPrefix, cidr)
+// Comments of the per-network rules: commentPrefix + "network NAME: " + what, where what is
+// one of these with the network's CIDR (the slice for netMasquerade) filled in.
+const (
+	netPrefix     = commentPrefix + "network "
+	netHairpin    = "hairpin: masquerade DNATed traffic within %s"
+	netKeep       = "traffic to %s keeps its source"
+	netMasquerade = "masquerade %s to outside the networks"
+	netWithin     = "forward within %s"
+	netIntOut     = "internal: drop forwarding out of %s"
+	netIntIn      = "internal: drop forwarding into %s"
+	netLeave      = "check forwarding out of %s"
+	netBetween    = "drop forwarding into %s from another network"
+)
+
+// netComment is the comment of a per-network rule; what is one of the net* formats.
+func netComment(name, what string, p netip.Prefix) string {
+	return netPrefix + name + ": " + fmt.Sprintf(what, p)
+}
+
+// netName extracts the network name from a comment netComment(name, what, p) wrote; "" if
+// the comment is not of that form.
+func netName(comment, what string, p netip.Prefix) string {
+	rest, ok := strings.CutPrefix(comment, netPrefix)
+	if !ok {
+		return ""
+	}
+	name, ok := strings.CutSuffix(rest, ": "+fmt.Sprintf(what, p))
+	if !ok || !networkNameRE.MatchString(name) {
+		return ""
+	}
+	return name
 }
 
 func commentPublish(p Publish) string {
@@ -69,6 +100,7 @@ func sanitizeName(s string) string {
 // chainSpec is one chain of the desired table.
 type chainSpec struct {
 	name     string
+	typ      nftables.ChainType      // nat or filter; "" for a regular chain
 	hook     *nftables.ChainHook     // nil for a regular chain
 	priority *nftables.ChainPriority // nil for a regular chain
 	rules    []ruleSpec
@@ -89,26 +121,52 @@ func (r ruleSpec) userData() []byte {
 // desired builds the chains and rules for normalized rules r. It is pure; the
 // same input always produces the same output in the same order.
 func desired(r Rules) []chainSpec {
-	var post []ruleSpec
-	var pub []ruleSpec
-	if len(r.Publish) > 0 {
-		post = append(post, ruleSpec{commentHairpin, hairpinExprs(r.ClusterCIDR)})
-	}
-	if r.Masquerade {
-		post = append(post, ruleSpec{commentMasquerade(r.ClusterCIDR), masqueradeExprs(r.ClusterCIDR)})
-	}
+	var post, pub, fwd, between []ruleSpec
 	for _, p := range r.Publish {
 		pub = append(pub, ruleSpec{commentPublish(p), publishExprs(p)})
+	}
+	// Hairpin for each network with a published port (never an internal one: Validate).
+	for _, n := range r.Networks {
+		if slices.ContainsFunc(r.Publish, func(p Publish) bool { return n.CIDR.Contains(p.ContainerIP) }) {
+			post = append(post, ruleSpec{netComment(n.Name, netHairpin, n.CIDR), hairpinExprs(n.CIDR)})
+		}
+	}
+	if masq := masqueraded(r); len(masq) > 0 {
+		// Traffic to any network keeps its source; what is left leaves the fabric.
+		for _, n := range r.Networks {
+			post = append(post, ruleSpec{netComment(n.Name, netKeep, n.CIDR), keepExprs(n.CIDR)})
+		}
+		for _, n := range masq {
+			post = append(post, ruleSpec{netComment(n.Name, netMasquerade, n.Slice), masqueradeExprs(n.Slice)})
+		}
+	}
+	for _, n := range r.Networks {
+		fwd = append(fwd, ruleSpec{netComment(n.Name, netWithin, n.CIDR), withinExprs(n.CIDR)})
+	}
+	for _, n := range r.Networks {
+		if n.Internal {
+			fwd = append(fwd,
+				ruleSpec{netComment(n.Name, netIntOut, n.CIDR), dropExprs(offIPSaddr, n.CIDR)},
+				ruleSpec{netComment(n.Name, netIntIn, n.CIDR), dropExprs(offIPDaddr, n.CIDR)})
+		}
+	}
+	for _, n := range r.Networks {
+		if !n.Internal { // an internal network's traffic out was dropped above
+			fwd = append(fwd, ruleSpec{netComment(n.Name, netLeave, n.CIDR), leaveExprs(n.CIDR)})
+		}
+		between = append(between, ruleSpec{netComment(n.Name, netBetween, n.CIDR), dropExprs(offIPDaddr, n.CIDR)})
 	}
 	return []chainSpec{
 		{
 			name:     chainPrerouting,
+			typ:      nftables.ChainTypeNAT,
 			hook:     nftables.ChainHookPrerouting,
 			priority: nftables.ChainPriorityNATDest,
 			rules:    []ruleSpec{{commentJumpPrerouting, jumpPreroutingExprs()}},
 		},
 		{
 			name:     chainOutput,
+			typ:      nftables.ChainTypeNAT,
 			hook:     nftables.ChainHookOutput,
 			priority: nftables.ChainPriorityNATDest,
 			rules:    []ruleSpec{{commentJumpOutput, jumpOutputExprs()}},
@@ -116,11 +174,35 @@ func desired(r Rules) []chainSpec {
 		{name: chainPublish, rules: pub},
 		{
 			name:     chainPostrouting,
+			typ:      nftables.ChainTypeNAT,
 			hook:     nftables.ChainHookPostrouting,
 			priority: nftables.ChainPriorityNATSource,
 			rules:    post,
 		},
+		{
+			name:     chainForward,
+			typ:      nftables.ChainTypeFilter,
+			hook:     nftables.ChainHookForward,
+			priority: nftables.ChainPriorityFilter,
+			rules:    fwd,
+		},
+		{name: chainBetween, rules: between},
 	}
+}
+
+// masqueraded lists the networks whose slice r masquerades: none without
+// Masquerade, never an internal one, never one without a slice on this host.
+func masqueraded(r Rules) []Network {
+	if !r.Masquerade {
+		return nil
+	}
+	var out []Network
+	for _, n := range r.Networks {
+		if !n.Internal && n.Slice.IsValid() {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Offsets in the IPv4 header and in TCP/UDP headers.
@@ -203,11 +285,35 @@ func hairpinExprs(cidr netip.Prefix) []expr.Any {
 	return append(e, &expr.Counter{}, &expr.Masq{})
 }
 
-// masqueradeExprs: ip saddr CIDR ip daddr != CIDR counter masquerade.
-func masqueradeExprs(cidr netip.Prefix) []expr.Any {
-	e := ipMatch(offIPSaddr, expr.CmpOpEq, cidr)
-	e = append(e, ipMatch(offIPDaddr, expr.CmpOpNeq, cidr)...)
+// keepExprs: ip daddr CIDR counter return.
+func keepExprs(cidr netip.Prefix) []expr.Any {
+	e := ipMatch(offIPDaddr, expr.CmpOpEq, cidr)
+	return append(e, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictReturn})
+}
+
+// masqueradeExprs: ip saddr SLICE counter masquerade.
+func masqueradeExprs(slice netip.Prefix) []expr.Any {
+	e := ipMatch(offIPSaddr, expr.CmpOpEq, slice)
 	return append(e, &expr.Counter{}, &expr.Masq{})
+}
+
+// withinExprs: ip saddr CIDR ip daddr CIDR counter accept.
+func withinExprs(cidr netip.Prefix) []expr.Any {
+	e := ipMatch(offIPSaddr, expr.CmpOpEq, cidr)
+	e = append(e, ipMatch(offIPDaddr, expr.CmpOpEq, cidr)...)
+	return append(e, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictAccept})
+}
+
+// dropExprs: ip saddr|daddr CIDR counter drop.
+func dropExprs(offset uint32, cidr netip.Prefix) []expr.Any {
+	e := ipMatch(offset, expr.CmpOpEq, cidr)
+	return append(e, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})
+}
+
+// leaveExprs: ip saddr CIDR counter goto between.
+func leaveExprs(cidr netip.Prefix) []expr.Any {
+	e := ipMatch(offIPSaddr, expr.CmpOpEq, cidr)
+	return append(e, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainBetween})
 }
 
 func protoNum(proto string) byte {

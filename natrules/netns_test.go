@@ -3,7 +3,6 @@ package natrules
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -12,15 +11,13 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/ovsfabric/ovsfabric/lab/labtest"
 )
 
 // requireRoot skips tests that need root (netns, nftables) with a clear message, or fails
 // them when CI=true so CI cannot silently skip them.
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	labtest.Require(t, "this test (network namespaces, nftables; run as root, e.g. `sudo -E go test ./natrules/`)", "ip", "nft")
 }
@@ -32,7 +29,7 @@ type testNS struct {
 	name string
 }
 
-func newNS(t *testing.T) *testNS {
+func newNS(t testing.TB) *testNS {
 	t.Helper()
 	name := "natrules-" + rand.Text()[:12]
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
@@ -58,7 +55,7 @@ func newNS(t *testing.T) *testNS {
 }
 
 // do runs fn on a thread switched into the namespace.
-func (n *testNS) do(t *testing.T, fn func() error) {
+func (n *testNS) do(t testing.TB, fn func() error) {
 	t.Helper()
 	if err := n.Do(func(ns.NetNS) error { return fn() }); err != nil {
 		t.Fatalf("in netns %s: %v", n.name, err)
@@ -66,7 +63,7 @@ func (n *testNS) do(t *testing.T, fn func() error) {
 }
 
 // run runs a command inside the namespace and returns its stdout.
-func (n *testNS) run(t *testing.T, name string, args ...string) string {
+func (n *testNS) run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := n.try(name, args...)
 	if err != nil {
@@ -89,13 +86,13 @@ func (n *testNS) try(name string, args ...string) (string, error) {
 }
 
 // nft runs an nft script inside the namespace.
-func (n *testNS) nft(t *testing.T, script string) {
+func (n *testNS) nft(t testing.TB, script string) {
 	t.Helper()
 	n.run(t, "nft", script)
 }
 
 // reconcile runs Reconcile inside the namespace.
-func (n *testNS) reconcile(t *testing.T, r Rules) bool {
+func (n *testNS) reconcile(t testing.TB, r Rules) bool {
 	t.Helper()
 	var changed bool
 	n.do(t, func() (err error) {
@@ -106,7 +103,7 @@ func (n *testNS) reconcile(t *testing.T, r Rules) bool {
 }
 
 // read runs Read inside the namespace.
-func (n *testNS) read(t *testing.T, table string) State {
+func (n *testNS) read(t testing.TB, table string) State {
 	t.Helper()
 	var st State
 	n.do(t, func() (err error) {
@@ -119,39 +116,12 @@ func (n *testNS) read(t *testing.T, table string) State {
 // generation returns the namespace's nftables ruleset generation, which the
 // kernel bumps on every committed transaction: an unchanged generation proves
 // that nothing was written.
-func (n *testNS) generation(t *testing.T) uint32 {
+func (n *testNS) generation(t testing.TB) uint32 {
 	t.Helper()
 	var gen uint32
-	n.do(t, func() error {
-		c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		msgs, err := c.Execute(netlink.Message{
-			Header: netlink.Header{
-				Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN),
-				Flags: netlink.Request,
-			},
-			Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
-		})
-		if err != nil {
-			return fmt.Errorf("getgen: %w", err)
-		}
-		if len(msgs) != 1 || len(msgs[0].Data) < 4 {
-			return fmt.Errorf("getgen: unexpected reply %v", msgs)
-		}
-		ad, err := netlink.NewAttributeDecoder(msgs[0].Data[4:])
-		if err != nil {
-			return err
-		}
-		ad.ByteOrder = binary.BigEndian
-		for ad.Next() {
-			if ad.Type() == unix.NFTA_GEN_ID {
-				gen = ad.Uint32()
-			}
-		}
-		return ad.Err()
+	n.do(t, func() (err error) {
+		_, gen, err = rulesetGeneration()
+		return err
 	})
 	return gen
 }

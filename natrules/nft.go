@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -47,8 +48,8 @@ func (c *current) chain(name string) (currentChain, bool) {
 }
 
 // open returns a lasting nftables connection in the calling thread's netns.
-func open() (*nftables.Conn, error) {
-	conn, err := nftables.New(nftables.AsLasting())
+func open(opts ...nftables.ConnOption) (*nftables.Conn, error) {
+	conn, err := nftables.New(append([]nftables.ConnOption{nftables.AsLasting()}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("natrules: open nftables netlink socket: %w", err)
 	}
@@ -97,7 +98,7 @@ func sameHead(ch *nftables.Chain, spec chainSpec) bool {
 	if !spec.base() {
 		return ch.Hooknum == nil && ch.Type == ""
 	}
-	return ch.Type == nftables.ChainTypeNAT &&
+	return ch.Type == spec.typ &&
 		ch.Hooknum != nil && *ch.Hooknum == *spec.hook &&
 		ch.Priority != nil && *ch.Priority == *spec.priority
 }
@@ -173,7 +174,9 @@ func canonical(exprs []expr.Any) ([]byte, error) {
 // calling thread's network namespace contain exactly the rules for r.
 //
 // Invalid input returns an error wrapping ErrInvalid and changes nothing. If
-// the table already matches, nothing is written and changed is false.
+// the table already matches, nothing is written and changed is false; when
+// nothing was committed to nftables in the namespace since a call found the
+// table matching the same rules, the table is not even read again.
 // Otherwise the whole table is rewritten in one nftables transaction and
 // changed is true; if that transaction fails, the kernel keeps the previous
 // table unchanged. No other table is modified.
@@ -182,9 +185,14 @@ func Reconcile(r Rules) (changed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	// Without a generation (a kernel before 5.14) every call reads the table.
+	netns, gen, genErr := rulesetGeneration()
+	if genErr == nil && stillMatches(netns, gen, n) {
+		return false, nil
+	}
 	want := desired(n)
 
-	conn, err := open()
+	conn, err := open(buffers(want))
 	if err != nil {
 		return false, err
 	}
@@ -195,8 +203,12 @@ func Reconcile(r Rules) (changed bool, err error) {
 		return false, err
 	}
 	if ok, _ := cur.matches(want); ok {
+		if genErr == nil {
+			rememberMatch(netns, gen, n)
+		}
 		return false, nil
 	}
+	forgetMatch(n.Table)
 
 	table := &nftables.Table{Name: n.Table, Family: nftables.TableFamilyIPv4}
 	if cur.extras() {
@@ -224,7 +236,7 @@ func Reconcile(r Rules) (changed bool, err error) {
 	for i, spec := range want {
 		ch := &nftables.Chain{Name: spec.name, Table: table}
 		if spec.base() {
-			ch.Type = nftables.ChainTypeNAT
+			ch.Type = spec.typ
 			ch.Hooknum = spec.hook
 			ch.Priority = spec.priority
 			ch.Policy = &accept
@@ -245,6 +257,52 @@ func Reconcile(r Rules) (changed bool, err error) {
 		return false, fmt.Errorf("natrules: replace table ip %s: %w", n.Table, err)
 	}
 	return true, nil
+}
+
+// Room for the batch of one table rewrite beyond its rules: the table, chain
+// flushes, deletions and creations, and the batch framing.
+const batchOverhead = 64 << 10
+
+// perRule is what one rule adds to a batch besides its expressions and comment:
+// its netlink and nfnetlink headers and attributes.
+const perRule = 128
+
+// perMessage is what one message of the batch costs in the receive buffer: the
+// kernel acknowledges every message and echoes every rule back (google/nftables
+// asks for the rule handles), each in its own socket buffer, and the kernel
+// charges a buffer's full allocation, not its payload.
+const perMessage = 4 << 10
+
+// buffers sizes the netlink socket's buffers for a rewrite of the table want.
+// The kernel refuses a batch larger than the send buffer (EMSGSIZE) and drops
+// replies beyond the receive buffer (ENOBUFS); the defaults
+// (net.core.wmem_default and rmem_default, 208 KiB) hold only a few hundred
+// rules. Root gets the sizes asked for whatever net.core.wmem_max and rmem_max
+// say (SO_SNDBUFFORCE, SO_RCVBUFFORCE).
+func buffers(want []chainSpec) nftables.ConnOption {
+	send, msgs := batchOverhead, len(want)*3+8 // chains: flush, delete, add; table and framing
+	for _, c := range want {
+		for _, r := range c.rules {
+			b, _ := canonical(r.exprs)
+			send += len(b) + len(r.userData()) + perRule
+			msgs++
+		}
+	}
+	send *= 2 // margin: the estimate leaves out attribute padding
+	recv := send + msgs*perMessage
+	return nftables.WithSockOptions(func(c *netlink.Conn) error {
+		if have, err := c.WriteBuffer(); err != nil || have < send {
+			if err := c.SetWriteBuffer(send); err != nil {
+				return fmt.Errorf("natrules: netlink send buffer of %d bytes: %w", send, err)
+			}
+		}
+		if have, err := c.ReadBuffer(); err != nil || have < recv {
+			if err := c.SetReadBuffer(recv); err != nil {
+				return fmt.Errorf("natrules: netlink receive buffer of %d bytes: %w", recv, err)
+			}
+		}
+		return nil
+	})
 }
 
 // Delete removes the table (family ip) and everything in it from the calling
@@ -269,6 +327,7 @@ func Delete(table string) error {
 	if cur.table == nil {
 		return nil
 	}
+	forgetMatch(table)
 	conn.DelTable(cur.table)
 	if err := conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("natrules: delete table ip %s: %w", table, err)

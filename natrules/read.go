@@ -22,10 +22,12 @@ type State struct {
 	// Rules is decoded from the rule expressions actually installed (not
 	// from comments, except Publish.Container, which only lives in the
 	// comment). Rules this package did not write are skipped here and
-	// show up in Entries with Recognized false. ClusterCIDR is known only
-	// if a masquerade or hairpin rule is present. The form is the
-	// normalized one Reconcile installs: Publish sorted by proto, host
-	// port and host address, HostAddr zero for "any local address".
+	// show up in Entries with Recognized false. Network names come from
+	// the comments; a network's Slice is known only where a masquerade rule
+	// shows it (Masquerade on, network not internal). The form is the
+	// normalized one Reconcile installs: Networks sorted by CIDR, Publish
+	// sorted by proto, host port and host address, HostAddr zero for "any
+	// local address".
 	Rules Rules
 	// Entries lists every rule of the table with its comment and
 	// counters, for status output and troubleshooting: chains in the order
@@ -81,7 +83,8 @@ func Read(table string) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
-	st := State{Table: table, Present: cur.table != nil, Rules: Rules{Table: table}}
+	st := State{Table: table, Present: cur.table != nil}
+	var d decoder
 	// Present chains in the order of the layout (kernel order depends on
 	// history), chains we do not know last.
 	order := func(name string) int {
@@ -104,11 +107,11 @@ func Read(table string) (State, error) {
 					e.Packets, e.Bytes = c.Packets, c.Bytes
 				}
 			}
-			e.Recognized = decodeRule(&st.Rules, ch.chain.Name, e.Comment, r.Exprs)
+			e.Recognized = d.rule(ch.chain.Name, e.Comment, r.Exprs)
 			st.Entries = append(st.Entries, e)
 		}
 	}
-	slices.SortFunc(st.Rules.Publish, comparePublish)
+	st.Rules = d.rules(table)
 	return st, nil
 }
 
@@ -126,30 +129,92 @@ func safeUserData(udata []byte) []byte {
 	return udata[:i]
 }
 
-// decodeRule recognizes a rule this package writes, adds what it means to r,
-// and reports whether it was recognized. Values are picked out loosely, then
-// the rule is rebuilt from them and compared with the original, so only
-// exact matches count.
-func decodeRule(r *Rules, chain, comment string, exprs []expr.Any) bool {
+// decoder collects what the rules of a table say, rule by rule, and assembles
+// the Rules they were built from.
+type decoder struct {
+	nets    map[netip.Prefix]*Network // by CIDR
+	slices  []netip.Prefix            // sources of masquerade rules
+	masq    bool
+	publish []Publish
+}
+
+// network returns the network of cidr, made on first sight; a name from a
+// comment fills in a missing one.
+func (d *decoder) network(cidr netip.Prefix, name string) *Network {
+	if d.nets == nil {
+		d.nets = map[netip.Prefix]*Network{}
+	}
+	n, ok := d.nets[cidr]
+	if !ok {
+		n = &Network{CIDR: cidr}
+		d.nets[cidr] = n
+	}
+	if n.Name == "" {
+		n.Name = name
+	}
+	return n
+}
+
+// rules assembles what the rules said, in normalized form.
+func (d *decoder) rules(table string) Rules {
+	r := Rules{Table: table, Masquerade: d.masq, Publish: d.publish}
+	for _, n := range d.nets {
+		r.Networks = append(r.Networks, *n)
+	}
+	slices.SortFunc(r.Networks, func(a, b Network) int { return comparePrefix(a.CIDR, b.CIDR) })
+	for _, s := range d.slices {
+		for i := range r.Networks {
+			if n := &r.Networks[i]; n.CIDR.Bits() <= s.Bits() && n.CIDR.Contains(s.Addr()) {
+				n.Slice = s
+			}
+		}
+	}
+	slices.SortFunc(r.Publish, comparePublish)
+	return r
+}
+
+// rule recognizes a rule this package writes, adds what it means to d, and
+// reports whether it was recognized. Values are picked out loosely, then the
+// rule is rebuilt from them and compared with the original, so only exact
+// matches count.
+func (d *decoder) rule(chain, comment string, exprs []expr.Any) bool {
+	saddr, hasSaddr := firstPrefix(exprs, offIPSaddr)
+	daddr, hasDaddr := firstPrefix(exprs, offIPDaddr)
 	switch chain {
 	case chainPrerouting:
 		return sameExprs(exprs, jumpPreroutingExprs())
 	case chainOutput:
 		return sameExprs(exprs, jumpOutputExprs())
 	case chainPostrouting:
-		cidr, ok := firstPrefix(exprs, offIPSaddr)
-		if !ok {
+		switch {
+		case hasSaddr && sameExprs(exprs, hairpinExprs(saddr)):
+			d.network(saddr, netName(comment, netHairpin, saddr))
+		case hasDaddr && sameExprs(exprs, keepExprs(daddr)):
+			d.network(daddr, netName(comment, netKeep, daddr))
+		case hasSaddr && sameExprs(exprs, masqueradeExprs(saddr)):
+			d.masq = true
+			d.slices = append(d.slices, saddr)
+		default:
 			return false
 		}
+		return true
+	case chainForward:
 		switch {
-		case sameExprs(exprs, masqueradeExprs(cidr)):
-			r.Masquerade = true
-			r.ClusterCIDR = cidr
-			return true
-		case sameExprs(exprs, hairpinExprs(cidr)):
-			if !r.ClusterCIDR.IsValid() {
-				r.ClusterCIDR = cidr
-			}
+		case hasSaddr && sameExprs(exprs, withinExprs(saddr)):
+			d.network(saddr, netName(comment, netWithin, saddr))
+		case hasSaddr && sameExprs(exprs, dropExprs(offIPSaddr, saddr)):
+			d.network(saddr, netName(comment, netIntOut, saddr)).Internal = true
+		case hasDaddr && sameExprs(exprs, dropExprs(offIPDaddr, daddr)):
+			d.network(daddr, netName(comment, netIntIn, daddr)).Internal = true
+		case hasSaddr && sameExprs(exprs, leaveExprs(saddr)):
+			d.network(saddr, netName(comment, netLeave, saddr))
+		default:
+			return false
+		}
+		return true
+	case chainBetween:
+		if hasDaddr && sameExprs(exprs, dropExprs(offIPDaddr, daddr)) {
+			d.network(daddr, netName(comment, netBetween, daddr))
 			return true
 		}
 		return false
@@ -159,7 +224,7 @@ func decodeRule(r *Rules, chain, comment string, exprs []expr.Any) bool {
 			return false
 		}
 		p.Container = containerFromComment(comment, p)
-		r.Publish = append(r.Publish, p)
+		d.publish = append(d.publish, p)
 		return true
 	}
 	return false

@@ -1,11 +1,13 @@
 package natrules
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
 	"slices"
+	"strings"
 )
 
 // DefaultTable is the name of the nftables table (family ip) that fabricd owns
@@ -32,7 +34,8 @@ type Publish struct {
 	HostAddr netip.Addr
 	// HostPort is the port on the host, 1..65535.
 	HostPort uint16
-	// ContainerIP is the container's address; it must be in the cluster CIDR.
+	// ContainerIP is the container's address; it must be inside the CIDR of one of
+	// Rules.Networks, and that network must not be internal.
 	ContainerIP netip.Addr
 	// ContainerPort is the port in the container, 1..65535.
 	ContainerPort uint16
@@ -42,15 +45,40 @@ type Publish struct {
 	Container string
 }
 
-// Rules is the complete desired content of fabricd's NAT table.
+// Network is one of the fabric's networks as the NAT and filter rules see it.
+type Network struct {
+	// Name names the network in rule comments: a letter or digit followed by up to
+	// MaxNetworkName-1 letters, digits, '.', '_' or '-'. Unique among Rules.Networks.
+	Name string
+	// CIDR is the network's address space (e.g. 10.244.0.0/16), IPv4. Host bits, if any,
+	// are ignored. The CIDRs of two networks never overlap.
+	CIDR netip.Prefix
+	// Slice is this host's slice of CIDR (e.g. 10.244.3.0/24): the source of the traffic
+	// this host masquerades. Zero when this host serves no slice of the network; its
+	// isolation rules apply all the same. Host bits, if any, are ignored.
+	Slice netip.Prefix
+	// Internal networks have no egress: no masquerade, no published ports, and the host
+	// forwards nothing out of the network nor into it from outside.
+	Internal bool
+}
+
+// MaxNetworkName is the longest Network.Name (network.MaxNameLen).
+const MaxNetworkName = 32
+
+var networkNameRE = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,%d}$`, MaxNetworkName-1))
+
+// Rules is the complete desired content of fabricd's table: NAT and the isolation of the
+// networks in the host's forwarding path.
 type Rules struct {
 	// Table is the nftables table name (family ip); empty means DefaultTable.
 	Table string
-	// ClusterCIDR is the container address space (e.g. 10.244.0.0/16). Host
-	// bits, if any, are ignored. Required.
-	ClusterCIDR netip.Prefix
-	// Masquerade enables SNAT (masquerade) of traffic from ClusterCIDR to
-	// destinations outside ClusterCIDR. Traffic between cluster addresses keeps
+	// Networks are the fabric's networks. Forwarding between two of them is dropped,
+	// whatever the routes say; an internal one forwards only within itself. Order does
+	// not matter.
+	Networks []Network
+	// Masquerade enables SNAT (masquerade) of traffic from the slice of each non-internal
+	// network to destinations outside every network's CIDR (a host-wide switch: off when
+	// the underlay routes container addresses). Traffic between networks' addresses keeps
 	// its source address.
 	Masquerade bool
 	// Publish lists the published ports. Order does not matter.
@@ -103,31 +131,37 @@ func (p Publish) String() string {
 
 // Validate checks r without touching the kernel. It reports every problem
 // found, joined; the returned error wraps ErrInvalid. Checked: the table name;
-// the cluster CIDR (valid IPv4 prefix, not /0); for each published port the
-// protocol ("tcp" or "udp"), host and container ports (1..65535), host address
-// (IPv4, not loopback or multicast), container IP (IPv4 inside the cluster
-// CIDR); and that no two entries claim the same (proto, host address, host
-// port), where "any address" overlaps every specific address.
+// each network's name (well-formed, unique), CIDR (valid IPv4 prefix, not /0,
+// overlapping no other network's) and slice (IPv4, inside the CIDR); for each
+// published port the protocol ("tcp" or "udp"), host and container ports
+// (1..65535), host address (IPv4, not loopback or multicast), container IP
+// (IPv4 inside the CIDR of a network that is not internal); and that no two
+// entries claim the same (proto, host address, host port), where "any address"
+// overlaps every specific address.
 func (r Rules) Validate() error {
+	_, err := r.validate()
+	return err
+}
+
+// validate is Validate, returning the normalized networks as well.
+func (r Rules) validate() ([]Network, error) {
 	var errs []error
 	if err := validateTableName(r.tableName()); err != nil {
 		errs = append(errs, err)
 	}
-	cidr, cidrErr := clusterCIDR(r.ClusterCIDR)
-	if cidrErr != nil {
-		errs = append(errs, cidrErr)
-	}
+	nets, netErrs := r.networks()
+	errs = append(errs, netErrs...)
 	type key struct {
 		proto string
 		port  uint16
 	}
 	seen := map[key][]int{} // indexes of earlier entries with the same proto and port
 	for i, p := range r.Publish {
-		where := fmt.Sprintf("publish[%d]", i)
-		if p.Container != "" {
-			where += fmt.Sprintf(" (%s)", p.Container)
-		}
 		bad := func(format string, args ...any) {
+			where := fmt.Sprintf("publish[%d]", i)
+			if p.Container != "" {
+				where += fmt.Sprintf(" (%s)", p.Container)
+			}
 			errs = append(errs, fmt.Errorf("%s: "+format, append([]any{where}, args...)...))
 		}
 		if p.Proto != ProtoTCP && p.Proto != ProtoUDP {
@@ -150,15 +184,19 @@ func (r Rules) Validate() error {
 			}
 		}
 		c := p.ContainerIP.Unmap()
-		switch {
+		switch n, found := networkOf(nets, c); {
 		case !c.IsValid():
 			bad("container IP is missing")
 		case !c.Is4():
 			bad("container IP %s: must be IPv4 (the table is family ip)", c)
 		case c.IsUnspecified():
 			bad("container IP %s: must be a container address", c)
-		case cidrErr == nil && !cidr.Contains(c):
-			bad("container IP %s: not inside the cluster CIDR %s", c, cidr)
+		case len(netErrs) > 0:
+			// The networks are broken; which one c is on is not known.
+		case !found:
+			bad("container IP %s: not inside any network (%s)", c, cidrList(nets))
+		case n.Internal:
+			bad("container IP %s is on the internal network %s: internal networks have no published ports", c, n.Name)
 		}
 		k := key{p.Proto, p.HostPort}
 		for _, j := range seen[k] {
@@ -171,40 +209,141 @@ func (r Rules) Validate() error {
 		seen[k] = append(seen[k], i)
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 	}
-	return nil
+	return nets, nil
 }
 
-// clusterCIDR validates and normalizes the cluster CIDR.
-func clusterCIDR(p netip.Prefix) (netip.Prefix, error) {
+// networks validates r.Networks and returns them normalized (CIDR and slice masked and
+// unmapped) and sorted by CIDR, with every problem found.
+func (r Rules) networks() ([]Network, []error) {
+	var errs []error
+	out := make([]Network, 0, len(r.Networks))
+	names := map[string]bool{}
+	for i, n := range r.Networks {
+		bad := func(format string, args ...any) {
+			where := fmt.Sprintf("network[%d]", i)
+			if n.Name != "" {
+				where = fmt.Sprintf("network %q", n.Name)
+			}
+			errs = append(errs, fmt.Errorf("%s: "+format, append([]any{where}, args...)...))
+		}
+		switch {
+		case !networkNameRE.MatchString(n.Name):
+			bad("name: want a letter or digit followed by up to %d letters, digits, '.', '_' or '-'", MaxNetworkName-1)
+		case names[n.Name]:
+			bad("name given twice")
+		}
+		names[n.Name] = true
+		cidr, err := ipv4Prefix("CIDR", n.CIDR)
+		if err != nil {
+			bad("%v", err)
+			continue
+		}
+		if cidr.Bits() == 0 {
+			bad("CIDR %s: /0 would make every destination part of the network", cidr)
+			continue
+		}
+		n.CIDR = cidr
+		if n.Slice.IsValid() {
+			slice, err := ipv4Prefix("slice", n.Slice)
+			switch {
+			case err != nil:
+				bad("%v", err)
+			case slice.Bits() < cidr.Bits() || !cidr.Contains(slice.Addr()):
+				bad("slice %s is not inside the CIDR %s", slice, cidr)
+			}
+			n.Slice = slice
+		}
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b Network) int { return comparePrefix(a.CIDR, b.CIDR) })
+	// Prefixes nest or are disjoint, and sorted by address an overlapping pair
+	// has the earlier one holding the later one's first address; of the earlier
+	// ones, the one reaching furthest holds it if any does.
+	reach := -1
+	for i, n := range out {
+		if reach >= 0 && out[reach].CIDR.Contains(n.CIDR.Addr()) {
+			errs = append(errs, fmt.Errorf("network %q: CIDR %s overlaps %s of network %q", n.Name, n.CIDR, out[reach].CIDR, out[reach].Name))
+		}
+		if reach < 0 || lastAddr(n.CIDR) > lastAddr(out[reach].CIDR) {
+			reach = i
+		}
+	}
+	return out, errs
+}
+
+// ipv4Prefix validates and normalizes an IPv4 prefix (v4-mapped forms are unmapped, host
+// bits cleared).
+func ipv4Prefix(what string, p netip.Prefix) (netip.Prefix, error) {
 	if !p.IsValid() {
-		return netip.Prefix{}, fmt.Errorf("cluster CIDR is missing")
+		return netip.Prefix{}, fmt.Errorf("%s is missing", what)
 	}
 	if !p.Addr().Is4() && !p.Addr().Is4In6() {
-		return netip.Prefix{}, fmt.Errorf("cluster CIDR %s: must be IPv4 (the table is family ip)", p)
+		return netip.Prefix{}, fmt.Errorf("%s %s: must be IPv4 (the table is family ip)", what, p)
 	}
 	if p.Addr().Is4In6() {
 		if p.Bits() < 96 {
-			return netip.Prefix{}, fmt.Errorf("cluster CIDR %s: must be IPv4 (the table is family ip)", p)
+			return netip.Prefix{}, fmt.Errorf("%s %s: must be IPv4 (the table is family ip)", what, p)
 		}
 		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-	}
-	if p.Bits() == 0 {
-		return netip.Prefix{}, fmt.Errorf("cluster CIDR %s: /0 would make every destination part of the cluster", p)
 	}
 	return p.Masked(), nil
 }
 
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
+}
+
+// lastAddr is the last address of IPv4 prefix p as a number.
+func lastAddr(p netip.Prefix) uint32 {
+	a := p.Addr().As4()
+	return binary.BigEndian.Uint32(a[:]) | uint32(uint64(1)<<(32-p.Bits())-1)
+}
+
+// networkOf finds the network whose CIDR holds a among nets, sorted by CIDR
+// and not overlapping.
+func networkOf(nets []Network, a netip.Addr) (Network, bool) {
+	// The last network starting at or before a is the only one that can hold it.
+	i, found := slices.BinarySearchFunc(nets, a, func(n Network, a netip.Addr) int { return n.CIDR.Addr().Compare(a) })
+	if !found {
+		i--
+	}
+	if i >= 0 && nets[i].CIDR.Contains(a) {
+		return nets[i], true
+	}
+	return Network{}, false
+}
+
+func cidrList(nets []Network) string {
+	if len(nets) == 0 {
+		return "no networks given"
+	}
+	var b strings.Builder
+	for i, n := range nets {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %s", n.Name, n.CIDR)
+	}
+	return b.String()
+}
+
 // normalized returns a validated copy of r with the table name filled in, the
-// CIDR masked, addresses unmapped and Publish sorted, so that equal rule sets
+// prefixes masked, addresses unmapped, Networks sorted by CIDR and Publish sorted, so that equal rule sets
 // produce identical tables regardless of input order.
 func (r Rules) normalized() (Rules, error) {
-	if err := r.Validate(); err != nil {
+	nets, err := r.validate()
+	if err != nil {
 		return Rules{}, err
 	}
 	out := Rules{Table: r.tableName(), Masquerade: r.Masquerade}
-	out.ClusterCIDR, _ = clusterCIDR(r.ClusterCIDR)
+	if len(nets) > 0 {
+		out.Networks = nets
+	}
 	for _, p := range r.Publish {
 		p.HostAddr = p.hostAddr()
 		p.ContainerIP = p.ContainerIP.Unmap()

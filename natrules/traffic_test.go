@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -144,7 +146,7 @@ func TestTraffic(t *testing.T) {
 	web := pub("tcp", 8080, web1, 80, "web1")
 	webOnAddr := pub("tcp", 8081, web1, 80, "web1-addr")
 	webOnAddr.HostAddr = hostIP
-	rules := Rules{ClusterCIDR: cluster, Masquerade: true, Publish: []Publish{web, webOnAddr, dns}}
+	rules := Rules{Networks: defNet, Masquerade: true, Publish: []Publish{web, webOnAddr, dns}}
 	if !l.host.reconcile(t, rules) {
 		t.Fatal("Reconcile: changed=false")
 	}
@@ -196,7 +198,12 @@ func TestTraffic(t *testing.T) {
 	for _, e := range st.Entries {
 		hits[e.Comment] = e.Packets
 	}
-	for _, c := range []string{commentPublish(web), commentMasquerade(cluster), commentHairpin} {
+	for _, c := range []string{
+		commentPublish(web),
+		netComment("default", netMasquerade, slice3),
+		netComment("default", netHairpin, cluster),
+		netComment("default", netWithin, cluster), // ctrA to ctrB
+	} {
 		if hits[c] == 0 {
 			t.Errorf("rule %q counted no packets; entries: %v", c, st.Entries)
 		}
@@ -219,6 +226,173 @@ func TestTraffic(t *testing.T) {
 		check(t, []flow{
 			{"(a) published port is gone", l.client, "tcp", "172.30.0.11:8080", ""},
 			{"(c) routing unaffected", l.ctrA, "tcp", "10.244.4.2:7000", "10.244.3.2"},
+		})
+	})
+}
+
+// flow is one connection a traffic test tries.
+type flow struct {
+	name    string
+	from    *testNS
+	network string
+	to      string
+	want    string // source address seen by the server; "" = must fail
+}
+
+// checkFlows tries the flows at once (a refused one waits for its dial timeout) and
+// reports every one that did not behave.
+func checkFlows(t *testing.T, flows []flow) {
+	t.Helper()
+	type result struct {
+		got string
+		err error
+	}
+	res := make([]result, len(flows))
+	var wg sync.WaitGroup
+	for i, f := range flows {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i].got, res[i].err = ask(f.from, f.network, f.to)
+		}()
+	}
+	wg.Wait()
+	for i, f := range flows {
+		got, err := res[i].got, res[i].err
+		switch {
+		case f.want == "" && err == nil:
+			t.Errorf("%s: %s %s from %s got through (server saw %s), want failure", f.name, f.network, f.to, f.from.name, got)
+		case f.want != "" && err != nil:
+			t.Errorf("%s: %v", f.name, err)
+		case f.want != "" && got != f.want:
+			t.Errorf("%s: server saw source %s, want %s", f.name, got, f.want)
+		}
+	}
+}
+
+// TestTrafficNetworks: three networks meet in one host kernel, which routes between all of
+// them. With the table in place, forwarding between two networks is dropped (also to a
+// published port of another network), an internal network forwards nothing out and nothing
+// in, the same network passes with its source kept, and only non-internal networks are
+// masqueraded to the outside.
+//
+//	client 172.30.0.100/24  ── up0 172.30.0.11/24   [host, ip_forward=1, our table]
+//	a1 10.244.3.2/24 (default) ── c0 10.244.3.1/24
+//	a2 10.244.4.2/24 (default, stands in for another host's slice) ── c1 10.244.4.1/24
+//	b1 10.50.1.2/24  (blue)    ── c2 10.50.1.1/24
+//	r1 10.60.1.2/24  (red, internal) ── c3 10.60.1.1/24
+func TestTrafficNetworks(t *testing.T) {
+	requireRoot(t)
+	client, host := newNS(t), newNS(t)
+	ctrs := []struct {
+		n           *testNS
+		dev, ip, gw string
+	}{
+		{newNS(t), "c0", "10.244.3.2/24", "10.244.3.1/24"},
+		{newNS(t), "c1", "10.244.4.2/24", "10.244.4.1/24"},
+		{newNS(t), "c2", "10.50.1.2/24", "10.50.1.1/24"},
+		{newNS(t), "c3", "10.60.1.2/24", "10.60.1.1/24"},
+	}
+	a1, a2, b1, r1 := ctrs[0].n, ctrs[1].n, ctrs[2].n, ctrs[3].n
+	host.run(t, "ip", "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", client.name)
+	host.run(t, "ip", "addr", "add", "172.30.0.11/24", "dev", "up0")
+	host.run(t, "ip", "link", "set", "up0", "up")
+	client.run(t, "ip", "addr", "add", "172.30.0.100/24", "dev", "eth0")
+	client.run(t, "ip", "link", "set", "eth0", "up")
+	client.run(t, "ip", "route", "add", "10.0.0.0/8", "via", "172.30.0.11")
+	for _, c := range ctrs {
+		host.run(t, "ip", "link", "add", c.dev, "type", "veth", "peer", "name", "eth0", "netns", c.n.name)
+		host.run(t, "ip", "addr", "add", c.gw, "dev", c.dev)
+		host.run(t, "ip", "link", "set", c.dev, "up")
+		c.n.run(t, "ip", "addr", "add", c.ip, "dev", "eth0")
+		c.n.run(t, "ip", "link", "set", "eth0", "up")
+		c.n.run(t, "ip", "route", "add", "default", "via", strings.Split(c.gw, "/")[0])
+	}
+	host.run(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+	for _, n := range []*testNS{a1, a2, b1, r1} {
+		serveTCP(t, n, "0.0.0.0:7000")
+	}
+	serveTCP(t, client, "0.0.0.0:9000")
+
+	// Without the table the host kernel routes between all of them: the drops below are
+	// the table's doing.
+	t.Run("without the table", func(t *testing.T) {
+		checkFlows(t, []flow{
+			{"default to blue", a1, "tcp", "10.50.1.2:7000", "10.244.3.2"},
+			{"blue to red", b1, "tcp", "10.60.1.2:7000", "10.50.1.2"},
+			{"red to outside", r1, "tcp", "172.30.0.100:9000", "10.60.1.2"},
+		})
+	})
+
+	rules := Rules{
+		Networks: []Network{
+			{Name: "default", CIDR: cluster, Slice: slice3},
+			{Name: "blue", CIDR: netip.MustParsePrefix("10.50.0.0/16"), Slice: netip.MustParsePrefix("10.50.1.0/24")},
+			{Name: "red", CIDR: netip.MustParsePrefix("10.60.0.0/16"), Slice: netip.MustParsePrefix("10.60.1.0/24"), Internal: true},
+		},
+		Masquerade: true,
+		Publish: []Publish{
+			pub("tcp", 8080, web1, 7000, "a1"),
+			pub("tcp", 8081, netip.MustParseAddr("10.50.1.2"), 7000, "b1"),
+		},
+	}
+	if !host.reconcile(t, rules) {
+		t.Fatal("Reconcile: changed=false")
+	}
+	t.Run("with the table", func(t *testing.T) {
+		checkFlows(t, []flow{
+			{"same network, another slice: source kept", a1, "tcp", "10.244.4.2:7000", "10.244.3.2"},
+			{"same network, back", a2, "tcp", "10.244.3.2:7000", "10.244.4.2"},
+			{"default to blue dropped", a1, "tcp", "10.50.1.2:7000", ""},
+			{"blue to default dropped", b1, "tcp", "10.244.3.2:7000", ""},
+			{"default to red dropped", a1, "tcp", "10.60.1.2:7000", ""},
+			{"red to default dropped", r1, "tcp", "10.244.3.2:7000", ""},
+			{"blue to red dropped", b1, "tcp", "10.60.1.2:7000", ""},
+			{"red to blue dropped", r1, "tcp", "10.50.1.2:7000", ""},
+			{"default to outside masqueraded", a1, "tcp", "172.30.0.100:9000", "172.30.0.11"},
+			{"blue to outside masqueraded", b1, "tcp", "172.30.0.100:9000", "172.30.0.11"},
+			{"another slice of default to outside: not this host's to masquerade", a2, "tcp", "172.30.0.100:9000", "10.244.4.2"},
+			{"internal red to outside dropped", r1, "tcp", "172.30.0.100:9000", ""},
+			{"outside into internal red dropped", client, "tcp", "10.60.1.2:7000", ""},
+			{"outside into blue routed", client, "tcp", "10.50.1.2:7000", "172.30.0.100"},
+			{"published port of default from outside", client, "tcp", "172.30.0.11:8080", "172.30.0.100"},
+			{"published port of blue from outside", client, "tcp", "172.30.0.11:8081", "172.30.0.100"},
+			{"hairpin within default: source is the gateway toward the server", a2, "tcp", "172.30.0.11:8080", "10.244.3.1"},
+			{"hairpin within blue", b1, "tcp", "172.30.0.11:8081", "10.50.1.1"},
+			{"blue to a published port of default dropped", b1, "tcp", "172.30.0.11:8080", ""},
+			{"red to a published port of blue dropped", r1, "tcp", "172.30.0.11:8081", ""},
+		})
+	})
+	st := host.read(t, "")
+	hits := map[string]uint64{}
+	for _, e := range st.Entries {
+		hits[e.Comment] = e.Packets
+	}
+	for _, c := range []string{
+		netComment("default", netMasquerade, slice3),
+		netComment("blue", netMasquerade, netip.MustParsePrefix("10.50.1.0/24")),
+		netComment("red", netIntOut, netip.MustParsePrefix("10.60.0.0/16")),
+		netComment("red", netIntIn, netip.MustParsePrefix("10.60.0.0/16")),
+		netComment("blue", netBetween, netip.MustParsePrefix("10.50.0.0/16")),
+		netComment("default", netBetween, cluster),
+	} {
+		if hits[c] == 0 {
+			t.Errorf("rule %q counted no packets; entries: %v", c, st.Entries)
+		}
+	}
+	for _, e := range st.Entries {
+		if e.Chain == chainPostrouting && strings.Contains(e.Comment, "network red") && strings.Contains(e.Comment, "masquerade") {
+			t.Errorf("internal network red has a masquerade rule: %v", e)
+		}
+	}
+	if host.reconcile(t, rules) {
+		t.Error("second Reconcile: changed=true")
+	}
+
+	t.Run("after Delete", func(t *testing.T) {
+		host.do(t, func() error { return Delete("") })
+		checkFlows(t, []flow{
+			{"default to blue routed again", a1, "tcp", "10.50.1.2:7000", "10.244.3.2"},
 		})
 	})
 }

@@ -29,61 +29,98 @@ func checkAddr(what string, p netip.Prefix) error {
 // reports whether it changed anything; an address with the same IP but another prefix length
 // is replaced. Other addresses are left alone; see ReconcileAddrs.
 func EnsureAddr(dev string, addr netip.Prefix) (changed bool, err error) {
-	return ReconcileAddrs(dev, []netip.Prefix{addr}, netip.Prefix{})
+	return ReconcileAddrs(dev, []netip.Prefix{addr})
 }
 
-// ReconcileAddrs makes the addresses of dev in the current netns that fall inside scope equal
-// want: it removes those inside scope that are not wanted (say, the gateway address of a
-// subnet this host used to own) and adds the wanted ones that are missing. Addresses outside
-// scope are never touched; an invalid (zero) scope removes nothing, except an address that
-// holds a wanted IP with another prefix length, which is always replaced. Stale addresses are
-// removed before new ones are added, so that a new address in the same subnet does not become
-// a secondary that the kernel would delete together with the old primary. It reports whether
-// it changed anything; no difference means no netlink writes.
-func ReconcileAddrs(dev string, want []netip.Prefix, scope netip.Prefix) (changed bool, err error) {
+// AddrChanges is what a reconcile of a device's addresses did.
+type AddrChanges struct {
+	Added, Removed []netip.Prefix
+}
+
+// Empty reports whether nothing was changed.
+func (c AddrChanges) Empty() bool { return len(c.Added) == 0 && len(c.Removed) == 0 }
+
+// ReconcileAddrs makes the addresses of dev in the current netns that fall inside any of
+// scopes equal want: it removes those inside a scope that are not wanted (say, the gateway
+// address of a subnet this host used to own, or of a network it no longer serves) and adds
+// the wanted ones that are missing. Addresses outside every scope are never touched; invalid
+// (zero) scopes are ignored, so no scope removes nothing, except an address that holds a
+// wanted IP with another prefix length, which is always replaced. It reports whether it
+// changed anything; no difference means no netlink writes. See ReconcileAddrsIn for the
+// details of what changed.
+func ReconcileAddrs(dev string, want []netip.Prefix, scopes ...netip.Prefix) (changed bool, err error) {
+	ch, err := ReconcileAddrsIn(dev, want, scopes)
+	return !ch.Empty(), err
+}
+
+// ReconcileAddrsIn is ReconcileAddrs reporting which addresses it added and removed. Stale
+// addresses are removed before new ones are added, so that a new address in the same subnet
+// does not become a secondary that the kernel would delete together with the old primary;
+// after a removal the addresses are listed again, so that a wanted secondary the kernel
+// dropped with its primary is put back in the same call.
+func ReconcileAddrsIn(dev string, want, scopes []netip.Prefix) (AddrChanges, error) {
+	var ch AddrChanges
 	if err := checkIfName("link", dev); err != nil {
-		return false, err
+		return ch, err
 	}
 	wantIP := map[netip.Addr]netip.Prefix{}
 	for _, p := range want {
 		if err := checkAddr("address", p); err != nil {
-			return false, fmt.Errorf("link %s: %w", dev, err)
+			return ch, fmt.Errorf("link %s: %w", dev, err)
 		}
 		if q, dup := wantIP[p.Addr()]; dup && q != p {
-			return false, invalidf("link %s: address %s wanted as both %s and %s", dev, p.Addr(), q, p)
+			return ch, invalidf("link %s: address %s wanted as both %s and %s", dev, p.Addr(), q, p)
 		}
 		wantIP[p.Addr()] = p
 	}
+	inScope := func(a netip.Addr) bool {
+		return slices.ContainsFunc(scopes, func(s netip.Prefix) bool { return s.IsValid() && s.Contains(a) })
+	}
 	h, err := hostHandle()
 	if err != nil {
-		return false, err
+		return ch, err
 	}
 	defer h.Close()
 	l, err := h.LinkByName(dev)
 	if err != nil {
-		return false, linkErr(dev, err)
+		return ch, linkErr(dev, err)
 	}
-	addrs, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
+	list := func() ([]netlink.Addr, error) {
+		addrs, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
+		if err != nil {
+			return nil, fmt.Errorf("list addresses of %s: %w", dev, err)
+		}
+		return addrs, nil
+	}
+	addrs, err := list()
 	if err != nil {
-		return false, fmt.Errorf("list addresses of %s: %w", dev, err)
+		return ch, err
 	}
-	var have []netip.Prefix
 	for _, ad := range addrs {
 		p, ok := prefixOf(ad.IPNet)
 		if !ok {
 			continue
 		}
 		w, wanted := wantIP[p.Addr()]
-		stale := (wanted && w != p) || (!wanted && scope.IsValid() && scope.Contains(p.Addr()))
-		if !stale {
-			have = append(have, p)
+		if !(wanted && w != p) && (wanted || !inScope(p.Addr())) {
 			continue
 		}
 		del := ad
 		if err := h.AddrDel(l, &del); err != nil && !errIsNotExist(err) {
-			return changed, fmt.Errorf("remove address %s from %s: %w", p, dev, err)
+			return ch, fmt.Errorf("remove address %s from %s: %w", p, dev, err)
 		}
-		changed = true
+		ch.Removed = append(ch.Removed, p)
+	}
+	if len(ch.Removed) > 0 {
+		if addrs, err = list(); err != nil {
+			return ch, err
+		}
+	}
+	var have []netip.Prefix
+	for _, ad := range addrs {
+		if p, ok := prefixOf(ad.IPNet); ok {
+			have = append(have, p)
+		}
 	}
 	for _, p := range want {
 		if slices.Contains(have, p) {
@@ -96,10 +133,10 @@ func ReconcileAddrs(dev string, want []netip.Prefix, scope netip.Prefix) (change
 			na.Flags = unix.IFA_F_NODAD
 		}
 		if err := h.AddrAdd(l, na); err != nil {
-			return changed, fmt.Errorf("add address %s to %s: %w", p, dev, err)
+			return ch, fmt.Errorf("add address %s to %s: %w", p, dev, err)
 		}
 		have = append(have, p)
-		changed = true
+		ch.Added = append(ch.Added, p)
 	}
-	return changed, nil
+	return ch, nil
 }

@@ -19,7 +19,7 @@
 // Routes written here carry the protocol number RouteProtocol, and ReconcileRoutes lists,
 // replaces and deletes only routes with that protocol in the main table, so routes made by
 // anyone else (the kernel's connected routes, DHCP, an operator, another CNI) are never
-// touched. ReconcileAddrs removes only addresses inside the scope it is given, on the one
+// touched. ReconcileAddrs removes only addresses inside the scopes it is given, on the one
 // device it is given. Detach deletes only veth devices.
 //
 // # Errors
