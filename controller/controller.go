@@ -463,7 +463,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	for _, n := range res.Removed {
 		c.log.Info("tunnel removed", "port", n)
 	}
-	if err := c.setHost(ctx, hostState(d, c.s.Cluster)); err != nil {
+	if err := c.setHost(ctx, hostState(d, c.networkCIDRs())); err != nil {
 		return err
 	}
 	// The one read of the port table this sync: flows, pruning, NAT and gossip share it.
@@ -496,15 +496,21 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 }
 
 // hostState is the host network plan d asks for.
-func hostState(d fabric.Desired, cluster netip.Prefix) netplumb.HostState {
+// The gateway holds one address per network d serves; scopes are every network's CIDR, so
+// the address of a network this host stops serving goes.
+func hostState(d fabric.Desired, scopes []netip.Prefix) netplumb.HostState {
 	routes := make([]netplumb.Route, 0, len(d.Routes))
 	for _, r := range d.Routes {
 		routes = append(routes, netplumb.Route{Dst: r.Dst, Gateway: r.Via, Dev: r.Dev, OnLink: r.OnLink})
 	}
-	return netplumb.HostState{
-		GatewayDev: d.GatewayPort, MTU: d.MTU,
-		Addrs: []netip.Prefix{d.Gateway}, Scopes: []netip.Prefix{cluster}, Routes: routes,
+	addrs := make([]netip.Prefix, 0, len(d.Networks)+1)
+	addrs = append(addrs, d.Gateway)
+	for _, n := range d.Networks {
+		if n.Name != fabric.DefaultNetwork {
+			addrs = append(addrs, n.Gateway)
+		}
 	}
+	return netplumb.HostState{GatewayDev: d.GatewayPort, MTU: d.MTU, Addrs: addrs, Scopes: scopes, Routes: routes}
 }
 
 // setHost sets the host network and logs what changed.

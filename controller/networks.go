@@ -93,6 +93,43 @@ func (c *Controller) Network(name string) (endpoint.Network, error) {
 	return endpoint.Network{}, api.Errorf(api.ErrNotFound, "no network %q (`fabricctl network ls` lists them; `fabricctl network create` makes one)", name)
 }
 
+// Networks are every network of the fabric (endpoint.Loop), default first, with this
+// host's slice of those it serves.
+func (c *Controller) Networks() []endpoint.Network {
+	c.mu.Lock()
+	d := c.desired
+	claim := c.claim.Subnet
+	c.mu.Unlock()
+	served := map[string]fabric.NetworkPlan{}
+	for _, n := range d.Networks {
+		served[n.Name] = n
+	}
+	out := []endpoint.Network{{Name: network.Default, CIDR: c.s.Cluster, Slice: claim}}
+	if c.nets == nil {
+		return out
+	}
+	for _, n := range c.nets.View().Networks {
+		if n.Name == network.Default {
+			continue
+		}
+		e := endpoint.Network{Name: n.Name, CIDR: n.Subnet, Internal: n.Internal}
+		if p, ok := served[n.Name]; ok {
+			e.Slice = p.Gateway.Masked()
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// networkCIDRs are the CIDRs of every network of the fabric.
+func (c *Controller) networkCIDRs() []netip.Prefix {
+	var out []netip.Prefix
+	for _, n := range c.Networks() {
+		out = append(out, n.CIDR)
+	}
+	return out
+}
+
 // networkCIDR is the CIDR of a network the fabric knows (endpoint.NetworkCIDR), for
 // checking the endpoint records other hosts share.
 func (c *Controller) networkCIDR(name string) (netip.Prefix, bool) {

@@ -52,6 +52,9 @@ type Loop interface {
 	// The error is an api kind (api.ErrNotFound: no such network; api.ErrConflict: this
 	// host has no slice of it yet).
 	Network(name string) (Network, error)
+	// Networks are every network of the fabric, default first, with this host's slice of
+	// those it serves (zero for the others).
+	Networks() []Network
 	// PortsAdded adds the flows of container ports about to be recorded in OVSDB at once,
 	// in one bundle, rather than on the loop's next sync: for the OpenFlow port numbers they
 	// request, before ovs-vswitchd has numbered them. The loop keeps their flows until

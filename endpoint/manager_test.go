@@ -79,6 +79,13 @@ type fakeLoop struct {
 func (l *fakeLoop) WaitReady(context.Context) error { return nil }
 func (l *fakeLoop) Subnet() netip.Prefix            { return l.subnet }
 func (l *fakeLoop) Kick()                           {}
+func (l *fakeLoop) Networks() []Network {
+	out := []Network{{Name: DefaultNetwork, CIDR: netip.MustParsePrefix("10.244.0.0/16"), Slice: l.subnet}}
+	for _, n := range l.nets {
+		out = append(out, n)
+	}
+	return out
+}
 func (l *fakeLoop) Network(name string) (Network, error) {
 	if name == DefaultNetwork {
 		return Network{Name: name, CIDR: netip.MustParsePrefix("10.244.0.0/16"), Slice: l.subnet}, nil

@@ -54,6 +54,9 @@ func (m *Manager) changePublish(ctx context.Context, target, spec string, add bo
 		kept = append(kept, o)
 	}
 	if add {
+		if n, ok := m.networkOf(r); ok && n.Internal {
+			return api.Attachment{}, api.Errorf(api.ErrInvalid, "%s is on the internal network %s, which has no published ports", r.Container, n.Name)
+		}
 		if found {
 			return api.Attachment{}, api.Errorf(api.ErrConflict, "%s port %d is already published by %s; unpublish it first", pm.Proto, pm.HostPort, r.Container)
 		}
@@ -152,17 +155,44 @@ func ifOrder(a, b string) int {
 	return strings.Compare(a, b)
 }
 
-// natRules is the NAT table this host needs for endpoints rs: masquerade for traffic
-// leaving the cluster, and a DNAT per published port. The cluster CIDR is the one network
-// "default", this host's subnet its slice.
-func (m *Manager) natRules(rs []Record) natrules.Rules {
-	def := natrules.Network{Name: "default", CIDR: m.s.Cluster}
-	if m.loop != nil {
-		def.Slice = m.loop.Subnet()
+// networks are every network of the fabric (the default one alone before the loop is
+// attached), with this host's slice of those it serves.
+func (m *Manager) networks() []Network {
+	if m.loop == nil {
+		return []Network{{Name: DefaultNetwork, CIDR: m.s.Cluster}}
 	}
-	r := natrules.Rules{Table: natrules.DefaultTable, Networks: []natrules.Network{def}, Masquerade: m.s.Masquerade}
+	return m.loop.Networks()
+}
+
+// networkOf is the network of endpoint r.
+func (m *Manager) networkOf(r Record) (Network, bool) {
+	for _, n := range m.networks() {
+		if n.Name == r.Network {
+			return n, true
+		}
+	}
+	return Network{}, false
+}
+
+// natRules is the NAT table this host needs for endpoints rs: masquerade for traffic
+// leaving the networks, isolation between them, and a DNAT per published port. Every
+// network of the fabric is in it (isolation covers those this host serves no slice of).
+func (m *Manager) natRules(rs []Record) natrules.Rules {
+	nets := m.networks()
+	r := natrules.Rules{Table: natrules.DefaultTable, Masquerade: m.s.Masquerade}
+	internal := map[string]bool{}
+	for _, n := range nets {
+		r.Networks = append(r.Networks, natrules.Network{Name: n.Name, CIDR: n.CIDR, Slice: n.Slice, Internal: n.Internal})
+		internal[n.Name] = n.Internal
+	}
 	for _, e := range rs {
 		if !e.Addr.IsValid() {
+			continue
+		}
+		if isInternal, known := internal[e.Network]; !known || isInternal {
+			if len(e.Published) > 0 {
+				m.log.Warn("ignoring the published ports of an endpoint on an internal or removed network", "container", e.Container, "network", e.Network)
+			}
 			continue
 		}
 		for _, s := range e.Unreadable {

@@ -172,6 +172,7 @@ func run(parent context.Context, cfg config.Config) error {
 	}
 	srv := apiserver.NewServer(ctrl, eps, log, leave)
 	srv.SetKeyring(members)
+	srv.SetNetworks(networksAPI{ctrl})
 	dns.serve(runCtx, ctrl, reg, srv)
 	if err := srv.SetGroup(s.APIGroup); err != nil {
 		members.Shutdown()
