@@ -62,6 +62,9 @@ func runSuite(args []string) error {
 	fs.IntVar(&cfg.GossipTrials, "gossip-trials", cfg.GossipTrials, "gossip scale trials")
 	fs.IntVar(&cfg.MemoryPeers, "memory-peers", cfg.MemoryPeers, "peers in fabricd's view for the memory section")
 	fs.IntVar(&cfg.PingCount, "pings", cfg.PingCount, "pings per latency path")
+	fs.IntVar(&cfg.Networks, "networks", cfg.Networks, "networks in the networks throughput section")
+	fs.IntVar(&cfg.NetTrials, "net-trials", cfg.NetTrials, "interleaved trials per path of the networks throughput section")
+	fs.IntVar(&cfg.NetReadyTrials, "net-ready-trials", cfg.NetReadyTrials, "networks created one by one in the networks time-to-usable section")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
