@@ -324,13 +324,16 @@ func (s *suite) netReadyTrial(ctx context.Context, l *lab.Lab, f *fabriclab.Fabr
 		paths[j] = p
 	}
 	atts := make([]api.Attachment, len(nodes))
+	created := false
 	defer func() {
 		// Detach, then remove the network (refused while a host still counts an endpoint on
 		// it: the detaches spread by gossip), then drop the namespaces; not timed.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		if err := s.removeNetwork(cctx, nodes, paths, name); err != nil {
-			s.warn("net-ready: network %s: %v", name, err)
+		if created {
+			if err := s.removeNetwork(cctx, nodes, paths, name); err != nil {
+				s.warn("net-ready: network %s: %v", name, err)
+			}
 		}
 		for _, p := range paths {
 			if err := l.DeleteNetNS(cctx, p); err != nil {
@@ -343,7 +346,7 @@ func (s *suite) netReadyTrial(ctx context.Context, l *lab.Lab, f *fabriclab.Fabr
 	if _, err := nodes[0].Client().CreateNetwork(ctx, api.NetworkCreateRequest{Name: name, Subnet: netSubnet(150, i)}); err != nil {
 		return tr, fmt.Errorf("create network %s: %w", name, err)
 	}
-	tr.create = time.Since(t0)
+	tr.create, created = time.Since(t0), true
 	var wg sync.WaitGroup
 	errs := make([]error, 2*len(nodes))
 	attached := make([]chan struct{}, len(nodes))
