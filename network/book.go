@@ -90,8 +90,27 @@ type Book struct {
 
 	mu     sync.Mutex
 	stored map[string]string // this host's keys as the Store holds them
+	dirty  bool              // the Book wrote records not persisted yet (or Load ran)
 	clock  uint64            // highest Lamport time Load saw
 	view   View
+	// decoded caches the decoding of the records read, so that a Sync with nothing
+	// changed decodes nothing; gen marks the entries the last read used.
+	decoded map[cacheKey]*cached
+	gen     uint64
+}
+
+// cacheKey identifies a record in the decode cache.
+type cacheKey struct {
+	kind        registry.Kind
+	origin, key string
+}
+
+// cached is a record's value and what it decoded to (err when it did not).
+type cached struct {
+	raw []byte
+	val any
+	err error
+	gen uint64
 }
 
 // NewBook returns a Book; call Load before the registry joins gossip, then Sync.
@@ -102,7 +121,7 @@ func NewBook(cfg Config) *Book {
 	if cfg.Settle <= 0 {
 		cfg.Settle = DefaultSettle
 	}
-	return &Book{cfg: cfg, log: cfg.Logger, stored: map[string]string{}}
+	return &Book{cfg: cfg, log: cfg.Logger, stored: map[string]string{}, decoded: map[cacheKey]*cached{}}
 }
 
 // Load reads this host's persisted definitions, slices and removals from the Store and
@@ -148,6 +167,7 @@ func (b *Book) Load(ctx context.Context) (uint64, error) {
 		hi = max(hi, r.Created)
 	}
 	b.clock = hi
+	b.dirty = true // persisted keys that did not decode are dropped by the next persist
 	b.log.Info("networks: loaded", "networks", len(p.Networks), "slices", len(p.Slices), "removals", len(p.Removals), "clock", hi)
 	return hi, nil
 }
@@ -198,7 +218,7 @@ func (b *Book) Create(ctx context.Context, s Spec) (Network, error) {
 		return n, err
 	}
 	if own, have := st.ownDefs[n.Name]; have && own.n.Same(n) {
-		if _, err := b.cfg.Registry.Delete(registry.KindNetwork, n.Name); err != nil {
+		if _, err := b.del(registry.KindNetwork, n.Name); err != nil {
 			return Network{}, fmt.Errorf("network %s: withdraw the losing definition: %w", n.Name, err)
 		}
 		if err := b.persistLocked(ctx); err != nil {
@@ -245,7 +265,7 @@ func (b *Book) createLocked(ctx context.Context, s Spec) (n Network, done bool, 
 	}
 	created := b.cfg.Registry.Clock() + 1
 	n = s.Network(b.cfg.Node, created)
-	if _, err := b.cfg.Registry.Restore(registry.KindNetwork, n.Name, n.Encode(), created); err != nil {
+	if _, err := b.restore(registry.KindNetwork, n.Name, n.Encode(), created); err != nil {
 		return Network{}, false, fmt.Errorf("network %s: publish: %w", n.Name, err)
 	}
 	if err := b.persistLocked(ctx); err != nil {
@@ -276,7 +296,7 @@ func (b *Book) Remove(ctx context.Context, name string) (Network, error) {
 		}
 	}
 	r := Removal{Name: name, Origin: mark.Origin, Created: mark.Created}
-	if _, err := b.cfg.Registry.Restore(registry.KindNetworkRemoved, name, r.Encode(), r.Created); err != nil {
+	if _, err := b.restore(registry.KindNetworkRemoved, name, r.Encode(), r.Created); err != nil {
 		return Network{}, fmt.Errorf("network %s: publish the removal: %w", name, err)
 	}
 	b.log.Info("networks: removed", "network", name, "origin", w.Origin, "created", w.Created)
@@ -318,12 +338,12 @@ func (b *Book) syncLocked(ctx context.Context, st *snapshot, res Resolution) (Vi
 		if _, ok := keep[name]; ok {
 			continue
 		}
-		if _, err := reg.Delete(registry.KindNetwork, name); err != nil {
+		if _, err := b.del(registry.KindNetwork, name); err != nil {
 			return View{}, fmt.Errorf("network %s: withdraw: %w", name, err)
 		}
 		if r, ok := res.Removed[name]; ok && r.Covers(own.n) {
 			// Spread the removal: this host's record outlives the host that ran rm.
-			if _, err := reg.Restore(registry.KindNetworkRemoved, name, r.Encode(), r.Created); err != nil {
+			if _, err := b.restore(registry.KindNetworkRemoved, name, r.Encode(), r.Created); err != nil {
 				return View{}, fmt.Errorf("network %s: record the removal: %w", name, err)
 			}
 			b.log.Info("networks: network removed", "network", name)
@@ -336,14 +356,14 @@ func (b *Book) syncLocked(ctx context.Context, st *snapshot, res Resolution) (Vi
 		if own, ok := st.ownDefs[name]; ok && own.n.Same(n) && bytes.Equal(own.raw, v) {
 			continue
 		}
-		if _, err := reg.Restore(registry.KindNetwork, name, v, n.Created); err != nil {
+		if _, err := b.restore(registry.KindNetwork, name, v, n.Created); err != nil {
 			return View{}, fmt.Errorf("network %s: adopt: %w", name, err)
 		}
 	}
 	// This host's removal records follow the latest mark of their name.
 	for name, own := range st.ownRemovals {
 		if r := res.Removed[name]; r != own {
-			if _, err := reg.Restore(registry.KindNetworkRemoved, name, r.Encode(), r.Created); err != nil {
+			if _, err := b.restore(registry.KindNetworkRemoved, name, r.Encode(), r.Created); err != nil {
 				return View{}, fmt.Errorf("network %s: record the removal: %w", name, err)
 			}
 		}
@@ -368,7 +388,7 @@ func (b *Book) syncLocked(ctx context.Context, st *snapshot, res Resolution) (Vi
 			view.Slices[n.Name] = win
 			view.NoSlice[n.Name] = err.Error()
 			if have {
-				if _, err := reg.Delete(registry.KindSlice, n.Name); err != nil {
+				if _, err := b.del(registry.KindSlice, n.Name); err != nil {
 					return View{}, fmt.Errorf("network %s: withdraw the slice: %w", n.Name, err)
 				}
 			}
@@ -381,7 +401,7 @@ func (b *Book) syncLocked(ctx context.Context, st *snapshot, res Resolution) (Vi
 		}
 		seq++
 		s := Slice{Network: n.Name, Node: node, Prefix: p, Seq: seq}
-		if _, err := reg.Restore(registry.KindSlice, n.Name, s.Encode(), seq); err != nil {
+		if _, err := b.restore(registry.KindSlice, n.Name, s.Encode(), seq); err != nil {
 			return View{}, fmt.Errorf("network %s: claim slice %s: %w", n.Name, p, err)
 		}
 		if have {
@@ -397,7 +417,7 @@ func (b *Book) syncLocked(ctx context.Context, st *snapshot, res Resolution) (Vi
 		if _, ok := res.Accepts(name); ok {
 			continue
 		}
-		if _, err := reg.Delete(registry.KindSlice, name); err != nil {
+		if _, err := b.del(registry.KindSlice, name); err != nil {
 			return View{}, fmt.Errorf("network %s: withdraw the slice: %w", name, err)
 		}
 	}
@@ -408,9 +428,23 @@ func (b *Book) syncLocked(ctx context.Context, st *snapshot, res Resolution) (Vi
 	return view, nil
 }
 
+// restore and del write this host's records (see Registry) and mark them for persisting.
+func (b *Book) restore(kind registry.Kind, key string, value []byte, created uint64) (registry.Record, error) {
+	b.dirty = true
+	return b.cfg.Registry.Restore(kind, key, value, created)
+}
+
+func (b *Book) del(kind registry.Kind, key string) (bool, error) {
+	b.dirty = true
+	return b.cfg.Registry.Delete(kind, key)
+}
+
 // persistLocked writes this host's records of the Book's kinds to the Store, when they
 // differ from what it holds.
 func (b *Book) persistLocked(ctx context.Context) error {
+	if !b.dirty {
+		return nil
+	}
 	want := map[string]string{}
 	for _, k := range []struct {
 		kind   registry.Kind
@@ -434,14 +468,14 @@ func (b *Book) persistLocked(ctx context.Context) error {
 			del = append(del, k)
 		}
 	}
-	if len(set) == 0 && len(del) == 0 {
-		return nil
-	}
-	slices.Sort(del)
-	if err := b.cfg.Store.SetSystemExternalIDs(ctx, set, del); err != nil {
-		return fmt.Errorf("networks: persist: %w", err)
+	if len(set) > 0 || len(del) > 0 {
+		slices.Sort(del)
+		if err := b.cfg.Store.SetSystemExternalIDs(ctx, set, del); err != nil {
+			return fmt.Errorf("networks: persist: %w", err)
+		}
 	}
 	b.stored = maps.Clone(want)
+	b.dirty = false
 	return nil
 }
 
@@ -462,42 +496,72 @@ type snapshot struct {
 }
 
 // read decodes the registry's records of the Book's kinds; records that do not decode
-// (from a host of a later version, or damaged) are logged and ignored.
+// (from a host of a later version, or damaged) are logged once and ignored.
 func (b *Book) read() *snapshot {
 	reg, node := b.cfg.Registry, b.cfg.Node
 	st := &snapshot{ownDefs: map[string]ownDef{}, ownRemovals: map[string]Removal{}, slices: map[string][]Slice{}, ownSlices: map[string]Slice{}}
+	b.gen++
 	for _, rec := range reg.List(registry.KindNetwork) {
-		n, err := DecodeNetwork(rec.Key, rec.Value)
-		if err != nil {
-			b.log.Debug("networks: ignoring a definition", "origin", rec.Origin, "err", err)
+		v, ok := b.decode(rec)
+		if !ok {
 			continue
 		}
+		n := v.(Network)
 		st.defs = append(st.defs, n)
 		if rec.Origin == node {
 			st.ownDefs[n.Name] = ownDef{n, rec.Value}
 		}
 	}
 	for _, rec := range reg.List(registry.KindNetworkRemoved) {
-		r, err := DecodeRemoval(rec.Key, rec.Value)
-		if err != nil {
-			b.log.Debug("networks: ignoring a removal", "origin", rec.Origin, "err", err)
+		v, ok := b.decode(rec)
+		if !ok {
 			continue
 		}
+		r := v.(Removal)
 		st.removals = append(st.removals, r)
 		if rec.Origin == node {
 			st.ownRemovals[r.Name] = r
 		}
 	}
 	for _, rec := range reg.List(registry.KindSlice) {
-		s, err := DecodeSlice(rec.Key, rec.Origin, rec.Value)
-		if err != nil {
-			b.log.Debug("networks: ignoring a slice", "origin", rec.Origin, "err", err)
+		v, ok := b.decode(rec)
+		if !ok {
 			continue
 		}
+		s := v.(Slice)
 		st.slices[s.Network] = append(st.slices[s.Network], s)
 		if rec.Origin == node {
 			st.ownSlices[s.Network] = s
 		}
 	}
+	for k, c := range b.decoded {
+		if c.gen != b.gen {
+			delete(b.decoded, k)
+		}
+	}
 	return st
+}
+
+// decode decodes a record of the Book's kinds, from the cache when its value is the one
+// decoded before.
+func (b *Book) decode(rec registry.Record) (any, bool) {
+	k := cacheKey{rec.Kind, rec.Origin, rec.Key}
+	c := b.decoded[k]
+	if c == nil || !bytes.Equal(c.raw, rec.Value) {
+		c = &cached{raw: rec.Value}
+		switch rec.Kind {
+		case registry.KindNetwork:
+			c.val, c.err = DecodeNetwork(rec.Key, rec.Value)
+		case registry.KindSlice:
+			c.val, c.err = DecodeSlice(rec.Key, rec.Origin, rec.Value)
+		case registry.KindNetworkRemoved:
+			c.val, c.err = DecodeRemoval(rec.Key, rec.Value)
+		}
+		if c.err != nil {
+			b.log.Debug("networks: ignoring a record", "kind", rec.Kind, "origin", rec.Origin, "err", c.err)
+		}
+		b.decoded[k] = c
+	}
+	c.gen = b.gen
+	return c.val, c.err == nil
 }

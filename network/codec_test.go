@@ -73,7 +73,7 @@ func TestPersistedRoundTrip(t *testing.T) {
 		Removals: map[string]Removal{"red": {Name: "red", Origin: "h2", Created: 2}},
 	}
 	ids := p.Encode()
-	ids["system-id"] = "x"                   // other tools' keys are ignored
+	ids["system-id"] = "x"                    // other tools' keys are ignored
 	ids["ovsfabric-subnet"] = "10.244.3.0/24" // and fabricd's other keys
 	ids[KeyNetPrefix+"bad"] = "{"
 	got, errs := ParsePersisted("h1", ids)
