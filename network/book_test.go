@@ -77,20 +77,35 @@ func TestBookCreate(t *testing.T) {
 	}
 }
 
-// TestConcurrentCreate: two hosts create one name with different parameters at once. One
-// definition wins everywhere, and the other caller gets a 409 naming the winner.
+// TestConcurrentCreate: two hosts create at once networks that cannot both exist (one
+// name with different parameters, or overlapping subnets, or one key). One definition wins
+// everywhere, and the other caller gets a 409 naming the winner.
 func TestConcurrentCreate(t *testing.T) {
+	key := func(name, subnet string, k uint32) Spec {
+		return Spec{Name: name, Subnet: netip.MustParsePrefix(subnet), Key: k}
+	}
 	for _, tt := range []struct {
-		name  string
-		ahead bool // h1's clock is ahead, so h2's create is older
+		name   string
+		ahead  bool // h1's clock is ahead, so h2's create is the older
+		s1, s2 Spec
+		lost   string // in the loser's error
 	}{
-		{"same time: the lower host name wins", false},
-		{"the older create wins", true},
+		{"one name at the same time: the lower host name wins", false,
+			spec("blue", "10.50.0.0/16"), spec("blue", "10.60.0.0/16"), "created at the same time by h1"},
+		{"one name: the older create wins", true,
+			spec("blue", "10.50.0.0/16"), spec("blue", "10.60.0.0/16"), "created at the same time by h2"},
+		{"overlapping subnets", false,
+			spec("blue", "10.50.0.0/16"), spec("red", "10.50.0.0/17"), "subnet 10.50.0.0/17 overlaps network blue"},
+		{"one key", true,
+			key("blue", "10.50.0.0/16", 42), key("red", "10.60.0.0/16", 42), "tunnel key 42 is network red's"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFabric(t, 300*time.Millisecond)
 			h1, h2 := f.start("h1", newStore()), f.start("h2", newStore())
-			want := map[bool]string{false: "h1", true: "h2"}[tt.ahead]
+			winner, loser := h1, h2
+			if tt.ahead {
+				winner, loser = h2, h1
+			}
 			f.paused.Store(true)
 			if tt.ahead {
 				if _, err := h1.book.Create(ctx, spec("other", "10.90.0.0/16")); err != nil {
@@ -101,21 +116,21 @@ func TestConcurrentCreate(t *testing.T) {
 				n   Network
 				err error
 			}
-			res := map[string]*result{}
+			res := map[*host]*result{}
 			var wg sync.WaitGroup
 			for _, c := range []struct {
-				h      *host
-				subnet string
-			}{{h1, "10.50.0.0/16"}, {h2, "10.60.0.0/16"}} {
+				h *host
+				s Spec
+			}{{h1, tt.s1}, {h2, tt.s2}} {
 				r := &result{}
-				res[c.h.name] = r
-				wg.Go(func() { r.n, r.err = c.h.book.Create(ctx, spec("blue", c.subnet)) })
+				res[c.h] = r
+				wg.Go(func() { r.n, r.err = c.h.book.Create(ctx, c.s) })
 			}
 			// Both definitions are published before either host hears of the other.
 			deadline := time.Now().Add(10 * time.Second)
 			for {
-				_, ok1 := h1.reg.Get("h1", registry.KindNetwork, "blue")
-				_, ok2 := h2.reg.Get("h2", registry.KindNetwork, "blue")
+				_, ok1 := h1.reg.Get("h1", registry.KindNetwork, tt.s1.Name)
+				_, ok2 := h2.reg.Get("h2", registry.KindNetwork, tt.s2.Name)
 				if ok1 && ok2 {
 					break
 				}
@@ -126,18 +141,29 @@ func TestConcurrentCreate(t *testing.T) {
 			}
 			f.paused.Store(false)
 			wg.Wait()
-			loser := map[string]string{"h1": "h2", "h2": "h1"}[want]
-			if res[want].err != nil {
-				t.Fatalf("winner %s: %v", want, res[want].err)
+			if res[winner].err != nil {
+				t.Fatalf("winner %s: %v", winner.name, res[winner].err)
 			}
-			if err := res[loser].err; !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), "by "+want) {
-				t.Fatalf("loser %s: %v, want a conflict naming %s", loser, err, want)
+			if err := res[loser].err; !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), tt.lost) {
+				t.Fatalf("loser %s: %v, want a conflict containing %q", loser.name, err, tt.lost)
 			}
-			win := res[want].n
-			f.eventually("both hosts serve the winner", func() bool { return served(h1, win) && served(h2, win) })
+			win := res[winner].n
+			lostName := map[*host]Spec{h1: tt.s1, h2: tt.s2}[loser].Name
+			f.eventually("both hosts serve the winner only", func() bool {
+				for _, h := range []*host{h1, h2} {
+					v := h.book.View()
+					if !served(h, win) || len(v.Conflicts) != 0 {
+						return false
+					}
+					if n, ok := v.Network(lostName); ok && n.Origin == loser.name {
+						return false
+					}
+				}
+				return true
+			})
 			// The loser holds a copy of the winner, persisted.
 			for _, h := range []*host{h1, h2} {
-				if got, _ := h.store.get(KeyNetPrefix + "blue"); got != string(win.Encode()) {
+				if got, _ := h.store.get(KeyNetPrefix + win.Name); got != string(win.Encode()) {
 					t.Fatalf("%s persisted %q, want %s", h.name, got, win.Encode())
 				}
 			}
