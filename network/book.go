@@ -179,7 +179,8 @@ func (b *Book) LoadedClock() uint64 {
 	return b.clock
 }
 
-// View returns the view the last Sync (or Create, Remove) computed.
+// View returns the view the last Sync (or Create, Remove) computed (the zero View before
+// the first); its slices and maps are shared, read-only.
 func (b *Book) View() View {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -269,6 +270,10 @@ func (b *Book) createLocked(ctx context.Context, s Spec) (n Network, done bool, 
 		return Network{}, false, fmt.Errorf("network %s: publish: %w", n.Name, err)
 	}
 	if err := b.persistLocked(ctx); err != nil {
+		// OVSDB is the host's truth: a definition it does not hold is withdrawn.
+		if _, derr := b.del(registry.KindNetwork, n.Name); derr != nil {
+			b.log.Warn("networks: withdraw the unpersisted definition", "network", n.Name, "err", derr)
+		}
 		return Network{}, false, err
 	}
 	b.log.Info("networks: created, waiting for concurrent creates", "network", n.Name, "subnet", n.Subnet, "key", n.Key, "created", created)

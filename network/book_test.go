@@ -422,3 +422,52 @@ func TestPersistenceRoundTrip(t *testing.T) {
 		t.Fatal("the removal of red was not restored")
 	}
 }
+
+// TestStoreFailure: a create that cannot be persisted is withdrawn and fails; a Sync that
+// cannot persist fails and persists at the next Sync once the store is back.
+func TestStoreFailure(t *testing.T) {
+	f := newFabric(t, 20*time.Millisecond)
+	s := newStore()
+	h := f.start("h1", s)
+	s.setFail(true)
+	if _, err := h.book.Create(ctx, spec("blue", "10.50.0.0/16")); err == nil || !strings.Contains(err.Error(), "ovsdb unreachable") {
+		t.Fatalf("Create with the store down = %v", err)
+	}
+	if _, ok := h.reg.Get("h1", registry.KindNetwork, "blue"); ok {
+		t.Fatal("the unpersisted definition stays published")
+	}
+	s.setFail(false)
+	n, err := h.book.Create(ctx, spec("blue", "10.50.0.0/16"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A new slice (the host's lost to an older claim) cannot be persisted at first.
+	p := h.book.View().Local["blue"]
+	other := f.start("h2", newStore())
+	if _, err := other.reg.Restore(registry.KindSlice, "blue", Slice{Prefix: p, Seq: 1}.Encode(), 1); err != nil {
+		t.Fatal(err)
+	}
+	s.setFail(true)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, err := h.book.Sync(ctx)
+		if err != nil {
+			if v.Local["blue"] == p || !n.HasSlice(v.Local["blue"]) {
+				t.Fatalf("view after a failed persist: %+v", v)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("h1 never learnt of h2's claim")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.setFail(false)
+	v, err := h.book.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.get(KeySlicePrefix + "blue"); !strings.Contains(got, v.Local["blue"].String()) {
+		t.Fatalf("persisted slice %q, want %s", got, v.Local["blue"])
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -22,6 +23,7 @@ type memStore struct {
 	mu     sync.Mutex
 	ids    map[string]string
 	writes int
+	fail   bool // writes fail
 }
 
 func newStore() *memStore { return &memStore{ids: map[string]string{"system-id": "abc"}} }
@@ -35,6 +37,9 @@ func (s *memStore) SystemExternalIDs(context.Context) (map[string]string, error)
 func (s *memStore) SetSystemExternalIDs(_ context.Context, set map[string]string, del []string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.fail {
+		return errors.New("ovsdb unreachable")
+	}
 	s.writes++
 	for _, k := range del {
 		delete(s.ids, k)
@@ -48,6 +53,12 @@ func (s *memStore) get(k string) (string, bool) {
 	defer s.mu.Unlock()
 	v, ok := s.ids[k]
 	return v, ok
+}
+
+func (s *memStore) setFail(fail bool) {
+	s.mu.Lock()
+	s.fail = fail
+	s.mu.Unlock()
 }
 
 func (s *memStore) count() int {
