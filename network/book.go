@@ -22,6 +22,7 @@ type Registry interface {
 	Delete(kind registry.Kind, key string) (bool, error)
 	List(kind registry.Kind) []registry.Record
 	Clock() uint64
+	Subscribe() (<-chan registry.KindSet, func())
 }
 
 // Store is where the Book persists this host's records: the Open_vSwitch row's
@@ -97,6 +98,15 @@ type Book struct {
 	// changed decodes nothing; gen marks the entries the last read used.
 	decoded map[cacheKey]*cached
 	gen     uint64
+	// writes counts the Book's registry writes; settled is set when the last Sync
+	// completed without any, so that a Sync reading the same records again has nothing
+	// to do and returns the view as it is.
+	writes  int
+	settled bool
+	// sub tells of registry changes: a Sync with none of Kinds changed since the last
+	// one that settled reads nothing.
+	sub   <-chan registry.KindSet
+	unsub func()
 }
 
 // cacheKey identifies a record in the decode cache.
@@ -121,7 +131,30 @@ func NewBook(cfg Config) *Book {
 	if cfg.Settle <= 0 {
 		cfg.Settle = DefaultSettle
 	}
-	return &Book{cfg: cfg, log: cfg.Logger, stored: map[string]string{}, decoded: map[cacheKey]*cached{}}
+	b := &Book{cfg: cfg, log: cfg.Logger, stored: map[string]string{}, decoded: map[cacheKey]*cached{}}
+	b.sub, b.unsub = cfg.Registry.Subscribe()
+	return b
+}
+
+// Close ends the Book's subscription to the registry's changes.
+func (b *Book) Close() { b.unsub() }
+
+// changedLocked reports whether the registry told of a change of Kinds since the last call.
+func (b *Book) changedLocked() bool {
+	changed := false
+	for {
+		select {
+		case ks, ok := <-b.sub:
+			if !ok {
+				return true // closed: no longer told, always read
+			}
+			if ks&Kinds != 0 {
+				changed = true
+			}
+		default:
+			return changed
+		}
+	}
 }
 
 // Load reads this host's persisted definitions, slices and removals from the Store and
@@ -316,11 +349,18 @@ func (b *Book) Remove(ctx context.Context, name string) (Network, error) {
 // the package doc): it adopts every network served, withdraws copies that lost, were
 // removed or conflict, spreads removals, claims, keeps or re-picks this host's slice of
 // every network served, and persists what changed (nothing is written when nothing
-// changed). Call it whenever the registry's Kinds change.
+// changed). Call it whenever the registry's Kinds change: when none changed since the
+// last Sync that settled (wrote nothing), it returns that Sync's view without reading.
 func (b *Book) Sync(ctx context.Context) (View, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !b.changedLocked() && b.settled {
+		return b.view, nil
+	}
 	st := b.read()
+	if !st.changed && b.settled {
+		return b.view, nil
+	}
 	return b.syncLocked(ctx, st, b.resolve(st))
 }
 
@@ -328,6 +368,8 @@ func (b *Book) resolve(st *snapshot) Resolution { return Resolve(b.cfg.Default, 
 
 func (b *Book) syncLocked(ctx context.Context, st *snapshot, res Resolution) (View, error) {
 	reg, node := b.cfg.Registry, b.cfg.Node
+	b.settled = false
+	writes := b.writes
 	// Definitions: this host holds a copy of every network served, and keeps its own
 	// conflicted definition (so that the operator sees the conflict) but no other.
 	keep := map[string]Network{}
@@ -430,17 +472,20 @@ func (b *Book) syncLocked(ctx context.Context, st *snapshot, res Resolution) (Vi
 	if err := b.persistLocked(ctx); err != nil {
 		return view, err
 	}
+	b.settled = b.writes == writes
 	return view, nil
 }
 
 // restore and del write this host's records (see Registry) and mark them for persisting.
 func (b *Book) restore(kind registry.Kind, key string, value []byte, created uint64) (registry.Record, error) {
 	b.dirty = true
+	b.writes++
 	return b.cfg.Registry.Restore(kind, key, value, created)
 }
 
 func (b *Book) del(kind registry.Kind, key string) (bool, error) {
 	b.dirty = true
+	b.writes++
 	return b.cfg.Registry.Delete(kind, key)
 }
 
@@ -498,6 +543,8 @@ type snapshot struct {
 	ownRemovals map[string]Removal
 	slices      map[string][]Slice // by network, every host's
 	ownSlices   map[string]Slice
+	// changed is set unless the records are those the previous read decoded.
+	changed bool
 }
 
 // read decodes the registry's records of the Book's kinds; records that do not decode
@@ -507,7 +554,7 @@ func (b *Book) read() *snapshot {
 	st := &snapshot{ownDefs: map[string]ownDef{}, ownRemovals: map[string]Removal{}, slices: map[string][]Slice{}, ownSlices: map[string]Slice{}}
 	b.gen++
 	for _, rec := range reg.List(registry.KindNetwork) {
-		v, ok := b.decode(rec)
+		v, ok := b.decode(st, rec)
 		if !ok {
 			continue
 		}
@@ -518,7 +565,7 @@ func (b *Book) read() *snapshot {
 		}
 	}
 	for _, rec := range reg.List(registry.KindNetworkRemoved) {
-		v, ok := b.decode(rec)
+		v, ok := b.decode(st, rec)
 		if !ok {
 			continue
 		}
@@ -529,7 +576,7 @@ func (b *Book) read() *snapshot {
 		}
 	}
 	for _, rec := range reg.List(registry.KindSlice) {
-		v, ok := b.decode(rec)
+		v, ok := b.decode(st, rec)
 		if !ok {
 			continue
 		}
@@ -542,6 +589,7 @@ func (b *Book) read() *snapshot {
 	for k, c := range b.decoded {
 		if c.gen != b.gen {
 			delete(b.decoded, k)
+			st.changed = true
 		}
 	}
 	return st
@@ -549,10 +597,11 @@ func (b *Book) read() *snapshot {
 
 // decode decodes a record of the Book's kinds, from the cache when its value is the one
 // decoded before.
-func (b *Book) decode(rec registry.Record) (any, bool) {
+func (b *Book) decode(st *snapshot, rec registry.Record) (any, bool) {
 	k := cacheKey{rec.Kind, rec.Origin, rec.Key}
 	c := b.decoded[k]
 	if c == nil || !bytes.Equal(c.raw, rec.Value) {
+		st.changed = true
 		c = &cached{raw: rec.Value}
 		switch rec.Kind {
 		case registry.KindNetwork:

@@ -169,6 +169,7 @@ func (f *testFabric) start(name string, store *memStore) *host {
 
 func (h *host) halt() {
 	if h.cancel != nil {
+		h.book.Close()
 		h.cancel()
 		<-h.done
 		h.cancel = nil
