@@ -55,6 +55,12 @@
 // not affected: its creator has witnessed the mark (Lamport), so its Created is above it.
 // Removal records are kept (one per host per removed name; a later removal of the name
 // overwrites it).
+//
+// The caller runs Sync whenever the registry reports a change of Kinds (registry.Subscribe);
+// the Book subscribes too, so a Sync with none of them changed since the last one that
+// settled returns its View at once. Use Resolve or the View, not registry.Winner, for
+// networks: copies of a definition are records of their holders, so registry.Winner's
+// origin tie-break is not the definition's.
 package network
 
 import "net/netip"

@@ -55,7 +55,7 @@ func ValidName(name string) error {
 	return nil
 }
 
-// checkSubnet checks the parameters of a network that need no other network: an IPv4
+// checkParams checks the parameters of a network that need no other network: an IPv4
 // network address outside the reserved ranges, a slice length in (subnet bits,
 // MaxHostBits] giving at most 2^20 slices, and a key in 1..MaxKey (0 when key0 is set,
 // for a spec that lets the key be chosen).

@@ -16,7 +16,7 @@ type Kind uint8
 const (
 	// KindNetwork is a network definition, keyed by network name.
 	KindNetwork Kind = 1
-	// KindSlice is one host's slice of a network, keyed by network and prefix.
+	// KindSlice is one host's slice of a network, keyed by network name.
 	KindSlice Kind = 2
 	// KindEndpoint is one container interface on one network.
 	KindEndpoint Kind = 3
