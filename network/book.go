@@ -43,7 +43,7 @@ type Config struct {
 	// Node is this host's name (its registry origin).
 	Node string
 	// Default is the network of the cluster CIDR (Name Default, Subnet the cluster CIDR,
-	// HostBits the subnet length, Key 0): no network may overlap it. Its slices are the
+	// HostBits the hosts' subnet length, Key 0): no network may overlap it. Its slices are the
 	// hosts' subnet claims, which the Book does not handle.
 	Default Network
 	// Registry is the replicated registry; Store persists this host's records.
