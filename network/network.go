@@ -113,15 +113,3 @@ const (
 	// MaxKey is the largest tunnel key (VXLAN VNIs have 24 bits).
 	MaxKey = 1<<24 - 1
 )
-
-// View is the networks as this host sees them after a Sync.
-type View struct {
-	// Networks are the accepted networks, sorted by name.
-	Networks []Network
-	// Conflicts says, by network name, why a definition is not served.
-	Conflicts map[string]string
-	// Slices are every host's winning slice, by network.
-	Slices map[string][]Slice
-	// Local is this host's slice, by network.
-	Local map[string]netip.Prefix
-}
