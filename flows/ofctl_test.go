@@ -49,11 +49,16 @@ func newFakeOFCtl(r *fakeRunner) *OFCtl {
 // cookie=0x0fab000000000000/0xffff000000000000`).
 func goldenInput() Input {
 	return Input{
-		Gateway:     Port{Name: "fabric0", OFPort: 1, MAC: mac("00:16:3e:0a:0b:0c"), IP: netip.MustParseAddr("10.244.3.1")},
-		Subnet:      netip.MustParsePrefix("10.244.3.0/24"),
-		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
-		Containers:  []Port{{Name: "c1", OFPort: 3, MAC: mac("00:0a:00:00:00:05"), IP: netip.MustParseAddr("10.244.3.5")}},
-		Tunnels:     []Tunnel{{Peer: "h2", Port: "vx1", OFPort: 2, Subnet: netip.MustParsePrefix("10.244.7.0/24")}},
+		Gateway: Port{Name: "fabric0", OFPort: 1, MAC: mac("00:16:3e:0a:0b:0c")},
+		Networks: []Network{{
+			Name: "default", CIDR: netip.MustParsePrefix("10.244.0.0/16"), Subnet: netip.MustParsePrefix("10.244.3.0/24"), Gateway: netip.MustParseAddr("10.244.3.1"),
+			Containers: []Port{{Name: "c1", OFPort: 3, MAC: mac("00:0a:00:00:00:05"), IP: netip.MustParseAddr("10.244.3.5")}},
+			Tunnels:    []Tunnel{{Peer: "h2", Port: "vx1", OFPort: 2, Subnet: netip.MustParsePrefix("10.244.7.0/24")}},
+		}, {
+			Name: "blue", Key: 100, Internal: true, CIDR: netip.MustParsePrefix("10.50.0.0/16"), Subnet: netip.MustParsePrefix("10.50.3.0/24"), Gateway: netip.MustParseAddr("10.50.3.1"),
+			Containers: []Port{{Name: "b1", OFPort: 4, MAC: mac("00:0a:00:00:00:06"), IP: netip.MustParseAddr("10.50.3.5")}},
+			Tunnels:    []Tunnel{{Peer: "h2", Port: "vx1", OFPort: 2, Subnet: netip.MustParsePrefix("10.50.7.0/24")}},
+		}},
 	}
 }
 
