@@ -202,6 +202,9 @@ func Plan(in Input) ([]Flow, error) {
 			b.add(TableFromLocal, 60, PurposeDefault, "ip,"+reg, "drop")
 		}
 	}
+	// A container's ARP reply to the host kernel, which asks from whatever address it sends
+	// from (the underlay address, for replies to a container's packets from outside).
+	b.add(TableFromLocal, 275, PurposeLocalDelivery, "arp,dl_dst="+gwMAC+",arp_op=2", "resubmit(,30)")
 	// Every other ARP: for another network's address, or for no network's.
 	b.add(TableFromLocal, 270, PurposeDefault, "arp", "drop")
 	b.add(TableFromLocal, 240, PurposeLocalDelivery, "ip,"+multicast+",nw_dst=224.0.0.0/4", "resubmit(,30)")

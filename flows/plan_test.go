@@ -134,6 +134,7 @@ func TestPlanFlows(t *testing.T) {
 		{"default: ARP responder for its gateway", 10, 300, "arp,reg6=0,arp_tpa=10.244.3.1,arp_op=1", responderGW, PurposeARPResponder},
 		{"blue: ARP in the local slice switched", 10, 290, "arp,reg6=0x64,arp_tpa=10.50.3.0/24", "resubmit(,30)", PurposeLocalDelivery},
 		{"blue: ARP responder for the rest of the CIDR", 10, 280, "arp,reg6=0x64,arp_tpa=10.50.0.0/16,arp_op=1", responderRouter, PurposeARPResponder},
+		{"ARP replies to the host kernel (asking from any address)", 10, 275, "arp,dl_dst=00:16:3e:0a:0b:0c,arp_op=2", "resubmit(,30)", PurposeLocalDelivery},
 		{"any other ARP dropped", 10, 270, "arp", "drop", PurposeDefault},
 		{"blue: directed broadcast in blue", 10, 250, "ip,reg6=0x64," + mcast + ",nw_dst=10.50.0.0/16", "resubmit(,30)", PurposeLocalDelivery},
 		{"multicast stays on the host", 10, 240, "ip," + mcast + ",nw_dst=224.0.0.0/4", "resubmit(,30)", PurposeLocalDelivery},
@@ -285,9 +286,10 @@ func TestPlanIsolation(t *testing.T) {
 			}
 		}
 		// A hand-off to local switching keeps the register of the packet's own network; the
-		// flows that resubmit without matching it are the multicast ones.
+		// flows that resubmit without matching it are the multicast ones and the ARP replies to
+		// the gateway's MAC.
 		if f.Table == TableFromLocal && f.Actions == "resubmit(,30)" && reg == "" {
-			if d := field(f.Match, "nw_dst"); d != "224.0.0.0/4" && d != "255.255.255.255" {
+			if d := field(f.Match, "nw_dst"); d != "224.0.0.0/4" && d != "255.255.255.255" && field(f.Match, "dl_dst") != in.Gateway.MAC.String() {
 				t.Errorf("flow %s switches locally without binding the network", f)
 			}
 		}

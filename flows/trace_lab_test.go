@@ -130,6 +130,8 @@ func TestNetworksTraceLab(t *testing.T) {
 		{"c1 asks ARP for blue's gateway: dropped", arp(3, c1MAC, c1MAC, "10.244.3.5", "10.50.3.1"), nil, ""},
 		{"b1 asks ARP for its gateway: answered", arp(6, b1MAC, b1MAC, "10.50.3.5", "10.50.3.1"), []string{"IN_PORT"}, ""},
 		{"c1 asks ARP for c2: flooded in default only", arp(3, c1MAC, c1MAC, "10.244.3.5", "10.244.3.6"), []string{"1", "4"}, ""},
+		{"c1 answers the host kernel's ARP asked from the underlay address", fmt.Sprintf("in_port=3,dl_src=%s,dl_dst=%s,arp,arp_op=2,arp_sha=%s,arp_spa=10.244.3.5,arp_tpa=172.30.0.11,arp_tha=%s", c1MAC, gw, c1MAC, gw), []string{"1"}, ""},
+		{"c1 sends an ARP reply to b1: dropped", fmt.Sprintf("in_port=3,dl_src=%s,dl_dst=%s,arp,arp_op=2,arp_sha=%s,arp_spa=10.244.3.5,arp_tpa=10.50.3.5", c1MAC, b1MAC, c1MAC), nil, ""},
 		{"b1 broadcasts: to the gateway only (no other port on blue)", ip(6, b1MAC, bcast, "10.50.3.5", "10.50.3.255"), []string{"1"}, ""},
 		{"b1 broadcasts to default's broadcast address: dropped", ip(6, b1MAC, bcast, "10.50.3.5", "10.244.3.255"), nil, ""},
 		{"c1 to a peer on default: key 0", ip(3, c1MAC, gw, "10.244.3.5", "10.244.7.9"), []string{"2"}, "0"},
