@@ -252,24 +252,32 @@ func toPeer(t Tunnel) string { return "output:" + strconv.Itoa(t.OFPort) }
 // builder collects flows in buckets by table and priority, so that Plan's result comes out
 // sorted without sorting it: within a bucket flows keep the order Plan added them in.
 type builder struct {
-	buckets map[int][]Flow // by table<<16 | priority
+	buckets map[int]*[]Flow // by table<<16 | priority
+}
+
+// bucket is the flows at table and prio.
+func (b *builder) bucket(table, prio int) *[]Flow {
+	if b.buckets == nil {
+		b.buckets = map[int]*[]Flow{}
+	}
+	k := table<<16 | prio
+	fs := b.buckets[k]
+	if fs == nil {
+		fs = new([]Flow)
+		b.buckets[k] = fs
+	}
+	return fs
 }
 
 // grow makes room for n more flows at table and prio.
 func (b *builder) grow(table, prio, n int) {
-	if b.buckets == nil {
-		b.buckets = map[int][]Flow{}
-	}
-	k := table<<16 | prio
-	b.buckets[k] = slices.Grow(b.buckets[k], n)
+	fs := b.bucket(table, prio)
+	*fs = slices.Grow(*fs, n)
 }
 
 func (b *builder) add(table, prio int, purpose Purpose, match, actions string) {
-	if b.buckets == nil {
-		b.buckets = map[int][]Flow{}
-	}
-	k := table<<16 | prio
-	b.buckets[k] = append(b.buckets[k], Flow{Table: table, Priority: prio, Cookie: makeCookie(purpose, table, prio, match), Match: match, Actions: actions})
+	fs := b.bucket(table, prio)
+	*fs = append(*fs, Flow{Table: table, Priority: prio, Cookie: makeCookie(purpose, table, prio, match), Match: match, Actions: actions})
 }
 
 // flows concatenates the buckets by table, then descending priority, and makes the cookies
@@ -282,7 +290,7 @@ func (b *builder) flows() ([]Flow, error) {
 	n := 0
 	for k, fs := range b.buckets {
 		keys = append(keys, k)
-		n += len(fs)
+		n += len(*fs)
 	}
 	slices.SortFunc(keys, func(x, y int) int {
 		if tx, ty := x>>16, y>>16; tx != ty {
@@ -293,7 +301,7 @@ func (b *builder) flows() ([]Flow, error) {
 	seen := newCookieSet(n)
 	out := make([]Flow, 0, n)
 	for _, k := range keys {
-		for _, f := range b.buckets[k] {
+		for _, f := range *b.buckets[k] {
 			for {
 				o, dup := seen.get(f.Table, f.Cookie)
 				if !dup {

@@ -379,8 +379,8 @@ func TestPlanCookieCollisions(t *testing.T) {
 	b.add(10, 100, PurposeToPeer, "ip,nw_dst=10.3.0.0/24", "drop")
 	// Force the collisions a hash makes among thousands of flows.
 	for _, fs := range b.buckets {
-		for i := range fs {
-			fs[i].Cookie = makeCookie(PurposeToPeer, 0, 0, "")
+		for i := range *fs {
+			(*fs)[i].Cookie = makeCookie(PurposeToPeer, 0, 0, "")
 		}
 	}
 	fs, err := b.flows()
