@@ -3,6 +3,7 @@ package flows
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"regexp"
 	"slices"
@@ -49,6 +50,15 @@ func TestNetworksTraceLab(t *testing.T) {
 		vsctl = append(vsctl, "--", "add-port", "br-int", name, "--", "set", "interface", name, "ofport_request="+strconv.Itoa(ofport))
 		vsctl = append(vsctl, settings...)
 	}
+	// Each tunnel leads to an address on the underlay that no host has: with its neighbour
+	// entry set by hand, ovs-vswitchd encapsulates toward it, and the trace shows the VNI.
+	peerIP := func(ofport int) netip.Addr {
+		a := h.UnderlayPrefix.Masked().Addr()
+		for i := 0; i < 200+ofport; i++ {
+			a = a.Next()
+		}
+		return a
+	}
 	port(in.Gateway.Name, in.Gateway.OFPort, "type=internal", "mac="+strconv.Quote(in.Gateway.MAC.String()))
 	want := map[string]int{in.Gateway.Name: in.Gateway.OFPort}
 	for _, n := range in.Networks {
@@ -58,7 +68,7 @@ func TestNetworksTraceLab(t *testing.T) {
 		}
 		for _, tn := range n.Tunnels {
 			if _, done := want[tn.Port]; !done {
-				port(tn.Port, tn.OFPort, "type=vxlan", "options:remote_ip=192.0.2."+strconv.Itoa(tn.OFPort), "options:key=flow")
+				port(tn.Port, tn.OFPort, "type=vxlan", "options:remote_ip="+peerIP(tn.OFPort).String(), "options:key=flow")
 				want[tn.Port] = tn.OFPort
 			}
 		}
@@ -77,6 +87,14 @@ func TestNetworksTraceLab(t *testing.T) {
 				t.Fatalf("port %s: ofport %q (%v), want %d", name, out, err, ofport)
 			}
 			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	if l.Datapath == "netdev" {
+		for _, ofport := range []int{2, 5} {
+			if _, err := h.Appctl(ctx, "ovs-vswitchd", "tnl/neigh/set", "br-phy", peerIP(ofport).String(), "02:00:00:00:00:0"+strconv.Itoa(ofport)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 
@@ -159,6 +177,21 @@ func TestNetworksTraceLab(t *testing.T) {
 			if !slices.Equal(out, tt.out) || tunID != tt.tunID {
 				t.Errorf("%s\nleaves by %q with tunnel key %q, want %q with %q; trace:\n%s", tt.packet, out, tunID, tt.out, tt.tunID, trace)
 			}
+			if tt.tunID != "" {
+				// On the wire: the VXLAN header ovs-vswitchd pushes (userspace datapath), or the
+				// tunnel metadata it hands the kernel's vport.
+				vni, _ := strconv.ParseUint(strings.TrimPrefix(tt.tunID, "0x"), 16, 32)
+				want := fmt.Sprintf("vni=%#x)", vni)
+				if l.Datapath != "netdev" {
+					want = "set(tunnel(" // the kernel's vport: tun_id (shown when not 0)
+					if vni != 0 {
+						want += fmt.Sprintf("tun_id=%#x,", vni)
+					}
+				}
+				if dp := datapathActions(trace); !strings.Contains(dp, want) {
+					t.Errorf("%s\ndatapath actions %q do not carry %q", tt.packet, dp, want)
+				}
+			}
 		})
 	}
 }
@@ -167,6 +200,16 @@ var (
 	traceOutput = regexp.MustCompile(`^\s+(?:output:(\d+)|(IN_PORT))$`)
 	traceTunID  = regexp.MustCompile(`^\s+load:(\w+)->NXM_NX_TUN_ID\[\]$`)
 )
+
+// datapathActions is the "Datapath actions:" line of an ofproto/trace.
+func datapathActions(trace string) string {
+	for _, line := range strings.Split(trace, "\n") {
+		if a, ok := strings.CutPrefix(line, "Datapath actions: "); ok {
+			return a
+		}
+	}
+	return ""
+}
 
 // traced reads an ofproto/trace: the OpenFlow ports the packet was output to, in order
 // (IN_PORT for the ARP responder's reply; not an output OVS skipped because it is the input
