@@ -221,8 +221,15 @@ func field(m, name string) string {
 // containers cannot spoof: every way to a container's port or into a tunnel is bound to one
 // network, and that network is the port's.
 func TestPlanIsolation(t *testing.T) {
-	in := testInput()
-	fs := mustPlan(t, in)
+	whole := testInput()
+	whole.Networks = append(whole.Networks, Network{Name: "solo", Key: 7, CIDR: prefix("10.70.0.0/24"), Subnet: prefix("10.70.0.0/24"), Gateway: addr("10.70.0.1"),
+		Containers: []Port{{Name: "vf-s1", OFPort: 9, MAC: mac("0a:58:0a:46:00:05"), IP: addr("10.70.0.5")}}})
+	for name, in := range map[string]Input{"three networks": testInput(), "a network on one host only": whole, "10 networks × 10 peers": benchInput(10, 10)} {
+		t.Run(name, func(t *testing.T) { checkIsolation(t, in, mustPlan(t, in)) })
+	}
+}
+
+func checkIsolation(t *testing.T, in Input, fs []Flow) {
 	netOfPort := map[string]string{} // "output:N" → key as printed
 	keyOf := map[string]Network{}
 	for _, n := range in.Networks {
@@ -232,7 +239,12 @@ func TestPlanIsolation(t *testing.T) {
 			netOfPort["output:"+strconv.Itoa(c.OFPort)] = k
 		}
 	}
-	tunnels := map[string]bool{"output:2": true, "output:5": true}
+	tunnels := map[string]bool{}
+	for _, n := range in.Networks {
+		for _, tn := range n.Tunnels {
+			tunnels["output:"+strconv.Itoa(tn.OFPort)] = true
+		}
+	}
 	gwOut := "output:" + strconv.Itoa(in.Gateway.OFPort)
 	containers := map[string]Port{}
 	for _, n := range in.Networks {
@@ -294,10 +306,22 @@ func TestPlanIsolation(t *testing.T) {
 			}
 		}
 	}
-	// Each network's drop of its CIDR comes before the way out, for every other network.
+	// Each network's drop of its CIDR comes before the way out, for every other network, and
+	// an internal network's drop of everything else.
+	out, ok := find(fs, TableFromLocal, 50, "ip")
+	if !ok || out.Actions != "mod_dl_dst:"+in.Gateway.MAC.String()+","+gwOut {
+		t.Fatalf("no way out at priority 50, or another one: %s", out)
+	}
 	for _, n := range in.Networks {
-		if _, ok := find(fs, TableFromLocal, 100, "ip,nw_dst="+n.CIDR.String()); !ok {
+		if f, ok := find(fs, TableFromLocal, 100, "ip,nw_dst="+n.CIDR.String()); !ok || f.Actions != "drop" {
 			t.Errorf("no drop of network %q's CIDR for the others", n.Name)
+		}
+		var dropped bool
+		for _, f := range fs {
+			dropped = dropped || f.Table == TableFromLocal && f.Priority > out.Priority && f.Match == "ip,"+RegNetwork+"="+hexNum(uint64(n.Key)) && f.Actions == "drop"
+		}
+		if dropped != n.Internal {
+			t.Errorf("network %q (internal %v): everything else dropped before the way out: %v", n.Name, n.Internal, dropped)
 		}
 	}
 }
