@@ -246,7 +246,8 @@ func Plan(in Input) ([]Flow, error) {
 
 // toPeer is the action that sends a routed packet to tunnel t's peer: the one place that
 // chooses the peer. With a single flow-based tunnel port (options:remote_ip=flow) it becomes
-// "set_field:<peer underlay IP>->tun_dst,output:<that port>" and nothing else changes.
+// "set_field:<peer underlay IP>->tun_dst,output:<that port>" (Tunnel then needs the peer's
+// underlay address, and Plan's cache of these strings, by OFPort today, a key by peer).
 func toPeer(t Tunnel) string { return "output:" + strconv.Itoa(t.OFPort) }
 
 // builder collects flows in buckets by table and priority, so that Plan's result comes out
