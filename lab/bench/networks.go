@@ -84,9 +84,11 @@ func (s *suite) netThroughput(ctx context.Context, secs map[string]*Section) {
 	retr := map[string][]float64{labelOneNet: nanSlice(s.cfg.NetTrials), many: nanSlice(s.cfg.NetTrials)}
 	cores := map[string][]float64{labelOneNet: nanSlice(s.cfg.NetTrials), many: nanSlice(s.cfg.NetTrials)}
 	busy := map[string][]float64{labelOneNet: nanSlice(s.cfg.NetTrials), many: nanSlice(s.cfg.NetTrials)}
-	if s.iperfSecs == 0 {
-		s.iperfSecs, s.iperfWhy = iperfSeconds(Config{IperfSeconds: s.cfg.IperfSeconds, Trials: s.cfg.NetTrials, IperfBudget: s.cfg.IperfBudget}, 2)
-	}
+	// Runs as long as the budget allows for this section's own runs (s.iperf reads
+	// s.iperfSecs; the throughput section has reported its own length by now).
+	savedSecs, savedWhy := s.iperfSecs, s.iperfWhy
+	s.iperfSecs, s.iperfWhy = iperfSeconds(Config{IperfSeconds: s.cfg.IperfSeconds, Trials: s.cfg.NetTrials, IperfBudget: s.cfg.IperfBudget}, 2)
+	defer func() { s.iperfSecs, s.iperfWhy = savedSecs, savedWhy }()
 	var labs []*lab.Lab
 	defer func() {
 		for _, l := range labs {
@@ -213,9 +215,6 @@ func (s *suite) netThroughput(ctx context.Context, secs map[string]*Section) {
 
 func (s *suite) netThroughputReport(sec *Section, many string, gbps, retr, cores, busy map[string][]float64, flowsOne, flowsMany int) {
 	secs := s.iperfSecs
-	if secs == 0 {
-		secs = 10
-	}
 	sec.Method = fmt.Sprintf("Two 2-host labs up at once, each a VXLAN fabric in %s: in one only the network "+
 		"`default` exists and one container per host is attached to it (the single-network fabric); in the other "+
 		"%d networks are created through h1's API (`net01` … `net%02d`, 10.110.0.0/16 upwards) and a container of "+
