@@ -16,10 +16,11 @@ import (
 	"github.com/ovsfabric/ovsfabric/lab/fabriclab"
 )
 
-// Labels of the two paths of the networks throughput section.
+// Labels of the paths of the networks throughput section.
 const (
 	labelOneNet   = "single-network fabric (default only)"
 	labelManyNets = "one network among %d"
+	labelIdle     = "default only, %d idle containers per host (control)"
 )
 
 // netSubnet is the /16 of the i-th network a section creates (i from 0): 10.(base+i).0.0/16,
@@ -69,25 +70,34 @@ func brIntFlows(ctx context.Context, h *lab.Host) (int, error) {
 	return n, nil
 }
 
+// ntCase is one path of the networks throughput section and what it measured per trial.
+type ntCase struct {
+	label string
+	path  *dpPath
+	// flows are the flows on h1's br-int; containers the containers attached per host.
+	flows, containers       int
+	gbps, retr, cores, busy []float64
+}
+
 // netThroughput compares iperf3 between two containers of the single-network fabric (only
-// network default) with iperf3 between two containers of one network of a fabric serving
-// cfg.Networks networks, each with a container on both hosts; both labs are up at once and
-// the trials interleave, as in the data path section.
+// network default, one container per host) with iperf3 between two containers of one
+// network of a fabric serving cfg.Networks networks, each with a container on both hosts;
+// and, as a control, of a fabric with only default but as many containers as the latter.
+// The three labs are up at once and the trials interleave, as in the data path section.
 func (s *suite) netThroughput(ctx context.Context, secs map[string]*Section) {
 	sec := secs["net-throughput"]
 	nets := s.cfg.Networks
-	many := fmt.Sprintf(labelManyNets, nets)
 	pipeline := s.mainPipeline()
-	var one, multi *dpPath
-	var flowsOne, flowsMany int
-	gbps := map[string][]float64{labelOneNet: nanSlice(s.cfg.NetTrials), many: nanSlice(s.cfg.NetTrials)}
-	retr := map[string][]float64{labelOneNet: nanSlice(s.cfg.NetTrials), many: nanSlice(s.cfg.NetTrials)}
-	cores := map[string][]float64{labelOneNet: nanSlice(s.cfg.NetTrials), many: nanSlice(s.cfg.NetTrials)}
-	busy := map[string][]float64{labelOneNet: nanSlice(s.cfg.NetTrials), many: nanSlice(s.cfg.NetTrials)}
+	newCase := func(label string) *ntCase {
+		n := s.cfg.NetTrials
+		return &ntCase{label: label, gbps: nanSlice(n), retr: nanSlice(n), cores: nanSlice(n), busy: nanSlice(n)}
+	}
+	one, many, idle := newCase(labelOneNet), newCase(fmt.Sprintf(labelManyNets, nets)), newCase(fmt.Sprintf(labelIdle, nets))
+	cases := []*ntCase{one, many, idle}
 	// Runs as long as the budget allows for this section's own runs (s.iperf reads
 	// s.iperfSecs; the throughput section has reported its own length by now).
 	savedSecs, savedWhy := s.iperfSecs, s.iperfWhy
-	s.iperfSecs, s.iperfWhy = iperfSeconds(Config{IperfSeconds: s.cfg.IperfSeconds, Trials: s.cfg.NetTrials, IperfBudget: s.cfg.IperfBudget}, 2)
+	s.iperfSecs, s.iperfWhy = iperfSeconds(Config{IperfSeconds: s.cfg.IperfSeconds, Trials: s.cfg.NetTrials, IperfBudget: s.cfg.IperfBudget}, len(cases))
 	defer func() { s.iperfSecs, s.iperfWhy = savedSecs, savedWhy }()
 	var labs []*lab.Lab
 	defer func() {
@@ -95,41 +105,34 @@ func (s *suite) netThroughput(ctx context.Context, secs map[string]*Section) {
 			s.down(l)
 		}
 	}()
-	defer func() {
-		s.netThroughputReport(sec, many, gbps, retr, cores, busy, flowsOne, flowsMany)
-	}()
-
-	// A: the single-network fabric.
-	la, err := s.up(ctx, "nt-one", 2, false)
-	if err != nil {
-		sec.Err = err
-		return
-	}
-	labs = append(labs, la)
-	fa := fabriclab.New(la, fabriclab.Options{Bin: s.cfg.Bin, Tunnel: "vxlan", Extra: s.pipelineFlags(pipeline)})
-	cs, err := s.fabricWithContainers(ctx, fa, la.Hosts)
-	if err != nil {
-		sec.Err = fmt.Errorf("%s: %w", labelOneNet, err)
-		return
-	}
-	one = &dpPath{Label: labelOneNet, Kind: kindFabric, Tunnel: "vxlan", Pipeline: pipeline, Client: cs[0].NetNS, Server: cs[1].NetNS, ServerIP: cs[1].IP, lab: la}
-
-	// B: the fabric with cfg.Networks networks, a container of each on both hosts.
-	lb, err := s.up(ctx, "nt-many", 2, false)
-	if err != nil {
-		sec.Err = err
-		return
-	}
-	labs = append(labs, lb)
-	fb := fabriclab.New(lb, fabriclab.Options{Bin: s.cfg.Bin, Tunnel: "vxlan", Extra: s.pipelineFlags(pipeline)})
-	for _, h := range lb.Hosts {
-		if _, err := fb.Start(ctx, h); err != nil {
-			sec.Err = err
-			return
+	defer func() { s.netThroughputReport(sec, one, many, idle) }()
+	fabricIn := func(label string) (*lab.Lab, *fabriclab.Fabric, []*fabriclab.Container, error) {
+		l, err := s.up(ctx, label, 2, false)
+		if err != nil {
+			return nil, nil, nil, err
 		}
+		labs = append(labs, l)
+		f := fabriclab.New(l, fabriclab.Options{Bin: s.cfg.Bin, Tunnel: "vxlan", Extra: s.pipelineFlags(pipeline)})
+		cs, err := s.fabricWithContainers(ctx, f, l.Hosts)
+		return l, f, cs, err
 	}
-	if _, err := fb.WaitConverged(ctx, time.Minute); err != nil {
-		sec.Err = err
+	pathOf := func(c *ntCase, l *lab.Lab, client, server, serverIP string) *dpPath {
+		return &dpPath{Label: c.label, Kind: kindFabric, Tunnel: "vxlan", Pipeline: pipeline, Client: client, Server: server, ServerIP: serverIP, lab: l}
+	}
+
+	// The single-network fabric.
+	la, _, cs, err := fabricIn("nt-one")
+	if err != nil {
+		sec.Err = fmt.Errorf("%s: %w", one.label, err)
+		return
+	}
+	one.path, one.containers = pathOf(one, la, cs[0].NetNS, cs[1].NetNS, cs[1].IP), 1
+
+	// The fabric with cfg.Networks networks, a container of each on both hosts (besides the
+	// container on default that fabricWithContainers checks the fabric with).
+	lb, fb, _, err := fabricIn("nt-many")
+	if err != nil {
+		sec.Err = fmt.Errorf("%s: %w", many.label, err)
 		return
 	}
 	nodes := fb.Nodes()
@@ -158,20 +161,32 @@ func (s *suite) netThroughput(ctx context.Context, secs map[string]*Section) {
 	}
 	s.logf("net-throughput", "%d networks created, a container of each on both hosts, in %s", nets, time.Since(begin).Round(time.Millisecond))
 	if err := fabriclab.Reach(ctx, lastNS[0], addrOnly(last[1]), 20*time.Second); err != nil {
-		sec.Err = fmt.Errorf("%s: %w", many, err)
+		sec.Err = fmt.Errorf("%s: %w", many.label, err)
 		return
 	}
-	multi = &dpPath{Label: many, Kind: kindFabric, Tunnel: "vxlan", Pipeline: pipeline, Client: lastNS[0], Server: lastNS[1], ServerIP: addrOnly(last[1]), lab: lb}
-	if flowsOne, err = brIntFlows(ctx, la.Hosts[0]); err != nil {
-		sec.Notes = append(sec.Notes, "flows on br-int of the single-network fabric not counted: "+oneLine(err.Error()))
-	}
-	if flowsMany, err = brIntFlows(ctx, lb.Hosts[0]); err != nil {
-		sec.Notes = append(sec.Notes, "flows on br-int of the many-network fabric not counted: "+oneLine(err.Error()))
-	}
-	s.logf("net-throughput", "br-int of h1: %d flows with default only, %d with %d networks", flowsOne, flowsMany, nets)
+	many.path, many.containers = pathOf(many, lb, lastNS[0], lastNS[1], addrOnly(last[1])), nets+1
 
-	paths := []*dpPath{one, multi}
-	for _, p := range paths {
+	// The control: default only, with as many containers per host as the many-network fabric.
+	lc, fc, cs, err := fabricIn("nt-idle")
+	if err != nil {
+		sec.Err = fmt.Errorf("%s: %w", idle.label, err)
+		return
+	}
+	for i := range nets {
+		for j, n := range fc.Nodes() {
+			if _, err := fc.AddContainer(ctx, n, fmt.Sprintf("idle%02d%d", i+1, j+1), api.AttachRequest{}); err != nil {
+				sec.Err = fmt.Errorf("%s: %w", idle.label, err)
+				return
+			}
+		}
+	}
+	idle.path, idle.containers = pathOf(idle, lc, cs[0].NetNS, cs[1].NetNS, cs[1].IP), nets+1
+
+	for _, c := range cases {
+		if c.flows, err = brIntFlows(ctx, c.path.lab.Hosts[0]); err != nil {
+			sec.Notes = append(sec.Notes, fmt.Sprintf("flows on br-int of %s not counted: %s", c.label, oneLine(err.Error())))
+		}
+		p := c.path
 		p.vsPIDs = vswitchdPIDs(p.lab)
 		if _, err := p.lab.StartIn(ctx, p.Server, "iperf3", []string{"iperf3", "-s", "-p", iperfPort, "--forceflush"}, nil); err != nil {
 			sec.Err = fmt.Errorf("%s: iperf3 server: %w", p.Label, err)
@@ -182,13 +197,15 @@ func (s *suite) netThroughput(ctx context.Context, secs map[string]*Section) {
 			return
 		}
 	}
-	s.logf("net-throughput", "2 paths × %d trials, 1 stream, %d s per run (%s)", s.cfg.NetTrials, s.iperfSecs, s.iperfWhy)
+	s.logf("net-throughput", "br-int of h1: %d flows (default only), %d (%d networks), %d (control)", one.flows, many.flows, nets, idle.flows)
+	s.logf("net-throughput", "%d paths × %d trials, 1 stream, %d s per run (%s)", len(cases), s.cfg.NetTrials, s.iperfSecs, s.iperfWhy)
 	for t := range s.cfg.NetTrials {
-		order := slices.Clone(paths)
-		if t%2 == 1 { // A,B then B,A: drift of the machine favours neither
+		order := slices.Clone(cases)
+		if t%2 == 1 { // forwards, then backwards: drift of the machine favours no case
 			slices.Reverse(order)
 		}
-		for _, p := range order {
+		for _, c := range order {
+			p := c.path
 			before, cerr := sampleCPU(p.vsPIDs)
 			r, err := s.iperf(ctx, p, 1)
 			if ctx.Err() != nil {
@@ -200,69 +217,86 @@ func (s *suite) netThroughput(ctx context.Context, secs map[string]*Section) {
 				sec.Notes = append(sec.Notes, fmt.Sprintf("trial %d, %s failed: %s", t+1, p.Label, oneLine(err.Error())))
 				continue
 			}
-			gbps[p.Label][t], retr[p.Label][t] = r.Gbps, float64(r.Retransmits)
+			c.gbps[t], c.retr[t] = r.Gbps, float64(r.Retransmits)
 			if cerr == nil {
 				if after, err := sampleCPU(p.vsPIDs); err == nil {
 					u := use(before, after)
-					cores[p.Label][t], busy[p.Label][t] = u.ProcCores, u.MachineBusy
+					c.cores[t], c.busy[t] = u.ProcCores, u.MachineBusy
 				}
 			}
-			s.logf("net-throughput", "trial %d/%d %-38s %5.2f Gbit/s (%d retransmits), ovs-vswitchd %.2f cores, machine %.0f%% busy",
-				t+1, s.cfg.NetTrials, p.Label, r.Gbps, r.Retransmits, cores[p.Label][t], 100*busy[p.Label][t])
+			s.logf("net-throughput", "trial %d/%d %-50s %5.2f Gbit/s (%d retransmits), ovs-vswitchd %.2f cores, machine %.0f%% busy",
+				t+1, s.cfg.NetTrials, p.Label, r.Gbps, r.Retransmits, c.cores[t], 100*c.busy[t])
 		}
 	}
 }
 
-func (s *suite) netThroughputReport(sec *Section, many string, gbps, retr, cores, busy map[string][]float64, flowsOne, flowsMany int) {
-	secs := s.iperfSecs
-	sec.Method = fmt.Sprintf("Two 2-host labs up at once, each a VXLAN fabric in %s: in one only the network "+
-		"`default` exists and one container per host is attached to it (the single-network fabric); in the other "+
-		"%d networks are created through h1's API (`net01` … `net%02d`, 10.110.0.0/16 upwards) and a container of "+
-		"every network is attached on both hosts, so that every network has its slice, gateway address, tunnel key "+
-		"and flows on both hosts. iperf3 TCP, 1 stream, %d s per run after 1 omitted warm-up second (`-t %d -O 1`; %s), "+
-		"between the two containers of the single-network fabric and between the two containers of `net%02d` (the "+
-		"last network created) of the other, %d trials, interleaved (A, B, then B, A, …) as in the throughput section, "+
-		"with the CPU time of both hosts' ovs-vswitchd and of the machine read around each run. The ratio is of the "+
-		"medians, the range in brackets that of the ratios paired trial by trial.",
-		s.mainPipelineName(), s.cfg.Networks, s.cfg.Networks, secs, secs, s.iperfWhy, s.cfg.Networks, s.cfg.NetTrials)
-	cost := func(label string) pathCost {
-		return pathCost{Label: label, Gbps: Median(gbps[label]), Retransmits: Median(retr[label]), VSCores: Median(cores[label]), MachineBusy: Median(busy[label])}
-	}
-	flowCell := func(n int) string {
+func (c *ntCase) cost() pathCost {
+	return pathCost{Label: c.label, Gbps: Median(c.gbps), Retransmits: Median(c.retr), VSCores: Median(c.cores), MachineBusy: Median(c.busy)}
+}
+
+func (s *suite) netThroughputReport(sec *Section, one, many, idle *ntCase) {
+	nets := s.cfg.Networks
+	sec.Method = fmt.Sprintf("Three 2-host labs up at once, each a VXLAN fabric in %s. In the first only the network "+
+		"`default` exists, with one container per host (the single-network fabric). In the second %d networks are "+
+		"created through h1's API (`net01` … `net%02d`, 10.110.0.0/16 upwards) and a container of every network is "+
+		"attached on both hosts, so that every network has its slice, gateway address, tunnel key and flows on both "+
+		"hosts. The third is a control: only `default`, but as many containers per host as the second (%d idle ones "+
+		"besides the measured one; the second has the container on `default` the suite checks every fabric with, too), so that it has the second's number of ports without its networks. iperf3 TCP, "+
+		"1 stream, %d s per run after 1 omitted warm-up second (`-t %d -O 1`; %s), between the two measured containers "+
+		"of each lab (in the second, those of `net%02d`, the last network created), %d trials, interleaved (every trial "+
+		"runs every case, in alternating order) as in the throughput section, with the CPU time of both hosts' "+
+		"ovs-vswitchd and of the machine read around each run. Ratios are of the medians, with the range of the "+
+		"ratios paired trial by trial in brackets.",
+		s.mainPipelineName(), nets, nets, nets, s.iperfSecs, s.iperfSecs, s.iperfWhy, nets, s.cfg.NetTrials)
+	cell := func(n int) string {
 		if n == 0 {
 			return "n/a"
 		}
 		return fmt.Sprint(n)
 	}
-	t := Table{Header: []string{"path (container ↔ container, VXLAN)", "flows on h1's br-int", "Gbit/s median", "min–max",
-		"retransmits (median)", "ovs-vswitchd cores per Gbit/s", "machine busy", "vs single-network fabric"}}
-	rt := Median(gbps[many]) / Median(gbps[labelOneNet])
+	vs := func(c *ntCase) string {
+		return fmt.Sprintf("%s (%s)", ratio(Median(c.gbps)/Median(one.gbps)), ratioSpread(Summarize(Ratios(c.gbps, one.gbps))))
+	}
+	t := Table{Header: []string{"path (container ↔ container, VXLAN, 1 stream)", "networks", "containers per host", "flows on h1's br-int",
+		"Gbit/s median", "min–max", "retransmits (median)", "ovs-vswitchd cores per Gbit/s", "machine busy", "vs single-network fabric"}}
 	for _, r := range []struct {
-		label string
-		flows int
-	}{{labelOneNet, flowsOne}, {many, flowsMany}} {
-		sm, c := Summarize(gbps[r.label]), cost(r.label)
+		c    *ntCase
+		nets int
+	}{{one, 1}, {many, nets + 1}, {idle, 1}} {
+		c := r.c
+		sm, pc := Summarize(c.gbps), c.cost()
 		b := "n/a"
-		if !math.IsNaN(c.MachineBusy) {
-			b = fmt.Sprintf("%.0f%%", 100*c.MachineBusy)
+		if !math.IsNaN(pc.MachineBusy) {
+			b = fmt.Sprintf("%.0f%%", 100*pc.MachineBusy)
 		}
-		vs := "—"
-		if r.label == many {
-			vs = fmt.Sprintf("%s (%s)", ratio(rt), ratioSpread(Summarize(Ratios(gbps[many], gbps[labelOneNet]))))
+		ratioCell := "—"
+		if c != one {
+			ratioCell = vs(c)
 		}
-		t.AddRow(r.label, flowCell(r.flows), num(sm.Median), spread(sm), num(c.Retransmits), num(c.coresPerGbps()), b, vs)
+		t.AddRow(c.label, fmt.Sprint(r.nets), cell(c.containers), cell(c.flows), num(sm.Median), spread(sm), num(pc.Retransmits),
+			num(pc.coresPerGbps()), b, ratioCell)
 	}
 	sec.Tables = append(sec.Tables, t)
-	v := Verdict{Target: fmt.Sprintf("one network among %d ≥ 0.95× the single-network fabric", s.cfg.Networks), Status: Check(rt, rt >= 0.95)}
-	n := Summarize(Ratios(gbps[many], gbps[labelOneNet])).N
+	rt := Median(many.gbps) / Median(one.gbps)
+	v := Verdict{Target: fmt.Sprintf("one network among %d ≥ 0.95× the single-network fabric", nets), Status: Check(rt, rt >= 0.95)}
 	switch v.Status {
 	case NotMeasured:
 		v.Measured, v.Limit = "n/a", "not measured (see above)"
 	default:
-		v.Measured = fmt.Sprintf("%s (paired trials %s, %d trials, 1 stream)", ratio(rt), ratioSpread(Summarize(Ratios(gbps[many], gbps[labelOneNet]))), n)
+		v.Measured = fmt.Sprintf("%s (%d trials, 1 stream)", vs(many), Summarize(Ratios(many.gbps, one.gbps)).N)
 	}
 	if v.Status == Missed {
-		v.Limit = explainThroughput(cost(many), cost(labelOneNet))
+		v.Limit = explainThroughput(many.cost(), one.cost())
+		if rc := Median(idle.gbps) / Median(one.gbps); !math.IsNaN(rc) {
+			v.Limit += fmt.Sprintf(" The control with as many containers but one network measured %s of the single-network "+
+				"fabric (ovs-vswitchd %s cores per Gbit/s, the many-network fabric %s): ", ratio(rc),
+				num(idle.cost().coresPerGbps()), num(many.cost().coresPerGbps()))
+			if rc < 0.95 {
+				v.Limit += "the ports (containers) cost throughput without any further network, too."
+			} else {
+				v.Limit += "the ports alone do not explain the difference."
+			}
+		}
 	}
 	sec.Verdicts = append(sec.Verdicts, v)
 }
