@@ -39,7 +39,9 @@ func newScaleHost(tb testing.TB, peers, nets int) scaleHost {
 			Subnet: fabric.NthSubnet(cluster, 24, i), SubnetSince: 1, State: fabric.PeerAlive, StateSince: now})
 	}
 	// Network k is 10.k.0.0/16; host i's slice of it 10.k.i.0/24.
-	slice := func(k, i int) netip.Prefix { return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(k), byte(i), 0}), 24) }
+	slice := func(k, i int) netip.Prefix {
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(k), byte(i), 0}), 24)
+	}
 	for k := range nets {
 		n := fabric.NetworkFacts{Name: fmt.Sprintf("net%03d", k), Key: uint32(k + 1), CIDR: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(k), 0, 0}), 16), Slice: slice(k, 0)}
 		for i := 1; i <= peers; i++ {
