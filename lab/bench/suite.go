@@ -17,8 +17,8 @@ import (
 )
 
 // Config says what the suite runs and how hard. DefaultConfig fits the whole suite in about
-// 10 minutes on a 2-core machine (12 once fabricd has a routed pipeline to measure too; the
-// fault section adds about 3).
+// 9 minutes on a 2-core machine without the networks sections, which add about 4½ (most of it
+// the networks throughput runs).
 type Config struct {
 	// Bin is the directory holding the fabricd and fabricctl binaries.
 	Bin string
