@@ -84,10 +84,11 @@ func (c *Controller) Network(name string) (endpoint.Network, error) {
 		if why, ok := view.Conflicts[name]; ok {
 			return endpoint.Network{}, api.Errorf(api.ErrConflict, "network %s is not served: %s", name, why)
 		}
-		for _, n := range view.Networks {
-			if n.Name == name {
-				return endpoint.Network{}, api.Errorf(api.ErrConflict, "this host has no slice of network %s (%s) yet; retry in a few seconds", name, n.Subnet)
-			}
+		if why, ok := view.NoSlice[name]; ok {
+			return endpoint.Network{}, api.Errorf(api.ErrConflict, "this host has no slice of network %s: %s", name, why)
+		}
+		if n, ok := view.Network(name); ok {
+			return endpoint.Network{}, api.Errorf(api.ErrConflict, "this host has no slice of network %s (%s) yet; retry in a few seconds", name, n.Subnet)
 		}
 	}
 	return endpoint.Network{}, api.Errorf(api.ErrNotFound, "no network %q (`fabricctl network ls` lists them; `fabricctl network create` makes one)", name)

@@ -60,9 +60,11 @@ func (p routedPipeline) flows(d fabric.Desired, ports []ovsdb.PortInfo) ([]flows
 }
 
 // input is what flows.Plan needs: the plan's tunnels (with the subnets they lead to) and
-// the ports' OpenFlow numbers and MACs.
+// the ports' OpenFlow numbers and MACs, all in one network "default" (key 0, the cluster
+// CIDR).
 func (p routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.Input {
-	in := flows.Input{Subnet: d.Gateway.Masked(), ClusterCIDR: p.cluster}
+	def := flows.Network{Name: "default", Key: 0, CIDR: p.cluster, Subnet: d.Gateway.Masked(), Gateway: d.Gateway.Addr()}
+	var in flows.Input
 	tunnels := make(map[string]fabric.Tunnel, len(d.Tunnels))
 	for _, t := range d.Tunnels {
 		tunnels[t.Name] = t
@@ -71,20 +73,21 @@ func (p routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.In
 		switch {
 		case port.Name == d.GatewayPort:
 			mac, _ := net.ParseMAC(port.MACInUse)
-			in.Gateway = flows.Port{Name: port.Name, OFPort: port.Ofport, MAC: mac, IP: d.Gateway.Addr()}
+			in.Gateway = flows.Port{Name: port.Name, OFPort: port.Ofport, MAC: mac}
 		case port.Owner() != p.node:
 		case port.Role() == ovsdb.RoleContainer:
 			r, _ := endpoint.Decode(port, p.node)
 			if r.MAC == nil || !r.Addr.IsValid() {
 				continue
 			}
-			in.Containers = append(in.Containers, flows.Port{Name: port.Name, OFPort: containerOfport(port), MAC: r.MAC, IP: r.Addr.Addr()})
+			def.Containers = append(def.Containers, flows.Port{Name: port.Name, OFPort: containerOfport(port), MAC: r.MAC, IP: r.Addr.Addr()})
 		case port.Role() == ovsdb.RoleTunnel:
 			if t, ok := tunnels[port.Name]; ok {
-				in.Tunnels = append(in.Tunnels, flows.Tunnel{Peer: t.Peer, Port: port.Name, OFPort: port.Ofport, Subnet: t.Claim.Subnet})
+				def.Tunnels = append(def.Tunnels, flows.Tunnel{Peer: t.Peer, Port: port.Name, OFPort: port.Ofport, Subnet: t.Claim.Subnet})
 			}
 		}
 	}
+	in.Networks = []flows.Network{def}
 	return in
 }
 

@@ -2,7 +2,7 @@ package flows
 
 import (
 	"fmt"
-	"hash/fnv"
+	"strconv"
 )
 
 // Cookie layout, as `ovs-ofctl dump-flows` shows it (leading zeros dropped):
@@ -48,8 +48,13 @@ const (
 	// port (the host kernel routes and NATs it).
 	PurposeToGateway Purpose = 6
 	// PurposeDefault: the explicit drops that end each table (unknown in_port, non-IPv4
-	// from tunnels, unknown unicast, unreachable cluster addresses).
+	// from tunnels, unknown unicast, unreachable or other networks' addresses, the way out
+	// of an internal network).
 	PurposeDefault Purpose = 7
+	// PurposePortSecurity: table 0's drop of whatever a local port sends that its admitting
+	// flows did not take: a container's packets from another address or MAC, or non-IPv4
+	// non-ARP; the gateway's packets for no network.
+	PurposePortSecurity Purpose = 8
 )
 
 var purposeNames = map[Purpose]string{
@@ -61,6 +66,7 @@ var purposeNames = map[Purpose]string{
 	PurposeLocalDelivery: "local-delivery",
 	PurposeToGateway:     "to-gateway",
 	PurposeDefault:       "default",
+	PurposePortSecurity:  "port-security",
 }
 
 // String is the purpose's name as docs/pipeline.md uses it, e.g. "to-peer".
@@ -85,9 +91,21 @@ func IsOurs(cookie uint64) bool { return cookie&CookieMask == CookieBase }
 
 // makeCookie is the cookie of the ovsfabric flow with the given purpose, table, priority and
 // match (in ovs-ofctl syntax, as the flow is written): CookieBase, the purpose, and an FNV-1a
-// hash of table, priority and match as the flow's ID.
+// hash of "table/priority/match" as the flow's ID (Plan moves a colliding ID to the next free
+// one). It allocates nothing: Plan calls it for every flow.
 func makeCookie(p Purpose, table, priority int, match string) uint64 {
-	h := fnv.New32a()
-	fmt.Fprintf(h, "%d/%d/%s", table, priority, match)
-	return CookieBase | uint64(p)<<purposeShift | uint64(h.Sum32())
+	const offset32, prime32 = 2166136261, 16777619
+	h := uint32(offset32)
+	var buf [24]byte
+	num := strconv.AppendInt(buf[:0], int64(table), 10)
+	num = append(num, '/')
+	num = strconv.AppendInt(num, int64(priority), 10)
+	num = append(num, '/')
+	for _, c := range num {
+		h = (h ^ uint32(c)) * prime32
+	}
+	for i := 0; i < len(match); i++ {
+		h = (h ^ uint32(match[i])) * prime32
+	}
+	return CookieBase | uint64(p)<<purposeShift | uint64(h)
 }

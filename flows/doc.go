@@ -1,21 +1,25 @@
 // Package flows is ovsfabric's routed OpenFlow pipeline on br-int: Plan turns what a host
-// knows (its gateway port, subnet, local containers, and one tunnel per peer subnet) into the
-// complete set of OpenFlow flows ovsfabric wants on the bridge, and Reconcile makes the bridge
-// hold exactly those flows by changing only what differs.
+// knows (its gateway port, and for each network it serves: the network's CIDR, tunnel key,
+// this host's slice and gateway address, the local containers, and the peers' slices) into
+// the complete set of OpenFlow flows ovsfabric wants on the bridge, and Reconcile makes the
+// bridge hold exactly those flows by changing only what differs.
 //
 // # The pipeline
 //
-// Traffic from a local container to a peer's subnet is routed inside Open vSwitch: its
-// Ethernet source becomes this host's gateway MAC and its destination RouterMAC, the TTL is
-// decremented once, and it leaves through that peer's tunnel port. Traffic arriving from a
-// tunnel for a local address is delivered straight to its port with the gateway MAC as source
-// and the container's MAC as destination. Containers' ARP requests for the gateway (and the
-// host kernel's for addresses in peer subnets) are answered by OVS itself. Nothing but IPv4
-// for a local address is accepted from a tunnel, and nothing but routed IPv4 is ever sent
-// into one: no ARP and no broadcast crosses a tunnel. IPv4 for destinations outside the
-// cluster CIDR goes to the gateway port, where the host kernel NATs it; everything else stays
-// on the host, switched by destination MAC among the known local ports. docs/pipeline.md
-// describes every table and priority.
+// Table 0 admits from a container only IPv4 and ARP from its own address and MAC (port
+// security) and puts the packet's network (its tunnel key) in RegNetwork; what the gateway
+// port sends gets the network its destination lies in. Traffic from a local container to a
+// peer's slice of its network is routed inside Open vSwitch: it gets the network's tunnel key,
+// this host's gateway MAC as Ethernet source and RouterMAC as destination, one TTL decrement,
+// and leaves through that peer's tunnel port. Traffic arriving from a tunnel with network X's
+// key for a local address of X is delivered straight to its port. Containers' ARP requests
+// for their network's gateway (and the host kernel's for peer slices) are answered by OVS
+// itself. Nothing but IPv4 for a local address is accepted from a tunnel, and nothing but
+// routed IPv4 is ever sent into one. IPv4 for destinations outside every network goes to the
+// gateway port, where the host kernel NATs it, except from an internal network; everything
+// else stays on the host, switched by network and destination MAC among the network's ports.
+// Nothing routes, switches, floods or answers ARP from one network into another.
+// docs/pipeline.md describes every table, priority and register.
 //
 // # Ownership
 //

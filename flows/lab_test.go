@@ -265,7 +265,7 @@ func testRouted(t *testing.T, tunnel fabric.TunnelType) {
 			min  uint64
 		}{
 			{"to-gateway", pick(t, p, flows.PurposeToGateway, "ip,actions"), 5},
-			{"ARP responder for " + h.peer.subnet.String(), pick(t, p, flows.PurposeARPResponder, "arp_tpa="+h.peer.subnet.String()), 1},
+			{"ARP responder for " + cluster.String() + " (" + h.peer.subnet.String() + ")", pick(t, p, flows.PurposeARPResponder, "arp_tpa="+cluster.String()), 1},
 			{"from-tunnel to the gateway", pick(t, p, flows.PurposeFromTunnel, "nw_dst="+fabric.Gateway(h.subnet).String()+","), 5},
 		} {
 			if d := after[c.flow.Cookie] - before[h][c.flow.Cookie]; d < c.min {
@@ -424,7 +424,8 @@ func gatherInput(t *testing.T, ctx context.Context, h *labHost) flows.Input {
 		if err != nil {
 			return err
 		}
-		in = flows.Input{Subnet: h.subnet, ClusterCIDR: cluster}
+		in = flows.Input{}
+		nw := flows.Network{Name: "default", CIDR: cluster, Subnet: h.subnet, Gateway: fabric.Gateway(h.subnet)}
 		for _, p := range ports {
 			if p.Ofport <= 0 {
 				return fmt.Errorf("port %s has ofport %d", p.Name, p.Ofport)
@@ -435,7 +436,7 @@ func gatherInput(t *testing.T, ctx context.Context, h *labHost) flows.Input {
 				if err != nil {
 					return fmt.Errorf("gateway mac_in_use %q: %w", p.MACInUse, err)
 				}
-				in.Gateway = flows.Port{Name: p.Name, OFPort: p.Ofport, MAC: m, IP: fabric.Gateway(h.subnet)}
+				in.Gateway = flows.Port{Name: p.Name, OFPort: p.Ofport, MAC: m}
 			case ovsdb.RoleContainer:
 				m, err := net.ParseMAC(p.ExternalIDs[ovsdb.KeyMAC])
 				if err != nil {
@@ -445,15 +446,16 @@ func gatherInput(t *testing.T, ctx context.Context, h *labHost) flows.Input {
 				if err != nil {
 					return fmt.Errorf("container port %s: %w", p.Name, err)
 				}
-				in.Containers = append(in.Containers, flows.Port{Name: p.Name, OFPort: p.Ofport, MAC: m, IP: ip.Addr()})
+				nw.Containers = append(nw.Containers, flows.Port{Name: p.Name, OFPort: p.Ofport, MAC: m, IP: ip.Addr()})
 			case ovsdb.RoleTunnel:
 				if p.ExternalIDs[ovsdb.KeyPeer] != h.peer.Name {
 					return fmt.Errorf("tunnel %s leads to %q", p.Name, p.ExternalIDs[ovsdb.KeyPeer])
 				}
-				in.Tunnels = append(in.Tunnels, flows.Tunnel{Peer: h.peer.Name, Port: p.Name, OFPort: p.Ofport, Subnet: h.peer.subnet})
+				nw.Tunnels = append(nw.Tunnels, flows.Tunnel{Peer: h.peer.Name, Port: p.Name, OFPort: p.Ofport, Subnet: h.peer.subnet})
 			}
 		}
-		if in.Gateway.OFPort == 0 || len(in.Containers) != 1 || len(in.Tunnels) != 1 {
+		in.Networks = []flows.Network{nw}
+		if in.Gateway.OFPort == 0 || len(nw.Containers) != 1 || len(nw.Tunnels) != 1 {
 			return fmt.Errorf("incomplete: %+v", in)
 		}
 		return nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net/netip"
 	"os"
 	"reflect"
 	"strings"
@@ -44,18 +43,10 @@ func newFakeOFCtl(r *fakeRunner) *OFCtl {
 	return o
 }
 
-// goldenInput is the input whose plan ovs-ofctl 3.1 dumped into testdata/dump-ovs-3.1.txt
-// (lab: Reconcile on a real br-int, then `ovs-ofctl dump-flows br-int
-// cookie=0x0fab000000000000/0xffff000000000000`).
-func goldenInput() Input {
-	return Input{
-		Gateway:     Port{Name: "fabric0", OFPort: 1, MAC: mac("00:16:3e:0a:0b:0c"), IP: netip.MustParseAddr("10.244.3.1")},
-		Subnet:      netip.MustParsePrefix("10.244.3.0/24"),
-		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
-		Containers:  []Port{{Name: "c1", OFPort: 3, MAC: mac("00:0a:00:00:00:05"), IP: netip.MustParseAddr("10.244.3.5")}},
-		Tunnels:     []Tunnel{{Peer: "h2", Port: "vx1", OFPort: 2, Subnet: netip.MustParsePrefix("10.244.7.0/24")}},
-	}
-}
+// goldenInput is the input whose plan ovs-ofctl 3.1 dumped into testdata/dump-ovs-3.1.txt:
+// testInput (TestNetworksTraceLab -update writes the file: Reconcile on a real br-int, then
+// `ovs-ofctl dump-flows br-int cookie=0x0fab000000000000/0xffff000000000000`).
+func goldenInput() Input { return testInput() }
 
 // TestGoldenDumpNeedsNoChange: what OVS 3.1 prints for a plan (its field order, IN_PORT, hex
 // loads) is recognized as that plan, so a second reconcile sends nothing.
@@ -96,7 +87,7 @@ func TestOFCtlFlows(t *testing.T) {
 	if n := strings.Count(string(golden), "cookie="); len(fs) != n {
 		t.Errorf("parsed %d flows, the dump has %d", len(fs), n)
 	}
-	first := Flow{Table: 0, Priority: 100, Cookie: 0xfab0001a5c087ac, Match: "in_port=2", Actions: "resubmit(,20)"}
+	first := Flow{Table: 0, Priority: 100, Cookie: 0xfab000102c72f06, Match: "ip,in_port=4,dl_src=0a:58:0a:f4:03:06,nw_src=10.244.3.6", Actions: "load:0->NXM_NX_REG6[],resubmit(,10)"}
 	if len(fs) == 0 || fs[0] != first {
 		t.Errorf("first flow %+v, want %+v", fs[0], first)
 	}

@@ -2,33 +2,46 @@ package flows
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
 
 // The tables of the pipeline (docs/pipeline.md).
 const (
-	// TableClassifier (0) sends each known in_port on: local ports (containers, gateway) to
-	// TableFromLocal, tunnels to TableFromTunnel; anything else is dropped.
+	// TableClassifier (0) admits what each known in_port may send: a container port only
+	// IPv4 and ARP from its own address and MAC (port security), the gateway port only what is
+	// addressed into a network; both get their network in RegNetwork and go on to
+	// TableFromLocal. Tunnels go to TableFromTunnel; anything else is dropped.
 	TableClassifier = 0
-	// TableFromLocal (10) handles what local ports send: the ARP responder, routing to peers,
-	// the way out through the gateway, and the hand-off to TableLocal for on-host traffic.
+	// TableFromLocal (10) handles what local ports send, per network: the ARP responder,
+	// routing to the network's peers, the way out through the gateway, and the hand-off to
+	// TableLocal for on-host traffic. Addresses of other networks are dropped.
 	TableFromLocal = 10
-	// TableFromTunnel (20) accepts only IPv4 for a local address from a tunnel.
+	// TableFromTunnel (20) accepts only IPv4 with a network's tunnel key for a local address
+	// of that network.
 	TableFromTunnel = 20
-	// TableLocal (30) switches among local ports by destination MAC and replicates local
-	// broadcasts and multicasts to the local ports (never to a tunnel).
+	// TableLocal (30) switches among the local ports of the packet's network (and the
+	// gateway) by destination MAC, and replicates broadcasts and multicasts to them only.
 	TableLocal = 30
 )
+
+// RegNetwork is the OpenFlow register (as a match field) that carries a packet's network
+// from TableClassifier through TableFromLocal and TableLocal: the network's tunnel key. Key 0
+// (the default network) is a network like any other: every path into tables 10 and 30 passes
+// a table-0 flow that loads the register explicitly, and nothing else reaches them.
+const RegNetwork = "reg6"
+
+// regNetworkField is RegNetwork as the field of load actions.
+const regNetworkField = "NXM_NX_REG6[]"
 
 // RouterMAC is the MAC of the fabric's virtual router: the Ethernet destination of routed
 // frames sent into a tunnel (the receiving host rewrites it anyway), the source of frames a
 // tunnel delivers to the gateway port, and the address the ARP responder gives for addresses
-// in peer subnets (the host kernel's next hop toward them). Locally administered, unicast.
+// of a network outside this host's slice (the host kernel's next hop toward peers).
+// Locally administered, unicast.
 const RouterMAC = "02:0f:ab:00:00:01"
 
 // ofportMax is the highest OpenFlow number of a physical port (OFPP_MAX in OpenFlow 1.0).
@@ -36,8 +49,8 @@ const ofportMax = 0xff00 - 1
 
 // Errors of Plan; every error Plan returns wraps one of them.
 var (
-	// ErrInvalid: the input is inconsistent (bad or overlapping subnets, duplicate addresses
-	// or ports, malformed MACs…). Nothing should be applied.
+	// ErrInvalid: the input is inconsistent (bad or overlapping networks or slices,
+	// duplicate addresses, keys or ports, malformed MACs…). Nothing should be applied.
 	ErrInvalid = errors.New("invalid pipeline input")
 	// ErrNotReady: the gateway port has no OpenFlow port number yet (ovs-vswitchd has not
 	// finished setting it up). Keep the flows as they are and plan again on the next change.
@@ -51,123 +64,302 @@ type Port struct {
 	// OFPort is the OpenFlow port number, OVSDB Interface.ofport. 0 (not assigned yet) or -1
 	// (failed): the port is skipped (for the gateway: ErrNotReady).
 	OFPort int
-	// MAC is the address frames to this port must carry: for the gateway the internal port's
-	// own MAC (Interface.mac_in_use); for a container the MAC of its interface inside the
-	// container (external_ids:ovsfabric-mac), not the host end of the veth.
+	// MAC is the address frames to this port must carry, and the only source a container
+	// may send from: for the gateway the internal port's own MAC (Interface.mac_in_use); for
+	// a container the MAC of its interface inside the container (external_ids:ovsfabric-mac),
+	// not the host end of the veth.
 	MAC net.HardwareAddr
-	// IP is the port's IPv4 address: the gateway address, or the container's.
+	// IP is a container's IPv4 address, the only source it may send from. Unused for the
+	// gateway port, whose addresses are the networks' Network.Gateway.
 	IP netip.Addr
 }
 
-// Tunnel is the tunnel port toward one peer and the subnet that peer owns.
+// Tunnel is the tunnel port toward one peer and the slice of a network that peer owns.
 type Tunnel struct {
 	// Peer is the peer node's name (for errors and docs only).
 	Peer string
 	// Port is the OVS port name (for errors and docs only).
 	Port string
-	// OFPort is the OpenFlow port number, OVSDB Interface.ofport; 0 or -1: skipped.
+	// OFPort is the OpenFlow port number, OVSDB Interface.ofport; 0 or -1: skipped. A peer
+	// has one tunnel port for all networks: the same OFPort appears in the Tunnels of every
+	// network the peer serves.
 	OFPort int
-	// Subnet is the peer's container subnet, e.g. 10.244.7.0/24.
+	// Subnet is the peer's slice of the network, e.g. 10.50.7.0/24.
 	Subnet netip.Prefix
+}
+
+// Network is one network this host serves.
+type Network struct {
+	// Name is the network's name (for errors and docs only), e.g. "default".
+	Name string
+	// Key is the network's tunnel key (VXLAN VNI or GRE key), unique among networks; the
+	// network "default" has key 0, which is what hosts without networks send. It is also the
+	// value of RegNetwork for the network's packets.
+	Key uint32
+	// CIDR is the whole network, e.g. 10.50.0.0/16; networks never overlap. IPv4 to an
+	// address in it that no local port or peer slice covers is dropped.
+	CIDR netip.Prefix
+	// Subnet is this host's slice of CIDR, e.g. 10.50.3.0/24.
+	Subnet netip.Prefix
+	// Gateway is this host's gateway address in Subnet, one of the addresses of the shared
+	// gateway port.
+	Gateway netip.Addr
+	// Internal networks have no way out: nothing leaves through the gateway port except to
+	// the gateway address itself.
+	Internal bool
+	// Containers are the local container ports on this network; their IPs lie in Subnet.
+	Containers []Port
+	// Tunnels are the peers' slices of this network, each with the peer's tunnel port.
+	Tunnels []Tunnel
 }
 
 // Input is everything Plan needs about one host.
 type Input struct {
-	// Gateway is the gateway port (fabric0) with the host subnet's gateway address.
+	// Gateway is the gateway port (fabric0) all networks share: Name, OFPort and MAC (its IP
+	// field is unused; each network names its own gateway address).
 	Gateway Port
-	// Subnet is this host's container subnet, e.g. 10.244.3.0/24.
-	Subnet netip.Prefix
-	// ClusterCIDR holds every host's subnet, e.g. 10.244.0.0/16. IPv4 to addresses in it
-	// that no local port or tunnel covers is dropped; beyond it, IPv4 goes to the gateway.
-	ClusterCIDR netip.Prefix
-	// Containers are the local containers' ports.
-	Containers []Port
-	// Tunnels are the tunnels to the peers, one per peer subnet.
-	Tunnels []Tunnel
+	// Networks are the networks this host serves, in any order.
+	Networks []Network
 }
 
-// Plan returns every flow ovsfabric wants on br-int for in, sorted by table, descending
-// priority and match (the order `ovs-ofctl dump-flows` roughly shows). It is pure and
-// deterministic: the order of in's slices does not matter. Containers and tunnels without an
-// OpenFlow port yet are left out; a gateway without one is ErrNotReady.
+// Plan returns every flow ovsfabric wants on br-int for in, sorted by table and descending
+// priority, and within one priority in an order fixed by the input's content (by network
+// key, then port number or address). It is pure and deterministic: the order of in's slices
+// does not matter. Containers and tunnels without an OpenFlow port yet are left out; a
+// gateway without one is ErrNotReady.
+//
+// Plan is linear in the number of flows it returns (about one per network and peer slice,
+// plus a few per network and per container), with no sort of the flows.
 func Plan(in Input) ([]Flow, error) {
 	p, err := validate(in)
 	if err != nil {
 		return nil, err
 	}
-	var out []Flow
-	add := func(table, prio int, purpose Purpose, match, actions string) {
-		out = append(out, Flow{Table: table, Priority: prio, Cookie: makeCookie(purpose, table, prio, match), Match: match, Actions: actions})
-	}
+	var b builder
 	gw := p.gw
 	gwMAC := gw.MAC.String()
-	resubmit := func(t int) string { return "resubmit(," + strconv.Itoa(t) + ")" }
-	output := func(ofport int) string { return "output:" + strconv.Itoa(ofport) }
+	gwPort := strconv.Itoa(gw.OFPort)
 	const multicast = "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00"
+	routerGW := arpReply(routerMAC, netip.Addr{}) // the same actions for every network
 
-	// Table 0: classify by in_port.
-	add(TableClassifier, 100, PurposeClassifier, "in_port="+strconv.Itoa(gw.OFPort), resubmit(TableFromLocal))
-	for _, c := range p.containers {
-		add(TableClassifier, 100, PurposeClassifier, "in_port="+strconv.Itoa(c.OFPort), resubmit(TableFromLocal))
+	// Table 0: what each in_port may send, and its network.
+	for _, n := range p.networks {
+		goOn := "load:" + n.key + "->" + regNetworkField + ",resubmit(,10)"
+		cidr := prefixString(n.CIDR)
+		b.add(TableClassifier, 100, PurposeClassifier, "ip,in_port="+gwPort+",nw_dst="+cidr, goOn)
+		b.add(TableClassifier, 100, PurposeClassifier, "arp,in_port="+gwPort+",arp_tpa="+cidr, goOn)
+		for _, c := range n.containers {
+			port, mac, ip := strconv.Itoa(c.OFPort), c.MAC.String(), c.IP.String()
+			b.add(TableClassifier, 100, PurposeClassifier, "ip,in_port="+port+",dl_src="+mac+",nw_src="+ip, goOn)
+			b.add(TableClassifier, 100, PurposeClassifier, "arp,in_port="+port+",dl_src="+mac+",arp_spa="+ip+",arp_sha="+mac, goOn)
+			b.add(TableClassifier, 50, PurposePortSecurity, "in_port="+port, "drop")
+		}
 	}
-	for _, t := range p.tunnels {
-		add(TableClassifier, 100, PurposeClassifier, "in_port="+strconv.Itoa(t.OFPort), resubmit(TableFromTunnel))
+	b.add(TableClassifier, 50, PurposePortSecurity, "in_port="+gwPort, "drop")
+	for _, t := range p.tunnelPorts {
+		b.add(TableClassifier, 100, PurposeClassifier, "in_port="+strconv.Itoa(t), "resubmit(,20)")
 	}
 	// Priority 1, not 0: table 0 priority 0 with an empty match is the bridge's own NORMAL
 	// flow in fail_mode standalone, which must stay the bridge's.
-	add(TableClassifier, 1, PurposeDefault, "", "drop")
+	b.add(TableClassifier, 1, PurposeDefault, "", "drop")
 
-	// Table 10: from local ports.
-	// The gateway's own gratuitous ARP is switched, never answered.
-	add(TableFromLocal, 310, PurposeLocalDelivery, "arp,arp_spa="+gw.IP.String()+",arp_tpa="+gw.IP.String(), resubmit(TableLocal))
-	add(TableFromLocal, 300, PurposeARPResponder, "arp,arp_tpa="+gw.IP.String()+",arp_op=1", arpReply(gw.MAC, gw.IP))
-	for _, t := range p.tunnels {
-		add(TableFromLocal, 300, PurposeARPResponder, "arp,arp_tpa="+prefixString(t.Subnet)+",arp_op=1", arpReply(routerMAC, netip.Addr{}))
-	}
-	add(TableFromLocal, 250, PurposeLocalDelivery, multicast, resubmit(TableLocal))
-	for _, t := range p.tunnels {
-		add(TableFromLocal, 200, PurposeToPeer, "ip,nw_dst="+prefixString(t.Subnet),
-			"mod_dl_src:"+gwMAC+",mod_dl_dst:"+RouterMAC+",dec_ttl,"+output(t.OFPort))
-	}
-	add(TableFromLocal, 150, PurposeLocalDelivery, "ip,nw_dst="+prefixString(p.subnet), resubmit(TableLocal))
-	add(TableFromLocal, 100, PurposeDefault, "ip,nw_dst="+prefixString(p.cluster), "drop")
-	add(TableFromLocal, 50, PurposeToGateway, "ip", "mod_dl_dst:"+gwMAC+","+output(gw.OFPort))
-	add(TableFromLocal, 0, PurposeLocalDelivery, "", resubmit(TableLocal))
-
-	// Table 20: from tunnels, only IPv4 for local addresses.
-	for _, c := range p.containers {
-		add(TableFromTunnel, 100, PurposeFromTunnel, "ip,nw_dst="+c.IP.String(),
-			"mod_dl_src:"+gwMAC+",mod_dl_dst:"+c.MAC.String()+","+output(c.OFPort))
-	}
-	add(TableFromTunnel, 100, PurposeFromTunnel, "ip,nw_dst="+gw.IP.String(),
-		"mod_dl_src:"+RouterMAC+",mod_dl_dst:"+gwMAC+","+output(gw.OFPort))
-	add(TableFromTunnel, 0, PurposeDefault, "", "drop")
-
-	// Table 30: on-host switching by destination MAC.
-	flood := []string{output(gw.OFPort)}
-	add(TableLocal, 100, PurposeLocalDelivery, "dl_dst="+gwMAC, output(gw.OFPort))
-	for _, c := range p.containers {
-		add(TableLocal, 100, PurposeLocalDelivery, "dl_dst="+c.MAC.String(), output(c.OFPort))
-		flood = append(flood, output(c.OFPort))
-	}
-	// OpenFlow never outputs a packet to its in_port, so one list serves every sender.
-	add(TableLocal, 50, PurposeLocalDelivery, multicast, strings.Join(flood, ","))
-	add(TableLocal, 0, PurposeDefault, "", "drop")
-
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.Table != b.Table {
-			return a.Table < b.Table
+	// Table 10: from local ports, by network (RegNetwork).
+	peers := make(map[int]string, len(p.tunnelPorts)) // toPeer of each tunnel port
+	b.grow(TableFromLocal, 200, p.routes)
+	for _, n := range p.networks {
+		reg := RegNetwork + "=" + n.key
+		gwIP := n.Gateway.String()
+		// The gateway's own gratuitous ARP is switched, never answered.
+		b.add(TableFromLocal, 310, PurposeLocalDelivery, "arp,"+reg+",arp_spa="+gwIP+",arp_tpa="+gwIP, "resubmit(,30)")
+		b.add(TableFromLocal, 300, PurposeARPResponder, "arp,"+reg+",arp_tpa="+gwIP+",arp_op=1", arpReply(gw.MAC, n.Gateway))
+		b.add(TableFromLocal, 290, PurposeLocalDelivery, "arp,"+reg+",arp_tpa="+prefixString(n.Subnet), "resubmit(,30)")
+		if n.CIDR != n.Subnet {
+			// Peer slices (the host kernel's next hops) and addresses no host owns yet, whose
+			// IPv4 the drop at 100 ends.
+			b.add(TableFromLocal, 280, PurposeARPResponder, "arp,"+reg+",arp_tpa="+prefixString(n.CIDR)+",arp_op=1", routerGW)
 		}
-		if a.Priority != b.Priority {
-			return a.Priority > b.Priority
+		// Broadcasts and multicasts stay on the host, in the network; a directed broadcast
+		// only within the sender's own network.
+		b.add(TableFromLocal, 250, PurposeLocalDelivery, "ip,"+reg+","+multicast+",nw_dst="+prefixString(n.CIDR), "resubmit(,30)")
+		// The bulk of the flows (one per network and peer slice): built with one allocation for
+		// the match and one for the actions.
+		matchTo := "ip," + reg + ",nw_dst="
+		route := "load:" + n.key + "->NXM_NX_TUN_ID[],mod_dl_src:" + gwMAC + ",mod_dl_dst:" + RouterMAC + ",dec_ttl,"
+		for _, t := range n.tunnels {
+			out, ok := peers[t.OFPort]
+			if !ok {
+				out = toPeer(t)
+				peers[t.OFPort] = out
+			}
+			var buf [len("255.255.255.255/32")]byte
+			b.add(TableFromLocal, 200, PurposeToPeer, matchTo+string(appendPrefix(buf[:0], t.Subnet)), route+out)
 		}
-		return a.Match < b.Match
+		b.add(TableFromLocal, 150, PurposeLocalDelivery, "ip,"+reg+",nw_dst="+prefixString(n.Subnet), "resubmit(,30)")
+		// Any network's addresses the flows above did not route: other networks' (isolation)
+		// and this network's that no host owns.
+		b.add(TableFromLocal, 100, PurposeDefault, "ip,nw_dst="+prefixString(n.CIDR), "drop")
+		if n.Internal {
+			b.add(TableFromLocal, 60, PurposeDefault, "ip,"+reg, "drop")
+		}
+	}
+	// A container's ARP reply to the host kernel, which asks from whatever address it sends
+	// from (the underlay address, for replies to a container's packets from outside).
+	b.add(TableFromLocal, 275, PurposeLocalDelivery, "arp,dl_dst="+gwMAC+",arp_op=2", "resubmit(,30)")
+	// Every other ARP: for another network's address, or for no network's.
+	b.add(TableFromLocal, 270, PurposeDefault, "arp", "drop")
+	b.add(TableFromLocal, 240, PurposeLocalDelivery, "ip,"+multicast+",nw_dst=224.0.0.0/4", "resubmit(,30)")
+	b.add(TableFromLocal, 240, PurposeLocalDelivery, "ip,"+multicast+",nw_dst=255.255.255.255", "resubmit(,30)")
+	b.add(TableFromLocal, 50, PurposeToGateway, "ip", "mod_dl_dst:"+gwMAC+",output:"+gwPort)
+	b.add(TableFromLocal, 0, PurposeDefault, "", "drop")
+
+	// Table 20: from tunnels, only IPv4 with a network's key for that network's local
+	// addresses.
+	for _, n := range p.networks {
+		tun := "ip,tun_id=" + n.key + ",nw_dst="
+		for _, c := range n.containers {
+			b.add(TableFromTunnel, 100, PurposeFromTunnel, tun+c.IP.String(),
+				"mod_dl_src:"+gwMAC+",mod_dl_dst:"+c.MAC.String()+",output:"+strconv.Itoa(c.OFPort))
+		}
+		b.add(TableFromTunnel, 100, PurposeFromTunnel, tun+n.Gateway.String(),
+			"mod_dl_src:"+RouterMAC+",mod_dl_dst:"+gwMAC+",output:"+gwPort)
+	}
+	b.add(TableFromTunnel, 0, PurposeDefault, "", "drop")
+
+	// Table 30: on-host switching by network and destination MAC.
+	for _, n := range p.networks {
+		reg := RegNetwork + "=" + n.key
+		flood := make([]string, 0, 1+len(n.containers))
+		flood = append(flood, "output:"+gwPort)
+		b.add(TableLocal, 100, PurposeLocalDelivery, reg+",dl_dst="+gwMAC, "output:"+gwPort)
+		for _, c := range n.containers {
+			out := "output:" + strconv.Itoa(c.OFPort)
+			b.add(TableLocal, 100, PurposeLocalDelivery, reg+",dl_dst="+c.MAC.String(), out)
+			flood = append(flood, out)
+		}
+		// OpenFlow never outputs a packet to its in_port, so one list serves every sender.
+		b.add(TableLocal, 50, PurposeLocalDelivery, reg+","+multicast, strings.Join(flood, ","))
+	}
+	b.add(TableLocal, 0, PurposeDefault, "", "drop")
+
+	return b.flows()
+}
+
+// toPeer is the action that sends a routed packet to tunnel t's peer: the one place that
+// chooses the peer. With a single flow-based tunnel port (options:remote_ip=flow) it becomes
+// "set_field:<peer underlay IP>->tun_dst,output:<that port>" (Tunnel then needs the peer's
+// underlay address, and Plan's cache of these strings, by OFPort today, a key by peer).
+func toPeer(t Tunnel) string { return "output:" + strconv.Itoa(t.OFPort) }
+
+// builder collects flows in buckets by table and priority, so that Plan's result comes out
+// sorted without sorting it: within a bucket flows keep the order Plan added them in.
+type builder struct {
+	buckets map[int]*[]Flow // by table<<16 | priority
+}
+
+// bucket is the flows at table and prio.
+func (b *builder) bucket(table, prio int) *[]Flow {
+	if b.buckets == nil {
+		b.buckets = map[int]*[]Flow{}
+	}
+	k := table<<16 | prio
+	fs := b.buckets[k]
+	if fs == nil {
+		fs = new([]Flow)
+		b.buckets[k] = fs
+	}
+	return fs
+}
+
+// grow makes room for n more flows at table and prio.
+func (b *builder) grow(table, prio, n int) {
+	fs := b.bucket(table, prio)
+	*fs = slices.Grow(*fs, n)
+}
+
+func (b *builder) add(table, prio int, purpose Purpose, match, actions string) {
+	fs := b.bucket(table, prio)
+	*fs = append(*fs, Flow{Table: table, Priority: prio, Cookie: makeCookie(purpose, table, prio, match), Match: match, Actions: actions})
+}
+
+// flows concatenates the buckets by table, then descending priority, and makes the cookies
+// unique within each table: a flow whose ID another flow of its table already has (two
+// hashes colliding, likely among thousands of flows) takes the next free ID, in that order,
+// so the result stays deterministic. Two flows with the same table, priority and match are
+// ErrInvalid: one would replace the other on the bridge.
+func (b *builder) flows() ([]Flow, error) {
+	keys := make([]int, 0, len(b.buckets))
+	n := 0
+	for k, fs := range b.buckets {
+		keys = append(keys, k)
+		n += len(*fs)
+	}
+	slices.SortFunc(keys, func(x, y int) int {
+		if tx, ty := x>>16, y>>16; tx != ty {
+			return tx - ty
+		}
+		return y&0xffff - x&0xffff
 	})
-	if err := checkUnique(out); err != nil {
-		return nil, err
+	seen := newCookieSet(n)
+	out := make([]Flow, 0, n)
+	for _, k := range keys {
+		for _, f := range *b.buckets[k] {
+			for {
+				o, dup := seen.get(f.Table, f.Cookie)
+				if !dup {
+					break
+				}
+				if g := out[o]; g.Priority == f.Priority && g.Match == f.Match {
+					return nil, invalid("two flows in table %d at priority %d match %q", f.Table, f.Priority, f.Match)
+				}
+				f.Cookie = f.Cookie&^IDMask | (f.Cookie+1)&IDMask
+			}
+			seen.put(f.Table, f.Cookie, len(out))
+			out = append(out, f)
+		}
 	}
 	return out, nil
+}
+
+// cookieSet maps (table, cookie) to a flow's index: an open-addressing hash table, several
+// times faster than a Go map for the thousands of flows Plan makes.
+type cookieSet struct {
+	keys []uint64 // table in the top 16 bits (where every cookie has CookieBase), 0: empty
+	idx  []int
+	mask uint64
+}
+
+func newCookieSet(n int) *cookieSet {
+	size := 16
+	for size < 2*n {
+		size <<= 1
+	}
+	return &cookieSet{keys: make([]uint64, size), idx: make([]int, size), mask: uint64(size - 1)}
+}
+
+func cookieSetKey(table int, cookie uint64) uint64 {
+	return cookie&^CookieMask | uint64(table+1)<<48
+}
+
+// slot is where key is, or the empty slot where it would go.
+func (s *cookieSet) slot(key uint64) uint64 {
+	h := (key * 0x9e3779b97f4a7c15) >> 32
+	for i := h & s.mask; ; i = (i + 1) & s.mask {
+		if s.keys[i] == key || s.keys[i] == 0 {
+			return i
+		}
+	}
+}
+
+func (s *cookieSet) get(table int, cookie uint64) (int, bool) {
+	k := cookieSetKey(table, cookie)
+	i := s.slot(k)
+	return s.idx[i], s.keys[i] == k
+}
+
+func (s *cookieSet) put(table int, cookie uint64, idx int) {
+	k := cookieSetKey(table, cookie)
+	i := s.slot(k)
+	s.keys[i], s.idx[i] = k, idx
 }
 
 var routerMAC = mustMAC(RouterMAC)
@@ -212,14 +404,30 @@ func hexMAC(mac net.HardwareAddr) string {
 	for _, b := range mac {
 		v = v<<8 | uint64(b)
 	}
-	return "0x" + strconv.FormatUint(v, 16)
+	return hexNum(v)
 }
 
 // hexIPv4 is ip as the number ovs-ofctl prints in load actions, e.g. 0xaf40301.
 func hexIPv4(ip netip.Addr) string {
 	b := ip.As4()
-	v := uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])
+	return hexNum(uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3]))
+}
+
+// hexNum is v as ovs-ofctl prints numbers in load actions and register and tun_id matches
+// (C's %#x): 0x-prefixed hex, but a bare 0 for zero.
+func hexNum(v uint64) string {
+	if v == 0 {
+		return "0"
+	}
 	return "0x" + strconv.FormatUint(v, 16)
+}
+
+// appendPrefix appends p as prefixString writes it to b.
+func appendPrefix(b []byte, p netip.Prefix) []byte {
+	if p.IsSingleIP() {
+		return p.Addr().AppendTo(b)
+	}
+	return p.AppendTo(b)
 }
 
 // prefixString is p as ovs-ofctl prints it: a bare address for a /32.
@@ -228,152 +436,4 @@ func prefixString(p netip.Prefix) string {
 		return p.Addr().String()
 	}
 	return p.String()
-}
-
-// plan is validated input: ports without an ofport removed, slices sorted.
-type plan struct {
-	gw              Port
-	subnet, cluster netip.Prefix
-	containers      []Port
-	tunnels         []Tunnel
-}
-
-func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
-}
-
-// validate checks in and returns it ready to plan.
-func validate(in Input) (plan, error) {
-	var p plan
-	if !in.ClusterCIDR.IsValid() || !in.ClusterCIDR.Addr().Is4() || in.ClusterCIDR != in.ClusterCIDR.Masked() {
-		return p, invalid("cluster CIDR %q: want an IPv4 network address such as 10.244.0.0/16", in.ClusterCIDR)
-	}
-	if !in.Subnet.IsValid() || !in.Subnet.Addr().Is4() || in.Subnet != in.Subnet.Masked() {
-		return p, invalid("subnet %q: want an IPv4 network address such as 10.244.3.0/24", in.Subnet)
-	}
-	if !within(in.ClusterCIDR, in.Subnet) {
-		return p, invalid("subnet %s is not inside the cluster CIDR %s", in.Subnet, in.ClusterCIDR)
-	}
-	gw := in.Gateway
-	if gw.OFPort == 0 || gw.OFPort == -1 {
-		return p, fmt.Errorf("%w: gateway port %q has ofport %d", ErrNotReady, gw.Name, gw.OFPort)
-	}
-	if err := checkPort("gateway", gw, in.Subnet); err != nil {
-		return p, err
-	}
-	p.gw, p.subnet, p.cluster = gw, in.Subnet, in.ClusterCIDR
-
-	ofports := map[int]string{gw.OFPort: "gateway port " + strconv.Quote(gw.Name)}
-	ips := map[netip.Addr]string{gw.IP: ofports[gw.OFPort]}
-	macs := map[string]string{gw.MAC.String(): ofports[gw.OFPort]}
-	for _, c := range in.Containers {
-		if c.OFPort == 0 || c.OFPort == -1 {
-			continue // not set up by ovs-vswitchd yet
-		}
-		what := "container port " + strconv.Quote(c.Name)
-		if err := checkPort(what, c, in.Subnet); err != nil {
-			return p, err
-		}
-		if o, dup := ofports[c.OFPort]; dup {
-			return p, invalid("%s: ofport %d already belongs to %s", what, c.OFPort, o)
-		}
-		if o, dup := ips[c.IP]; dup {
-			return p, invalid("%s: address %s already belongs to %s", what, c.IP, o)
-		}
-		if o, dup := macs[c.MAC.String()]; dup {
-			return p, invalid("%s: MAC %s already belongs to %s", what, c.MAC, o)
-		}
-		ofports[c.OFPort], ips[c.IP], macs[c.MAC.String()] = what, what, what
-		p.containers = append(p.containers, c)
-	}
-	for _, t := range in.Tunnels {
-		if t.OFPort == 0 || t.OFPort == -1 {
-			continue
-		}
-		what := fmt.Sprintf("tunnel port %q (peer %q)", t.Port, t.Peer)
-		if t.OFPort < 1 || t.OFPort > ofportMax {
-			return p, invalid("%s: ofport %d out of range 1-%d", what, t.OFPort, ofportMax)
-		}
-		if o, dup := ofports[t.OFPort]; dup {
-			return p, invalid("%s: ofport %d already belongs to %s", what, t.OFPort, o)
-		}
-		if !t.Subnet.IsValid() || !t.Subnet.Addr().Is4() || t.Subnet != t.Subnet.Masked() {
-			return p, invalid("%s: subnet %q: want an IPv4 network address", what, t.Subnet)
-		}
-		if !within(in.ClusterCIDR, t.Subnet) {
-			return p, invalid("%s: subnet %s is not inside the cluster CIDR %s", what, t.Subnet, in.ClusterCIDR)
-		}
-		if t.Subnet.Overlaps(in.Subnet) {
-			return p, invalid("%s: subnet %s overlaps the local subnet %s", what, t.Subnet, in.Subnet)
-		}
-		for _, o := range p.tunnels {
-			if t.Subnet.Overlaps(o.Subnet) {
-				return p, invalid("%s: subnet %s overlaps %s of tunnel port %q (peer %q)", what, t.Subnet, o.Subnet, o.Port, o.Peer)
-			}
-		}
-		ofports[t.OFPort] = what
-		p.tunnels = append(p.tunnels, t)
-	}
-	sort.Slice(p.containers, func(i, j int) bool { return p.containers[i].OFPort < p.containers[j].OFPort })
-	sort.Slice(p.tunnels, func(i, j int) bool { return p.tunnels[i].OFPort < p.tunnels[j].OFPort })
-	return p, nil
-}
-
-// checkPort checks a local port's ofport, MAC and address.
-func checkPort(what string, pt Port, subnet netip.Prefix) error {
-	if pt.OFPort < 1 || pt.OFPort > ofportMax {
-		return invalid("%s: ofport %d out of range 1-%d", what, pt.OFPort, ofportMax)
-	}
-	if len(pt.MAC) != 6 || pt.MAC[0]&1 != 0 || isZero(pt.MAC) {
-		return invalid("%s: MAC %q: want a unicast Ethernet address", what, pt.MAC)
-	}
-	if !pt.IP.Is4() || !subnet.Contains(pt.IP) {
-		return invalid("%s: address %q is not an IPv4 address in %s", what, pt.IP, subnet)
-	}
-	if pt.IP == subnet.Addr() {
-		return invalid("%s: address %s is the subnet's network address", what, pt.IP)
-	}
-	return nil
-}
-
-func isZero(b []byte) bool {
-	for _, x := range b {
-		if x != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// within reports whether inner lies entirely inside outer.
-func within(outer, inner netip.Prefix) bool {
-	return outer.Bits() <= inner.Bits() && outer.Contains(inner.Addr())
-}
-
-// checkUnique makes sure no two flows share a table, priority and match (one would replace
-// the other) or a table and cookie (Reconcile deletes by cookie).
-func checkUnique(fs []Flow) error {
-	type key struct {
-		table, prio int
-		match       string
-	}
-	type ckey struct {
-		table  int
-		cookie uint64
-	}
-	seen := map[key]bool{}
-	cookies := map[ckey]Flow{}
-	for _, f := range fs {
-		k := key{f.Table, f.Priority, sortedFields(f.Match)}
-		if seen[k] {
-			return invalid("two flows in table %d at priority %d match %q", f.Table, f.Priority, f.Match)
-		}
-		seen[k] = true
-		ck := ckey{f.Table, f.Cookie}
-		if o, dup := cookies[ck]; dup {
-			return invalid("cookie collision in table %d between %q and %q", f.Table, o.Match, f.Match)
-		}
-		cookies[ck] = f
-	}
-	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -87,7 +88,7 @@ func (s *fakeSwitch) foreignIntact(t *testing.T) {
 	}
 }
 
-// ours is the switch's ovsfabric flows, sorted like Plan's.
+// ours is the switch's ovsfabric flows, in the order of bySortedMatch.
 func (s *fakeSwitch) ours() []Flow {
 	var out []Flow
 	for _, f := range s.flows {
@@ -95,6 +96,13 @@ func (s *fakeSwitch) ours() []Flow {
 			out = append(out, f)
 		}
 	}
+	return bySortedMatch(out)
+}
+
+// bySortedMatch is a copy of fs sorted by table, descending priority and match (Plan's order
+// within one priority is the input's, the fake switch's is its own).
+func bySortedMatch(fs []Flow) []Flow {
+	out := slices.Clone(fs)
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
 		if a.Table != b.Table {
@@ -123,7 +131,7 @@ func TestReconcileConverges(t *testing.T) {
 	if res := reconcile(t, sw, desired); res != (Result{Added: len(desired)}) {
 		t.Errorf("first reconcile: %s, want added %d", res, len(desired))
 	}
-	if !reflect.DeepEqual(sw.ours(), desired) {
+	if !reflect.DeepEqual(sw.ours(), bySortedMatch(desired)) {
 		t.Errorf("switch holds\n%s\nwant\n%s", dump(sw.ours()), dump(desired))
 	}
 	applies := sw.applies
@@ -150,38 +158,54 @@ func TestReconcileChanges(t *testing.T) {
 		changed []ref // flows whose actions must differ, under the same cookie
 	}{
 		{
-			name:    "tunnel h2 gets a new ofport",
-			change:  func(in *Input) { in.Tunnels[0].OFPort = 7 },
-			want:    Result{Added: 1, Modified: 1, Removed: 1},
-			removed: []ref{{0, "in_port=2"}}, added: []ref{{0, "in_port=7"}}, changed: []ref{{10, "ip,nw_dst=10.244.7.0/24"}},
+			name: "tunnel h2 gets a new ofport",
+			change: func(in *Input) {
+				for i := range in.Networks {
+					for j := range in.Networks[i].Tunnels {
+						if t := &in.Networks[i].Tunnels[j]; t.OFPort == 2 {
+							t.OFPort = 8
+						}
+					}
+				}
+			},
+			want:    Result{Added: 1, Modified: 2, Removed: 1},
+			removed: []ref{{0, "in_port=2"}}, added: []ref{{0, "in_port=8"}},
+			changed: []ref{{10, "ip,reg6=0,nw_dst=10.244.7.0/24"}, {10, "ip,reg6=0x64,nw_dst=10.50.7.0/24"}},
 		},
 		{
-			name:    "container c2 goes away",
-			change:  func(in *Input) { in.Containers = in.Containers[:1] },
-			want:    Result{Modified: 1, Removed: 3},
-			removed: []ref{{0, "in_port=4"}, {20, "ip,nw_dst=10.244.3.6"}, {30, "dl_dst=0a:58:0a:f4:03:06"}},
-			changed: []ref{{30, "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00"}},
+			name:   "container c2 goes away",
+			change: func(in *Input) { def(in).Containers = def(in).Containers[:1] },
+			want:   Result{Modified: 1, Removed: 5},
+			removed: []ref{{0, "ip,in_port=4,dl_src=0a:58:0a:f4:03:06,nw_src=10.244.3.6"}, {0, "in_port=4"},
+				{20, "ip,tun_id=0,nw_dst=10.244.3.6"}, {30, "reg6=0,dl_dst=0a:58:0a:f4:03:06"}},
+			changed: []ref{{30, "reg6=0,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00"}},
 		},
 		{
 			name: "container c3 arrives",
 			change: func(in *Input) {
-				in.Containers = append(in.Containers, Port{Name: "vf-c3", OFPort: 6, MAC: mac("0a:58:0a:f4:03:07"), IP: netip.MustParseAddr("10.244.3.7")})
+				def(in).Containers = append(def(in).Containers, Port{Name: "vf-c3", OFPort: 9, MAC: mac("0a:58:0a:f4:03:07"), IP: netip.MustParseAddr("10.244.3.7")})
 			},
-			want:    Result{Added: 3, Modified: 1},
-			added:   []ref{{0, "in_port=6"}, {20, "ip,nw_dst=10.244.3.7"}, {30, "dl_dst=0a:58:0a:f4:03:07"}},
-			changed: []ref{{30, "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00"}},
+			want:    Result{Added: 5, Modified: 1},
+			added:   []ref{{0, "in_port=9"}, {20, "ip,tun_id=0,nw_dst=10.244.3.7"}, {30, "reg6=0,dl_dst=0a:58:0a:f4:03:07"}},
+			changed: []ref{{30, "reg6=0,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00"}},
 		},
 		{
-			name:    "peer h3 leaves",
-			change:  func(in *Input) { in.Tunnels = in.Tunnels[:1] },
-			want:    Result{Removed: 3},
-			removed: []ref{{0, "in_port=5"}, {10, "ip,nw_dst=10.244.9.0/24"}, {10, "arp,arp_tpa=10.244.9.0/24,arp_op=1"}},
+			name:    "peer h3 leaves the default network",
+			change:  func(in *Input) { def(in).Tunnels = def(in).Tunnels[:1] },
+			want:    Result{Removed: 1},
+			removed: []ref{{10, "ip,reg6=0,nw_dst=10.244.9.0/24"}},
 		},
 		{
 			name:    "container c1 moves to another MAC",
-			change:  func(in *Input) { in.Containers[0].MAC = mac("0a:58:0a:f4:03:99") },
-			want:    Result{Added: 1, Modified: 1, Removed: 1},
-			removed: []ref{{30, "dl_dst=0a:58:0a:f4:03:05"}}, added: []ref{{30, "dl_dst=0a:58:0a:f4:03:99"}}, changed: []ref{{20, "ip,nw_dst=10.244.3.5"}},
+			change:  func(in *Input) { def(in).Containers[0].MAC = mac("0a:58:0a:f4:03:99") },
+			want:    Result{Added: 3, Modified: 1, Removed: 3},
+			removed: []ref{{30, "reg6=0,dl_dst=0a:58:0a:f4:03:05"}}, added: []ref{{30, "reg6=0,dl_dst=0a:58:0a:f4:03:99"}}, changed: []ref{{20, "ip,tun_id=0,nw_dst=10.244.3.5"}},
+		},
+		{
+			name:   "blue becomes internal",
+			change: func(in *Input) { in.Networks[1].Internal = true },
+			want:   Result{Added: 1},
+			added:  []ref{{10, "ip,reg6=0x64"}},
 		},
 		{
 			name:   "nothing changes",
@@ -202,7 +226,7 @@ func TestReconcileChanges(t *testing.T) {
 			if res != tt.want {
 				t.Errorf("reconcile: %s, want %s", res, tt.want)
 			}
-			if !reflect.DeepEqual(sw.ours(), after) {
+			if !reflect.DeepEqual(sw.ours(), bySortedMatch(after)) {
 				t.Errorf("switch holds\n%s\nwant\n%s", dump(sw.ours()), dump(after))
 			}
 			has := func(fs []Flow, r ref) (Flow, bool) {
@@ -244,7 +268,10 @@ func TestReconcileChanges(t *testing.T) {
 
 func TestReconcileRepairs(t *testing.T) {
 	desired := mustPlan(t, testInput())
-	toPeer, _ := find(desired, 10, 200, "ip,nw_dst=10.244.7.0/24")
+	toPeer, ok := find(desired, 10, 200, "ip,reg6=0,nw_dst=10.244.7.0/24")
+	if !ok {
+		t.Fatal("no to-peer flow in the plan")
+	}
 	tests := []struct {
 		name   string
 		damage func(s *fakeSwitch)
@@ -300,7 +327,7 @@ func TestReconcileRepairs(t *testing.T) {
 			if res != tt.want {
 				t.Errorf("reconcile: %s, want %s", res, tt.want)
 			}
-			if !reflect.DeepEqual(sw.ours(), desired) {
+			if !reflect.DeepEqual(sw.ours(), bySortedMatch(desired)) {
 				t.Errorf("switch holds\n%s\nwant\n%s", dump(sw.ours()), dump(desired))
 			}
 			sw.foreignIntact(t)
@@ -375,7 +402,7 @@ func TestAddNew(t *testing.T) {
 	in := testInput()
 	before := mustPlan(t, in)
 	reconcile(t, sw, before)
-	in.Containers = append(in.Containers, Port{Name: "vf-c3", OFPort: 6, MAC: mac("02:00:00:00:00:33"), IP: netip.MustParseAddr("10.244.3.7")})
+	def(&in).Containers = append(def(&in).Containers, Port{Name: "vf-c3", OFPort: 9, MAC: mac("02:00:00:00:00:33"), IP: netip.MustParseAddr("10.244.3.7")})
 	after := mustPlan(t, in)
 	dumps, applies := sw.dumps, sw.applies
 	n, err := AddNew(context.Background(), sw, after, before)
@@ -385,7 +412,7 @@ func TestAddNew(t *testing.T) {
 	if n == 0 || sw.dumps != dumps || sw.applies != applies+1 {
 		t.Errorf("AddNew added %d flows with %d dumps and %d applies; want some flows, no dump, one apply", n, sw.dumps-dumps, sw.applies-applies)
 	}
-	if !reflect.DeepEqual(sw.ours(), after) {
+	if !reflect.DeepEqual(sw.ours(), bySortedMatch(after)) {
 		t.Errorf("switch holds\n%s\nwant\n%s", dump(sw.ours()), dump(after))
 	}
 	if n, err := AddNew(context.Background(), sw, after, after); err != nil || n != 0 || sw.applies != applies+1 {

@@ -16,10 +16,14 @@ type Kind uint8
 const (
 	// KindNetwork is a network definition, keyed by network name.
 	KindNetwork Kind = 1
-	// KindSlice is one host's slice of a network, keyed by network and prefix.
+	// KindSlice is one host's slice of a network, keyed by network name.
 	KindSlice Kind = 2
 	// KindEndpoint is one container interface on one network.
 	KindEndpoint Kind = 3
+	// KindNetworkRemoved is a host's record that a network was removed, keyed by network
+	// name (package network: every host that held the network writes one, so that the
+	// removal outlives the host that ran it).
+	KindNetworkRemoved Kind = 4
 	// MaxKind is the largest valid kind (kinds fit a KindSet).
 	MaxKind Kind = 63
 )
@@ -36,6 +40,8 @@ func (k Kind) String() string {
 		return "slice"
 	case KindEndpoint:
 		return "endpoint"
+	case KindNetworkRemoved:
+		return "network-removed"
 	}
 	return fmt.Sprintf("kind%d", uint8(k))
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/ovsfabric/ovsfabric/fabric"
 	"github.com/ovsfabric/ovsfabric/internal/buildinfo"
 	"github.com/ovsfabric/ovsfabric/netplumb"
+	"github.com/ovsfabric/ovsfabric/network"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
 	"github.com/ovsfabric/ovsfabric/peers"
 	"github.com/ovsfabric/ovsfabric/registry"
@@ -123,6 +124,17 @@ func run(parent context.Context, cfg config.Config) error {
 	}
 	// Before Init, which publishes the endpoints a previous run left, before gossip joins.
 	ctrl.SetRegistry(reg)
+	// The networks a previous run knew, back in the registry before gossip joins, so the
+	// first sync serves them as before.
+	book := network.NewBook(network.Config{
+		Node: s.Name, Default: network.Network{Name: network.Default, Subnet: s.Cluster, HostBits: s.SubnetPrefix},
+		Registry: reg, Store: sw, Logger: log.With("component", "networks"),
+	})
+	defer book.Close()
+	if _, err := book.Load(ctx); err != nil {
+		return fmt.Errorf("load networks: %w", err)
+	}
+	ctrl.SetNetworks(book)
 	dns, err := startDNS(s, ctrl, log)
 	if err != nil {
 		return err
@@ -174,6 +186,7 @@ func run(parent context.Context, cfg config.Config) error {
 	srv.SetKeyring(members)
 	srv.SetNetworks(networksAPI{ctrl})
 	dns.serve(runCtx, ctrl, reg, srv)
+	go kickOnNetworkChanges(runCtx, reg, ctrl)
 	if err := srv.SetGroup(s.APIGroup); err != nil {
 		members.Shutdown()
 		return err
@@ -237,6 +250,27 @@ func run(parent context.Context, cfg config.Config) error {
 	_ = members.Shutdown()
 	log.Info("stopped", "left", left)
 	return runErr
+}
+
+// kickOnNetworkChanges asks the loop for a sync whenever gossip brings a change of the
+// networks (definitions, slices, removals), so a new network is served at once rather than
+// at the next resync.
+func kickOnNetworkChanges(ctx context.Context, reg *registry.Registry, ctrl *controller.Controller) {
+	ch, cancel := reg.Subscribe()
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ks, ok := <-ch:
+			if !ok {
+				return
+			}
+			if ks&network.Kinds != 0 {
+				ctrl.Kick()
+			}
+		}
+	}
 }
 
 // newRegistry creates the registry that carries this host's records fabric-wide, at the
