@@ -149,6 +149,7 @@ func networkDemo(ctx context.Context, f *fabriclab.Fabric, onDefault []*fabricla
 		for _, b := range bad {
 			fmt.Println("    " + b)
 		}
+		fmt.Printf("  (look closer with KEEP=1: bin/lab exec --dir DIR %s -- ovs-ofctl dump-flows br-int; nft list table ip ovsfabric)\n", lister.Host.Name)
 		return fmt.Errorf("networks: %d of %d pairs differ from the expectation (first: %s)", len(bad), len(pairs), bad[0])
 	}
 	fmt.Println(", all as expected")
@@ -309,9 +310,13 @@ func printIsolation(ms []*member, pairs []pair) {
 		}
 		got[p.from][p.to] = p
 	}
+	nameW, netW := 0, 0
+	for _, e := range cols {
+		nameW, netW = max(nameW, len(e.m.name)), max(netW, len(e.network))
+	}
 	fmt.Println("  endpoints:")
 	for _, e := range cols {
-		fmt.Printf("    %-6s on %-3s %-8s %s\n", e.m.name, e.m.node.Host.Name, e.network, e.ip)
+		fmt.Printf("    %-*s  on %s  %-*s  %s\n", nameW, e.m.name, e.m.node.Host.Name, netW, e.network, e.ip)
 	}
 	w := len("isolated") + 2
 	for _, e := range cols {
