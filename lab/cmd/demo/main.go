@@ -216,7 +216,11 @@ func run() error {
 		return err
 	}
 	fmt.Print(show)
-	step("routes fabricd installed on %s (ip route show proto 147)", first.Host.Name)
+	step("gateway addresses (one per network) and routes fabricd installed on %s", first.Host.Name)
+	fmt.Println("$ ip -br -4 addr show dev fabric0")
+	addrs, _ := first.Host.Run(ctx, "ip", "-br", "-4", "addr", "show", "dev", "fabric0")
+	fmt.Print(addrs)
+	fmt.Println("$ ip route show proto 147")
 	routes, _ := first.Host.Run(ctx, "ip", "route", "show", "proto", "147")
 	fmt.Print(routes)
 
