@@ -501,7 +501,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 func hostState(d fabric.Desired, scopes []netip.Prefix) netplumb.HostState {
 	routes := make([]netplumb.Route, 0, len(d.Routes))
 	for _, r := range d.Routes {
-		routes = append(routes, netplumb.Route{Dst: r.Dst, Gateway: r.Via, Dev: r.Dev, OnLink: r.OnLink})
+		routes = append(routes, netplumb.Route{Dst: r.Dst, Gateway: r.Via, Src: r.Src, Dev: r.Dev, OnLink: r.OnLink})
 	}
 	addrs := make([]netip.Prefix, 0, len(d.Networks)+1)
 	addrs = append(addrs, d.Gateway)

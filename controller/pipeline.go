@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -31,7 +30,7 @@ func newPipeline(s config.Settings) pipeline {
 	if s.Pipeline == config.PipelineL2 {
 		return l2Pipeline{}
 	}
-	return routedPipeline{node: s.Name, cluster: s.Cluster}
+	return routedPipeline{node: s.Name}
 }
 
 // l2Pipeline is the flood-and-learn baseline: br-int runs NORMAL (standalone fail mode) and
@@ -45,8 +44,7 @@ func (l2Pipeline) flows(fabric.Desired, []ovsdb.PortInfo) ([]flows.Flow, error) 
 // routedPipeline routes cross-host traffic inside OVS with an explicit OpenFlow pipeline
 // (package flows): no hairpin through the host kernel, no broadcast across tunnels.
 type routedPipeline struct {
-	node    string
-	cluster netip.Prefix
+	node string
 }
 
 func (routedPipeline) name() string { return config.PipelineRouted }
@@ -59,16 +57,18 @@ func (p routedPipeline) flows(d fabric.Desired, ports []ovsdb.PortInfo) ([]flows
 	return fs, err
 }
 
-// input is what flows.Plan needs: the plan's tunnels (with the subnets they lead to) and
-// the ports' OpenFlow numbers and MACs, all in one network "default" (key 0, the cluster
-// CIDR).
+// input is what flows.Plan needs: every network the plan serves with its peers' slices
+// (each behind the tunnel port toward that peer), and the ports' OpenFlow numbers and MACs,
+// each container in its endpoint's network. A container of a network this host does not
+// serve (removed with --force) gets no flow: its port security drops all it sends.
 func (p routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.Input {
-	def := flows.Network{Name: "default", Key: 0, CIDR: p.cluster, Subnet: d.Gateway.Masked(), Gateway: d.Gateway.Addr()}
 	var in flows.Input
-	tunnels := make(map[string]fabric.Tunnel, len(d.Tunnels))
-	for _, t := range d.Tunnels {
-		tunnels[t.Name] = t
+	index := make(map[string]int, len(d.Networks))
+	for _, n := range d.Networks {
+		index[n.Name] = len(in.Networks)
+		in.Networks = append(in.Networks, flows.Network{Name: n.Name, Key: n.Key, CIDR: n.CIDR, Subnet: n.Gateway.Masked(), Gateway: n.Gateway.Addr(), Internal: n.Internal})
 	}
+	ofports := make(map[string]int, len(d.Tunnels))
 	for _, port := range ports {
 		switch {
 		case port.Name == d.GatewayPort:
@@ -77,17 +77,22 @@ func (p routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.In
 		case port.Owner() != p.node:
 		case port.Role() == ovsdb.RoleContainer:
 			r, _ := endpoint.Decode(port, p.node)
-			if r.MAC == nil || !r.Addr.IsValid() {
+			k, ok := index[r.Network]
+			if !ok || r.MAC == nil || !r.Addr.IsValid() || !in.Networks[k].Subnet.Contains(r.Addr.Addr()) {
 				continue
 			}
-			def.Containers = append(def.Containers, flows.Port{Name: port.Name, OFPort: containerOfport(port), MAC: r.MAC, IP: r.Addr.Addr()})
+			in.Networks[k].Containers = append(in.Networks[k].Containers, flows.Port{Name: port.Name, OFPort: containerOfport(port), MAC: r.MAC, IP: r.Addr.Addr()})
 		case port.Role() == ovsdb.RoleTunnel:
-			if t, ok := tunnels[port.Name]; ok {
-				def.Tunnels = append(def.Tunnels, flows.Tunnel{Peer: t.Peer, Port: port.Name, OFPort: port.Ofport, Subnet: t.Claim.Subnet})
+			ofports[port.Name] = port.Ofport
+		}
+	}
+	for k, n := range d.Networks {
+		for _, peer := range n.Peers {
+			if of, ok := ofports[peer.Tunnel]; ok {
+				in.Networks[k].Tunnels = append(in.Networks[k].Tunnels, flows.Tunnel{Peer: peer.Peer, Port: peer.Tunnel, OFPort: of, Subnet: peer.Slice})
 			}
 		}
 	}
-	in.Networks = []flows.Network{def}
 	return in
 }
 

@@ -125,8 +125,12 @@ type Tunnel struct {
 
 // Route is one desired host route: a peer's subnet via its gateway, on the gateway port.
 type Route struct {
-	Dst    netip.Prefix
-	Via    netip.Addr
+	Dst netip.Prefix
+	Via netip.Addr
+	// Src is the source the host uses toward Dst: its gateway address in Dst's network, for
+	// networks besides the default one (the gateway port holds one address per network, and
+	// a reply to another network's address would be dropped as crossing networks).
+	Src    netip.Addr
 	Dev    string
 	OnLink bool
 	Peer   string
@@ -235,7 +239,7 @@ func planNetworks(f Facts, d *Desired) {
 				continue
 			}
 			np.Peers = append(np.Peers, NetworkPeer{Peer: p.Peer, Tunnel: t, Slice: p.Slice})
-			d.Routes = append(d.Routes, Route{Dst: p.Slice, Via: Gateway(p.Slice), Dev: f.GatewayPort, OnLink: true, Peer: p.Peer})
+			d.Routes = append(d.Routes, Route{Dst: p.Slice, Via: Gateway(p.Slice), Src: np.Gateway.Addr(), Dev: f.GatewayPort, OnLink: true, Peer: p.Peer})
 		}
 		d.Networks = append(d.Networks, np)
 	}
