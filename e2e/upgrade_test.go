@@ -32,8 +32,20 @@ func TestRollingUpgrade(t *testing.T) {
 	if err := fabriclab.BuildBinariesAt(ctx, previousRelease, oldBin); err != nil {
 		t.Fatal(err)
 	}
+	// The tunnels change from no key to key=flow: both types, one lab each, in parallel.
+	for _, tunnel := range []string{"vxlan", "gre"} {
+		t.Run(tunnel, func(t *testing.T) {
+			t.Parallel()
+			testRollingUpgrade(t, oldBin, tunnel)
+		})
+	}
+}
+
+func testRollingUpgrade(t *testing.T, oldBin, tunnel string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
 	l := upLab(t, ctx, 3, false)
-	f := fabriclab.New(l, fabriclab.Options{Bin: oldBin, Resync: 2 * time.Second})
+	f := fabriclab.New(l, fabriclab.Options{Bin: oldBin, Tunnel: tunnel, Resync: 2 * time.Second})
 	t.Cleanup(func() { dumpLogsOnFailure(t, l) })
 	for _, h := range l.Hosts {
 		if _, err := f.Start(ctx, h); err != nil {
@@ -102,6 +114,7 @@ func TestRollingUpgrade(t *testing.T) {
 	stopPing()
 	wg.Wait()
 	for _, r := range results {
+		t.Logf("%s → %s during the upgrade: %d sent, %d received", r.from, r.to, r.sent, r.received)
 		if r.err != nil || r.sent < 20 || r.received < r.sent-1 {
 			// ping counts the last probe, cut by the stop, as lost: one is allowed.
 			t.Errorf("%s → %s during the upgrade: %d sent, %d received (%v)", r.from, r.to, r.sent, r.received, r.err)

@@ -1,7 +1,11 @@
 // Command demo shows ovsfabric end to end on one machine: it builds a lab of several hosts
 // (network namespaces, each with its own ovsdb-server and ovs-vswitchd), starts fabricd on
 // each, attaches a container per host with fabricctl, and prints the peer table, the
-// cross-host ping matrix and `ovs-vsctl show`. `make demo` runs it.
+// cross-host ping matrix and a ping by name. Then it creates a second network, blue, attaches
+// a container per host to it (and one container of default as well), lists the networks and
+// checks the isolation matrix: pairs sharing a network reach each other, all other pairs are
+// isolated; any pair that differs fails the demo. It ends with `ovs-vsctl show` and the
+// routes. `make demo` runs it.
 //
 // Environment: HOSTS (3), TUNNEL (vxlan|gre), KEEP=1 keeps the lab (remove it with
 // `make demo-down`, i.e. `lab down --dir DIR`: it also stops the private dockerd), DIR
@@ -203,26 +207,36 @@ func run() error {
 		}
 	}
 
+	// Networks: a second one next to default, and the proof that they are isolated.
+	netErr := networkDemo(ctx, f, cs) // reported last, after the host's view below
+
 	step("ovs-vsctl show on %s", first.Host.Name)
 	show, err := first.Host.Vsctl(ctx, "show")
 	if err != nil {
 		return err
 	}
 	fmt.Print(show)
-	step("routes fabricd installed on %s (ip route show proto 147)", first.Host.Name)
+	step("gateway addresses (one per network) and routes fabricd installed on %s", first.Host.Name)
+	fmt.Println("$ ip -br -4 addr show dev fabric0")
+	addrs, _ := first.Host.Run(ctx, "ip", "-br", "-4", "addr", "show", "dev", "fabric0")
+	fmt.Print(addrs)
+	fmt.Println("$ ip route show proto 147")
 	routes, _ := first.Host.Run(ctx, "ip", "route", "show", "proto", "147")
 	fmt.Print(routes)
 
 	if keep {
-		fmt.Printf("\nThe lab keeps running (KEEP=1). Look inside:\n  bin/lab status --dir %s\n  bin/lab exec --dir %s h1 -- ovs-vsctl show\n  bin/lab exec --dir %s h1 -- ip route\n  bin/lab exec --dir %s h1 -- fabricctl peers      (API socket %s)\nRemove it (fabricd, OVS, the private dockerd, namespaces) with: make demo-down\n", dir, dir, dir, dir, first.Socket)
+		fmt.Printf("\nThe lab keeps running (KEEP=1). Look inside:\n  bin/lab status --dir %s\n  bin/lab exec --dir %s h1 -- ovs-vsctl show\n  bin/lab exec --dir %s h1 -- ip route\n  bin/lab exec --dir %s h1 -- fabricctl peers      (API socket %s)\n  bin/lab exec --dir %s h1 -- fabricctl network ls\n  bin/lab exec --dir %s h1 -- nft list table ip ovsfabric\nRemove it (fabricd, OVS, the private dockerd, namespaces) with: make demo-down\n", dir, dir, dir, dir, first.Socket, dir, dir)
 	}
 	if byName != "" {
 		return errors.New(byName)
 	}
+	if netErr != nil {
+		return netErr
+	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d pairs could not reach each other", failed, len(res))
 	}
-	fmt.Printf("\nall %d pairs reach each other across hosts over %s\n", len(res), tunnel)
+	fmt.Printf("\nall %d pairs reach each other across hosts over %s; networks default and %s are isolated from each other\n", len(res), tunnel, blueName)
 	return nil
 }
 

@@ -22,7 +22,8 @@ import (
 )
 
 // TestKeepThenDown runs the demo as `make demo KEEP=1` does (its own binaries, lab name and
-// directory), then `lab down` as `make demo-down` does, and checks that nothing is left: no
+// directory), which checks the networks' isolation matrix itself (any pair that differs
+// fails it), then `lab down` as `make demo-down` does, and checks that nothing is left: no
 // namespace, no process of the lab (fabricd, OVS, dockerd, containerd, the shim, the
 // container's process), no mount below the lab directory, no cgroup of the private dockerd.
 func TestKeepThenDown(t *testing.T) {
@@ -52,7 +53,8 @@ func TestKeepThenDown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo KEEP=1: %v\n%s", err, out)
 	}
-	for _, want := range []string{"reach each other", "web(docker)", "The lab keeps running"} {
+	for _, want := range []string{"reach each other", "web(docker)", "The lab keeps running",
+		"fabricctl network ls", "isolated across networks, all as expected"} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
