@@ -334,7 +334,7 @@ func (m *Manager) attach(ctx context.Context, req api.AttachRequest, t *api.Targ
 		return api.Attachment{}, classifyAttachErr(err)
 	}
 	r := Record{Port: port, Network: nw.Name, Container: t.Name, ID: t.ID, NetNS: t.NetNS, IfName: ifname, Addr: addr, MAC: res.MAC,
-		Name: name, Aliases: aliases, OfportRequest: ofport}
+		Name: name, Aliases: aliases, Routes: routes, OfportRequest: ofport}
 	if decorate != nil {
 		decorate(&r)
 	}
@@ -606,7 +606,10 @@ func (m *Manager) removeLocked(ctx context.Context, r Record) error {
 			m.log.Warn("forget neighbour", "ip", r.Addr.Addr(), "err", err)
 		}
 	}
-	m.removeResolvConf(r)
+	if len(r.Routes) == 0 {
+		// Only the container's first endpoint pointed it at the fabric DNS (see attach).
+		m.removeResolvConf(r)
+	}
 	m.loop.Kick()
 	m.log.Info("detached", "container", r.Container, "ip", addrText(r.Addr), "port", r.Port)
 	return nil
