@@ -336,3 +336,30 @@ func TestCNICheckRoutes(t *testing.T) {
 		t.Errorf("CHECK on an unknown network: %v (code %d)", err, api.CNICode(err))
 	}
 }
+
+// TestCNILeavesResolvConfToTheRuntime: a CNI runtime writes the container's resolv.conf
+// from the ADD result, so fabricd writes no /etc/netns/NAME/resolv.conf for a CNI endpoint
+// (a runtime such as Podman reads that file as the host's and would repeat its nameserver),
+// while fabricctl attach of a named netns still gets one.
+func TestCNILeavesResolvConfToTheRuntime(t *testing.T) {
+	ctx := context.Background()
+	m, _, _ := newManager(t, settings(t))
+	m.netnsDir = t.TempDir()
+	for _, n := range []string{"cni-1", "plain"} {
+		if err := os.WriteFile(filepath.Join(m.netnsDir, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.CNIAdd(ctx, cniReq(filepath.Join(m.netnsDir, "cni-1"), "abc", "eth0")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(m.etcNetns, "cni-1", "resolv.conf")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("resolv.conf written for a CNI endpoint: %v", err)
+	}
+	if _, err := m.Attach(ctx, attachReq(filepath.Join(m.netnsDir, "plain"), "", "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(m.etcNetns, "plain", "resolv.conf")); err != nil {
+		t.Errorf("no resolv.conf for fabricctl attach: %v", err)
+	}
+}

@@ -357,12 +357,18 @@ func (m *Manager) attach(ctx context.Context, req api.AttachRequest, t *api.Targ
 	flowsDone := time.Now()
 	m.waitLive(ctx, port, ofport)
 	m.loop.Kick() // spread the new endpoint by gossip
-	if !primary {
+	switch {
+	case !primary:
 		// The container's first network's gateway stays its nameserver.
-	} else if f, err := m.writeResolvConf(r); err != nil {
-		m.log.Warn("point the container at the fabric DNS", "netns", r.NetNS, "err", err)
-	} else if f != "" {
-		m.log.Debug("pointed the container at the fabric DNS", "file", f)
+	case r.CNIKey != "":
+		// The CNI runtime writes the container's resolv.conf from the ADD result's dns.
+	default:
+		f, err := m.writeResolvConf(r)
+		if err != nil {
+			m.log.Warn("point the container at the fabric DNS", "netns", r.NetNS, "err", err)
+		} else if f != "" {
+			m.log.Debug("pointed the container at the fabric DNS", "file", f)
+		}
 	}
 	a := m.api(r)
 	// ovsdb is the time queued and the transaction, live the flows and the wait for
