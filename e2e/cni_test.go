@@ -503,6 +503,9 @@ func testCNIBlue(t *testing.T, ctx context.Context, f *fabriclab.Fabric, k *cniK
 			t.Fatal(err)
 		}
 		addr, _ := check(n.Host.Name, out, "eth0", netip.MustParsePrefix("0.0.0.0/0"))
+		if n.Host.Name == "h1" {
+			t.Logf("ADD on blue on h1: %s", out)
+		}
 		c := &fabriclab.Container{Name: "cniblue-" + n.Host.Name, Node: n, NetNS: filepath.Base(path), Path: path, IP: addr.String()}
 		bs = append(bs, c)
 		adds = append(adds, added{c, "eth0"})
@@ -514,6 +517,7 @@ func testCNIBlue(t *testing.T, ctx context.Context, f *fabriclab.Fabric, k *cniK
 		t.Fatal(err)
 	}
 	addr, _ := check("h1", out, "net1", blue)
+	t.Logf("ADD on blue as net1 on h1: %s", out)
 	multi := &fabriclab.Container{Name: "cni-h1-net1", Node: n1, NetNS: cs[0].NetNS, Path: cs[0].Path, IP: addr.String()}
 	adds = append(adds, added{multi, "net1"})
 	if t.Failed() {

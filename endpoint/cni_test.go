@@ -148,14 +148,15 @@ func TestCNICheckWithoutEndpoint(t *testing.T) {
 }
 
 func TestRecordCNIRoundTrip(t *testing.T) {
-	r := Record{Port: "vfabc", Network: DefaultNetwork, Container: "c", NetNS: "/x", IfName: "eth0", CNIKey: "id/eth0", CNIConfig: "fab", Aliases: []string{"a", "b"}}
+	r := Record{Port: "vfabc", Network: DefaultNetwork, Container: "c", NetNS: "/x", IfName: "eth0", CNIKey: "id/eth0", CNIConfig: "fab", Aliases: []string{"a", "b"},
+		Routes: []netip.Prefix{netip.MustParsePrefix("10.50.0.0/16"), netip.MustParsePrefix("10.51.0.0/16")}}
 	spec := r.PortSpec("h1")
-	if spec.ExternalIDs[ovsdb.KeyCNI] != "id/eth0" || spec.ExternalIDs[ovsdb.KeyAliases] != "a,b" {
+	if spec.ExternalIDs[ovsdb.KeyCNI] != "id/eth0" || spec.ExternalIDs[ovsdb.KeyAliases] != "a,b" || spec.ExternalIDs[ovsdb.KeyRoutes] != "10.50.0.0/16,10.51.0.0/16" {
 		t.Errorf("external_ids %v", spec.ExternalIDs)
 	}
 	spec.ExternalIDs[ovsdb.KeyOwner], spec.ExternalIDs[ovsdb.KeyRole] = "h1", ovsdb.RoleContainer
 	got, ok := Decode(ovsdb.PortInfo{Name: spec.Name, ExternalIDs: spec.ExternalIDs}, "h1")
-	if !ok || got.CNIKey != r.CNIKey || got.CNIConfig != "fab" || !reflect.DeepEqual(got.Aliases, r.Aliases) {
+	if !ok || got.CNIKey != r.CNIKey || got.CNIConfig != "fab" || !reflect.DeepEqual(got.Aliases, r.Aliases) || !reflect.DeepEqual(got.Routes, r.Routes) {
 		t.Errorf("decoded %+v", got)
 	}
 }
