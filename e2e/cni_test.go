@@ -546,12 +546,11 @@ func testCNIBlue(t *testing.T, ctx context.Context, f *fabriclab.Fabric, k *cniK
 		gw := blueSlices["h1"].Addr().Next().String()
 		var out string
 		var err error
-		for try := 0; try < 30; try++ {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
 			out, err = lab.RunIn(ctx, bs[0].NetNS, "busybox", "nslookup", "blueweb", gw)
 			if err == nil && strings.Contains(out, bs[1].IP) {
 				return
 			}
-			time.Sleep(300 * time.Millisecond)
 		}
 		t.Errorf("nslookup blueweb %s from %s: %v\n%s; want %s", gw, bs[0].Name, err, out, bs[1].IP)
 	})
