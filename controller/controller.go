@@ -109,6 +109,9 @@ type Controller struct {
 	// endpoints as the last sync read them (under mu).
 	nets           Networks
 	localEndpoints []endpoint.Record
+	// planned is the plan the sync in progress applies (the last one's between syncs): the
+	// networks the NAT pass of that sync must see, before the plan becomes desired (mu).
+	planned fabric.Desired
 
 	// ready is closed after the first successful apply: the bridge and gateway exist, so
 	// attachments can be made.
@@ -424,6 +427,9 @@ func (c *Controller) gatherPeers() []fabric.Peer {
 // apply makes OVSDB, the host network, the flows and the endpoints match d, changing only
 // what differs.
 func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
+	c.mu.Lock()
+	c.planned = d
+	c.mu.Unlock()
 	owner := c.s.Name
 	if err := c.sw.EnsureBridge(ctx, ovsdb.BridgeSpec{Name: d.Bridge, DatapathType: d.Datapath.String(), FailMode: "standalone", Owner: owner}); err != nil {
 		return fmt.Errorf("ensure bridge %s: %w", d.Bridge, err)

@@ -334,7 +334,7 @@ func (m *Manager) attach(ctx context.Context, req api.AttachRequest, t *api.Targ
 		return api.Attachment{}, classifyAttachErr(err)
 	}
 	r := Record{Port: port, Network: nw.Name, Container: t.Name, ID: t.ID, NetNS: t.NetNS, IfName: ifname, Addr: addr, MAC: res.MAC,
-		Name: name, Aliases: aliases, OfportRequest: ofport}
+		Name: name, Aliases: aliases, Routes: routes, OfportRequest: ofport}
 	if decorate != nil {
 		decorate(&r)
 	}
@@ -357,12 +357,18 @@ func (m *Manager) attach(ctx context.Context, req api.AttachRequest, t *api.Targ
 	flowsDone := time.Now()
 	m.waitLive(ctx, port, ofport)
 	m.loop.Kick() // spread the new endpoint by gossip
-	if !primary {
+	switch {
+	case !primary:
 		// The container's first network's gateway stays its nameserver.
-	} else if f, err := m.writeResolvConf(r); err != nil {
-		m.log.Warn("point the container at the fabric DNS", "netns", r.NetNS, "err", err)
-	} else if f != "" {
-		m.log.Debug("pointed the container at the fabric DNS", "file", f)
+	case r.CNIKey != "":
+		// The CNI runtime writes the container's resolv.conf from the ADD result's dns.
+	default:
+		f, err := m.writeResolvConf(r)
+		if err != nil {
+			m.log.Warn("point the container at the fabric DNS", "netns", r.NetNS, "err", err)
+		} else if f != "" {
+			m.log.Debug("pointed the container at the fabric DNS", "file", f)
+		}
 	}
 	a := m.api(r)
 	// ovsdb is the time queued and the transaction, live the flows and the wait for
@@ -606,7 +612,10 @@ func (m *Manager) removeLocked(ctx context.Context, r Record) error {
 			m.log.Warn("forget neighbour", "ip", r.Addr.Addr(), "err", err)
 		}
 	}
-	m.removeResolvConf(r)
+	if len(r.Routes) == 0 {
+		// Only the container's first endpoint pointed it at the fabric DNS (see attach).
+		m.removeResolvConf(r)
+	}
 	m.loop.Kick()
 	m.log.Info("detached", "container", r.Container, "ip", addrText(r.Addr), "port", r.Port)
 	return nil

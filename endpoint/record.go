@@ -46,6 +46,10 @@ type Record struct {
 	// CNIConfig is the name of the CNI network configuration that made it.
 	CNIConfig string
 	Aliases   []string
+	// Routes are the destinations the container routes via the endpoint's gateway when the
+	// endpoint does not carry its default route (it is on the container's further network:
+	// that network's CIDR); empty for the default route.
+	Routes []netip.Prefix
 	// OfportRequest is the OpenFlow port number fabricd chose for the port (its
 	// Interface.ofport_request; 0: OVS chooses, as for ports attached before fabricd chose).
 	OfportRequest int
@@ -68,6 +72,13 @@ func Decode(p ovsdb.PortInfo, owner string) (Record, bool) {
 	r.Name, r.Aliases = decodeNames(ids[ovsdb.KeyName], ids[ovsdb.KeyAliases])
 	r.Addr, _ = netip.ParsePrefix(ids[ovsdb.KeyIP])
 	r.MAC, _ = net.ParseMAC(ids[ovsdb.KeyMAC])
+	if v := ids[ovsdb.KeyRoutes]; v != "" {
+		for _, s := range strings.Split(v, ",") {
+			if p, err := netip.ParsePrefix(s); err == nil {
+				r.Routes = append(r.Routes, p)
+			}
+		}
+	}
 	if v := ids[ovsdb.KeyPublish]; v != "" {
 		for _, s := range strings.Split(v, ",") {
 			if m, err := parseStored(s); err == nil {
@@ -117,6 +128,13 @@ func (r Record) PortSpec(owner string) ovsdb.PortSpec {
 	}
 	if len(r.Aliases) > 0 {
 		ids[ovsdb.KeyAliases] = strings.Join(r.Aliases, ",")
+	}
+	if len(r.Routes) > 0 {
+		dsts := make([]string, len(r.Routes))
+		for k, p := range r.Routes {
+			dsts[k] = p.String()
+		}
+		ids[ovsdb.KeyRoutes] = strings.Join(dsts, ",")
 	}
 	return ovsdb.PortSpec{Name: r.Port, Owner: owner, Role: ovsdb.RoleContainer, ExternalIDs: ids, OfportRequest: r.OfportRequest}
 }

@@ -46,6 +46,10 @@ const (
 	// KeyAliases lists an endpoint's DNS aliases (comma-separated), from CNI's aliases
 	// capability, and the further names given with fabricctl attach --alias.
 	KeyAliases = "ovsfabric-aliases"
+	// KeyRoutes lists the destinations an endpoint routes via its gateway (comma-separated
+	// CIDRs) when it does not carry the container's default route: an endpoint on a
+	// container's further network routes only that network. Absent: the default route.
+	KeyRoutes = "ovsfabric-routes"
 )
 
 // Values of KeyRole.
