@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -218,28 +219,46 @@ func Plan(f Facts) (Desired, error) {
 // rules settle that; the route waits).
 func planNetworks(f Facts, d *Desired) {
 	tunnels := make(map[string]string, len(d.Tunnels))
-	def := NetworkPlan{Name: DefaultNetwork, CIDR: f.ClusterCIDR, Gateway: d.Gateway}
+	def := NetworkPlan{Name: DefaultNetwork, CIDR: f.ClusterCIDR, Gateway: d.Gateway, Peers: make([]NetworkPeer, 0, len(d.Tunnels))}
 	for _, t := range d.Tunnels {
 		tunnels[t.Peer] = t.Name
 		def.Peers = append(def.Peers, NetworkPeer{Peer: t.Peer, Tunnel: t.Name, Slice: t.Claim.Subnet})
 	}
+	// Sized up front, sorted only when not sorted already (the book hands them sorted): at
+	// 100 networks × 100 peers, copying and regrowing cost more than planning.
+	routes := len(d.Routes)
+	for _, n := range f.Networks {
+		routes += len(n.PeerSlices)
+	}
+	d.Routes = slices.Grow(d.Routes, routes-len(d.Routes))
+	d.Networks = make([]NetworkPlan, 0, len(f.Networks)+1)
 	d.Networks = append(d.Networks, def)
-	nets := slices.Clone(f.Networks)
-	sort.Slice(nets, func(i, j int) bool { return nets[i].Name < nets[j].Name })
+	byName := func(a, b NetworkFacts) int { return strings.Compare(a.Name, b.Name) }
+	nets := f.Networks
+	if !slices.IsSortedFunc(nets, byName) {
+		nets = slices.Clone(nets)
+		slices.SortFunc(nets, byName)
+	}
+	byPeer := func(a, b PeerSlice) int { return strings.Compare(a.Peer, b.Peer) }
 	for _, n := range nets {
 		if n.Name == DefaultNetwork || !n.Slice.IsValid() || !within(n.CIDR, n.Slice) {
 			continue
 		}
-		np := NetworkPlan{Name: n.Name, Key: n.Key, CIDR: n.CIDR, Internal: n.Internal, Gateway: netip.PrefixFrom(Gateway(n.Slice), n.Slice.Bits())}
-		peers := slices.Clone(n.PeerSlices)
-		sort.Slice(peers, func(i, j int) bool { return peers[i].Peer < peers[j].Peer })
+		np := NetworkPlan{Name: n.Name, Key: n.Key, CIDR: n.CIDR, Internal: n.Internal, Gateway: netip.PrefixFrom(Gateway(n.Slice), n.Slice.Bits()),
+			Peers: make([]NetworkPeer, 0, len(n.PeerSlices))}
+		peers := n.PeerSlices
+		if !slices.IsSortedFunc(peers, byPeer) {
+			peers = slices.Clone(peers)
+			slices.SortFunc(peers, byPeer)
+		}
+		src := np.Gateway.Addr()
 		for _, p := range peers {
 			t, ok := tunnels[p.Peer]
 			if !ok || p.Peer == f.Node || !p.Slice.IsValid() || !within(n.CIDR, p.Slice) || p.Slice.Overlaps(n.Slice) {
 				continue
 			}
 			np.Peers = append(np.Peers, NetworkPeer{Peer: p.Peer, Tunnel: t, Slice: p.Slice})
-			d.Routes = append(d.Routes, Route{Dst: p.Slice, Via: Gateway(p.Slice), Src: np.Gateway.Addr(), Dev: f.GatewayPort, OnLink: true, Peer: p.Peer})
+			d.Routes = append(d.Routes, Route{Dst: p.Slice, Via: Gateway(p.Slice), Src: src, Dev: f.GatewayPort, OnLink: true, Peer: p.Peer})
 		}
 		d.Networks = append(d.Networks, np)
 	}
