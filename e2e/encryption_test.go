@@ -404,3 +404,111 @@ func rtt(t *testing.T, ctx context.Context, c *fabriclab.Container, ip string) s
 	}
 	return strings.TrimSpace(out[strings.LastIndex(out, "=")+1:])
 }
+
+// TestEncryptionSwitch switches a running two-host fabric from --encryption none to
+// wireguard and back, the way docs/encryption.md describes (every host restarted with the new
+// setting): the containers keep their addresses and reach each other after each switch, the
+// tunnel ports go and come back, and while encrypted the marker never crosses in clear.
+func TestEncryptionSwitch(t *testing.T) {
+	requireLab(t)
+	labtest.Require(t, "the encryption switch lab test", "tcpdump", "nft")
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	l := upLab(t, ctx, 2, false)
+	t.Cleanup(func() { dumpLogsOnFailure(t, l) })
+	idb := make([]byte, 3)
+	if _, err := rand.Read(idb); err != nil {
+		t.Fatal(err)
+	}
+	id := hex.EncodeToString(idb)
+	f := fabriclab.New(l, fabriclab.Options{Bin: binDir, Resync: 2 * time.Second})
+	flags := func(h *lab.Host, mode string) []string {
+		return []string{"--encryption", mode, "--wireguard-interface", "wg" + id + h.Name, "--wireguard-key-file", filepath.Join(h.Dir, "wireguard.key")}
+	}
+	for _, h := range l.Hosts {
+		if _, err := f.Start(ctx, h, flags(h, "none")...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.WaitConverged(ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	var cs []*fabriclab.Container
+	for i, n := range f.Nodes() {
+		c, err := f.AddContainer(ctx, n, fmt.Sprintf("c%d", i+1), api.AttachRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	assertMatrix(t, ctx, cs, 2)
+	marker, _ := hex.DecodeString(wgMarker)
+	markers := func(name string) int {
+		file := filepath.Join(l.Dir, name+".pcap")
+		p, err := l.StartIn(ctx, l.Underlay, "tcpdump-"+name, []string{"tcpdump", "-i", "br0", "-U", "-s", "0", "-w", file}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		if out, err := lab.RunIn(ctx, cs[0].NetNS, "ping", "-c", "3", "-i", "0.2", "-p", wgMarker, cs[1].IP); err != nil {
+			t.Errorf("marker ping: %v\n%s", err, out)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if err := p.Stop(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(file)
+		return bytes.Count(b, marker)
+	}
+	if n := markers("clear"); n == 0 {
+		t.Error("without encryption the marker never showed in the capture (is it capturing?)")
+	}
+	restartAll := func(mode string) time.Duration {
+		start := time.Now()
+		for _, n := range f.Nodes() {
+			if err := n.Proc.Stop(10 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, h := range l.Hosts {
+			f.Forget(h.Name)
+			if _, err := f.Start(ctx, h, flags(h, mode)...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := f.WaitConverged(ctx, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			c.Node = f.Node(c.Node.Host.Name)
+		}
+		if err := fabriclab.Reach(ctx, cs[0].NetNS, cs[1].IP, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(start)
+	}
+
+	took := restartAll("wireguard")
+	t.Logf("none -> wireguard: every host restarted and c1 reaches c2 again after %s", took.Round(time.Millisecond))
+	assertMatrix(t, ctx, cs, 2)
+	for _, h := range l.Hosts {
+		if ps := tunnelPorts(t, ctx, h); len(ps) != 0 {
+			t.Errorf("%s keeps tunnel ports %v after switching to wireguard", h.Name, ps)
+		}
+	}
+	if n := markers("encrypted"); n != 0 {
+		t.Errorf("encrypted: the marker crossed the underlay in clear %d times", n)
+	}
+
+	took = restartAll("none")
+	t.Logf("wireguard -> none: every host restarted and c1 reaches c2 again after %s", took.Round(time.Millisecond))
+	assertMatrix(t, ctx, cs, 2)
+	for _, h := range l.Hosts {
+		if ps := tunnelPorts(t, ctx, h); len(ps) != 1 {
+			t.Errorf("%s has tunnel ports %v after switching back, want one", h.Name, ps)
+		}
+		if rs := strings.Join(fabricRoutes(t, ctx, h), "\n"); strings.Contains(rs, "unreachable") || strings.Contains(rs, "wg"+id) {
+			t.Errorf("%s keeps WireGuard routes after switching back:\n%s", h.Name, rs)
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/ovsfabric/ovsfabric/apiserver"
 	"github.com/ovsfabric/ovsfabric/config"
 	"github.com/ovsfabric/ovsfabric/controller"
@@ -18,6 +20,7 @@ import (
 // it; the guard routes stay, so nothing leaves in clear.
 func startWireGuard(s config.Settings, ctrl *controller.Controller, log *slog.Logger) (*wireguard.Device, error) {
 	if !s.Encrypted() {
+		removeKernelWireGuard(s.WireGuardInterface, log)
 		return nil, nil
 	}
 	mtu, err := s.MTU()
@@ -45,4 +48,24 @@ func serveWireGuard(s config.Settings, ctrl *controller.Controller, srv *apiserv
 	if s.Encrypted() {
 		srv.SetWireGuard(ctrl)
 	}
+}
+
+// removeKernelWireGuard deletes the kernel WireGuard link a previous run with encryption left
+// (kernel WireGuard outlives fabricd, so that a restart never interrupts it), once fabricd runs
+// with --encryption none. A userspace device went with its process; any other link of that
+// name is not fabricd's and stays.
+func removeKernelWireGuard(name string, log *slog.Logger) {
+	link, err := netlink.LinkByName(name)
+	if err != nil || link.Type() != "wireguard" {
+		return
+	}
+	dev, err := wireguard.Open(wireguard.Options{Name: name, Implementation: wireguard.Kernel})
+	if err == nil {
+		err = dev.Delete()
+	}
+	if err != nil {
+		log.Warn("encryption is off but the WireGuard link of a previous run stays", "interface", name, "err", err)
+		return
+	}
+	log.Info("encryption is off: removed the WireGuard link of a previous run", "interface", name)
 }
