@@ -141,6 +141,8 @@ type Controller struct {
 	wg    WireGuard
 	wgKey wireguard.Key
 	wgMu  sync.Mutex
+	// wgAnnounced is the public key gossip carries (under mu).
+	wgAnnounced wireguard.Key
 }
 
 // New returns a controller for settings s (with s.Advertise set) over OVSDB, the host
@@ -448,6 +450,9 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 		// WireGuard's peers and the routes into it (and the guard routes) before any tunnel
 		// of a previous unencrypted run goes: there is never a moment without either.
 		if err := c.applyWireGuard(d); err != nil {
+			return err
+		}
+		if err := c.announceWireGuardKey(ctx); err != nil {
 			return err
 		}
 		if err := c.setHost(ctx, hostState(d, c.networkCIDRs())); err != nil {

@@ -42,8 +42,32 @@ func (c *Controller) SetWireGuard(dev WireGuard) error {
 		c.log.Info("WireGuard key loaded", "file", c.s.WireGuardKeyFile, "public_key", key.PublicKey())
 	}
 	c.mu.Lock()
-	c.wg, c.wgKey = dev, key
+	// Gossip starts with this key in the node's metadata (Meta).
+	c.wg, c.wgKey, c.wgAnnounced = dev, key, key.PublicKey()
 	c.mu.Unlock()
+	return nil
+}
+
+// announceWireGuardKey announces this host's public key by gossip when gossip does not carry
+// the current one yet (a rotation whose announcement failed is retried by every reconcile).
+func (c *Controller) announceWireGuardKey(ctx context.Context) error {
+	c.mu.Lock()
+	pub := c.wgKey.PublicKey()
+	if c.m == nil || c.wgAnnounced == pub {
+		c.mu.Unlock()
+		return nil
+	}
+	meta := c.metaLocked()
+	c.mu.Unlock()
+	if err := c.m.SetMeta(ctx, meta); err != nil {
+		return fmt.Errorf("announce the WireGuard key: %w", err)
+	}
+	c.mu.Lock()
+	if c.wgKey.PublicKey() == pub {
+		c.wgAnnounced = pub
+	}
+	c.mu.Unlock()
+	c.log.Info("WireGuard key announced", "public_key", pub)
 	return nil
 }
 
@@ -121,19 +145,12 @@ func (c *Controller) RotateWireGuardKey(ctx context.Context) (api.WireGuardRotat
 	c.wgMu.Unlock()
 	res := api.WireGuardRotateResult{OldPublicKey: old.PublicKey().String(), PublicKey: key.PublicKey().String()}
 	c.log.Info("WireGuard key replaced", "public_key", res.PublicKey, "old", res.OldPublicKey)
+	// The key is replaced whatever follows: the loop retries both steps until they succeed.
+	defer c.Kick()
 	if err := c.applyWireGuard(d); err != nil {
 		return res, err
 	}
-	c.mu.Lock()
-	meta := c.metaLocked()
-	c.mu.Unlock()
-	if c.m != nil {
-		if err := c.m.SetMeta(ctx, meta); err != nil {
-			return res, fmt.Errorf("announce the new WireGuard key: %w", err)
-		}
-	}
-	c.Kick()
-	return res, nil
+	return res, c.announceWireGuardKey(ctx)
 }
 
 // wireguardStatus reads the WireGuard interface for the API (nil without encryption), and
