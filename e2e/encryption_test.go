@@ -143,12 +143,7 @@ func TestEncryptedFabric(t *testing.T) {
 	// The underlay sees WireGuard and gossip only, never the marker, during marker pings
 	// on both networks and a TCP transfer.
 	marker, _ := hex.DecodeString(wgMarker)
-	pcapFile := filepath.Join(l.Dir, "encrypted.pcap")
-	tcpd, err := l.StartIn(ctx, l.Underlay, "tcpdump-encrypted", []string{"tcpdump", "-i", "br0", "-U", "-s", "0", "-w", pcapFile}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Second) // tcpdump attaches
+	pcapFile, stopCapture := startCapture(t, ctx, l, "encrypted")
 	for _, p := range [][2]*fabriclab.Container{{ds[0], ds[1]}, {ds[2], ds[0]}, {bs[0], bs[2]}, {bs[1], bs[0]}} {
 		if out, err := lab.RunIn(ctx, p[0].NetNS, "ping", "-c", "5", "-i", "0.2", "-s", "1000", "-p", wgMarker, p[1].IP); err != nil {
 			t.Errorf("marker ping %s -> %s: %v\n%s", p[0].Name, p[1].Name, err, out)
@@ -157,14 +152,7 @@ func TestEncryptedFabric(t *testing.T) {
 	for _, p := range [][2]*fabriclab.Container{{ds[0], ds[1]}, {bs[2], bs[1]}} {
 		t.Logf("TCP %s -> %s over WireGuard: %s", p[0].Name, p[1].Name, iperf(t, ctx, l, p[0], p[1]))
 	}
-	time.Sleep(500 * time.Millisecond)
-	if err := tcpd.Stop(5 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	pcap, err := os.ReadFile(pcapFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pcap := stopCapture()
 	if n := bytes.Count(pcap, marker); n != 0 {
 		t.Errorf("the marker crossed the underlay in clear %d times", n)
 	}
@@ -444,21 +432,11 @@ func TestEncryptionSwitch(t *testing.T) {
 	assertMatrix(t, ctx, cs, 2)
 	marker, _ := hex.DecodeString(wgMarker)
 	markers := func(name string) int {
-		file := filepath.Join(l.Dir, name+".pcap")
-		p, err := l.StartIn(ctx, l.Underlay, "tcpdump-"+name, []string{"tcpdump", "-i", "br0", "-U", "-s", "0", "-w", file}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Second)
+		_, stop := startCapture(t, ctx, l, name)
 		if out, err := lab.RunIn(ctx, cs[0].NetNS, "ping", "-c", "3", "-i", "0.2", "-p", wgMarker, cs[1].IP); err != nil {
 			t.Errorf("marker ping: %v\n%s", err, out)
 		}
-		time.Sleep(300 * time.Millisecond)
-		if err := p.Stop(5 * time.Second); err != nil {
-			t.Fatal(err)
-		}
-		b, _ := os.ReadFile(file)
-		return bytes.Count(b, marker)
+		return bytes.Count(stop(), marker)
 	}
 	if n := markers("clear"); n == 0 {
 		t.Error("without encryption the marker never showed in the capture (is it capturing?)")
@@ -510,5 +488,35 @@ func TestEncryptionSwitch(t *testing.T) {
 		if rs := strings.Join(fabricRoutes(t, ctx, h), "\n"); strings.Contains(rs, "unreachable") || strings.Contains(rs, "wg"+id) {
 			t.Errorf("%s keeps WireGuard routes after switching back:\n%s", h.Name, rs)
 		}
+	}
+}
+
+// startCapture starts tcpdump on the underlay bridge and waits until it captures; stop ends
+// it (after a moment for the last packets) and returns the capture.
+func startCapture(t *testing.T, ctx context.Context, l *lab.Lab, name string) (file string, stop func() []byte) {
+	t.Helper()
+	file = filepath.Join(l.Dir, name+".pcap")
+	p, err := l.StartIn(ctx, l.Underlay, "tcpdump-"+name, []string{"tcpdump", "-i", "br0", "-U", "-s", "0", "-w", file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "tcpdump "+name+" listens", func() error {
+		b, _ := os.ReadFile(p.LogFile())
+		if !bytes.Contains(b, []byte("listening on")) {
+			return fmt.Errorf("tcpdump has not said it listens: %q", b)
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond)
+	return file, func() []byte {
+		time.Sleep(500 * time.Millisecond)
+		if err := p.Stop(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
 	}
 }
