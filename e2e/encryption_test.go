@@ -396,10 +396,18 @@ func rtt(t *testing.T, ctx context.Context, c *fabriclab.Container, ip string) s
 // TestEncryptionSwitch switches a running two-host fabric from --encryption none to
 // wireguard and back, the way docs/encryption.md describes (every host restarted with the new
 // setting): the containers keep their addresses and reach each other after each switch, the
-// tunnel ports go and come back, and while encrypted the marker never crosses in clear.
+// tunnel ports go and come back, and while encrypted the marker never crosses in clear. It
+// runs with both pipelines (the L2 one routes through the host kernel, which does the job) and
+// logs a TCP transfer in each mode, in the same run.
 func TestEncryptionSwitch(t *testing.T) {
+	for _, pipeline := range []string{"routed", "l2"} {
+		t.Run(pipeline, func(t *testing.T) { testEncryptionSwitch(t, pipeline) })
+	}
+}
+
+func testEncryptionSwitch(t *testing.T, pipeline string) {
 	requireLab(t)
-	labtest.Require(t, "the encryption switch lab test", "tcpdump", "nft")
+	labtest.Require(t, "the encryption switch lab test", "tcpdump", "nft", "iperf3")
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	l := upLab(t, ctx, 2, false)
@@ -409,7 +417,7 @@ func TestEncryptionSwitch(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := hex.EncodeToString(idb)
-	f := fabriclab.New(l, fabriclab.Options{Bin: binDir, Resync: 2 * time.Second})
+	f := fabriclab.New(l, fabriclab.Options{Bin: binDir, Resync: 2 * time.Second, Extra: []string{"--pipeline", pipeline}})
 	flags := func(h *lab.Host, mode string) []string {
 		return []string{"--encryption", mode, "--wireguard-interface", "wg" + id + h.Name, "--wireguard-key-file", filepath.Join(h.Dir, "wireguard.key")}
 	}
@@ -441,6 +449,7 @@ func TestEncryptionSwitch(t *testing.T) {
 	if n := markers("clear"); n == 0 {
 		t.Error("without encryption the marker never showed in the capture (is it capturing?)")
 	}
+	t.Logf("TCP c1 -> c2, %s pipeline, VXLAN: %s", pipeline, iperf(t, ctx, l, cs[0], cs[1]))
 	restartAll := func(mode string) time.Duration {
 		start := time.Now()
 		for _, n := range f.Nodes() {
@@ -477,6 +486,7 @@ func TestEncryptionSwitch(t *testing.T) {
 	if n := markers("encrypted"); n != 0 {
 		t.Errorf("encrypted: the marker crossed the underlay in clear %d times", n)
 	}
+	t.Logf("TCP c1 -> c2, %s pipeline, WireGuard: %s", pipeline, iperf(t, ctx, l, cs[0], cs[1]))
 
 	took = restartAll("none")
 	t.Logf("wireguard -> none: every host restarted and c1 reaches c2 again after %s", took.Round(time.Millisecond))
