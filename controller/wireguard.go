@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"time"
 
@@ -98,6 +99,7 @@ func (c *Controller) applyWireGuard(d fabric.Desired) error {
 	}
 	cfg := wireguard.Config{PrivateKey: key, ListenPort: c.s.WireGuardPort}
 	seen := map[wireguard.Key]string{key.PublicKey(): c.s.Name}
+	owner := map[netip.Prefix]string{}
 	for _, p := range d.WireGuard {
 		k, err := wireguard.ParseKey(p.Key)
 		if err == nil {
@@ -110,7 +112,18 @@ func (c *Controller) applyWireGuard(d fabric.Desired) error {
 			continue
 		}
 		seen[k] = p.Peer
-		cfg.Peers = append(cfg.Peers, wireguard.Peer{PublicKey: k, Endpoint: p.Endpoint, AllowedIPs: p.AllowedIPs, PersistentKeepalive: wireguardKeepalive})
+		// A prefix given to two peers would make WireGuard refuse the whole configuration;
+		// the plan never does (slices are resolved), but one bad claim must not stop all.
+		allowed := make([]netip.Prefix, 0, len(p.AllowedIPs))
+		for _, a := range p.AllowedIPs {
+			if o, dup := owner[a]; dup {
+				c.log.Warn("WireGuard: slice left out, another peer has it", "peer", p.Peer, "slice", a, "other", o)
+				continue
+			}
+			owner[a] = p.Peer
+			allowed = append(allowed, a)
+		}
+		cfg.Peers = append(cfg.Peers, wireguard.Peer{PublicKey: k, Endpoint: p.Endpoint, AllowedIPs: allowed, PersistentKeepalive: wireguardKeepalive})
 	}
 	changed, err := dev.Set(cfg)
 	if err != nil {
