@@ -86,8 +86,14 @@ func (p routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.In
 			ofports[port.Name] = port.Ofport
 		}
 	}
+	in.PeersViaGateway = d.Encryption.Encrypted()
 	for k, n := range d.Networks {
 		for _, peer := range n.Peers {
+			if in.PeersViaGateway {
+				// No tunnel port: the host kernel routes the slice into WireGuard.
+				in.Networks[k].Tunnels = append(in.Networks[k].Tunnels, flows.Tunnel{Peer: peer.Peer, Subnet: peer.Slice})
+				continue
+			}
 			if of, ok := ofports[peer.Tunnel]; ok {
 				in.Networks[k].Tunnels = append(in.Networks[k].Tunnels, flows.Tunnel{Peer: peer.Peer, Port: peer.Tunnel, OFPort: of, Subnet: peer.Slice})
 			}

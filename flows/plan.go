@@ -120,6 +120,11 @@ type Input struct {
 	Gateway Port
 	// Networks are the networks this host serves, in any order.
 	Networks []Network
+	// PeersViaGateway hands routed packets for the peers' slices to the host kernel through
+	// the gateway port instead of a tunnel port (encryption: the kernel routes each slice into
+	// WireGuard). Tunnels then need no OFPort (it is ignored), and no tunnel port is
+	// classified or delivered from.
+	PeersViaGateway bool
 }
 
 // Plan returns every flow ovsfabric wants on br-int for in, sorted by table and descending
@@ -165,6 +170,8 @@ func Plan(in Input) ([]Flow, error) {
 
 	// Table 10: from local ports, by network (RegNetwork).
 	peers := make(map[int]string, len(p.tunnelPorts)) // toPeer of each tunnel port
+	// Via the gateway (encrypted): the host kernel routes the packet (and decrements its TTL).
+	toGateway := "mod_dl_dst:" + gwMAC + ",output:" + gwPort
 	b.grow(TableFromLocal, 200, p.routes)
 	for _, n := range p.networks {
 		reg := RegNetwork + "=" + n.key
@@ -186,12 +193,16 @@ func Plan(in Input) ([]Flow, error) {
 		matchTo := "ip," + reg + ",nw_dst="
 		route := "load:" + n.key + "->NXM_NX_TUN_ID[],mod_dl_src:" + gwMAC + ",mod_dl_dst:" + RouterMAC + ",dec_ttl,"
 		for _, t := range n.tunnels {
+			var buf [len("255.255.255.255/32")]byte
+			if p.viaGateway {
+				b.add(TableFromLocal, 200, PurposeToPeer, matchTo+string(appendPrefix(buf[:0], t.Subnet)), toGateway)
+				continue
+			}
 			out, ok := peers[t.OFPort]
 			if !ok {
 				out = toPeer(t)
 				peers[t.OFPort] = out
 			}
-			var buf [len("255.255.255.255/32")]byte
 			b.add(TableFromLocal, 200, PurposeToPeer, matchTo+string(appendPrefix(buf[:0], t.Subnet)), route+out)
 		}
 		b.add(TableFromLocal, 150, PurposeLocalDelivery, "ip,"+reg+",nw_dst="+prefixString(n.Subnet), "resubmit(,30)")
@@ -213,8 +224,11 @@ func Plan(in Input) ([]Flow, error) {
 	b.add(TableFromLocal, 0, PurposeDefault, "", "drop")
 
 	// Table 20: from tunnels, only IPv4 with a network's key for that network's local
-	// addresses.
+	// addresses (none via the gateway: what the kernel routes in takes local delivery).
 	for _, n := range p.networks {
+		if p.viaGateway {
+			break
+		}
 		tun := "ip,tun_id=" + n.key + ",nw_dst="
 		for _, c := range n.containers {
 			b.add(TableFromTunnel, 100, PurposeFromTunnel, tun+c.IP.String(),

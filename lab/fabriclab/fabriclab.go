@@ -216,7 +216,8 @@ func tail(path string, lines int) string {
 }
 
 // WaitConverged waits until every running node sees exactly the other running nodes alive,
-// each with a tunnel port, and returns how long it took.
+// each with a tunnel port (with encryption: a completed WireGuard handshake), and returns how
+// long it took.
 func (f *Fabric) WaitConverged(ctx context.Context, timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
 	var last error
@@ -250,7 +251,8 @@ func (f *Fabric) converged(ctx context.Context) error {
 			}
 		}
 		for _, p := range st.Peers {
-			if want[p.Name] && p.State == "alive" && p.Tunnel != "" {
+			// Encrypted (no tunnel port): a completed WireGuard handshake.
+			if want[p.Name] && p.State == "alive" && (p.Tunnel != "" || strings.HasPrefix(p.WireGuard, "ok")) {
 				delete(want, p.Name)
 			}
 		}
