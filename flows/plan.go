@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"net/netip"
@@ -450,4 +451,24 @@ func prefixString(p netip.Prefix) string {
 		return p.Addr().String()
 	}
 	return p.String()
+}
+
+// Equal reports whether in and o are the same input, in the same order: Plan would return
+// the same flows for both. It lets a caller skip planning when nothing changed.
+func (in Input) Equal(o Input) bool {
+	if in.PeersViaGateway != o.PeersViaGateway || !in.Gateway.equal(o.Gateway) || len(in.Networks) != len(o.Networks) {
+		return false
+	}
+	for k, a := range in.Networks {
+		b := o.Networks[k]
+		if a.Name != b.Name || a.Key != b.Key || a.CIDR != b.CIDR || a.Subnet != b.Subnet || a.Gateway != b.Gateway || a.Internal != b.Internal ||
+			!slices.Equal(a.Tunnels, b.Tunnels) || !slices.EqualFunc(a.Containers, b.Containers, Port.equal) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p Port) equal(o Port) bool {
+	return p.Name == o.Name && p.OFPort == o.OFPort && p.IP == o.IP && bytes.Equal(p.MAC, o.MAC)
 }
