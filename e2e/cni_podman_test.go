@@ -142,12 +142,7 @@ func TestCNIPodman(t *testing.T) {
 	l := upLab(t, ctx, 2, false)
 	f := fabriclab.New(l, fabriclab.Options{Bin: binDir, Resync: 2 * time.Second})
 	t.Cleanup(func() { dumpLogsOnFailure(t, l) })
-	for _, h := range l.Hosts {
-		if _, err := f.Start(ctx, h); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := f.WaitConverged(ctx, time.Minute); err != nil {
+	if err := f.StartAll(ctx, l.Hosts, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.Node("h1").Client().CreateNetwork(ctx, api.NetworkCreateRequest{Name: "blue", Subnet: "10.50.0.0/16"}); err != nil {

@@ -113,12 +113,7 @@ func TestCNI(t *testing.T) {
 	l := upLab(t, ctx, 3, true)
 	f := fabriclab.New(l, fabriclab.Options{Bin: binDir, Resync: 2 * time.Second})
 	t.Cleanup(func() { dumpLogsOnFailure(t, l) })
-	for _, h := range l.Hosts {
-		if _, err := f.Start(ctx, h); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := f.WaitConverged(ctx, time.Minute); err != nil {
+	if err := f.StartAll(ctx, l.Hosts, nil); err != nil {
 		t.Fatal(err)
 	}
 	k := buildCNIKit(t, ctx)

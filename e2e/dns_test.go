@@ -56,12 +56,7 @@ func testDNS(t *testing.T, tunnel string) {
 	}
 	f := fabriclab.New(l, fabriclab.Options{Bin: binDir, Tunnel: tunnel, Resync: 2 * time.Second, DeadPeerGrace: 20 * time.Second,
 		Extra: []string{"--dns-resolv-conf", resolv}})
-	for _, h := range l.Hosts {
-		if _, err := f.Start(ctx, h); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := f.WaitConverged(ctx, time.Minute); err != nil {
+	if err := f.StartAll(ctx, l.Hosts, nil); err != nil {
 		t.Fatal(err)
 	}
 	n1, n2, n3 := f.Node("h1"), f.Node("h2"), f.Node("h3")

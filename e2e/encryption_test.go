@@ -421,21 +421,12 @@ func testEncryptionSwitch(t *testing.T, pipeline string) {
 	flags := func(h *lab.Host, mode string) []string {
 		return []string{"--encryption", mode, "--wireguard-interface", "wg" + id + h.Name, "--wireguard-key-file", filepath.Join(h.Dir, "wireguard.key")}
 	}
-	for _, h := range l.Hosts {
-		if _, err := f.Start(ctx, h, flags(h, "none")...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := f.WaitConverged(ctx, time.Minute); err != nil {
+	if err := f.StartAll(ctx, l.Hosts, func(h *lab.Host) []string { return flags(h, "none") }); err != nil {
 		t.Fatal(err)
 	}
-	var cs []*fabriclab.Container
-	for i, n := range f.Nodes() {
-		c, err := f.AddContainer(ctx, n, fmt.Sprintf("c%d", i+1), api.AttachRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cs = append(cs, c)
+	cs, err := f.AddContainers(ctx, "c", api.AttachRequest{})
+	if err != nil {
+		t.Fatal(err)
 	}
 	assertMatrix(t, ctx, cs, 2)
 	marker, _ := hex.DecodeString(wgMarker)

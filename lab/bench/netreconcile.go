@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // reconcileBench is the controller's benchmark of the pure part of a no-change reconcile at
@@ -36,25 +34,13 @@ func (s *suite) netReconcile(ctx context.Context, secs map[string]*Section) {
 		"BenchmarkReconcileNoChange) and the network registry's sync (network's BenchmarkSyncNoChange100x100)."
 	var res []goBench
 	defer func() { s.netReconcileReport(sec, res) }()
-	goBin, err := lookGo()
+	var err error
+	res, err = goBenchRun(ctx, s.cfg.Repo, filepath.Join("controller", "reconcile_bench_test.go"), cmdline,
+		"-run", "^$", "-bench", "^"+reconcileBench+"$", "-benchmem", "-count", fmt.Sprint(reconcileRuns), "./controller/")
 	if err != nil {
 		sec.Err = err
 		return
 	}
-	if _, err := os.Stat(filepath.Join(s.cfg.Repo, "controller", "reconcile_bench_test.go")); err != nil {
-		sec.Err = fmt.Errorf("reconcile benchmark not found under %s: %w", s.cfg.Repo, err)
-		return
-	}
-	cctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
-	defer cancel()
-	cmd := command(cctx, "", goBin, "test", "-run", "^$", "-bench", "^"+reconcileBench+"$", "-benchmem", "-count", fmt.Sprint(reconcileRuns), "./controller/")
-	cmd.Dir = s.cfg.Repo
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		sec.Err = fmt.Errorf("%s: %w: %s", cmdline, err, lastLines(string(out), 5))
-		return
-	}
-	res = parseGoBench(string(out))
 	for _, r := range res {
 		s.logf("net-reconcile", "%s: %.0f ns/op, median %.0f ns, %.0f flows", r.Name, r.NsPerOp, r.Metrics["median-ns"], r.Metrics["flows"])
 	}

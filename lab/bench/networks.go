@@ -506,21 +506,13 @@ func (s *suite) netReadyReport(sec *Section, trials []readyTrial) {
 		creates, listed, attached = append(creates, tr.create), append(listed, slicesMax(tr.listed)), append(attached, slicesMax(tr.attach))
 		replies, usable = append(replies, slicesMax(tr.reply)), append(usable, tr.usable)
 	}
-	t := Table{Header: []string{"milestone (from the create request)", "median ms", "min–max ms", "trials"}}
-	for _, r := range []struct {
-		name string
-		ds   []time.Duration
-	}{
+	sec.Tables = append(sec.Tables, milestoneTable("milestone (from the create request)", []milestone{
 		{"the create request answered (h1)", creates},
 		{"every host lists the network with a slice of its own", listed},
 		{"an attach to it succeeded on every host", attached},
 		{"h1's container got a first reply from h2's and h3's", replies},
 		{"usable on every host (the later of the two above)", usable},
-	} {
-		sm := Summarize(Millis(r.ds))
-		t.AddRow(r.name, num(sm.Median), spread(sm), fmt.Sprint(sm.N))
-	}
-	sec.Tables = append(sec.Tables, t)
+	}))
 	if len(trials) > 0 {
 		per := Table{Caption: "Per trial (ms from the create request; hosts h1, h2, h3).",
 			Header: []string{"trial", "created", "listed", "attached", "replies (h2, h3)", "usable"}}
