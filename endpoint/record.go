@@ -46,6 +46,9 @@ type Record struct {
 	// CNIConfig is the name of the CNI network configuration that made it.
 	CNIConfig string
 	Aliases   []string
+	// ResolvConf is the container runtime's resolv.conf (Docker/Podman), pointed at the
+	// fabric DNS while the container is attached; empty for other targets.
+	ResolvConf string
 	// OfportRequest is the OpenFlow port number fabricd chose for the port (its
 	// Interface.ofport_request; 0: OVS chooses, as for ports attached before fabricd chose).
 	OfportRequest int
@@ -60,7 +63,7 @@ func Decode(p ovsdb.PortInfo, owner string) (Record, bool) {
 	r := Record{
 		Port: p.Name, Network: ids[ovsdb.KeyNetwork], Container: ids[ovsdb.KeyContainer], ID: ids[ovsdb.KeyContainerID],
 		NetNS: ids[ovsdb.KeyNetNS], IfName: ids[ovsdb.KeyIfName], CNIKey: ids[ovsdb.KeyCNI],
-		CNIConfig: ids[ovsdb.KeyCNIConfig], OfportRequest: p.OfportRequest,
+		CNIConfig: ids[ovsdb.KeyCNIConfig], ResolvConf: ids[ovsdb.KeyResolvConf], OfportRequest: p.OfportRequest,
 	}
 	if r.Network == "" {
 		r.Network = DefaultNetwork
@@ -117,6 +120,9 @@ func (r Record) PortSpec(owner string) ovsdb.PortSpec {
 	}
 	if len(r.Aliases) > 0 {
 		ids[ovsdb.KeyAliases] = strings.Join(r.Aliases, ",")
+	}
+	if r.ResolvConf != "" {
+		ids[ovsdb.KeyResolvConf] = r.ResolvConf
 	}
 	return ovsdb.PortSpec{Name: r.Port, Owner: owner, Role: ovsdb.RoleContainer, ExternalIDs: ids, OfportRequest: r.OfportRequest}
 }

@@ -46,6 +46,9 @@ const (
 	// KeyAliases lists an endpoint's DNS aliases (comma-separated), from CNI's aliases
 	// capability, and the further names given with fabricctl attach --alias.
 	KeyAliases = "ovsfabric-aliases"
+	// KeyResolvConf is the container runtime's resolv.conf of a Docker/Podman endpoint
+	// (its ResolvConfPath), which attach pointed at the fabric DNS: detach restores it.
+	KeyResolvConf = "ovsfabric-resolv-conf"
 )
 
 // Values of KeyRole.
