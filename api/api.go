@@ -160,4 +160,8 @@ type Target struct {
 	Name  string
 	ID    string
 	NetNS string
+	// ResolvConf is the container runtime's resolv.conf of a Docker/Podman container (its
+	// ResolvConfPath, bind-mounted over the container's /etc/resolv.conf); empty for the
+	// others.
+	ResolvConf string
 }

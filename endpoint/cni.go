@@ -225,7 +225,7 @@ func (m *Manager) cniPublish(ctx context.Context, port string) error {
 	}
 	for _, r := range rs {
 		if r.Port == port {
-			if err := m.removeLocked(ctx, r); err != nil {
+			if err := m.removeLocked(ctx, r, without(rs, port)); err != nil {
 				m.log.Error("roll back endpoint after failed publish", "port", port, "err", err)
 			}
 			if err := m.applyNATLocked(without(rs, port)); err != nil {
@@ -257,7 +257,7 @@ func (m *Manager) CNIDel(ctx context.Context, req api.CNIRequest) error {
 
 // removeCNILocked removes endpoint r of rs, as Detach does; mu must be held.
 func (m *Manager) removeCNILocked(ctx context.Context, rs []Record, r Record) error {
-	if err := m.removeLocked(ctx, r); err != nil {
+	if err := m.removeLocked(ctx, r, without(rs, r.Port)); err != nil {
 		return err
 	}
 	if len(r.Published) > 0 {

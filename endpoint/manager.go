@@ -334,7 +334,7 @@ func (m *Manager) attach(ctx context.Context, req api.AttachRequest, t *api.Targ
 		return api.Attachment{}, classifyAttachErr(err)
 	}
 	r := Record{Port: port, Network: nw.Name, Container: t.Name, ID: t.ID, NetNS: t.NetNS, IfName: ifname, Addr: addr, MAC: res.MAC,
-		Name: name, Aliases: aliases, Routes: routes, OfportRequest: ofport}
+		Name: name, Aliases: aliases, Routes: routes, ResolvConf: t.ResolvConf, OfportRequest: ofport}
 	if decorate != nil {
 		decorate(&r)
 	}
@@ -571,10 +571,10 @@ func (m *Manager) Detach(ctx context.Context, req api.DetachRequest) ([]api.Atta
 	var out []api.Attachment
 	nat := false
 	for _, r := range rs {
-		if err := m.removeLocked(ctx, r); err != nil {
+		existing = without(existing, r.Port)
+		if err := m.removeLocked(ctx, r, existing); err != nil {
 			return out, err
 		}
-		existing = without(existing, r.Port)
 		a := m.api(r)
 		nat = nat || len(a.Published) > 0
 		out = append(out, a)
@@ -598,8 +598,10 @@ func without(rs []Record, port string) []Record {
 	return out
 }
 
-// removeLocked deletes an endpoint's port and veth; mu must be held.
-func (m *Manager) removeLocked(ctx context.Context, r Record) error {
+// removeLocked deletes an endpoint's port and veth, and points the container's resolver
+// at the fabric DNS of the endpoints it keeps (rest: this host's others), or restores it;
+// mu must be held.
+func (m *Manager) removeLocked(ctx context.Context, r Record, rest []Record) error {
 	m.gen++
 	if err := m.sw.DeletePort(ctx, m.s.Bridge, r.Port, m.s.Name); err != nil {
 		return fmt.Errorf("delete port %s: %w", r.Port, err)
@@ -612,10 +614,7 @@ func (m *Manager) removeLocked(ctx context.Context, r Record) error {
 			m.log.Warn("forget neighbour", "ip", r.Addr.Addr(), "err", err)
 		}
 	}
-	if len(r.Routes) == 0 {
-		// Only the container's first endpoint pointed it at the fabric DNS (see attach).
-		m.removeResolvConf(r)
-	}
+	m.resolverAfterDetach(r, rest)
 	m.loop.Kick()
 	m.log.Info("detached", "container", r.Container, "ip", addrText(r.Addr), "port", r.Port)
 	return nil
@@ -641,7 +640,7 @@ func (m *Manager) Sync(ctx context.Context, gen uint64, rs []Record) ([]Record, 
 			continue
 		}
 		m.log.Info("container network namespace is gone; removing its attachment", "container", r.Container, "netns", r.NetNS)
-		if err := m.removeLocked(ctx, r); err != nil {
+		if err := m.removeLocked(ctx, r, nil); err != nil {
 			return rs, err
 		}
 	}

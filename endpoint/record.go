@@ -50,6 +50,9 @@ type Record struct {
 	// endpoint does not carry its default route (it is on the container's further network:
 	// that network's CIDR); empty for the default route.
 	Routes []netip.Prefix
+	// ResolvConf is the container runtime's resolv.conf (Docker/Podman), pointed at the
+	// fabric DNS while the container is attached; empty for other targets.
+	ResolvConf string
 	// OfportRequest is the OpenFlow port number fabricd chose for the port (its
 	// Interface.ofport_request; 0: OVS chooses, as for ports attached before fabricd chose).
 	OfportRequest int
@@ -64,7 +67,7 @@ func Decode(p ovsdb.PortInfo, owner string) (Record, bool) {
 	r := Record{
 		Port: p.Name, Network: ids[ovsdb.KeyNetwork], Container: ids[ovsdb.KeyContainer], ID: ids[ovsdb.KeyContainerID],
 		NetNS: ids[ovsdb.KeyNetNS], IfName: ids[ovsdb.KeyIfName], CNIKey: ids[ovsdb.KeyCNI],
-		CNIConfig: ids[ovsdb.KeyCNIConfig], OfportRequest: p.OfportRequest,
+		CNIConfig: ids[ovsdb.KeyCNIConfig], ResolvConf: ids[ovsdb.KeyResolvConf], OfportRequest: p.OfportRequest,
 	}
 	if r.Network == "" {
 		r.Network = DefaultNetwork
@@ -135,6 +138,9 @@ func (r Record) PortSpec(owner string) ovsdb.PortSpec {
 			dsts[k] = p.String()
 		}
 		ids[ovsdb.KeyRoutes] = strings.Join(dsts, ",")
+	}
+	if r.ResolvConf != "" {
+		ids[ovsdb.KeyResolvConf] = r.ResolvConf
 	}
 	return ovsdb.PortSpec{Name: r.Port, Owner: owner, Role: ovsdb.RoleContainer, ExternalIDs: ids, OfportRequest: r.OfportRequest}
 }

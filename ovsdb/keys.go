@@ -50,6 +50,9 @@ const (
 	// CIDRs) when it does not carry the container's default route: an endpoint on a
 	// container's further network routes only that network. Absent: the default route.
 	KeyRoutes = "ovsfabric-routes"
+	// KeyResolvConf is the container runtime's resolv.conf of a Docker/Podman endpoint
+	// (its ResolvConfPath), which attach pointed at the fabric DNS: detach restores it.
+	KeyResolvConf = "ovsfabric-resolv-conf"
 )
 
 // Values of KeyRole.
