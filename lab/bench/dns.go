@@ -53,25 +53,10 @@ const (
 	dnsSynPort  = 21000
 )
 
-// RunDNS runs the DNS section alone with cfg (Bin, Work, Progress are used) and returns it:
-// for a caller outside the suite, and until the suite lists it (see dnsSection).
-func RunDNS(ctx context.Context, cfg Config) *Section {
-	if cfg.Progress == nil {
-		cfg.Progress = io.Discard
-	}
-	s := &suite{cfg: cfg, start: time.Now(), out: cfg.Progress}
-	s.detectPipelines(ctx)
-	sec := &Section{Key: "dns", Title: "Fabric DNS", Load: loadAvg()}
-	begin := time.Now()
-	s.dnsSection(ctx, map[string]*Section{"dns": sec})
-	sec.Took = time.Since(begin)
-	return sec
-}
-
 // dnsSection measures the fabric DNS in a 3-host VXLAN fabric: query latency through the
 // gateway on the client's own host, the propagation of a new name to every other host, the
 // queries per second one fabricd answers, and fabricd's RSS with dnsNames names (endpoint
-// records of synthetic hosts). It goes in the suite as section "dns".
+// records of synthetic hosts).
 func (s *suite) dnsSection(ctx context.Context, secs map[string]*Section) {
 	sec := secs["dns"]
 	var r dnsFigures

@@ -87,6 +87,7 @@ var Sections = []SectionInfo{
 	{"failure", "Failure detection"},
 	{"attach", "Attach"},
 	{"cni", "CNI plugin"},
+	{"dns", "Fabric DNS"},
 	{"faults", "Fault recovery"},
 	{"ovsdb", "Scale: data plane config"},
 	{"gossip", "Scale: gossip"},
@@ -163,6 +164,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{[]string{"net-ready"}, 5 * time.Minute, s.netReady},
 		{[]string{"faults"}, 8 * time.Minute, s.faults},
 		{[]string{"cni"}, 5 * time.Minute, s.cniSection},
+		{[]string{"dns"}, 5 * time.Minute, s.dnsSection},
 		{[]string{"memory"}, 6 * time.Minute, s.memory},
 	}
 	secs := map[string]*Section{}
