@@ -76,7 +76,18 @@ type Config struct {
 	DNSPort int `yaml:"dns-port" usage:"port of the fabric DNS server"`
 	// DNSResolvConf names the upstream resolvers other names are forwarded to.
 	DNSResolvConf string `yaml:"dns-resolv-conf" usage:"resolv.conf naming the upstream resolvers the fabric DNS forwards other names to"`
+	// DockerPlugin serves Docker's network and IPAM plugin (auto, on, off).
+	DockerPlugin string `yaml:"docker-plugin" usage:"serve the Docker network and IPAM plugin: on, off, or auto (on when --docker-host is the system's Docker and dockerd is installed or answers)"`
+	// DockerPluginSocket is where the plugin listens: dockerd finds it there.
+	DockerPluginSocket string `yaml:"docker-plugin-socket" usage:"unix socket of the Docker plugin (dockerd looks only in /run/docker/plugins)"`
 }
+
+// Values of --docker-plugin.
+const (
+	DockerPluginAuto = "auto"
+	DockerPluginOn   = "on"
+	DockerPluginOff  = "off"
+)
 
 // DefaultConfig is the configuration fabricd starts from before the file and flags.
 func DefaultConfig() Config {
@@ -104,6 +115,9 @@ func DefaultConfig() Config {
 		DNS:            true,
 		DNSPort:        53,
 		DNSResolvConf:  "/etc/resolv.conf",
+
+		DockerPlugin:       DockerPluginAuto,
+		DockerPluginSocket: "/run/docker/plugins/ovsfabric.sock",
 	}
 }
 
@@ -255,6 +269,14 @@ func (c Config) Validate() (Settings, error) {
 	}
 	if c.DNS && (c.DNSPort <= 0 || c.DNSPort > 65535) {
 		return s, fmt.Errorf("--dns-port %d out of range", c.DNSPort)
+	}
+	switch c.DockerPlugin {
+	case DockerPluginAuto, DockerPluginOn, DockerPluginOff:
+	default:
+		return s, fmt.Errorf("--docker-plugin %q: want auto, on or off", c.DockerPlugin)
+	}
+	if c.DockerPlugin != DockerPluginOff && c.DockerPluginSocket == "" {
+		return s, fmt.Errorf("--docker-plugin-socket is empty")
 	}
 	if c.Pipeline != PipelineRouted && c.Pipeline != PipelineL2 {
 		return s, fmt.Errorf("--pipeline %q: want routed or l2", c.Pipeline)

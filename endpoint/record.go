@@ -45,7 +45,9 @@ type Record struct {
 	CNIKey string
 	// CNIConfig is the name of the CNI network configuration that made it.
 	CNIConfig string
-	Aliases   []string
+	// DockerEP is the Docker endpoint ID of an endpoint made through the Docker plugin.
+	DockerEP string
+	Aliases  []string
 	// OfportRequest is the OpenFlow port number fabricd chose for the port (its
 	// Interface.ofport_request; 0: OVS chooses, as for ports attached before fabricd chose).
 	OfportRequest int
@@ -60,7 +62,7 @@ func Decode(p ovsdb.PortInfo, owner string) (Record, bool) {
 	r := Record{
 		Port: p.Name, Network: ids[ovsdb.KeyNetwork], Container: ids[ovsdb.KeyContainer], ID: ids[ovsdb.KeyContainerID],
 		NetNS: ids[ovsdb.KeyNetNS], IfName: ids[ovsdb.KeyIfName], CNIKey: ids[ovsdb.KeyCNI],
-		CNIConfig: ids[ovsdb.KeyCNIConfig], OfportRequest: p.OfportRequest,
+		CNIConfig: ids[ovsdb.KeyCNIConfig], DockerEP: ids[ovsdb.KeyDocker], OfportRequest: p.OfportRequest,
 	}
 	if r.Network == "" {
 		r.Network = DefaultNetwork
@@ -114,6 +116,9 @@ func (r Record) PortSpec(owner string) ovsdb.PortSpec {
 	}
 	if r.CNIConfig != "" {
 		ids[ovsdb.KeyCNIConfig] = r.CNIConfig
+	}
+	if r.DockerEP != "" {
+		ids[ovsdb.KeyDocker] = r.DockerEP
 	}
 	if len(r.Aliases) > 0 {
 		ids[ovsdb.KeyAliases] = strings.Join(r.Aliases, ",")

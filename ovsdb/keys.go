@@ -46,6 +46,10 @@ const (
 	// KeyAliases lists an endpoint's DNS aliases (comma-separated), from CNI's aliases
 	// capability, and the further names given with fabricctl attach --alias.
 	KeyAliases = "ovsfabric-aliases"
+	// KeyDocker marks an endpoint made through the Docker network plugin with its Docker
+	// endpoint ID: DeleteEndpoint and Join find it by that ID, and the loop never prunes it
+	// (Docker removes its endpoints itself).
+	KeyDocker = "ovsfabric-docker-endpoint"
 )
 
 // Values of KeyRole.
