@@ -193,6 +193,7 @@ func (d *Driver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
+	d.log.Debug("docker plugin request", "method", method, "body", string(body))
 	res, err := d.call(r.Context(), method, body)
 	if err != nil {
 		d.log.Info("docker plugin call refused", "method", method, "err", err, "took", time.Since(start).Round(time.Millisecond))
@@ -413,6 +414,7 @@ func (d *Driver) requestAddress(ctx context.Context, r requestAddress) (any, err
 	for {
 		addr, _, err := d.fab.Hold(ctx, n.Name, r.Addr)
 		if err == nil {
+			d.log.Info("docker address", "network", n.Name, "asked", r.Addr, "address", addr)
 			return requestAddressResponse{Address: addr.String(), Data: map[string]string{}}, nil
 		}
 		if !retryable(err) || time.Now().After(deadline) {

@@ -92,8 +92,8 @@ type Manager struct {
 	// same. gen counts the detaches and publishes made under mu, so Sync can tell a snapshot
 	// that predates one. nextOfport is where the next OpenFlow port number search starts
 	// (an offset into the container range).
-	mu         sync.Mutex
-	inflight   map[string]reservation
+	mu       sync.Mutex
+	inflight map[string]reservation
 	// holds are addresses the Docker plugin's IPAM handed out for endpoints not created
 	// yet (see docker.go), by address.
 	holds      map[netip.Addr]string

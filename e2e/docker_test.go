@@ -1,0 +1,293 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ovsfabric/ovsfabric/lab"
+	"github.com/ovsfabric/ovsfabric/lab/dockerlab"
+	"github.com/ovsfabric/ovsfabric/lab/fabriclab"
+	"github.com/ovsfabric/ovsfabric/lab/labtest"
+)
+
+// TestDockerPlugin runs fabric networks as native Docker networks on three hosts, each with
+// its own dockerd finding its own fabricd's plugin: `docker network create -d ovsfabric` on
+// one host is usable on all, `docker run --network` on every host pings every other,
+// --ip, docker restart keeps the address, docker rm frees it, and bad input fails with our
+// message and leaves nothing.
+func TestDockerPlugin(t *testing.T) {
+	requireLab(t)
+	if err := dockerlab.Available(); err != nil {
+		labtest.SkipOrFail(t, "docker: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	l := upLab(t, ctx, 3, false)
+	t.Cleanup(func() { dumpLogsOnFailure(t, l) })
+	docks := make([]*dockerlab.Daemon, len(l.Hosts))
+	var wg sync.WaitGroup
+	errs := make([]error, len(l.Hosts))
+	for i, h := range l.Hosts {
+		wg.Add(1)
+		go func(i int, h *lab.Host) {
+			defer wg.Done()
+			d, err := h.StartDockerWithPlugins(ctx)
+			if err == nil {
+				_, err = d.ImportBusybox(ctx)
+			}
+			docks[i], errs[i] = d, err
+		}(i, h)
+	}
+	wg.Wait()
+	for i := range docks {
+		if d := docks[i]; d != nil {
+			t.Cleanup(func() {
+				sctx, c := context.WithTimeout(context.Background(), 2*time.Minute)
+				defer c()
+				if err := d.Stop(sctx); err != nil {
+					t.Errorf("stop docker: %v", err)
+				}
+			})
+		}
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+	}
+	f := fabriclab.New(l, fabriclab.Options{Bin: binDir, Tunnel: "vxlan", Resync: 2 * time.Second})
+	for _, h := range l.Hosts {
+		if _, err := f.Start(ctx, h, "--docker-plugin=on", "--docker-plugin-socket", h.DockerPluginDir()+"/ovsfabric.sock"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.WaitConverged(ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	d1 := docks[0]
+
+	// Created on h1 with Docker's own command: the fabric network appears fabric-wide, and
+	// every other host's fabricd creates its Docker network.
+	began := time.Now()
+	if out, err := d1.CLI(ctx, "network", "create", "-d", "ovsfabric", "--ipam-driver", "ovsfabric", "--subnet", "10.70.0.0/16", "blue"); err != nil {
+		t.Fatalf("docker network create: %v", err)
+	} else {
+		t.Logf("docker network create blue: %s (%s)", out, time.Since(began).Round(time.Millisecond))
+	}
+	for i, d := range docks {
+		waitFor(t, ctx, time.Minute, fmt.Sprintf("docker network blue on %s", l.Hosts[i].Name), func() error {
+			out, err := d.CLI(ctx, "network", "inspect", "-f", "{{.Driver}} {{(index .IPAM.Config 0).Subnet}}", "blue")
+			if err != nil {
+				return err
+			}
+			if out != "ovsfabric 10.70.0.0/16" {
+				return fmt.Errorf("inspect: %q", out)
+			}
+			return nil
+		})
+		waitFor(t, ctx, time.Minute, fmt.Sprintf("fabric network blue served on %s", l.Hosts[i].Name), func() error {
+			n, err := f.Node(l.Hosts[i].Name).Client().Network(ctx, "blue")
+			if err != nil {
+				return err
+			}
+			if n.Slice == "" {
+				return fmt.Errorf("no slice yet")
+			}
+			return nil
+		})
+	}
+	t.Logf("blue usable on every host %s after docker network create", time.Since(began).Round(time.Millisecond))
+
+	// docker run --network blue on every host; the full ping matrix.
+	type ctr struct {
+		d    *dockerlab.Daemon
+		name string
+		ip   netip.Addr
+	}
+	var cs []ctr
+	for i, d := range docks {
+		name := fmt.Sprintf("c%d", i+1)
+		t0 := time.Now()
+		if _, err := d.CLI(ctx, "run", "-d", "--name", name, "--network", "blue", dockerlab.BusyboxImage, "sleep", "1000000"); err != nil {
+			t.Fatalf("docker run on %s: %v", l.Hosts[i].Name, err)
+		}
+		took := time.Since(t0)
+		ip := dockerIP(t, ctx, d, name, "blue")
+		n, err := f.Node(l.Hosts[i].Name).Client().Network(ctx, "blue")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !netip.MustParsePrefix(n.Slice).Contains(ip) {
+			t.Fatalf("%s got %s, outside %s's slice %s", name, ip, l.Hosts[i].Name, n.Slice)
+		}
+		t.Logf("docker run --network blue on %s: %s (%s)", l.Hosts[i].Name, ip, took.Round(time.Millisecond))
+		cs = append(cs, ctr{d, name, ip})
+	}
+	dockerPing := func(from ctr, to netip.Addr) error {
+		return retryFor(ctx, 20*time.Second, func() error {
+			_, err := from.d.CLI(ctx, "exec", from.name, "ping", "-c1", "-W1", to.String())
+			return err
+		})
+	}
+	for _, a := range cs {
+		for _, b := range cs {
+			if a.name != b.name {
+				if err := dockerPing(a, b.ip); err != nil {
+					t.Errorf("%s → %s (%s): %v", a.name, b.name, b.ip, err)
+				}
+			}
+		}
+		// The MTU is the fabric's, set on the veth before Docker moved it.
+		if out, err := a.d.CLI(ctx, "exec", a.name, "cat", "/sys/class/net/eth0/mtu"); err != nil || out != "1450" {
+			t.Errorf("%s eth0 MTU: %q, %v; want 1450 (VXLAN on a 1500-byte underlay)", a.name, out, err)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// --ip inside this host's slice.
+	d2 := docks[1]
+	fixed := cs[1].ip.Next().Next().Next().Next()
+	if _, err := d2.CLI(ctx, "run", "-d", "--name", "fixed", "--network", "blue", "--ip", fixed.String(), dockerlab.BusyboxImage, "sleep", "1000000"); err != nil {
+		t.Fatalf("docker run --ip %s: %v", fixed, err)
+	}
+	if got := dockerIP(t, ctx, d2, "fixed", "blue"); got != fixed {
+		t.Fatalf("--ip %s: got %s", fixed, got)
+	}
+	if err := dockerPing(cs[0], fixed); err != nil {
+		t.Fatalf("c1 → fixed: %v", err)
+	}
+
+	// docker restart keeps the address (and the fabric takes the container back).
+	for _, c := range []ctr{cs[0], {d2, "fixed", fixed}} {
+		if _, err := c.d.CLI(ctx, "restart", "-t", "1", c.name); err != nil {
+			t.Fatal(err)
+		}
+		if got := dockerIP(t, ctx, c.d, c.name, "blue"); got != c.ip {
+			t.Errorf("docker restart %s: address %s, was %s", c.name, got, c.ip)
+		}
+		if err := dockerPing(cs[2], c.ip); err != nil {
+			t.Errorf("c3 → %s after docker restart: %v", c.name, err)
+		}
+	}
+
+	// docker rm frees the address: no endpoint holds it, and --ip takes it again.
+	if _, err := d2.CLI(ctx, "rm", "-f", "fixed"); err != nil {
+		t.Fatal(err)
+	}
+	n2 := f.Node(l.Hosts[1].Name).Client()
+	waitFor(t, ctx, 20*time.Second, "fixed's endpoint removed", func() error {
+		as, err := n2.Attachments(ctx)
+		if err != nil {
+			return err
+		}
+		for _, a := range as {
+			if strings.HasPrefix(a.IP, fixed.String()+"/") {
+				return fmt.Errorf("%s still holds %s", a.Port, a.IP)
+			}
+		}
+		return nil
+	})
+	if _, err := d2.CLI(ctx, "run", "-d", "--name", "again", "--network", "blue", "--ip", fixed.String(), dockerlab.BusyboxImage, "sleep", "1000000"); err != nil {
+		t.Fatalf("docker run --ip %s after docker rm: %v", fixed, err)
+	}
+
+	// Bad input: Docker prints our error, and nothing is left behind.
+	before := countAttachments(t, ctx, f)
+	bad := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"--ip of another host's slice", []string{"run", "-d", "--name", "bad1", "--network", "blue", "--ip", cs[2].ip.String(), dockerlab.BusyboxImage, "sleep", "1"}, "outside this host's slice"},
+		{"subnet overlapping a network", []string{"network", "create", "-d", "ovsfabric", "--ipam-driver", "ovsfabric", "--subnet", "10.70.8.0/24", "overlap"}, "overlaps fabric network blue"},
+		{"default IPAM", []string{"network", "create", "-d", "ovsfabric", "--subnet", "10.71.0.0/16", "noipam"}, "--ipam-driver ovsfabric"},
+		{"subnet with host bits", []string{"network", "create", "-d", "ovsfabric", "--ipam-driver", "ovsfabric", "--subnet", "10.72.1.0/16", "hostbits"}, ""},
+	}
+	for _, b := range bad {
+		out, err := d1.CLI(ctx, b.args...)
+		if err == nil {
+			t.Errorf("%s: docker %s succeeded: %s", b.name, strings.Join(b.args, " "), out)
+			continue
+		}
+		if !strings.Contains(err.Error(), b.want) {
+			t.Errorf("%s: error %v, want it to say %q", b.name, err, b.want)
+		}
+		t.Logf("%s: %v", b.name, err)
+	}
+	for _, name := range []string{"overlap", "noipam", "hostbits"} {
+		if _, err := d1.CLI(ctx, "network", "inspect", name); err == nil {
+			t.Errorf("docker network %s exists after a failed create", name)
+		}
+	}
+	// An exhausted slice: a /26 gives each host a /30, one container address.
+	if _, err := d1.CLI(ctx, "network", "create", "-d", "ovsfabric", "--ipam-driver", "ovsfabric", "--subnet", "10.80.0.0/26", "tiny"); err != nil {
+		t.Fatal(err)
+	}
+	if err := retryFor(ctx, 30*time.Second, func() error {
+		_, err := d1.CLI(ctx, "run", "-d", "--name", "tiny1", "--network", "tiny", dockerlab.BusyboxImage, "sleep", "1000000")
+		if err != nil {
+			_, _ = d1.CLI(ctx, "rm", "-f", "tiny1")
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("first container on tiny: %v", err)
+	}
+	if _, err := d1.CLI(ctx, "run", "-d", "--name", "tiny2", "--network", "tiny", dockerlab.BusyboxImage, "sleep", "1"); err == nil || !strings.Contains(err.Error(), "no free address") {
+		t.Errorf("second container on an exhausted slice: %v, want \"no free address\"", err)
+	} else {
+		t.Logf("exhausted: %v", err)
+	}
+	_, _ = d1.CLI(ctx, "rm", "-f", "bad1", "tiny2")
+	if after := countAttachments(t, ctx, f); after != before+1 {
+		t.Errorf("endpoints: %d before the bad input, %d after (want %d: tiny1 only)", before, after, before+1)
+	}
+}
+
+func dockerIP(t *testing.T, ctx context.Context, d *dockerlab.Daemon, name, network string) netip.Addr {
+	t.Helper()
+	out, err := d.CLI(ctx, "inspect", "-f", "{{(index .NetworkSettings.Networks \""+network+"\").IPAddress}}", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip, err := netip.ParseAddr(out)
+	if err != nil {
+		t.Fatalf("%s's address on %s: %q", name, network, out)
+	}
+	return ip
+}
+
+func countAttachments(t *testing.T, ctx context.Context, f *fabriclab.Fabric) int {
+	t.Helper()
+	n := 0
+	for _, node := range f.Nodes() {
+		as, err := node.Client().Attachments(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(as)
+	}
+	return n
+}
+
+func retryFor(ctx context.Context, d time.Duration, f func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+func waitFor(t *testing.T, ctx context.Context, d time.Duration, what string, f func() error) {
+	t.Helper()
+	if err := retryFor(ctx, d, f); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
