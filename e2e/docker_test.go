@@ -196,6 +196,69 @@ func TestDockerPlugin(t *testing.T) {
 		t.Fatalf("docker run --ip %s after docker rm: %v", fixed, err)
 	}
 
+	// docker network connect: a second interface on another network, routed by the static
+	// route of the Join reply; disconnect removes it.
+	if _, err := d1.CLI(ctx, "network", "create", "-d", "ovsfabric", "--ipam-driver", "ovsfabric", "--subnet", "10.90.0.0/16", "green"); err != nil {
+		t.Fatal(err)
+	}
+	d3 := docks[2]
+	waitFor(t, ctx, time.Minute, "docker network green on h3", func() error {
+		_, err := d3.CLI(ctx, "network", "inspect", "green")
+		return err
+	})
+	for _, c := range []ctr{cs[0], cs[2]} {
+		if err := retryFor(ctx, 30*time.Second, func() error {
+			_, err := c.d.CLI(ctx, "network", "connect", "green", c.name)
+			return err
+		}); err != nil {
+			t.Fatalf("docker network connect green %s: %v", c.name, err)
+		}
+	}
+	green3 := dockerIP(t, ctx, d3, "c3", "green")
+	if out, err := d1.CLI(ctx, "exec", "c1", "ip", "route"); err == nil {
+		t.Logf("c1's routes with two networks:\n%s", out)
+	}
+	if err := dockerPing(cs[0], green3); err != nil {
+		t.Errorf("c1 → c3 on green (%s): %v", green3, err)
+	}
+	if err := dockerPing(cs[0], cs[1].ip); err != nil {
+		t.Errorf("c1 → c2 on blue with green connected: %v", err)
+	}
+	if _, err := d1.CLI(ctx, "network", "disconnect", "green", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := d1.CLI(ctx, "exec", "c1", "ip", "-o", "link"); err != nil || strings.Contains(out, "eth1") {
+		t.Errorf("c1 still has eth1 after disconnect: %s %v", out, err)
+	}
+
+	// fabricd restarting on h2 disturbs no container, and the Docker network mapping it
+	// persisted serves the next docker run.
+	n2node := f.Node(l.Hosts[1].Name)
+	if err := n2node.Proc.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := dockerPing(cs[0], cs[1].ip); err != nil {
+		t.Errorf("c1 → c2 while h2's fabricd is down: %v", err)
+	}
+	if _, err := f.StartArgs(ctx, l.Hosts[1], n2node.Args); err != nil {
+		t.Fatal(err)
+	}
+	if err := retryFor(ctx, 30*time.Second, func() error {
+		_, err := d2.CLI(ctx, "run", "-d", "--name", "late", "--network", "blue", dockerlab.BusyboxImage, "sleep", "1000000")
+		if err != nil {
+			_, _ = d2.CLI(ctx, "rm", "-f", "late")
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("docker run on h2 after fabricd restarted: %v", err)
+	}
+	if err := dockerPing(cs[2], dockerIP(t, ctx, d2, "late", "blue")); err != nil {
+		t.Errorf("c3 → late: %v", err)
+	}
+	if err := dockerPing(cs[1], cs[2].ip); err != nil {
+		t.Errorf("c2 → c3 after h2's fabricd restarted: %v", err)
+	}
+
 	// Bad input: Docker prints our error, and nothing is left behind.
 	before := countAttachments(t, ctx, f)
 	bad := []struct {
