@@ -36,14 +36,21 @@ build:
 	$(GO) build $(BUILDFLAGS) -o $(BIN)/fabric-demo ./lab/cmd/demo
 	$(GO) build $(BUILDFLAGS) -o $(BIN)/ovsfabric-cni ./cmd/ovsfabric-cni
 
-# install puts fabricd and fabricctl in $(PREFIX)/bin and the CNI plugin in $(CNI_BIN_DIR)
-# as "ovsfabric" (its CNI type); running it again replaces them.
+# install puts fabricd and fabricctl in $(PREFIX)/bin, the CNI plugin in $(CNI_BIN_DIR)
+# as "ovsfabric" (its CNI type), fabricd.service in $(SYSTEMD_DIR) and, when absent,
+# /etc/ovsfabric/fabricd.yaml; running it again replaces all but the configuration.
 PREFIX ?= /usr/local
 CNI_BIN_DIR ?= /opt/cni/bin
+# SYSTEMD_DIR receives fabricd.service (enable it with systemctl enable --now fabricd).
+SYSTEMD_DIR ?= /etc/systemd/system
 install: build
 	install -D -m 0755 $(BIN)/fabricd $(DESTDIR)$(PREFIX)/bin/fabricd
 	install -D -m 0755 $(BIN)/fabricctl $(DESTDIR)$(PREFIX)/bin/fabricctl
 	install -D -m 0755 $(BIN)/ovsfabric-cni $(DESTDIR)$(CNI_BIN_DIR)/ovsfabric
+	install -d $(DESTDIR)$(SYSTEMD_DIR)
+	sed 's|@PREFIX@|$(PREFIX)|g' packaging/fabricd.service > $(DESTDIR)$(SYSTEMD_DIR)/fabricd.service
+	chmod 0644 $(DESTDIR)$(SYSTEMD_DIR)/fabricd.service
+	[ -e $(DESTDIR)/etc/ovsfabric/fabricd.yaml ] || install -D -m 0644 packaging/fabricd.yaml $(DESTDIR)/etc/ovsfabric/fabricd.yaml
 
 vet:
 	$(GO) vet ./...

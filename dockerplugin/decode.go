@@ -320,8 +320,10 @@ func decodeRequest(method string, body []byte) (any, error) {
 		return decodeCreateEndpoint(body)
 	case "NetworkDriver.Join":
 		return decodeJoin(body)
+	case "NetworkDriver.ProgramExternalConnectivity":
+		return decodeProgramExternal(body)
 	case "NetworkDriver.Leave", "NetworkDriver.DeleteEndpoint", "NetworkDriver.EndpointOperInfo",
-		"NetworkDriver.ProgramExternalConnectivity", "NetworkDriver.RevokeExternalConnectivity":
+		"NetworkDriver.RevokeExternalConnectivity":
 		return decodeEndpointRef(body)
 	case "IpamDriver.RequestPool":
 		return decodeRequestPool(body)
@@ -339,4 +341,69 @@ func decodeRequest(method string, body []byte) (any, error) {
 func mustPrefix(s string) netip.Prefix {
 	p, _ := netip.ParsePrefix(s)
 	return p
+}
+
+// portMapOption holds `docker run -p` in ProgramExternalConnectivity's Options.
+const portMapOption = "com.docker.network.portmap"
+
+// portBinding is one of Docker's port bindings (libnetwork types.PortBinding).
+type portBinding struct {
+	Proto       int
+	IP          string
+	Port        int
+	HostIP      string
+	HostPort    int
+	HostPortEnd int
+}
+
+type programExternalRequest struct {
+	NetworkID  string
+	EndpointID string
+	Options    map[string]json.RawMessage
+}
+
+// programExternal is ProgramExternalConnectivity decoded: the endpoint's published ports
+// as HOSTPORT:CONTAINERPORT/PROTO.
+type programExternal struct {
+	endpointRef
+	Publish []string
+}
+
+func decodeProgramExternal(body []byte) (programExternal, error) {
+	var r programExternalRequest
+	if err := decodeJSON(body, &r); err != nil {
+		return programExternal{}, err
+	}
+	if err := checkID("network ID", r.NetworkID); err != nil {
+		return programExternal{}, err
+	}
+	if err := checkID("endpoint ID", r.EndpointID); err != nil {
+		return programExternal{}, err
+	}
+	p := programExternal{endpointRef: endpointRef{NetworkID: r.NetworkID, ID: r.EndpointID}}
+	raw, ok := r.Options[portMapOption]
+	if !ok || string(raw) == "null" {
+		return p, nil
+	}
+	var pbs []portBinding
+	if err := json.Unmarshal(raw, &pbs); err != nil {
+		return programExternal{}, badf("%s: %v", portMapOption, err)
+	}
+	for _, b := range pbs {
+		proto := map[int]string{6: "tcp", 17: "udp"}[b.Proto]
+		switch {
+		case proto == "":
+			return programExternal{}, badf("-p: protocol %d: only tcp and udp are published", b.Proto)
+		case b.HostPort == 0:
+			return programExternal{}, badf("-p %d/%s: give the host port too (-p HOSTPORT:%d)", b.Port, proto, b.Port)
+		case b.HostPortEnd != 0 && b.HostPortEnd != b.HostPort:
+			return programExternal{}, badf("-p %d-%d: host port ranges are not supported", b.HostPort, b.HostPortEnd)
+		case b.HostIP != "" && b.HostIP != "0.0.0.0":
+			return programExternal{}, badf("-p %s:%d:%d: ports are published on the host's address; drop the host IP", b.HostIP, b.HostPort, b.Port)
+		case b.Port < 1 || b.Port > 65535 || b.HostPort < 1 || b.HostPort > 65535:
+			return programExternal{}, badf("-p %d:%d: ports are 1 to 65535", b.HostPort, b.Port)
+		}
+		p.Publish = append(p.Publish, fmt.Sprintf("%d:%d/%s", b.HostPort, b.Port, proto))
+	}
+	return p, nil
 }

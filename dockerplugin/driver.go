@@ -66,6 +66,12 @@ type Fabric interface {
 	CreateEndpoint(ctx context.Context, e Endpoint) (EndpointInfo, error)
 	Endpoint(ctx context.Context, id string) (EndpointInfo, bool, error)
 	DeleteEndpoint(ctx context.Context, id string) error
+	// Publish sets an endpoint's published ports (HOSTPORT:CONTAINERPORT/PROTO).
+	Publish(ctx context.Context, id string, specs []string) error
+	// Unnamed lists the IDs of this host's endpoints that have no DNS name yet; SetNames
+	// records an endpoint's container name and aliases.
+	Unnamed(ctx context.Context) ([]string, error)
+	SetNames(ctx context.Context, id, container string, aliases []string) error
 }
 
 // Store persists the Docker network mapping (OVSDB's Open_vSwitch external_ids).
@@ -255,9 +261,19 @@ func (d *Driver) call(ctx context.Context, method string, body []byte) (any, err
 		return d.createEndpoint(ctx, r)
 	case join:
 		return d.join(ctx, r)
+	case programExternal:
+		if err := d.fab.Publish(ctx, r.ID, r.Publish); err != nil {
+			return nil, err
+		}
+		return empty{}, nil
 	}
 	switch method {
-	case "IpamDriver.ReleasePool", "NetworkDriver.Leave", "NetworkDriver.ProgramExternalConnectivity", "NetworkDriver.RevokeExternalConnectivity":
+	case "IpamDriver.ReleasePool", "NetworkDriver.Leave":
+		return empty{}, nil
+	case "NetworkDriver.RevokeExternalConnectivity":
+		if err := d.fab.Publish(ctx, req.(endpointRef).ID, nil); err != nil && !errors.Is(err, api.ErrNotFound) {
+			return nil, err
+		}
 		return empty{}, nil
 	case "NetworkDriver.DeleteNetwork":
 		return d.deleteNetwork(ctx, req.(string))
@@ -459,13 +475,18 @@ func (d *Driver) createNetwork(ctx context.Context, r createNetwork) (any, error
 	d.networks[r.ID] = m
 	d.mu.Unlock()
 	if m.Network == "" {
-		select {
-		case d.pending <- struct{}{}:
-		default:
-		}
+		d.poke()
 	}
 	d.log.Info("docker network", "id", r.ID[:12], "fabric_network", m.Network, "subnet", m.Subnet)
 	return empty{}, nil
+}
+
+// poke wakes the Syncer.
+func (d *Driver) poke() {
+	select {
+	case d.pending <- struct{}{}:
+	default:
+	}
 }
 
 func (d *Driver) deleteNetwork(ctx context.Context, id string) (any, error) {
@@ -532,6 +553,9 @@ func (d *Driver) join(ctx context.Context, r join) (any, error) {
 	if !ok {
 		return nil, api.Errorf(api.ErrNotFound, "no endpoint %.12s on this host", r.ID)
 	}
+	// Docker lists the container's endpoint (its name, its aliases) only after the join:
+	// the Syncer names it a moment later.
+	time.AfterFunc(time.Second, d.poke)
 	gw := e.Addr.Masked().Addr().Next()
 	res := joinResponse{InterfaceName: interfaceName{SrcName: e.Peer, DstPrefix: "eth"}, Gateway: gw.String()}
 	// The rest of the network lies behind the gateway too: this matters when the network

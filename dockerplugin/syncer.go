@@ -91,6 +91,9 @@ type dockerNetwork struct {
 
 func (s *Syncer) sync(ctx context.Context) {
 	s.nameNetworks(ctx)
+	if err := s.nameEndpoints(ctx); err != nil {
+		s.log.Debug("docker endpoints not named yet", "err", err)
+	}
 	if err := s.createDockerNetworks(ctx); err != nil {
 		s.log.Debug("docker networks not in step yet", "err", err)
 	}
@@ -255,6 +258,61 @@ func (s *Syncer) do(ctx context.Context, method, path string, in, out any) error
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("docker API %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// nameEndpoints gives this host's Docker endpoints that have none the names of their
+// containers (name and --network-alias): the fabric's DNS answers them on every host.
+func (s *Syncer) nameEndpoints(ctx context.Context) error {
+	ids, err := s.d.fab.Unnamed(ctx)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	type networks struct {
+		Networks map[string]struct {
+			EndpointID string
+			Aliases    []string
+		}
+	}
+	var cs []struct {
+		ID              string `json:"Id"`
+		NetworkSettings networks
+	}
+	if err := s.do(ctx, http.MethodGet, "/containers/json", nil, &cs); err != nil {
+		return err
+	}
+	for _, c := range cs {
+		ours := false
+		for _, n := range c.NetworkSettings.Networks {
+			ours = ours || want[n.EndpointID]
+		}
+		if !ours {
+			continue
+		}
+		// The list leaves the aliases out: inspect has them.
+		var ci struct {
+			Name            string
+			NetworkSettings networks
+		}
+		if err := s.do(ctx, http.MethodGet, "/containers/"+c.ID+"/json", nil, &ci); err != nil {
+			return err
+		}
+		name := strings.TrimPrefix(ci.Name, "/")
+		for _, n := range ci.NetworkSettings.Networks {
+			if !want[n.EndpointID] {
+				continue
+			}
+			if err := s.d.fab.SetNames(ctx, n.EndpointID, name, n.Aliases); err != nil {
+				s.log.Warn("name a docker endpoint", "container", name, "err", err)
+				continue
+			}
+			s.log.Debug("named a docker endpoint", "container", name, "aliases", n.Aliases)
+		}
 	}
 	return nil
 }

@@ -196,12 +196,54 @@ func TestDockerPlugin(t *testing.T) {
 		t.Fatalf("docker run --ip %s after docker rm: %v", fixed, err)
 	}
 
+	// Names: the container's name and --network-alias, on every host, from the fabric DNS
+	// (here asked directly: --dns this host's gateway of blue; see docs/docker.md).
+	d3 := docks[2]
+	if _, err := d3.CLI(ctx, "run", "-d", "--name", "web", "--network", "blue", "--network-alias", "api", "-p", "8080:80",
+		dockerlab.BusyboxImage, "httpd", "-f", "-p", "80", "-h", "/etc"); err != nil {
+		t.Fatal(err)
+	}
+	webIP := dockerIP(t, ctx, d3, "web", "blue")
+	blue1, err := f.Node(l.Hosts[0].Name).Client().Network(ctx, "blue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d1.CLI(ctx, "run", "-d", "--name", "client", "--network", "blue", "--dns", blue1.Gateway, dockerlab.BusyboxImage, "sleep", "1000000"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"web", "api", "web.blue"} {
+		if err := retryFor(ctx, 20*time.Second, func() error {
+			out, err := d1.CLI(ctx, "exec", "client", "nslookup", name)
+			if err == nil && !strings.Contains(out, webIP.String()) {
+				err = fmt.Errorf("answer without %s: %s", webIP, out)
+			}
+			return err
+		}); err != nil {
+			t.Errorf("nslookup %s from h1: %v", name, err)
+		}
+	}
+	if err := retryFor(ctx, 20*time.Second, func() error {
+		_, err := d1.CLI(ctx, "exec", "client", "ping", "-c1", "-W1", "api")
+		return err
+	}); err != nil {
+		t.Errorf("ping api (web on h3) by name from h1: %v", err)
+	}
+	// -p 8080:80 on h3, reached from a container on h1 through h3's address.
+	if err := retryFor(ctx, 20*time.Second, func() error {
+		out, err := d1.CLI(ctx, "exec", "client", "sh", "-c", `printf 'GET /hostname HTTP/1.0\r\n\r\n' | nc -w 3 `+l.Hosts[2].UnderlayIP.String()+` 8080`)
+		if err == nil && !strings.Contains(out, "200 OK") {
+			err = fmt.Errorf("answer %q", out)
+		}
+		return err
+	}); err != nil {
+		t.Errorf("-p 8080:80: wget from h1 to h3:8080: %v", err)
+	}
+
 	// docker network connect: a second interface on another network, routed by the static
 	// route of the Join reply; disconnect removes it.
 	if _, err := d1.CLI(ctx, "network", "create", "-d", "ovsfabric", "--ipam-driver", "ovsfabric", "--subnet", "10.90.0.0/16", "green"); err != nil {
 		t.Fatal(err)
 	}
-	d3 := docks[2]
 	waitFor(t, ctx, time.Minute, "docker network green on h3", func() error {
 		_, err := d3.CLI(ctx, "network", "inspect", "green")
 		return err

@@ -181,3 +181,121 @@ func (m *Manager) DockerDetach(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// DockerNamed is a Docker endpoint's identity for names: its ID and DNS name ("" while
+// unknown).
+type DockerNamed struct {
+	ID, Name string
+}
+
+// DockerEndpoints lists this host's Docker endpoints with their names.
+func (m *Manager) DockerEndpoints(ctx context.Context) ([]DockerNamed, error) {
+	rs, err := m.records(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []DockerNamed
+	for _, r := range rs {
+		if r.DockerEP != "" {
+			out = append(out, DockerNamed{ID: r.DockerEP, Name: r.Name})
+		}
+	}
+	return out, nil
+}
+
+// DockerSetNames records a Docker endpoint's container name and DNS names (Docker tells
+// them only through its API, after the endpoint exists). A name that is no DNS label is
+// left out (the container keeps the others).
+func (m *Manager) DockerSetNames(ctx context.Context, id, container string, aliases []string) error {
+	name := strings.ToLower(container)
+	if CheckName(name) != nil {
+		name = ""
+	}
+	var keep []string
+	for _, a := range aliases {
+		if a = strings.ToLower(a); CheckName(a) == nil && a != name {
+			keep = append(keep, a)
+		}
+	}
+	_, keep, err := parseNames("", keep)
+	if err != nil {
+		return err
+	}
+	return m.dockerUpdate(ctx, id, func(r *Record) error {
+		r.Container, r.Name, r.Aliases = container, name, keep
+		return nil
+	})
+}
+
+// DockerPublish sets the published ports (HOSTPORT:CONTAINERPORT/PROTO) of a Docker
+// endpoint: `docker run -p`, through the same NAT as fabricctl publish.
+func (m *Manager) DockerPublish(ctx context.Context, id string, specs []string) error {
+	var pub []PortMapping
+	for _, s := range specs {
+		pm, err := ParsePortSpec(s)
+		if err != nil {
+			return api.Errorf(api.ErrInvalid, "-p: %v", err)
+		}
+		if use := m.reservedPort(pm.Proto, pm.HostPort); use != "" {
+			return api.Errorf(api.ErrConflict, "-p: %s port %d on this host is %s", pm.Proto, pm.HostPort, use)
+		}
+		pub = append(pub, pm)
+	}
+	return m.dockerUpdate(ctx, id, func(r *Record) error {
+		if len(pub) > 0 {
+			if n, ok := m.networkOf(*r); ok && n.Internal {
+				return api.Errorf(api.ErrInvalid, "-p: network %s is internal: it has no published ports", n.Name)
+			}
+		}
+		r.Published = pub
+		return nil
+	})
+}
+
+// dockerUpdate changes Docker endpoint id's record and applies the change: its port's
+// external_ids and the NAT table.
+func (m *Manager) dockerUpdate(ctx context.Context, id string, change func(*Record) error) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	all, err := m.records(ctx)
+	if err != nil {
+		return err
+	}
+	i := -1
+	for j, r := range all {
+		if r.DockerEP == id {
+			i = j
+		}
+	}
+	if i < 0 {
+		return api.Errorf(api.ErrNotFound, "no Docker endpoint %.12s on this host", id)
+	}
+	r := all[i]
+	before := r.PortSpec(m.s.Name)
+	if err := change(&r); err != nil {
+		return err
+	}
+	for _, o := range all {
+		if o.Port == r.Port {
+			continue
+		}
+		for _, op := range o.Published {
+			for _, pm := range r.Published {
+				if op.Proto == pm.Proto && op.HostPort == pm.HostPort {
+					return api.Errorf(api.ErrConflict, "-p: %s port %d is already published by %s", pm.Proto, pm.HostPort, o.Container)
+				}
+			}
+		}
+	}
+	after := r.PortSpec(m.s.Name)
+	if fmt.Sprint(before) == fmt.Sprint(after) {
+		return nil
+	}
+	m.gen++
+	if err := m.sw.EnsurePort(ctx, m.s.Bridge, after); err != nil {
+		return portError(fmt.Errorf("record docker endpoint %.12s on %s: %w", id, r.Port, err))
+	}
+	all[i] = r
+	m.loop.Kick() // spread the names
+	return m.applyNATLocked(all)
+}

@@ -52,6 +52,25 @@ func (f dockerFabric) DeleteEndpoint(ctx context.Context, id string) error {
 	return f.eps.DockerDetach(ctx, id)
 }
 
+func (f dockerFabric) Publish(ctx context.Context, id string, specs []string) error {
+	return f.eps.DockerPublish(ctx, id, specs)
+}
+
+func (f dockerFabric) Unnamed(ctx context.Context) ([]string, error) {
+	es, err := f.eps.DockerEndpoints(ctx)
+	var out []string
+	for _, e := range es {
+		if e.Name == "" {
+			out = append(out, e.ID)
+		}
+	}
+	return out, err
+}
+
+func (f dockerFabric) SetNames(ctx context.Context, id, container string, aliases []string) error {
+	return f.eps.DockerSetNames(ctx, id, container, aliases)
+}
+
 // systemDockerHosts are the system Docker's API endpoints: --docker-plugin auto serves the
 // plugin only for it (a private dockerd, as in the lab, asks for it with on).
 var systemDockerHosts = map[string]bool{"unix:///var/run/docker.sock": true, "unix:///run/docker.sock": true}
