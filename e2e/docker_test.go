@@ -19,8 +19,14 @@ import (
 // its own dockerd finding its own fabricd's plugin: `docker network create -d ovsfabric` on
 // one host is usable on all, `docker run --network` on every host pings every other,
 // --ip, docker restart keeps the address, docker rm frees it, and bad input fails with our
-// message and leaves nothing.
+// message and leaves nothing; once per tunnel type.
 func TestDockerPlugin(t *testing.T) {
+	for _, tunnel := range []string{"vxlan", "gre"} {
+		t.Run(tunnel, func(t *testing.T) { testDockerPlugin(t, tunnel) })
+	}
+}
+
+func testDockerPlugin(t *testing.T, tunnel string) {
 	requireLab(t)
 	if err := dockerlab.Available(); err != nil {
 		labtest.SkipOrFail(t, "docker: %v", err)
@@ -58,7 +64,7 @@ func TestDockerPlugin(t *testing.T) {
 			t.Fatal(errs[i])
 		}
 	}
-	f := fabriclab.New(l, fabriclab.Options{Bin: binDir, Tunnel: "vxlan", Resync: 2 * time.Second})
+	f := fabriclab.New(l, fabriclab.Options{Bin: binDir, Tunnel: tunnel, Resync: 2 * time.Second})
 	for _, h := range l.Hosts {
 		if _, err := f.Start(ctx, h, "--docker-plugin=on", "--docker-plugin-socket", h.DockerPluginDir()+"/ovsfabric.sock"); err != nil {
 			t.Fatal(err)
@@ -141,8 +147,9 @@ func TestDockerPlugin(t *testing.T) {
 			}
 		}
 		// The MTU is the fabric's, set on the veth before Docker moved it.
-		if out, err := a.d.CLI(ctx, "exec", a.name, "cat", "/sys/class/net/eth0/mtu"); err != nil || out != "1450" {
-			t.Errorf("%s eth0 MTU: %q, %v; want 1450 (VXLAN on a 1500-byte underlay)", a.name, out, err)
+		want := map[string]string{"vxlan": "1450", "gre": "1458"}[tunnel]
+		if out, err := a.d.CLI(ctx, "exec", a.name, "cat", "/sys/class/net/eth0/mtu"); err != nil || out != want {
+			t.Errorf("%s eth0 MTU: %q, %v; want %s (%s on a 1500-byte underlay)", a.name, out, err, want, tunnel)
 		}
 	}
 	if t.Failed() {
@@ -300,6 +307,32 @@ func TestDockerPlugin(t *testing.T) {
 	if err := dockerPing(cs[1], cs[2].ip); err != nil {
 		t.Errorf("c2 → c3 after h2's fabricd restarted: %v", err)
 	}
+
+	// dockerd restarting on h1: it finds the plugin and its network again, and a container
+	// with a restart policy comes back on it, with its address (pinned with --ip: Docker
+	// asks the IPAM again at every start and does not say for whom, see docs/docker.md).
+	keeperIP := cs[0].ip.Next().Next().Next().Next().Next().Next().Next().Next()
+	if _, err := d1.CLI(ctx, "run", "-d", "--name", "keeper", "--restart", "always", "--network", "blue", "--ip", keeperIP.String(), dockerlab.BusyboxImage, "sleep", "1000000"); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if err := d1.RestartDockerd(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, time.Minute, "keeper running again after dockerd restarted", func() error {
+		out, err := d1.CLI(ctx, "inspect", "-f", "{{.State.Running}}", "keeper")
+		if err == nil && out != "true" {
+			err = fmt.Errorf("running: %s", out)
+		}
+		return err
+	})
+	if got := dockerIP(t, ctx, d1, "keeper", "blue"); got != keeperIP {
+		t.Errorf("keeper after dockerd restarted: %s, want %s", got, keeperIP)
+	}
+	if err := dockerPing(cs[2], keeperIP); err != nil {
+		t.Errorf("c3 → keeper after h1's dockerd restarted: %v", err)
+	}
+	t.Logf("dockerd restart on h1: keeper back and reachable after %s", time.Since(t0).Round(time.Millisecond))
 
 	// Bad input: Docker prints our error, and nothing is left behind.
 	before := countAttachments(t, ctx, f)
