@@ -111,10 +111,6 @@ type requestPoolResponse struct {
 	Data   map[string]string
 }
 
-type releasePoolRequest struct {
-	PoolID string
-}
-
 type requestAddressRequest struct {
 	PoolID  string
 	Address string
