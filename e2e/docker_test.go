@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -201,6 +202,53 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 	})
 	if _, err := d2.CLI(ctx, "run", "-d", "--name", "again", "--network", "blue", "--ip", fixed.String(), dockerlab.BusyboxImage, "sleep", "1000000"); err != nil {
 		t.Fatalf("docker run --ip %s after docker rm: %v", fixed, err)
+	}
+
+	// 20 docker run at once on h2: all distinct addresses of h2's slice, all reachable.
+	const parallel = 20
+	ips := make([]netip.Addr, parallel)
+	took := make([]time.Duration, parallel)
+	perrs := make([]error, parallel)
+	var pwg sync.WaitGroup
+	for i := range parallel {
+		pwg.Add(1)
+		go func(i int) {
+			defer pwg.Done()
+			t0 := time.Now()
+			_, perrs[i] = d2.CLI(ctx, "run", "-d", "--name", fmt.Sprintf("p%d", i), "--network", "blue", dockerlab.BusyboxImage, "sleep", "1000000")
+			took[i] = time.Since(t0)
+		}(i)
+	}
+	pwg.Wait()
+	slice2, err := f.Node(l.Hosts[1].Name).Client().Network(ctx, "blue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[netip.Addr]string{}
+	for i := range parallel {
+		if perrs[i] != nil {
+			t.Fatalf("parallel docker run p%d: %v", i, perrs[i])
+		}
+		ips[i] = dockerIP(t, ctx, d2, fmt.Sprintf("p%d", i), "blue")
+		if o, dup := seen[ips[i]]; dup {
+			t.Errorf("p%d and %s both got %s", i, o, ips[i])
+		}
+		seen[ips[i]] = fmt.Sprintf("p%d", i)
+		if !netip.MustParsePrefix(slice2.Slice).Contains(ips[i]) {
+			t.Errorf("p%d got %s, outside h2's slice %s", i, ips[i], slice2.Slice)
+		}
+	}
+	slices.Sort(took)
+	t.Logf("%d parallel docker run on h2: p50 %s, max %s", parallel, took[parallel/2].Round(time.Millisecond), took[parallel-1].Round(time.Millisecond))
+	for i := range parallel {
+		if err := dockerPing(cs[2], ips[i]); err != nil {
+			t.Errorf("c3 → p%d (%s): %v", i, ips[i], err)
+		}
+	}
+	for i := range parallel {
+		if _, err := d2.CLI(ctx, "rm", "-f", fmt.Sprintf("p%d", i)); err != nil {
+			t.Error(err)
+		}
 	}
 
 	// Names: the container's name and --network-alias, on every host, from the fabric DNS
