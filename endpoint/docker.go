@@ -23,8 +23,18 @@ import (
 // dockerKeyPrefix starts the target key of a Docker endpoint.
 const dockerKeyPrefix = "docker-endpoint:"
 
-// hostVeth makes a Docker endpoint's veth (a variable for tests).
-var hostVeth = netplumb.HostVeth
+// hostVeth makes a Docker endpoint's veth and linkExists looks for its host end
+// (variables for tests).
+var (
+	hostVeth   = netplumb.HostVeth
+	linkExists = netplumb.LinkExists
+)
+
+// dockerVethAlive says whether Docker endpoint r's host veth is there (or cannot be told).
+func dockerVethAlive(r Record) bool {
+	ok, err := linkExists(r.Port)
+	return ok || err != nil
+}
 
 func isDockerTarget(t api.Target) bool { return strings.HasPrefix(t.Key, dockerKeyPrefix) }
 

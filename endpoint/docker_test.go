@@ -25,7 +25,9 @@ func TestDockerEndpoints(t *testing.T) {
 		_, _ = k.Attach(netplumb.Attachment{HostIf: p.HostIf, MAC: p.MAC})
 		return netplumb.AttachResult{MAC: p.MAC, HostIf: p.HostIf}, nil
 	}
-	t.Cleanup(func() { hostVeth = netplumb.HostVeth })
+	alive := true
+	linkExists = func(string) (bool, error) { return alive, nil }
+	t.Cleanup(func() { hostVeth, linkExists = netplumb.HostVeth, netplumb.LinkExists })
 	const id = "3e3113934c55803b851c54245a15494069ee159789dc4236b1566a680ae9faae"
 
 	addr, gw, err := m.DockerHold(ctx, DefaultNetwork, netip.Addr{})
@@ -90,6 +92,15 @@ func TestDockerEndpoints(t *testing.T) {
 	}
 	if err := m.DockerDetach(ctx, id); err != nil {
 		t.Fatal(err)
+	}
+	// An endpoint whose veth went (a reboot) is pruned: its address is free again.
+	if _, err := m.DockerAttach(ctx, DockerEndpoint{ID: id, Network: DefaultNetwork, Addr: addr}); err != nil {
+		t.Fatal(err)
+	}
+	alive = false
+	rs, _ = m.records(ctx)
+	if kept, err := m.Sync(ctx, m.Generation(), rs); err != nil || len(kept) != 0 {
+		t.Errorf("sync kept a Docker endpoint without its veth: %+v %v", kept, err)
 	}
 	if rs, _ := m.records(ctx); len(rs) != 0 || k.hasVeth(port) {
 		t.Errorf("after detach: %+v, veth %v", rs, k.hasVeth(port))

@@ -650,8 +650,10 @@ func (m *Manager) Sync(ctx context.Context, gen uint64, rs []Record) ([]Record, 
 	kept := make([]Record, 0, len(rs))
 	for _, r := range rs {
 		// Docker deletes its endpoints itself (DeleteEndpoint); their namespaces are
-		// Docker's sandboxes, maybe in a mount namespace fabricd does not see.
-		if r.DockerEP != "" || r.NetNS != "" && m.host.NetNSExists(r.NetNS) {
+		// Docker's sandboxes, maybe in a mount namespace fabricd does not see. Only one
+		// whose veth is gone (the host rebooted, the container died with dockerd) is ours
+		// to remove.
+		if r.DockerEP != "" && dockerVethAlive(r) || r.DockerEP == "" && r.NetNS != "" && m.host.NetNSExists(r.NetNS) {
 			kept = append(kept, r)
 			continue
 		}

@@ -117,3 +117,19 @@ func configureHostVeth(h *netlink.Handle, p HostVethPair) (AttachResult, error) 
 	}
 	return AttachResult{MAC: pl.Attrs().HardwareAddr, HostIf: p.HostIf, HostIndex: hl.Attrs().Index}, nil
 }
+
+// LinkExists reports whether dev exists in the current netns.
+func LinkExists(dev string) (bool, error) {
+	h, err := hostHandle()
+	if err != nil {
+		return false, err
+	}
+	defer h.Close()
+	if _, err := h.LinkByName(dev); err != nil {
+		if isLinkNotFound(err) {
+			return false, nil
+		}
+		return false, linkErr(dev, err)
+	}
+	return true, nil
+}
