@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -168,6 +169,27 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 	}
 	if err := dockerPing(cs[0], fixed); err != nil {
 		t.Fatalf("c1 → fixed: %v", err)
+	}
+
+	// --mac-address is the container's MAC. (The docker CLI here, 28.x, sends it per network,
+	// which dockerd 20.10's API 1.41 refuses: created through the API as a 20.10 CLI does.)
+	sock := strings.TrimPrefix(d2.Host(), "unix://")
+	create := `{"Image":"` + dockerlab.BusyboxImage + `","Cmd":["sleep","1000000"],"MacAddress":"02:42:0a:46:99:01","HostConfig":{"NetworkMode":"blue"}}`
+	if out, err := exec.CommandContext(ctx, "curl", "-sf", "--unix-socket", sock, "-H", "Content-Type: application/json", "-d", create,
+		"http://docker/v1.41/containers/create?name=mac").CombinedOutput(); err != nil {
+		t.Fatalf("create mac: %v: %s", err, out)
+	}
+	if _, err := d2.CLI(ctx, "start", "mac"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := d2.CLI(ctx, "exec", "mac", "cat", "/sys/class/net/eth0/address"); err != nil || out != "02:42:0a:46:99:01" {
+		t.Errorf("--mac-address: eth0 has %q (%v)", out, err)
+	}
+	if err := dockerPing(cs[0], dockerIP(t, ctx, d2, "mac", "blue")); err != nil {
+		t.Errorf("c1 → mac: %v", err)
+	}
+	if _, err := d2.CLI(ctx, "rm", "-f", "mac"); err != nil {
+		t.Fatal(err)
 	}
 
 	// docker restart keeps the address (and the fabric takes the container back).
