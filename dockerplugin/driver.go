@@ -98,6 +98,8 @@ type Driver struct {
 	networks map[string]mapping // by Docker network ID
 	// pending wakes the Syncer when a network awaits its name.
 	pending chan struct{}
+	// naming says a Syncer runs: a new subnet without -o ovsfabric.network can be named.
+	naming bool
 }
 
 // New returns a driver; Load reads the persisted mapping before it serves.
@@ -459,6 +461,8 @@ func (d *Driver) createNetwork(ctx context.Context, r createNetwork) (any, error
 			return nil, api.Errorf(api.ErrConflict, "subnet %s is fabric network %s's, not %s's", r.Pool, n.Name, r.Name)
 		}
 		m.Network = n.Name
+	} else if r.Name == "" && !d.naming {
+		return nil, api.Errorf(api.ErrInvalid, "subnet %s is no fabric network's, and fabricd cannot learn this Docker network's name (it has no --docker-host): add -o %s=NAME", r.Pool, OptNetwork)
 	} else if r.Name != "" {
 		if n, ok := byName(nets, r.Name); ok {
 			return nil, api.Errorf(api.ErrConflict, "fabric network %s has subnet %s, not %s", n.Name, n.Subnet, r.Pool)

@@ -34,6 +34,9 @@ type Syncer struct {
 	created map[string]uint64
 	// since is when each Docker network awaiting its name was first looked up in vain.
 	since map[string]time.Time
+	// gone counts, by Docker network ID, the passes in a row that found its fabric network
+	// removed: at the second, the Docker network is removed too.
+	gone map[string]int
 }
 
 // nameWait bounds how long a Docker network's name is looked up: one Docker never stored
@@ -46,13 +49,18 @@ func NewSyncer(d *Driver, host string, log *slog.Logger) (*Syncer, error) {
 	if !ok || path == "" {
 		return nil, fmt.Errorf("docker host %q: only unix:///PATH is supported", host)
 	}
+	if d != nil {
+		d.mu.Lock()
+		d.naming = true
+		d.mu.Unlock()
+	}
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var dl net.Dialer
 			return dl.DialContext(ctx, "unix", path)
 		},
 	}}
-	return &Syncer{d: d, hc: hc, log: log, interval: 5 * time.Second, created: map[string]uint64{}, since: map[string]time.Time{}}, nil
+	return &Syncer{d: d, hc: hc, log: log, interval: 5 * time.Second, created: map[string]uint64{}, since: map[string]time.Time{}, gone: map[string]int{}}, nil
 }
 
 // Ping reports whether the Docker API answers.
@@ -93,6 +101,9 @@ func (s *Syncer) sync(ctx context.Context) {
 	s.nameNetworks(ctx)
 	if err := s.nameEndpoints(ctx); err != nil {
 		s.log.Debug("docker endpoints not named yet", "err", err)
+	}
+	if err := s.removeDockerNetworks(ctx); err != nil {
+		s.log.Debug("docker networks of removed fabric networks not removed yet", "err", err)
 	}
 	if err := s.createDockerNetworks(ctx); err != nil {
 		s.log.Debug("docker networks not in step yet", "err", err)
@@ -253,7 +264,7 @@ func (s *Syncer) do(ctx context.Context, method, path string, in, out any) error
 		_ = json.Unmarshal(b, &e)
 		return fmt.Errorf("docker API %s %s: %s: %s", method, path, resp.Status, e.Message)
 	}
-	if path == "/_ping" {
+	if path == "/_ping" || out == nil || len(bytes.TrimSpace(b)) == 0 {
 		return nil
 	}
 	if err := json.Unmarshal(b, out); err != nil {
@@ -313,6 +324,36 @@ func (s *Syncer) nameEndpoints(ctx context.Context) error {
 			}
 			s.log.Debug("named a docker endpoint", "container", name, "aliases", n.Aliases)
 		}
+	}
+	return nil
+}
+
+// removeDockerNetworks removes the Docker networks whose fabric network was removed (seen
+// twice in a row: a network is never missing from a successful listing otherwise). Docker
+// refuses while containers use one: retried at every pass, logged.
+func (s *Syncer) removeDockerNetworks(ctx context.Context) error {
+	nets, err := s.d.fab.Networks(ctx)
+	if err != nil {
+		return err
+	}
+	exists := map[string]bool{}
+	for _, n := range nets {
+		exists[n.Name] = true
+	}
+	for id, name := range s.d.Mapped() {
+		if name == "" || exists[name] {
+			delete(s.gone, id)
+			continue
+		}
+		if s.gone[id]++; s.gone[id] < 2 {
+			continue
+		}
+		if err := s.do(ctx, http.MethodDelete, "/networks/"+id, nil, nil); err != nil {
+			s.log.Warn("the fabric network was removed; removing its docker network failed", "network", name, "err", err)
+			continue
+		}
+		s.log.Info("removed the docker network of a removed fabric network", "network", name, "id", short(id))
+		delete(s.gone, id)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovsfabric/ovsfabric/api"
 	"github.com/ovsfabric/ovsfabric/lab"
 	"github.com/ovsfabric/ovsfabric/lab/dockerlab"
 	"github.com/ovsfabric/ovsfabric/lab/fabriclab"
@@ -348,6 +349,32 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 	}
 	if out, err := d1.CLI(ctx, "exec", "c1", "ip", "-o", "link"); err != nil || strings.Contains(out, "eth1") {
 		t.Errorf("c1 still has eth1 after disconnect: %s %v", out, err)
+	}
+
+	// A fabric network removed (fabricctl network rm) takes its Docker networks with it on
+	// every host.
+	if _, err := d1.CLI(ctx, "network", "create", "-d", "ovsfabric", "--ipam-driver", "ovsfabric", "--subnet", "10.95.0.0/16", "gone"); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range docks {
+		waitFor(t, ctx, time.Minute, fmt.Sprintf("docker network gone on %s", l.Hosts[i].Name), func() error {
+			_, err := d.CLI(ctx, "network", "inspect", "gone")
+			return err
+		})
+	}
+	// h1's create of the fabric network answers once its settle period (600 ms) is over; a
+	// removal before that makes the create fail instead.
+	time.Sleep(time.Second)
+	if _, err := f.Node(l.Hosts[0].Name).Client().RemoveNetwork(ctx, api.NetworkRemoveRequest{Name: "gone"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range docks {
+		waitFor(t, ctx, time.Minute, fmt.Sprintf("docker network gone removed on %s", l.Hosts[i].Name), func() error {
+			if _, err := d.CLI(ctx, "network", "inspect", "gone"); err == nil {
+				return fmt.Errorf("still there")
+			}
+			return nil
+		})
 	}
 
 	// fabricd restarting on h2 disturbs no container, and the Docker network mapping it
