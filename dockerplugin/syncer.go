@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,8 +30,9 @@ type Syncer struct {
 	hc       *http.Client
 	log      *slog.Logger
 	interval time.Duration
-	// created are the fabric networks (name → creation time) whose Docker network this
-	// Syncer made or found: it never makes one again, so `docker network rm` sticks.
+	// created are the fabric networks (name → creation time) whose Docker network a
+	// Syncer made or found, persisted (madeKeyPrefix): it never makes one again, so
+	// `docker network rm` sticks, also across restarts.
 	created map[string]uint64
 	// since is when each Docker network awaiting its name was first looked up in vain.
 	since map[string]time.Time
@@ -73,9 +75,30 @@ func Ping(ctx context.Context, host string) error {
 	return s.do(ctx, http.MethodGet, "/_ping", nil, &v)
 }
 
+// madeKeyPrefix starts the Open_vSwitch external_ids key recording that a fabric network
+// has had its Docker network here: ovsfabric-docker-made.NAME = its creation time.
+const madeKeyPrefix = "ovsfabric-docker-made."
+
+// load reads the persisted creations.
+func (s *Syncer) load(ctx context.Context) {
+	ids, err := s.d.store.SystemExternalIDs(ctx)
+	if err != nil {
+		s.log.Warn("read the docker networks made", "err", err)
+		return
+	}
+	for k, v := range ids {
+		if name, ok := strings.CutPrefix(k, madeKeyPrefix); ok {
+			if c, err := strconv.ParseUint(v, 10, 64); err == nil {
+				s.created[name] = c
+			}
+		}
+	}
+}
+
 // Run syncs until ctx ends: at once, whenever a Docker network awaits its name, every
 // interval, and when kick fires (the fabric's networks changed).
 func (s *Syncer) Run(ctx context.Context, kick <-chan struct{}) {
+	s.load(ctx)
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
 	for {
@@ -221,6 +244,10 @@ func (s *Syncer) createDockerNetworks(ctx context.Context) error {
 			s.log.Info("created the docker network of a fabric network", "network", n.Name, "id", short(res.ID))
 		}
 		s.created[n.Name] = n.Created
+		key := madeKeyPrefix + n.Name
+		if err := s.d.store.SetSystemExternalIDs(ctx, map[string]string{key: strconv.FormatUint(n.Created, 10)}, nil); err != nil {
+			s.log.Warn("persist the docker network of a fabric network", "network", n.Name, "err", err)
+		}
 	}
 	return nil
 }
