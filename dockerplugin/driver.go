@@ -456,12 +456,15 @@ func (d *Driver) createNetwork(ctx context.Context, r createNetwork) (any, error
 		return nil, err
 	}
 	m := mapping{Subnet: r.Pool.String()}
+	d.mu.Lock()
+	naming := d.naming
+	d.mu.Unlock()
 	if n, ok, _ := byPool(nets, r.Pool); ok {
 		if r.Name != "" && r.Name != n.Name {
 			return nil, api.Errorf(api.ErrConflict, "subnet %s is fabric network %s's, not %s's", r.Pool, n.Name, r.Name)
 		}
 		m.Network = n.Name
-	} else if r.Name == "" && !d.naming {
+	} else if r.Name == "" && !naming {
 		return nil, api.Errorf(api.ErrInvalid, "subnet %s is no fabric network's, and fabricd cannot learn this Docker network's name (it has no --docker-host): add -o %s=NAME", r.Pool, OptNetwork)
 	} else if r.Name != "" {
 		if n, ok := byName(nets, r.Name); ok {
