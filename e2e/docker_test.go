@@ -36,7 +36,7 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	l := upLab(t, ctx, 3, false)
+	l := upLab(t, ctx, 3, true)
 	t.Cleanup(func() { dumpLogsOnFailure(t, l) })
 	docks := make([]*dockerlab.Daemon, len(l.Hosts))
 	var wg sync.WaitGroup
@@ -314,7 +314,17 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 		}
 		return err
 	}); err != nil {
-		t.Errorf("-p 8080:80: wget from h1 to h3:8080: %v", err)
+		t.Errorf("-p 8080:80: from a container on h1 to h3:8080: %v", err)
+	}
+	// … and from outside the fabric.
+	if err := retryFor(ctx, 20*time.Second, func() error {
+		out, err := lab.RunIn(ctx, l.External, "curl", "-sS", "-m", "3", "http://"+l.Hosts[2].UnderlayIP.String()+":8080/hostname")
+		if err == nil && strings.TrimSpace(out) == "" {
+			err = fmt.Errorf("answer %q", out)
+		}
+		return err
+	}); err != nil {
+		t.Errorf("-p 8080:80: from outside to h3:8080: %v", err)
 	}
 
 	// docker network connect: a second interface on another network, routed by the static
@@ -380,15 +390,34 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 	// fabricd restarting on h2 disturbs no container, and the Docker network mapping it
 	// persisted serves the next docker run.
 	n2node := f.Node(l.Hosts[1].Name)
+	type pingResult struct {
+		out string
+		err error
+	}
+	pinged := make(chan pingResult, 1)
+	go func() {
+		out, err := d1.CLI(ctx, "exec", "c1", "ping", "-c", "40", "-i", "0.2", "-W", "1", cs[1].ip.String())
+		pinged <- pingResult{out, err}
+	}()
+	time.Sleep(time.Second)
 	if err := n2node.Proc.Stop(10 * time.Second); err != nil {
 		t.Fatal(err)
-	}
-	if err := dockerPing(cs[0], cs[1].ip); err != nil {
-		t.Errorf("c1 → c2 while h2's fabricd is down: %v", err)
 	}
 	if _, err := f.StartArgs(ctx, l.Hosts[1], n2node.Args); err != nil {
 		t.Fatal(err)
 	}
+	pr := <-pinged
+	// One probe may be lost: a restarted fabricd's first sync withdraws the routes and
+	// flows toward the other hosts' slices of the networks for ~0.1 s, until the registry
+	// brings them back (the networks' restart path, not the plugin's; see docs/docker.md).
+	var sent, got int
+	if i := strings.Index(pr.out, "packets transmitted"); i >= 0 {
+		_, _ = fmt.Sscanf(pr.out[strings.LastIndex(pr.out[:i], "\n")+1:], "%d packets transmitted, %d packets received", &sent, &got)
+	}
+	if sent != 40 || got < sent-1 {
+		t.Errorf("c1 → c2 through h2's fabricd restart: %d sent, %d received (%v): %s", sent, got, pr.err, pr.out)
+	}
+	t.Logf("c1 → c2 every 200 ms through h2's fabricd restart: %d sent, %d received", sent, got)
 	if err := retryFor(ctx, 30*time.Second, func() error {
 		_, err := d2.CLI(ctx, "run", "-d", "--name", "late", "--network", "blue", dockerlab.BusyboxImage, "sleep", "1000000")
 		if err != nil {
