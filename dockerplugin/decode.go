@@ -293,20 +293,26 @@ func decodeRequestAddress(body []byte) (requestAddress, error) {
 	return a, nil
 }
 
-func decodeReleaseAddress(body []byte) (netip.Prefix, netip.Addr, error) {
+// releaseAddress is ReleaseAddress decoded.
+type releaseAddress struct {
+	Pool netip.Prefix
+	Addr netip.Addr
+}
+
+func decodeReleaseAddress(body []byte) (releaseAddress, error) {
 	var r releaseAddressRequest
 	if err := decodeJSON(body, &r); err != nil {
-		return netip.Prefix{}, netip.Addr{}, err
+		return releaseAddress{}, err
 	}
 	pool, err := parsePool(r.PoolID)
 	if err != nil {
-		return netip.Prefix{}, netip.Addr{}, fmt.Errorf("pool ID: %w", err)
+		return releaseAddress{}, fmt.Errorf("pool ID: %w", err)
 	}
 	a, err := netip.ParseAddr(r.Address)
 	if err != nil || !a.Is4() {
-		return netip.Prefix{}, netip.Addr{}, badf("address %.60q is not an IPv4 address", r.Address)
+		return releaseAddress{}, badf("address %.60q is not an IPv4 address", r.Address)
 	}
-	return pool, a, nil
+	return releaseAddress{Pool: pool, Addr: a}, nil
 }
 
 // decodeRequest decodes the body of a call by its method; the fuzz target's entry.
@@ -330,8 +336,7 @@ func decodeRequest(method string, body []byte) (any, error) {
 	case "IpamDriver.RequestAddress":
 		return decodeRequestAddress(body)
 	case "IpamDriver.ReleaseAddress":
-		p, a, err := decodeReleaseAddress(body)
-		return [2]any{p, a}, err
+		return decodeReleaseAddress(body)
 	}
 	var v map[string]any
 	return v, decodeJSON(body, &v)

@@ -254,8 +254,8 @@ func (d *Driver) call(ctx context.Context, method string, body []byte) (any, err
 		return d.requestPool(ctx, r)
 	case requestAddress:
 		return d.requestAddress(ctx, r)
-	case [2]any:
-		d.fab.Release(r[1].(netip.Addr))
+	case releaseAddress:
+		d.fab.Release(r.Addr)
 		return empty{}, nil
 	case createNetwork:
 		return d.createNetwork(ctx, r)
