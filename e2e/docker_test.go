@@ -227,6 +227,38 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 		t.Fatalf("docker run --ip %s after docker rm: %v", fixed, err)
 	}
 
+	// A Docker endpoint whose veth is gone (as after a reboot) is removed by the loop, its
+	// address freed; Docker's DeleteEndpoint for it later is no error.
+	var againPort string
+	if as, err := n2.Attachments(ctx); err == nil {
+		for _, a := range as {
+			if strings.HasPrefix(a.IP, fixed.String()+"/") {
+				againPort = a.Port
+			}
+		}
+	}
+	if againPort == "" {
+		t.Fatalf("no endpoint holds %s", fixed)
+	}
+	if _, err := lab.RunIn(ctx, l.Hosts[1].NetNS, "ip", "link", "del", againPort); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, 30*time.Second, "the endpoint without its veth removed", func() error {
+		as, err := n2.Attachments(ctx)
+		if err != nil {
+			return err
+		}
+		for _, a := range as {
+			if a.Port == againPort {
+				return fmt.Errorf("%s still recorded", a.Port)
+			}
+		}
+		return nil
+	})
+	if _, err := d2.CLI(ctx, "rm", "-f", "again"); err != nil {
+		t.Fatal(err)
+	}
+
 	// 20 docker run at once on h2: all distinct addresses of h2's slice, all reachable.
 	const parallel = 20
 	ips := make([]netip.Addr, parallel)
