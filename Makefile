@@ -14,7 +14,7 @@ TEST_TIMEOUT ?= 28m
 HOSTS ?= 3
 TUNNEL ?= vxlan
 
-.PHONY: all deps build install test unit lint vet fuzz demo demo-down bench clean
+.PHONY: all deps build install package test unit lint vet fuzz demo demo-down bench clean
 
 all: build
 
@@ -51,6 +51,16 @@ install: build
 	sed 's|@PREFIX@|$(PREFIX)|g' packaging/fabricd.service > $(DESTDIR)$(SYSTEMD_DIR)/fabricd.service
 	chmod 0644 $(DESTDIR)$(SYSTEMD_DIR)/fabricd.service
 	[ -e $(DESTDIR)/etc/ovsfabric/fabricd.yaml ] || install -D -m 0644 packaging/fabricd.yaml $(DESTDIR)/etc/ovsfabric/fabricd.yaml
+
+# package builds dist/ovsfabric_VERSION_ARCH.deb (binaries in /usr/bin, the CNI plugin, the
+# systemd unit, /etc/ovsfabric/fabricd.yaml as a configuration file) with nfpm, run from the Go
+# module proxy: nothing is added to go.mod.
+NFPM ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+VERSION ?= 0.0.0~git$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+package: build
+	sed 's|@PREFIX@|/usr|g' packaging/fabricd.service > $(BIN)/fabricd.service
+	mkdir -p dist
+	VERSION='$(VERSION)' GOARCH=$$($(GO) env GOARCH) $(NFPM) package -f packaging/nfpm.yaml -p deb -t dist/
 
 vet:
 	$(GO) vet ./...
@@ -93,4 +103,4 @@ bench: deps build
 	./$(BIN)/fabric-bench --out docs/benchmarks.md
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist
