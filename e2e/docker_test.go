@@ -87,7 +87,7 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 		t.Logf("docker network create blue: %s (%s)", out, time.Since(began).Round(time.Millisecond))
 	}
 	for i, d := range docks {
-		waitFor(t, ctx, time.Minute, fmt.Sprintf("docker network blue on %s", l.Hosts[i].Name), func() error {
+		dockerWaitFor(t, ctx, time.Minute, fmt.Sprintf("docker network blue on %s", l.Hosts[i].Name), func() error {
 			out, err := d.CLI(ctx, "network", "inspect", "-f", "{{.Driver}} {{(index .IPAM.Config 0).Subnet}}", "blue")
 			if err != nil {
 				return err
@@ -97,7 +97,7 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 			}
 			return nil
 		})
-		waitFor(t, ctx, time.Minute, fmt.Sprintf("fabric network blue served on %s", l.Hosts[i].Name), func() error {
+		dockerWaitFor(t, ctx, time.Minute, fmt.Sprintf("fabric network blue served on %s", l.Hosts[i].Name), func() error {
 			n, err := f.Node(l.Hosts[i].Name).Client().Network(ctx, "blue")
 			if err != nil {
 				return err
@@ -136,7 +136,7 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 		cs = append(cs, ctr{d, name, ip})
 	}
 	dockerPing := func(from ctr, to netip.Addr) error {
-		return retryFor(ctx, 20*time.Second, func() error {
+		return dockerRetry(ctx, 20*time.Second, func() error {
 			_, err := from.d.CLI(ctx, "exec", from.name, "ping", "-c1", "-W1", to.String())
 			return err
 		})
@@ -211,7 +211,7 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 		t.Fatal(err)
 	}
 	n2 := f.Node(l.Hosts[1].Name).Client()
-	waitFor(t, ctx, 20*time.Second, "fixed's endpoint removed", func() error {
+	dockerWaitFor(t, ctx, 20*time.Second, "fixed's endpoint removed", func() error {
 		as, err := n2.Attachments(ctx)
 		if err != nil {
 			return err
@@ -243,7 +243,7 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 	if _, err := lab.RunIn(ctx, l.Hosts[1].NetNS, "ip", "link", "del", againPort); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, 30*time.Second, "the endpoint without its veth removed", func() error {
+	dockerWaitFor(t, ctx, 30*time.Second, "the endpoint without its veth removed", func() error {
 		as, err := n2.Attachments(ctx)
 		if err != nil {
 			return err
@@ -322,7 +322,7 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"web", "api", "web.blue"} {
-		if err := retryFor(ctx, 20*time.Second, func() error {
+		if err := dockerRetry(ctx, 20*time.Second, func() error {
 			out, err := d1.CLI(ctx, "exec", "client", "nslookup", name)
 			if err == nil && !strings.Contains(out, webIP.String()) {
 				err = fmt.Errorf("answer without %s: %s", webIP, out)
@@ -332,14 +332,14 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 			t.Errorf("nslookup %s from h1: %v", name, err)
 		}
 	}
-	if err := retryFor(ctx, 20*time.Second, func() error {
+	if err := dockerRetry(ctx, 20*time.Second, func() error {
 		_, err := d1.CLI(ctx, "exec", "client", "ping", "-c1", "-W1", "api")
 		return err
 	}); err != nil {
 		t.Errorf("ping api (web on h3) by name from h1: %v", err)
 	}
 	// -p 8080:80 on h3, reached from a container on h1 through h3's address.
-	if err := retryFor(ctx, 20*time.Second, func() error {
+	if err := dockerRetry(ctx, 20*time.Second, func() error {
 		out, err := d1.CLI(ctx, "exec", "client", "sh", "-c", `printf 'GET /hostname HTTP/1.0\r\n\r\n' | nc -w 3 `+l.Hosts[2].UnderlayIP.String()+` 8080`)
 		if err == nil && !strings.Contains(out, "200 OK") {
 			err = fmt.Errorf("answer %q", out)
@@ -349,7 +349,7 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 		t.Errorf("-p 8080:80: from a container on h1 to h3:8080: %v", err)
 	}
 	// … and from outside the fabric.
-	if err := retryFor(ctx, 20*time.Second, func() error {
+	if err := dockerRetry(ctx, 20*time.Second, func() error {
 		out, err := lab.RunIn(ctx, l.External, "curl", "-sS", "-m", "3", "http://"+l.Hosts[2].UnderlayIP.String()+":8080/hostname")
 		if err == nil && strings.TrimSpace(out) == "" {
 			err = fmt.Errorf("answer %q", out)
@@ -364,12 +364,12 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 	if _, err := d1.CLI(ctx, "network", "create", "-d", "ovsfabric", "--ipam-driver", "ovsfabric", "--subnet", "10.90.0.0/16", "green"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, time.Minute, "docker network green on h3", func() error {
+	dockerWaitFor(t, ctx, time.Minute, "docker network green on h3", func() error {
 		_, err := d3.CLI(ctx, "network", "inspect", "green")
 		return err
 	})
 	for _, c := range []ctr{cs[0], cs[2]} {
-		if err := retryFor(ctx, 30*time.Second, func() error {
+		if err := dockerRetry(ctx, 30*time.Second, func() error {
 			_, err := c.d.CLI(ctx, "network", "connect", "green", c.name)
 			return err
 		}); err != nil {
@@ -399,7 +399,7 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 		t.Fatal(err)
 	}
 	for i, d := range docks {
-		waitFor(t, ctx, time.Minute, fmt.Sprintf("docker network gone on %s", l.Hosts[i].Name), func() error {
+		dockerWaitFor(t, ctx, time.Minute, fmt.Sprintf("docker network gone on %s", l.Hosts[i].Name), func() error {
 			_, err := d.CLI(ctx, "network", "inspect", "gone")
 			return err
 		})
@@ -411,7 +411,7 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 		t.Fatal(err)
 	}
 	for i, d := range docks {
-		waitFor(t, ctx, time.Minute, fmt.Sprintf("docker network gone removed on %s", l.Hosts[i].Name), func() error {
+		dockerWaitFor(t, ctx, time.Minute, fmt.Sprintf("docker network gone removed on %s", l.Hosts[i].Name), func() error {
 			if _, err := d.CLI(ctx, "network", "inspect", "gone"); err == nil {
 				return fmt.Errorf("still there")
 			}
@@ -450,7 +450,7 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 		t.Errorf("c1 → c2 through h2's fabricd restart: %d sent, %d received (%v): %s", sent, got, pr.err, pr.out)
 	}
 	t.Logf("c1 → c2 every 200 ms through h2's fabricd restart: %d sent, %d received", sent, got)
-	if err := retryFor(ctx, 30*time.Second, func() error {
+	if err := dockerRetry(ctx, 30*time.Second, func() error {
 		_, err := d2.CLI(ctx, "run", "-d", "--name", "late", "--network", "blue", dockerlab.BusyboxImage, "sleep", "1000000")
 		if err != nil {
 			_, _ = d2.CLI(ctx, "rm", "-f", "late")
@@ -477,7 +477,7 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 	if err := d1.RestartDockerd(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, time.Minute, "keeper running again after dockerd restarted", func() error {
+	dockerWaitFor(t, ctx, time.Minute, "keeper running again after dockerd restarted", func() error {
 		out, err := d1.CLI(ctx, "inspect", "-f", "{{.State.Running}}", "keeper")
 		if err == nil && out != "true" {
 			err = fmt.Errorf("running: %s", out)
@@ -493,7 +493,7 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 	t.Logf("dockerd restart on h1: keeper back and reachable after %s", time.Since(t0).Round(time.Millisecond))
 
 	// Bad input: Docker prints our error, and nothing is left behind.
-	before := countAttachments(t, ctx, f)
+	before := dockerCountEndpoints(t, ctx, f)
 	bad := []struct {
 		name string
 		args []string
@@ -524,7 +524,7 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 	if _, err := d1.CLI(ctx, "network", "create", "-d", "ovsfabric", "--ipam-driver", "ovsfabric", "--subnet", "10.80.0.0/26", "tiny"); err != nil {
 		t.Fatal(err)
 	}
-	if err := retryFor(ctx, 30*time.Second, func() error {
+	if err := dockerRetry(ctx, 30*time.Second, func() error {
 		_, err := d1.CLI(ctx, "run", "-d", "--name", "tiny1", "--network", "tiny", dockerlab.BusyboxImage, "sleep", "1000000")
 		if err != nil {
 			_, _ = d1.CLI(ctx, "rm", "-f", "tiny1")
@@ -539,7 +539,7 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 		t.Logf("exhausted: %v", err)
 	}
 	_, _ = d1.CLI(ctx, "rm", "-f", "bad1", "tiny2")
-	if after := countAttachments(t, ctx, f); after != before+1 {
+	if after := dockerCountEndpoints(t, ctx, f); after != before+1 {
 		t.Errorf("endpoints: %d before the bad input, %d after (want %d: tiny1 only)", before, after, before+1)
 	}
 }
@@ -557,7 +557,7 @@ func dockerIP(t *testing.T, ctx context.Context, d *dockerlab.Daemon, name, netw
 	return ip
 }
 
-func countAttachments(t *testing.T, ctx context.Context, f *fabriclab.Fabric) int {
+func dockerCountEndpoints(t *testing.T, ctx context.Context, f *fabriclab.Fabric) int {
 	t.Helper()
 	n := 0
 	for _, node := range f.Nodes() {
@@ -570,7 +570,7 @@ func countAttachments(t *testing.T, ctx context.Context, f *fabriclab.Fabric) in
 	return n
 }
 
-func retryFor(ctx context.Context, d time.Duration, f func() error) error {
+func dockerRetry(ctx context.Context, d time.Duration, f func() error) error {
 	deadline := time.Now().Add(d)
 	for {
 		err := f()
@@ -581,9 +581,9 @@ func retryFor(ctx context.Context, d time.Duration, f func() error) error {
 	}
 }
 
-func waitFor(t *testing.T, ctx context.Context, d time.Duration, what string, f func() error) {
+func dockerWaitFor(t *testing.T, ctx context.Context, d time.Duration, what string, f func() error) {
 	t.Helper()
-	if err := retryFor(ctx, d, f); err != nil {
+	if err := dockerRetry(ctx, d, f); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
 }
