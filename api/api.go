@@ -19,6 +19,7 @@
 //	GET  /v1/keyring  -> KeyringResponse (every live member's gossip keyring)
 //	POST /v1/keyring  KeyringRequest -> KeyringResponse (install, use or remove a key everywhere)
 //	POST /v1/cni/...  the CNI plugin's commands (cni.go)
+//	POST /v1/wireguard/rotate -> WireGuardRotateResult (replace this host's WireGuard key fabric-wide)
 //
 // Every error is a JSON Error with an HTTP status: 400 for a malformed or invalid request,
 // 404 for an unknown object, 409 for a conflict with the current state (a host port already
@@ -47,6 +48,10 @@ type Status struct {
 	LastSync    time.Time `json:"last_sync"`
 	LastError   string    `json:"last_error,omitempty"`
 	Syncs       uint64    `json:"syncs"`
+	// Encryption is the data plane's encryption ("none" or "wireguard"); WireGuard its
+	// interface, with encryption.
+	Encryption string     `json:"encryption,omitempty"`
+	WireGuard  *WireGuard `json:"wireguard,omitempty"`
 }
 
 // Peer is another node as this host sees it, with the tunnel port fabricd keeps toward it.
@@ -59,6 +64,9 @@ type Peer struct {
 	Tunnel string    `json:"tunnel_port,omitempty"`
 	// Note says why no tunnel is kept toward the peer, when none is.
 	Note string `json:"note,omitempty"`
+	// WireGuard is the peer's WireGuard handshake state (HandshakeState), with encryption:
+	// "no key" when this host has no WireGuard peer for it (it carries no traffic).
+	WireGuard string `json:"wireguard,omitempty"`
 }
 
 // Message is a plain answer to a request that returns no object.
@@ -152,4 +160,8 @@ type Target struct {
 	Name  string
 	ID    string
 	NetNS string
+	// ResolvConf is the container runtime's resolv.conf of a Docker/Podman container (its
+	// ResolvConfPath, bind-mounted over the container's /etc/resolv.conf); empty for the
+	// others.
+	ResolvConf string
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 )
 
 // The CNI endpoints of fabricd's API, which the CNI plugin (cmd/ovsfabric-cni) forwards its
@@ -12,7 +13,7 @@ import (
 //	POST /v1/cni/add    CNIRequest   -> CNIResult
 //	POST /v1/cni/del    CNIRequest   -> Message (also when the endpoint is already gone)
 //	POST /v1/cni/check  CNIRequest   -> CNIResult
-//	GET  /v1/cni/status              -> Message (503 while fabricd is not ready)
+//	GET  /v1/cni/status?network=N    -> Message (503 while fabricd cannot serve an ADD on N)
 //	POST /v1/cni/gc     CNIGCRequest -> CNIGCResult
 //
 // Their errors carry a CNI error code (Error.CNICode) for the plugin to hand on.
@@ -70,6 +71,10 @@ type CNIResult struct {
 	Network string   `json:"network"`
 	HostMAC string   `json:"host_mac,omitempty"`
 	Aliases []string `json:"aliases,omitempty"`
+	// Routes are the destinations the container routes via Gateway through this interface:
+	// 0.0.0.0/0 on its first network, that network's CIDR on a further one (the default
+	// route stays with the first). Empty from a fabricd before networks: the default route.
+	Routes []string `json:"routes,omitempty"`
 }
 
 // CNIGCRequest lists the attachments the runtime still uses (cni.dev/valid-attachments).
@@ -138,9 +143,14 @@ func (c *Client) CNICheck(ctx context.Context, req CNIRequest) (CNIResult, error
 	return r, c.Do(ctx, http.MethodPost, "/v1/cni/check", req, &r)
 }
 
-// CNIStatus forwards a CNI STATUS: nil when fabricd is ready for ADDs.
-func (c *Client) CNIStatus(ctx context.Context) error {
-	return c.Do(ctx, http.MethodGet, "/v1/cni/status", nil, &Message{})
+// CNIStatus forwards a CNI STATUS: nil when fabricd is ready for ADDs on network (empty:
+// the default network).
+func (c *Client) CNIStatus(ctx context.Context, network string) error {
+	path := "/v1/cni/status"
+	if network != "" {
+		path += "?network=" + url.QueryEscape(network)
+	}
+	return c.Do(ctx, http.MethodGet, path, nil, &Message{})
 }
 
 // CNIGC forwards a CNI GC.

@@ -13,7 +13,7 @@ type CNIEndpoints interface {
 	CNIAdd(ctx context.Context, req api.CNIRequest) (api.CNIResult, error)
 	CNIDel(ctx context.Context, req api.CNIRequest) error
 	CNICheck(ctx context.Context, req api.CNIRequest) (api.CNIResult, error)
-	CNIStatus(ctx context.Context) error
+	CNIStatus(ctx context.Context, network string) error
 	CNIGC(ctx context.Context, req api.CNIGCRequest) (api.CNIGCResult, error)
 }
 
@@ -59,7 +59,7 @@ func (s *Server) cniRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, api.Message{Message: "deleted"})
 	})
 	mux.HandleFunc("GET /v1/cni/status", func(w http.ResponseWriter, r *http.Request) {
-		if err := eps.CNIStatus(r.Context()); err != nil {
+		if err := eps.CNIStatus(r.Context(), r.URL.Query().Get("network")); err != nil {
 			writeError(w, err)
 			return
 		}

@@ -31,7 +31,10 @@ func (e *cniEndpoints) CNICheck(_ context.Context, req api.CNIRequest) (api.CNIR
 	e.got = append(e.got, req)
 	return api.CNIResult{}, e.err
 }
-func (e *cniEndpoints) CNIStatus(context.Context) error { return e.err }
+func (e *cniEndpoints) CNIStatus(_ context.Context, network string) error {
+	e.got = append(e.got, "status "+network)
+	return e.err
+}
 func (e *cniEndpoints) CNIGC(_ context.Context, req api.CNIGCRequest) (api.CNIGCResult, error) {
 	e.got = append(e.got, req)
 	return api.CNIGCResult{Removed: []string{"a/eth0"}}, e.err
@@ -65,10 +68,10 @@ func TestCNIRoutes(t *testing.T) {
 	if err := c.CNIDel(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.CNIStatus(ctx); err != nil {
+	if err := c.CNIStatus(ctx, "blue net"); err != nil {
 		t.Fatal(err)
 	}
-	want := []any{req, api.CNIGCRequest{Network: "default", Config: "fab", Valid: []api.CNIGCItem{{ContainerID: "b", IfName: "eth0"}}}, req}
+	want := []any{req, api.CNIGCRequest{Network: "default", Config: "fab", Valid: []api.CNIGCItem{{ContainerID: "b", IfName: "eth0"}}}, req, "status blue net"}
 	if !reflect.DeepEqual(eps.got, want) {
 		t.Errorf("requests\n got %+v\nwant %+v", eps.got, want)
 	}
@@ -81,7 +84,7 @@ func TestCNIRoutes(t *testing.T) {
 		t.Errorf("error across the socket: %#v", err)
 	}
 	eps.err = api.Errorf(api.ErrUnavailable, "starting")
-	if err := c.CNIStatus(ctx); !errors.Is(err, api.ErrUnavailable) || api.CNICode(err) != 0 {
+	if err := c.CNIStatus(ctx, ""); !errors.Is(err, api.ErrUnavailable) || api.CNICode(err) != 0 {
 		t.Errorf("status: %v (code %d)", err, api.CNICode(err))
 	}
 
@@ -94,7 +97,7 @@ func TestCNIRoutes(t *testing.T) {
 
 func TestCNIRoutesNeedCNIEndpoints(t *testing.T) {
 	c := serveEndpoints(t, nil)
-	if err := c.CNIStatus(context.Background()); !errors.Is(err, api.ErrNotFound) {
+	if err := c.CNIStatus(context.Background(), ""); !errors.Is(err, api.ErrNotFound) {
 		t.Errorf("CNI route without CNI endpoints: %v", err)
 	}
 }

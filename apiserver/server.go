@@ -30,6 +30,8 @@ type Server struct {
 	keyring  atomic.Pointer[Keyring]
 	dns      atomic.Pointer[DNS]
 	networks atomic.Pointer[Networks]
+	// wireguard is the WireGuard key rotation (nil: not encrypted).
+	wireguard atomic.Pointer[WireGuard]
 }
 
 // Loop is what the API needs of the reconcile loop (package controller).
@@ -128,6 +130,7 @@ func NewServer(loop Loop, eps Endpoints, log *slog.Logger, leave func(context.Co
 	}
 	s.keyringRoutes(mux)
 	s.dnsRoutes(mux)
+	s.wireguardRoutes(mux)
 	s.networkRoutes(mux)
 	s.cniRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

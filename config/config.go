@@ -76,11 +76,26 @@ type Config struct {
 	DNSPort int `yaml:"dns-port" usage:"port of the fabric DNS server"`
 	// DNSResolvConf names the upstream resolvers other names are forwarded to.
 	DNSResolvConf string `yaml:"dns-resolv-conf" usage:"resolv.conf naming the upstream resolvers the fabric DNS forwards other names to"`
+
+	// Encryption of the data plane between hosts (docs/encryption.md).
+	Encryption string `yaml:"encryption" usage:"encryption of container traffic between hosts: none or wireguard (all members must agree)"`
+	// WireGuardPort is the UDP port WireGuard listens on.
+	WireGuardPort int `yaml:"wireguard-port" usage:"UDP port of WireGuard (with --encryption wireguard)"`
+	// WireGuardInterface is the WireGuard interface's name.
+	WireGuardInterface string `yaml:"wireguard-interface" usage:"name of the WireGuard interface (userspace devices of one machine need distinct names)"`
+	// WireGuardKeyFile holds this host's WireGuard private key, made at first start (0600).
+	WireGuardKeyFile string `yaml:"wireguard-key-file" usage:"this host's WireGuard private key, generated at first start (mode 0600)"`
+	// WireGuardImplementation picks kernel WireGuard or the embedded wireguard-go.
+	WireGuardImplementation string `yaml:"wireguard-implementation" usage:"WireGuard implementation: auto (kernel if available), kernel or userspace"`
+
 	// DockerPlugin serves Docker's network and IPAM plugin (auto, on, off).
 	DockerPlugin string `yaml:"docker-plugin" usage:"serve the Docker network and IPAM plugin: on, off, or auto (on when --docker-host is the system's Docker and dockerd is installed or answers)"`
 	// DockerPluginSocket is where the plugin listens: dockerd finds it there.
 	DockerPluginSocket string `yaml:"docker-plugin-socket" usage:"unix socket of the Docker plugin (dockerd looks only in /run/docker/plugins)"`
 }
+
+// DefaultWireGuardKeyFile is where the WireGuard key is kept by default, beside the keyring.
+const DefaultWireGuardKeyFile = "/var/lib/ovsfabric/wireguard.key"
 
 // Values of --docker-plugin.
 const (
@@ -115,6 +130,12 @@ func DefaultConfig() Config {
 		DNS:            true,
 		DNSPort:        53,
 		DNSResolvConf:  "/etc/resolv.conf",
+
+		Encryption:              string(fabric.EncryptionNone),
+		WireGuardPort:           51820,
+		WireGuardInterface:      "wgfab0",
+		WireGuardKeyFile:        DefaultWireGuardKeyFile,
+		WireGuardImplementation: "auto",
 
 		DockerPlugin:       DockerPluginAuto,
 		DockerPluginSocket: "/run/docker/plugins/ovsfabric.sock",
@@ -223,6 +244,8 @@ type Settings struct {
 	GossipKey    []byte
 	// KeyringPath is where the gossip keyring is persisted (see Config.KeyringPath).
 	KeyringPath string
+	// EncryptionMode is --encryption parsed.
+	EncryptionMode fabric.Encryption
 	// UnderlayMTU and DatapathType are filled by fabricd from the host (underlay interface,
 	// datapath auto-detection) before the controller starts.
 	UnderlayMTU  int
@@ -261,6 +284,28 @@ func (c Config) Validate() (Settings, error) {
 	}
 	if s.TunnelType, err = fabric.ParseTunnelType(c.Tunnel); err != nil {
 		return s, fmt.Errorf("--tunnel: %w", err)
+	}
+	if s.EncryptionMode, err = fabric.ParseEncryption(c.Encryption); err != nil {
+		return s, fmt.Errorf("--encryption: %w", err)
+	}
+	if s.EncryptionMode.Encrypted() {
+		if c.WireGuardPort <= 0 || c.WireGuardPort > 65535 {
+			return s, fmt.Errorf("--wireguard-port %d out of range", c.WireGuardPort)
+		}
+		if err := fabric.ValidIfName(c.WireGuardInterface); err != nil {
+			return s, fmt.Errorf("--wireguard-interface: %w", err)
+		}
+		if c.WireGuardInterface == c.GatewayPort || c.WireGuardInterface == c.Bridge {
+			return s, fmt.Errorf("--wireguard-interface %q is the gateway port's or the bridge's name", c.WireGuardInterface)
+		}
+		if c.WireGuardKeyFile == "" {
+			return s, fmt.Errorf("--wireguard-key-file is empty")
+		}
+		switch c.WireGuardImplementation {
+		case "auto", "kernel", "userspace":
+		default:
+			return s, fmt.Errorf("--wireguard-implementation %q: want auto, kernel or userspace", c.WireGuardImplementation)
+		}
 	}
 	if c.Datapath != DatapathAuto {
 		if _, err := fabric.ParseDatapath(c.Datapath); err != nil {
@@ -361,8 +406,20 @@ func (c *Config) LoadYAML(data []byte) error {
 	return nil
 }
 
-// MTU is the MTU of container interfaces and of the gateway: the underlay's less the tunnel
-// overhead (fabric.ContainerMTU). It is the one place fabricd computes it for this host.
+// MTU is the MTU of container interfaces, of the gateway and of the WireGuard interface: the
+// underlay's less the tunnel overhead, or WireGuard's when encrypted (fabric.FabricMTU). It
+// is the one place fabricd computes it for this host.
 func (s Settings) MTU() (int, error) {
-	return fabric.ContainerMTU(s.UnderlayMTU, s.TunnelType, s.Advertise.Is6())
+	return fabric.FabricMTU(s.UnderlayMTU, s.TunnelType, s.encryption(), s.Advertise.Is6())
 }
+
+// encryption is EncryptionMode, none when unset (Settings made by hand in tests).
+func (s Settings) encryption() fabric.Encryption {
+	if s.EncryptionMode == "" {
+		return fabric.EncryptionNone
+	}
+	return s.EncryptionMode
+}
+
+// Encrypted reports whether the data plane runs over WireGuard.
+func (s Settings) Encrypted() bool { return s.EncryptionMode.Encrypted() }

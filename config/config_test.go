@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/ovsfabric/ovsfabric/fabric"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -29,6 +30,13 @@ func TestConfigValidate(t *testing.T) {
 		{"bad advertise", func(c *Config) { c.AdvertiseAddr = "host1" }, "--advertise-addr"},
 		{"bad port", func(c *Config) { c.GossipPort = 70000 }, "--gossip-port"},
 		{"missing key file", func(c *Config) { c.GossipKeyFile = "/nonexistent" }, "--gossip-key-file"},
+		{"wireguard", func(c *Config) { c.Encryption = "wireguard" }, ""},
+		{"bad encryption", func(c *Config) { c.Encryption = "ipsec" }, "--encryption"},
+		{"bad wireguard port", func(c *Config) { c.Encryption, c.WireGuardPort = "wireguard", 0 }, "--wireguard-port"},
+		{"wireguard port unused without encryption", func(c *Config) { c.WireGuardPort = 0 }, ""},
+		{"wireguard interface is the gateway", func(c *Config) { c.Encryption, c.WireGuardInterface = "wireguard", "fabric0" }, "--wireguard-interface"},
+		{"long wireguard interface", func(c *Config) { c.Encryption, c.WireGuardInterface = "wireguard", "wireguard-fabric0" }, "--wireguard-interface"},
+		{"bad wireguard implementation", func(c *Config) { c.Encryption, c.WireGuardImplementation = "wireguard", "ebpf" }, "--wireguard-implementation"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()
@@ -168,5 +176,25 @@ func TestBindCoversEveryKey(t *testing.T) {
 		if fs.Lookup(k) == nil {
 			t.Errorf("key %q has no flag", k)
 		}
+	}
+}
+
+// TestMTUEncryption: the one place the MTU is computed takes WireGuard's 60 bytes (IPv4)
+// instead of the tunnel's.
+func TestMTUEncryption(t *testing.T) {
+	c := DefaultConfig()
+	c.Name = "h1"
+	c.Encryption = "wireguard"
+	s, err := c.Validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.UnderlayMTU = 1500
+	if mtu, err := s.MTU(); err != nil || mtu != 1440 {
+		t.Errorf("MTU with wireguard = %d, %v; want 1440", mtu, err)
+	}
+	s.EncryptionMode = fabric.EncryptionNone
+	if mtu, err := s.MTU(); err != nil || mtu != 1450 {
+		t.Errorf("MTU without encryption = %d, %v; want 1450", mtu, err)
 	}
 }

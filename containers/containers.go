@@ -60,6 +60,9 @@ func (e Engine) Resolve(ctx context.Context, nameOrID string) (api.Target, bool,
 		Name:  name,
 		ID:    info.ID,
 		NetNS: fmt.Sprintf("/proc/%d/ns/net", info.State.Pid),
+		// Where the runtime keeps the container's resolv.conf: attach points it at the
+		// fabric DNS (and checks the path before writing).
+		ResolvConf: info.ResolvConfPath,
 	}, true, nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/ovsfabric/ovsfabric/netplumb"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
 	"github.com/ovsfabric/ovsfabric/peers"
+	"github.com/ovsfabric/ovsfabric/wireguard"
 )
 
 // Keys fabricd keeps in the Open_vSwitch table's external_ids (its persisted identity and
@@ -109,6 +110,9 @@ type Controller struct {
 	// endpoints as the last sync read them (under mu).
 	nets           Networks
 	localEndpoints []endpoint.Record
+	// planned is the plan the sync in progress applies (the last one's between syncs): the
+	// networks the NAT pass of that sync must see, before the plan becomes desired (mu).
+	planned fabric.Desired
 
 	// ready is closed after the first successful apply: the bridge and gateway exist, so
 	// attachments can be made.
@@ -134,6 +138,14 @@ type Controller struct {
 	seenSaved time.Time
 	// now is the wall clock (a field so tests can skew it).
 	now func() time.Time
+
+	// wg is the WireGuard interface and wgKey this host's private key, with encryption
+	// (under mu); wgMu serialises configuring it (the loop's and a key rotation's).
+	wg    WireGuard
+	wgKey wireguard.Key
+	wgMu  sync.Mutex
+	// wgAnnounced is the public key gossip carries (under mu).
+	wgAnnounced wireguard.Key
 }
 
 // New returns a controller for settings s (with s.Advertise set) over OVSDB, the host
@@ -248,6 +260,7 @@ func (c *Controller) metaLocked() peers.Meta {
 	if c.claim.Seq == 0 { // a static claim not ordered yet (see resolveClaim)
 		m.Subnet, m.SubnetSince = netip.Prefix{}, 0
 	}
+	c.wireguardMetaLocked(&m)
 	m.Retained = c.retainedMetaLocked(m)
 	return m
 }
@@ -380,6 +393,7 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 		Subnet: c.claim.Subnet, SubnetSince: c.claim.Since, SubnetSeq: c.claim.Seq, ClusterCIDR: c.s.Cluster,
 		Tunnel: c.s.TunnelType, Bridge: c.s.Bridge, GatewayPort: c.s.GatewayPort, Datapath: c.s.DatapathType,
 		Peers: view, Now: c.now(), DeadPeerGrace: c.s.DeadPeerGrace, Networks: nets,
+		Encryption: c.s.EncryptionMode, WireGuard: fabric.WireGuardFacts{Interface: c.s.WireGuardInterface},
 	}
 	c.mu.Unlock()
 	d, err := fabric.Plan(facts)
@@ -411,6 +425,7 @@ func (c *Controller) gatherPeers() []fabric.Peer {
 		byName[p.Name] = fabric.Peer{
 			Name: p.Name, Underlay: p.Meta.Addr, Subnet: p.Meta.Subnet, SubnetSince: p.Meta.SubnetSince, SubnetSeq: p.Meta.SubnetSeq,
 			State: fabric.PeerState(p.State), StateSince: p.Since,
+			WireGuardKey: p.Meta.WireGuardKey, WireGuardPort: p.Meta.WireGuardPort,
 		}
 	}
 	out := make([]fabric.Peer, 0, len(byName))
@@ -424,6 +439,9 @@ func (c *Controller) gatherPeers() []fabric.Peer {
 // apply makes OVSDB, the host network, the flows and the endpoints match d, changing only
 // what differs.
 func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
+	c.mu.Lock()
+	c.planned = d
+	c.mu.Unlock()
 	owner := c.s.Name
 	if err := c.sw.EnsureBridge(ctx, ovsdb.BridgeSpec{Name: d.Bridge, DatapathType: d.Datapath.String(), FailMode: "standalone", Owner: owner}); err != nil {
 		return fmt.Errorf("ensure bridge %s: %w", d.Bridge, err)
@@ -433,6 +451,19 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	// pipeline's flows would point at the old one.
 	if err := c.sw.EnsurePort(ctx, d.Bridge, ovsdb.PortSpec{Name: d.GatewayPort, Type: "internal", Owner: owner, Role: ovsdb.RoleGateway, MAC: fabric.GatewayMAC(c.s.Name).String()}); err != nil {
 		return fmt.Errorf("ensure gateway port %s: %w", d.GatewayPort, err)
+	}
+	if d.Encryption.Encrypted() {
+		// WireGuard's peers and the routes into it (and the guard routes) before any tunnel
+		// of a previous unencrypted run goes: there is never a moment without either.
+		if err := c.applyWireGuard(d); err != nil {
+			return err
+		}
+		if err := c.announceWireGuardKey(ctx); err != nil {
+			return err
+		}
+		if err := c.setHost(ctx, hostState(d, c.networkCIDRs())); err != nil {
+			return err
+		}
 	}
 	tunnels := make([]ovsdb.TunnelSpec, 0, len(d.Tunnels))
 	for _, t := range d.Tunnels {
@@ -463,8 +494,10 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	for _, n := range res.Removed {
 		c.log.Info("tunnel removed", "port", n)
 	}
-	if err := c.setHost(ctx, hostState(d, c.networkCIDRs())); err != nil {
-		return err
+	if !d.Encryption.Encrypted() {
+		if err := c.setHost(ctx, hostState(d, c.networkCIDRs())); err != nil {
+			return err
+		}
 	}
 	// The one read of the port table this sync: flows, pruning, NAT and gossip share it.
 	gen := c.eps.Generation()
@@ -501,7 +534,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 func hostState(d fabric.Desired, scopes []netip.Prefix) netplumb.HostState {
 	routes := make([]netplumb.Route, 0, len(d.Routes))
 	for _, r := range d.Routes {
-		routes = append(routes, netplumb.Route{Dst: r.Dst, Gateway: r.Via, Src: r.Src, Dev: r.Dev, OnLink: r.OnLink})
+		routes = append(routes, netplumb.Route{Dst: r.Dst, Gateway: r.Via, Src: r.Src, Dev: r.Dev, OnLink: r.OnLink, Unreachable: r.Unreachable})
 	}
 	addrs := make([]netip.Prefix, 0, len(d.Networks)+1)
 	addrs = append(addrs, d.Gateway)
@@ -576,6 +609,11 @@ func (c *Controller) setResult(d *fabric.Desired, view []fabric.Peer, err error)
 // Status is the host's view for the API.
 func (c *Controller) Status() api.Status {
 	c.mu.Lock()
+	d := c.desired
+	c.mu.Unlock()
+	// Read before taking mu: it asks the interface.
+	wg, handshakes := c.wireguardStatus(d)
+	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := api.Status{
 		Node: c.s.Name, Underlay: c.s.Advertise.String(), ClusterCIDR: c.s.Cluster.String(),
@@ -587,6 +625,11 @@ func (c *Controller) Status() api.Status {
 		st.Gateway = netip.PrefixFrom(fabric.Gateway(c.claim.Subnet), c.claim.Subnet.Bits()).String()
 	}
 	st.MTU, _ = c.s.MTU()
+	if c.s.Encrypted() {
+		st.Encryption, st.WireGuard = string(c.s.EncryptionMode), wg
+	} else {
+		st.Encryption = string(fabric.EncryptionNone)
+	}
 	if c.lastErr != nil {
 		st.LastError = c.lastErr.Error()
 	}
@@ -599,7 +642,7 @@ func (c *Controller) Status() api.Status {
 		notes[s.Peer] = s.Reason
 	}
 	for _, p := range c.peerView {
-		ap := api.Peer{Name: p.Name, Addr: addrString(p.Underlay), State: string(p.State), Since: p.StateSince, Tunnel: tunnels[p.Name], Note: notes[p.Name]}
+		ap := api.Peer{Name: p.Name, Addr: addrString(p.Underlay), State: string(p.State), Since: p.StateSince, Tunnel: tunnels[p.Name], Note: notes[p.Name], WireGuard: handshakes[p.Name]}
 		if p.Subnet.IsValid() {
 			ap.Subnet = p.Subnet.String()
 		}
@@ -628,8 +671,17 @@ func (c *Controller) Withdraw(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("remove tunnels: %w", err)
 	}
-	// Only the routes go: the gateway stays as it is (GatewayDev empty).
-	ch, err := c.host.Set(ctx, netplumb.HostState{})
+	// Only the routes go: the gateway stays as it is (GatewayDev empty). An encrypted host
+	// keeps its guard routes, so nothing leaves in clear once WireGuard is gone.
+	var keep []netplumb.Route
+	c.mu.Lock()
+	for _, r := range hostState(c.desired, nil).Routes {
+		if r.Unreachable {
+			keep = append(keep, r)
+		}
+	}
+	c.mu.Unlock()
+	ch, err := c.host.Set(ctx, netplumb.HostState{Routes: keep})
 	if err != nil {
 		return fmt.Errorf("remove routes: %w", err)
 	}

@@ -98,7 +98,7 @@ func (c *Controller) Network(name string) (endpoint.Network, error) {
 // host's slice of those it serves.
 func (c *Controller) Networks() []endpoint.Network {
 	c.mu.Lock()
-	d := c.desired
+	d := c.planned // the sync in progress (its NAT pass calls this), else the last one
 	claim := c.claim.Subnet
 	c.mu.Unlock()
 	served := map[string]fabric.NetworkPlan{}
@@ -114,7 +114,9 @@ func (c *Controller) Networks() []endpoint.Network {
 			continue
 		}
 		e := endpoint.Network{Name: n.Name, CIDR: n.Subnet, Internal: n.Internal}
-		if p, ok := served[n.Name]; ok {
+		// The plan and the book's view may disagree for a moment (a definition that lost
+		// to another of its name since): a slice outside the network is no slice.
+		if p, ok := served[n.Name]; ok && p.CIDR == n.Subnet {
 			e.Slice = p.Gateway.Masked()
 		}
 		out = append(out, e)

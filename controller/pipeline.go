@@ -30,7 +30,7 @@ func newPipeline(s config.Settings) pipeline {
 	if s.Pipeline == config.PipelineL2 {
 		return l2Pipeline{}
 	}
-	return routedPipeline{node: s.Name}
+	return &routedPipeline{node: s.Name}
 }
 
 // l2Pipeline is the flood-and-learn baseline: br-int runs NORMAL (standalone fail mode) and
@@ -45,14 +45,26 @@ func (l2Pipeline) flows(fabric.Desired, []ovsdb.PortInfo) ([]flows.Flow, error) 
 // (package flows): no hairpin through the host kernel, no broadcast across tunnels.
 type routedPipeline struct {
 	node string
+	// last is the input of the last successful plan and lastFlows its flows: a sync that
+	// changed nothing (the common case, every --resync) reuses them rather than planning
+	// thousands of flows again. Callers hold the controller's pipeMu.
+	last      flows.Input
+	lastFlows []flows.Flow
 }
 
-func (routedPipeline) name() string { return config.PipelineRouted }
+func (*routedPipeline) name() string { return config.PipelineRouted }
 
-func (p routedPipeline) flows(d fabric.Desired, ports []ovsdb.PortInfo) ([]flows.Flow, error) {
-	fs, err := flows.Plan(p.input(d, ports))
+func (p *routedPipeline) flows(d fabric.Desired, ports []ovsdb.PortInfo) ([]flows.Flow, error) {
+	in := p.input(d, ports)
+	if p.lastFlows != nil && in.Equal(p.last) {
+		return p.lastFlows, nil
+	}
+	fs, err := flows.Plan(in)
 	if err != nil && !errors.Is(err, flows.ErrNotReady) {
 		return nil, fmt.Errorf("plan flows: %w", err)
+	}
+	if err == nil {
+		p.last, p.lastFlows = in, fs
 	}
 	return fs, err
 }
@@ -61,7 +73,7 @@ func (p routedPipeline) flows(d fabric.Desired, ports []ovsdb.PortInfo) ([]flows
 // (each behind the tunnel port toward that peer), and the ports' OpenFlow numbers and MACs,
 // each container in its endpoint's network. A container of a network this host does not
 // serve (removed with --force) gets no flow: its port security drops all it sends.
-func (p routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.Input {
+func (p *routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.Input {
 	var in flows.Input
 	index := make(map[string]int, len(d.Networks))
 	for _, n := range d.Networks {
@@ -86,8 +98,14 @@ func (p routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.In
 			ofports[port.Name] = port.Ofport
 		}
 	}
+	in.PeersViaGateway = d.Encryption.Encrypted()
 	for k, n := range d.Networks {
 		for _, peer := range n.Peers {
+			if in.PeersViaGateway {
+				// No tunnel port: the host kernel routes the slice into WireGuard.
+				in.Networks[k].Tunnels = append(in.Networks[k].Tunnels, flows.Tunnel{Peer: peer.Peer, Subnet: peer.Slice})
+				continue
+			}
 			if of, ok := ofports[peer.Tunnel]; ok {
 				in.Networks[k].Tunnels = append(in.Networks[k].Tunnels, flows.Tunnel{Peer: peer.Peer, Port: peer.Tunnel, OFPort: of, Subnet: peer.Slice})
 			}
@@ -208,6 +226,10 @@ func overlay(applied, desired []flows.Flow) []flows.Flow {
 func sameFlows(a, b []flows.Flow) bool {
 	if len(a) != len(b) {
 		return false
+	}
+	// Plan is deterministic: unchanged flows come in the same order, compared without a map.
+	if slices.Equal(a, b) {
+		return true
 	}
 	n := make(map[flows.Flow]int, len(a))
 	for _, f := range a {

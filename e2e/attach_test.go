@@ -44,12 +44,7 @@ func testAttach(t *testing.T, tunnel string) {
 	l := upLab(t, ctx, 3, true)
 	f := fabriclab.New(l, fabriclab.Options{Bin: binDir, Tunnel: tunnel, Resync: 2 * time.Second})
 	t.Cleanup(func() { dumpLogsOnFailure(t, l) })
-	for _, h := range l.Hosts {
-		if _, err := f.Start(ctx, h); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := f.WaitConverged(ctx, time.Minute); err != nil {
+	if err := f.StartAll(ctx, l.Hosts, nil); err != nil {
 		t.Fatal(err)
 	}
 	n1, n2, n3 := f.Node("h1"), f.Node("h2"), f.Node("h3")

@@ -113,12 +113,7 @@ func TestCNI(t *testing.T) {
 	l := upLab(t, ctx, 3, true)
 	f := fabriclab.New(l, fabriclab.Options{Bin: binDir, Resync: 2 * time.Second})
 	t.Cleanup(func() { dumpLogsOnFailure(t, l) })
-	for _, h := range l.Hosts {
-		if _, err := f.Start(ctx, h); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := f.WaitConverged(ctx, time.Minute); err != nil {
+	if err := f.StartAll(ctx, l.Hosts, nil); err != nil {
 		t.Fatal(err)
 	}
 	k := buildCNIKit(t, ctx)
@@ -129,6 +124,23 @@ func TestCNI(t *testing.T) {
 			os.Remove(p)
 		}
 	})
+	// A second network, blue, made on h1; every host serves a slice of it.
+	if _, err := f.Node("h1").Client().CreateNetwork(ctx, api.NetworkCreateRequest{Name: "blue", Subnet: "10.50.0.0/16"}); err != nil {
+		t.Fatalf("create blue: %v", err)
+	}
+	blueSlices := map[string]netip.Prefix{}
+	for _, n := range f.Nodes() {
+		waitNetworks(t, ctx, n, []string{"blue", "default"})
+		ns, err := n.Client().Networks(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range ns {
+			if x.Name == "blue" {
+				blueSlices[n.Host.Name] = netip.MustParsePrefix(x.Slice)
+			}
+		}
+	}
 	subnets := map[string]netip.Prefix{}
 	for _, n := range f.Nodes() {
 		for _, v := range []string{"0.4.0", "1.0.0", "1.1.0"} {
@@ -272,6 +284,8 @@ func TestCNI(t *testing.T) {
 		}
 	})
 
+	t.Run("network blue", func(t *testing.T) { testCNIBlue(t, ctx, f, k, name+"-blue", blueSlices, cs) })
+
 	t.Run("errors", func(t *testing.T) {
 		n := f.Node("h3")
 		path, err := l.AddNetNS(ctx, n.Host, "err")
@@ -295,8 +309,14 @@ func TestCNI(t *testing.T) {
 		}{
 			{"malformed config", env("ADD", path, ""), `{"cniVersion":"1.1.0","name":`, types.ErrDecodingFailure, ""},
 			{"unsupported version", env("ADD", path, ""), conf("0.3.1", "default", n.Socket), types.ErrIncompatibleCNIVersion, ""},
-			{"unknown network", env("ADD", path, ""), conf("1.1.0", "blue", n.Socket), api.CNIErrUnknownNetwork, `unknown network "blue"`},
+			{"unknown network", env("ADD", path, ""), conf("1.1.0", "nosuch", n.Socket), api.CNIErrUnknownNetwork, `unknown network "nosuch"`},
 			{"IP outside the host's slice", env("ADD", path, "IP="+subnets["h1"].Addr().Next().Next().String()), good, api.CNIErrAddress, "outside this host's slice"},
+			{"IP of another host's slice of blue", env("ADD", path, "IP="+blueSlices["h1"].Addr().Next().Next().String()), conf("1.1.0", "blue", n.Socket), api.CNIErrAddress,
+				fmt.Sprintf("outside this host's slice %s of network blue", blueSlices["h3"])},
+			{"IP of default's slice on blue", env("ADD", path, "IP="+subnets["h3"].Addr().Next().Next().String()), conf("1.1.0", "blue", n.Socket), api.CNIErrAddress,
+				fmt.Sprintf("outside this host's slice %s of network blue", blueSlices["h3"])},
+			{"CHECK on an unknown network", env("CHECK", path, ""), conf("1.1.0", "nosuch", n.Socket), api.CNIErrUnknownNetwork, `unknown network "nosuch"`},
+			{"STATUS of an unknown network", env("STATUS", "", ""), conf("1.1.0", "nosuch", n.Socket), types.ErrPluginNotAvailable, `unknown network "nosuch"`},
 			{"malformed CNI_ARGS", env("ADD", path, "IP=bogus"), good, api.CNIErrAddress, "not an IPv4 address"},
 			{"missing netns", env("ADD", path+"-gone", ""), good, types.ErrUnknownContainer, "does not exist"},
 			{"fabricd not running", env("ADD", path, ""), conf("1.1.0", "default", gone), types.ErrTryAgainLater, "fabricd is not running: nothing listens on " + gone},
@@ -426,4 +446,167 @@ func TestCNI(t *testing.T) {
 func sha512Sum(s string) []byte {
 	h := sha512.Sum512([]byte(s))
 	return h[:]
+}
+
+// testCNIBlue drives the plugin on the network blue (configuration conf): ADD on every host
+// (eth0: the container's first network, so the default route), and h1's default-network
+// container cs[0] joining blue as net1 (its default route stays on eth0; net1 routes
+// blue); the ping matrix on blue, blue isolated from default, names on blue through the
+// nameserver the result gives; CHECK of each; DEL of each (twice) leaving cs[0] as it was.
+func testCNIBlue(t *testing.T, ctx context.Context, f *fabriclab.Fabric, k *cniKit, conf string, blueSlices map[string]netip.Prefix, cs []*fabriclab.Container) {
+	blue := netip.MustParsePrefix("10.50.0.0/16")
+	type added struct {
+		c      *fabriclab.Container
+		ifname string
+	}
+	var adds []added
+	check := func(host, out, ifname string, wantRoute netip.Prefix) (netip.Addr, *current.Result) {
+		t.Helper()
+		res, err := current.NewResult([]byte(out))
+		if err != nil {
+			t.Fatalf("%s ADD result %s: %v", host, out, err)
+		}
+		r := res.(*current.Result)
+		gw := blueSlices[host].Addr().Next()
+		if len(r.Interfaces) != 2 || r.Interfaces[1].Name != ifname || len(r.IPs) != 1 || len(r.Routes) != 1 {
+			t.Fatalf("%s ADD result on blue: %s", host, out)
+		}
+		addr, _ := netip.AddrFromSlice(r.IPs[0].Address.IP.To4())
+		if !blueSlices[host].Contains(addr) || r.IPs[0].Gateway.String() != gw.String() {
+			t.Errorf("%s ADD on blue: address %s gateway %s, want of this host's slice %s of blue", host, addr, r.IPs[0].Gateway, blueSlices[host])
+		}
+		if r.Routes[0].Dst.String() != wantRoute.String() || r.Routes[0].GW.String() != gw.String() {
+			t.Errorf("%s ADD on blue as %s: route %s, want %s via %s", host, ifname, r.Routes[0], wantRoute, gw)
+		}
+		if len(r.DNS.Nameservers) != 1 || r.DNS.Nameservers[0] != gw.String() || len(r.DNS.Search) != 1 || r.DNS.Search[0] != "blue" {
+			t.Errorf("%s ADD on blue: dns %+v, want nameserver %s search blue", host, r.DNS, gw)
+		}
+		return addr, r
+	}
+	var bs []*fabriclab.Container
+	for _, n := range f.Nodes() {
+		path, err := f.Lab.AddNetNS(ctx, n.Host, "cniblue")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var env []string
+		if n.Host.Name == "h2" {
+			env = []string{`CAP_ARGS={"aliases":{"` + conf + `":["blueweb"]}}`}
+		}
+		out, err := k.cnitool(ctx, n, env, "add", conf, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr, _ := check(n.Host.Name, out, "eth0", netip.MustParsePrefix("0.0.0.0/0"))
+		if n.Host.Name == "h1" {
+			t.Logf("ADD on blue on h1: %s", out)
+		}
+		c := &fabriclab.Container{Name: "cniblue-" + n.Host.Name, Node: n, NetNS: filepath.Base(path), Path: path, IP: addr.String()}
+		bs = append(bs, c)
+		adds = append(adds, added{c, "eth0"})
+	}
+	// h1's default container joins blue as net1.
+	n1 := f.Node("h1")
+	out, err := k.cnitool(ctx, n1, []string{"CNI_IFNAME=net1"}, "add", conf, cs[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := check("h1", out, "net1", blue)
+	t.Logf("ADD on blue as net1 on h1: %s", out)
+	multi := &fabriclab.Container{Name: "cni-h1-net1", Node: n1, NetNS: cs[0].NetNS, Path: cs[0].Path, IP: addr.String()}
+	adds = append(adds, added{multi, "net1"})
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	t.Run("ping matrix", func(t *testing.T) { assertMatrix(t, ctx, append(bs[:len(bs):len(bs)], multi), 12) })
+	t.Run("isolation and the default route", func(t *testing.T) {
+		// cs[0] still reaches default across hosts through eth0, and blue through net1.
+		if err := fabriclab.Reach(ctx, cs[0].NetNS, cs[1].IP, 15*time.Second); err != nil {
+			t.Errorf("cs[0] on default after joining blue: %v", err)
+		}
+		if out, err := lab.RunIn(ctx, cs[0].NetNS, "ip", "route", "show", "default"); err != nil || !strings.Contains(out, "dev eth0") || strings.Contains(out, "net1") {
+			t.Errorf("default route of cs[0]: %q %v, want via eth0 only", out, err)
+		}
+		// A container only on blue reaches no default container.
+		for _, d := range cs[1:] {
+			if _, got, _ := fabriclab.Ping(ctx, bs[0].NetNS, d.IP, 2, 200*time.Millisecond); got > 0 {
+				t.Errorf("%s on blue reached %s on default", bs[0].Name, d.IP)
+			}
+		}
+	})
+	t.Run("names on blue", func(t *testing.T) {
+		// h2's container has the alias blueweb: h1's blue container asks the nameserver its
+		// result named (its gateway on blue) and gets h2's blue address.
+		gw := blueSlices["h1"].Addr().Next().String()
+		var out string
+		var err error
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+			out, err = lab.RunIn(ctx, bs[0].NetNS, "busybox", "nslookup", "blueweb", gw)
+			if err == nil && strings.Contains(out, bs[1].IP) {
+				return
+			}
+		}
+		t.Errorf("nslookup blueweb %s from %s: %v\n%s; want %s", gw, bs[0].Name, err, out, bs[1].IP)
+	})
+	t.Run("STATUS and CHECK", func(t *testing.T) {
+		for _, n := range f.Nodes() {
+			if _, err := k.cnitool(ctx, n, nil, "status", conf, "/"); err != nil {
+				t.Errorf("STATUS of blue on %s: %v", n.Host.Name, err)
+			}
+		}
+		for _, a := range adds {
+			env := []string{"CNI_IFNAME=" + a.ifname}
+			if _, err := k.cnitool(ctx, a.c.Node, env, "check", conf, a.c.Path); err != nil {
+				t.Errorf("%s %s: %v", a.c.Name, a.ifname, err)
+			}
+		}
+		// net1 without its route to blue: CHECK names it.
+		if out, err := lab.RunIn(ctx, multi.NetNS, "ip", "route", "del", blue.String()); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		_, err := k.cnitool(ctx, n1, []string{"CNI_IFNAME=net1"}, "check", conf, multi.Path)
+		if err == nil || !strings.Contains(err.Error(), "no route to network blue (10.50.0.0/16)") {
+			t.Errorf("CHECK of net1 without its route: %v", err)
+		}
+		gw := blueSlices["h1"].Addr().Next().String()
+		if out, err := lab.RunIn(ctx, multi.NetNS, "ip", "route", "add", blue.String(), "via", gw, "dev", "net1"); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if _, err := k.cnitool(ctx, n1, []string{"CNI_IFNAME=net1"}, "check", conf, multi.Path); err != nil {
+			t.Errorf("CHECK of net1 after repair: %v", err)
+		}
+	})
+	t.Run("DEL", func(t *testing.T) {
+		for _, a := range adds {
+			env := []string{"CNI_IFNAME=" + a.ifname}
+			for i := 0; i < 2; i++ {
+				if _, err := k.cnitool(ctx, a.c.Node, env, "del", conf, a.c.Path); err != nil {
+					t.Errorf("DEL %d of %s %s: %v", i+1, a.c.Name, a.ifname, err)
+				}
+			}
+		}
+		for _, n := range f.Nodes() {
+			as, err := n.Client().Attachments(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range as {
+				if a.Network == "blue" {
+					t.Errorf("%s after DEL: %+v left on blue", n.Host.Name, a)
+				}
+			}
+		}
+		if out, err := lab.RunIn(ctx, cs[0].NetNS, "ip", "-o", "link", "show", "net1"); err == nil {
+			t.Errorf("net1 left in %s: %s", cs[0].NetNS, out)
+		}
+		if err := fabriclab.Reach(ctx, cs[0].NetNS, cs[1].IP, 15*time.Second); err != nil {
+			t.Errorf("cs[0] on default after leaving blue: %v", err)
+		}
+		for _, c := range bs {
+			if err := f.Lab.DeleteNetNS(ctx, c.Path); err != nil {
+				t.Error(err)
+			}
+		}
+	})
 }

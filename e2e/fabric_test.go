@@ -51,13 +51,9 @@ func testFabric(t *testing.T, tunnel, pipeline string) {
 	}
 	t.Logf("3 hosts converged in %s after the last fabricd started", took.Round(time.Millisecond))
 
-	var cs []*fabriclab.Container
-	for i, n := range f.Nodes() {
-		c, err := f.AddContainer(ctx, n, fmt.Sprintf("c%d", i+1), api.AttachRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cs = append(cs, c)
+	cs, err := f.AddContainers(ctx, "c", api.AttachRequest{})
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	t.Run("three hosts converge", func(t *testing.T) {

@@ -15,7 +15,8 @@ import (
 )
 
 // TestNetworks covers networks on a 3-host fabric, once per tunnel type (in parallel: two
-// labs): two networks besides default (one --internal) created on different hosts, a host
+// labs): two networks besides default (one --internal) created on different hosts, two
+// concurrent creates of one name with different subnets (one wins everywhere), a host
 // that joins later and learns them, the full isolation matrix (every pair of containers,
 // same host and across hosts), a container on two networks, spoofed source addresses and
 // ARP across networks dropped, egress refused on the internal network, a restart of fabricd
@@ -66,6 +67,39 @@ func testNetworks(t *testing.T, tunnel string) {
 			t.Errorf("create %s %s: %v (code %d), want 409", req.Name, req.Subnet, err, api.StatusCode(err))
 		}
 	}
+	// Two hosts create one name at once with different subnets: one definition wins, the
+	// same on every host, and the other caller is told.
+	var wg0 sync.WaitGroup
+	errs := make([]error, 2)
+	for i, sub := range []string{"10.70.0.0/16", "10.80.0.0/16"} {
+		wg0.Add(1)
+		go func(i int, sub string) {
+			defer wg0.Done()
+			_, errs[i] = []*fabriclab.Node{n1, n2}[i].Client().CreateNetwork(ctx, api.NetworkCreateRequest{Name: "green", Subnet: sub})
+		}(i, sub)
+	}
+	wg0.Wait()
+	if (errs[0] == nil) == (errs[1] == nil) || (errs[0] != nil && api.StatusCode(errs[0]) != 409) || (errs[1] != nil && api.StatusCode(errs[1]) != 409) {
+		t.Errorf("concurrent creates of green: %v / %v; want one created and one 409", errs[0], errs[1])
+	}
+	want := "10.70.0.0/16"
+	if errs[0] != nil {
+		want = "10.80.0.0/16"
+	}
+	for _, n := range []*fabriclab.Node{n1, n2} {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			g, err := n.Client().Network(ctx, "green")
+			if err == nil && g.Subnet == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%s: green is %+v (%v), want the winner's %s", n.Host.Name, g, err, want)
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 	if _, err := f.Start(ctx, l.Hosts[2]); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +109,7 @@ func testNetworks(t *testing.T, tunnel string) {
 	n3 := f.Node("h3")
 	nodes := []*fabriclab.Node{n1, n2, n3}
 	for _, n := range nodes {
-		waitNetworks(t, ctx, n, []string{"blue", "default", "red"})
+		waitNetworks(t, ctx, n, []string{"blue", "default", "green", "red"})
 	}
 
 	// One container per network on every host, and one on blue and red at once on h1.
@@ -211,7 +245,7 @@ func testNetworks(t *testing.T, tunnel string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitNetworks(t, ctx, n2, []string{"blue", "default", "red"})
+	waitNetworks(t, ctx, n2, []string{"blue", "default", "green", "red"})
 	for _, p := range [][2]*fabriclab.Container{{b1, b2}, {r1, cs[5]}, {cs[8], cs[5]}} {
 		if err := fabriclab.Reach(ctx, p[0].NetNS, p[1].IP, 15*time.Second); err != nil {
 			t.Errorf("after restarting h2's fabricd: %v", err)
@@ -246,7 +280,7 @@ func testNetworks(t *testing.T, tunnel string) {
 		t.Fatalf("rm blue once empty: %v", err)
 	}
 	for _, n := range nodes {
-		waitNetworks(t, ctx, f.Node(n.Host.Name), []string{"default", "red"})
+		waitNetworks(t, ctx, f.Node(n.Host.Name), []string{"default", "green", "red"})
 	}
 }
 

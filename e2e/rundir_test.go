@@ -31,13 +31,9 @@ func TestOVSRundir(t *testing.T) {
 	if _, err := f.WaitConverged(ctx, 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	var cs []*fabriclab.Container
-	for i, n := range f.Nodes() {
-		c, err := f.AddContainer(ctx, n, fmt.Sprintf("r%d", i+1), api.AttachRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cs = append(cs, c)
+	cs, err := f.AddContainers(ctx, "r", api.AttachRequest{})
+	if err != nil {
+		t.Fatal(err)
 	}
 	assertMatrix(t, ctx, cs, 2)
 	for _, n := range f.Nodes() {

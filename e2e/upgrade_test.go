@@ -47,21 +47,12 @@ func testRollingUpgrade(t *testing.T, oldBin, tunnel string) {
 	l := upLab(t, ctx, 3, false)
 	f := fabriclab.New(l, fabriclab.Options{Bin: oldBin, Tunnel: tunnel, Resync: 2 * time.Second})
 	t.Cleanup(func() { dumpLogsOnFailure(t, l) })
-	for _, h := range l.Hosts {
-		if _, err := f.Start(ctx, h); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := f.WaitConverged(ctx, time.Minute); err != nil {
+	if err := f.StartAll(ctx, l.Hosts, nil); err != nil {
 		t.Fatal(err)
 	}
-	var cs []*fabriclab.Container
-	for i, n := range f.Nodes() {
-		c, err := f.AddContainer(ctx, n, fmt.Sprintf("c%d", i+1), api.AttachRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cs = append(cs, c)
+	cs, err := f.AddContainers(ctx, "c", api.AttachRequest{})
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, r := range fabriclab.PingMatrix(ctx, cs, 20*time.Second) {
 		if !r.OK {

@@ -44,7 +44,9 @@ func cniTarget(req api.CNIRequest) api.Target {
 	return api.Target{Key: "cni:" + CNIKey(req.ContainerID, req.IfName), Name: name, ID: req.ContainerID, NetNS: req.NetNS}
 }
 
-// checkCNIRequest validates what every CNI command needs: the key and the network.
+// checkCNIRequest validates what every CNI command needs: the key and a network name.
+// Whether the network exists is for the commands to decide: ADD needs it served here, DEL
+// and GC of a network that is gone have nothing to do.
 func checkCNIRequest(req api.CNIRequest) error {
 	if req.ContainerID == "" {
 		return api.WithCNICode(api.CNIErrInvalidEnv, api.Errorf(api.ErrInvalid, "no container ID (CNI_CONTAINERID)"))
@@ -55,18 +57,46 @@ func checkCNIRequest(req api.CNIRequest) error {
 	if err := fabric.ValidIfName(req.IfName); err != nil {
 		return api.WithCNICode(api.CNIErrInvalidEnv, api.Errorf(api.ErrInvalid, "CNI_IFNAME: %v", err))
 	}
-	return checkNetwork(req.Network)
+	return checkNetworkName(req.Network)
 }
 
-// checkNetwork says whether network exists: only DefaultNetwork until networks land.
-func checkNetwork(network string) error {
+func checkNetworkName(network string) error {
 	if network == "" {
 		return api.WithCNICode(api.CNIErrInvalidConfig, api.Errorf(api.ErrInvalid, "no network given"))
 	}
-	if network != DefaultNetwork {
-		return api.WithCNICode(api.CNIErrUnknownNetwork, api.Errorf(api.ErrNotFound, "unknown network %q: this fabric has only the network %q", network, DefaultNetwork))
-	}
 	return nil
+}
+
+// cniNetwork is the fabric network name as this host serves it, for an ADD (or STATUS): an
+// unknown network is CNI's "unknown network"; one this host has no slice of yet (or that is
+// not served because of a conflict) is worth trying again later.
+func (m *Manager) cniNetwork(name string) (Network, error) {
+	if err := checkNetworkName(name); err != nil {
+		return Network{}, err
+	}
+	nw, err := m.loop.Network(name)
+	switch {
+	case err == nil:
+		return nw, nil
+	case errors.Is(err, api.ErrNotFound):
+		return nw, api.WithCNICode(api.CNIErrUnknownNetwork, api.Errorf(api.ErrNotFound,
+			"unknown network %q: this fabric has no such network (`fabricctl network ls` lists them; `fabricctl network create` makes one)", name))
+	case errors.Is(err, api.ErrConflict), errors.Is(err, api.ErrUnavailable):
+		return nw, api.WithCNICode(api.CNIErrTryAgainLater, err)
+	}
+	return nw, err
+}
+
+// cniRoutes are the destinations of an endpoint's routes as a CNI result lists them.
+func cniRoutes(routes []netip.Prefix) []string {
+	if len(routes) == 0 {
+		return []string{"0.0.0.0/0"}
+	}
+	out := make([]string, len(routes))
+	for k, p := range routes {
+		out[k] = p.String()
+	}
+	return out
 }
 
 // cniRecord finds the endpoint of a CNI key on network among rs.
@@ -86,10 +116,17 @@ func (m *Manager) CNIAdd(ctx context.Context, req api.CNIRequest) (api.CNIResult
 	if err := checkCNIRequest(req); err != nil {
 		return api.CNIResult{}, err
 	}
+	nw, err := m.cniNetwork(req.Network)
+	if err != nil {
+		return api.CNIResult{}, err
+	}
 	if req.NetNS == "" || !m.host.NetNSExists(req.NetNS) {
 		return api.CNIResult{}, api.WithCNICode(api.CNIErrUnknownContainer, api.Errorf(api.ErrNotFound, "network namespace %q does not exist (CNI_NETNS)", req.NetNS))
 	}
 	key := CNIKey(req.ContainerID, req.IfName)
+	if nw.Internal && len(req.Publish) > 0 {
+		return api.CNIResult{}, api.WithCNICode(api.CNIErrPortMapping, api.Errorf(api.ErrInvalid, "portMappings: network %s is internal: it has no published ports", nw.Name))
+	}
 	var pub []PortMapping
 	for _, spec := range req.Publish {
 		pm, err := ParsePortSpec(spec)
@@ -116,6 +153,13 @@ func (m *Manager) CNIAdd(ctx context.Context, req api.CNIRequest) (api.CNIResult
 	if r, ok := cniRecord(rs, req.Network, key); ok {
 		return api.CNIResult{}, api.WithCNICode(api.CNIErrExists, api.Errorf(api.ErrConflict, "container %s interface %s is already attached to network %s as %s (port %s): DEL it first", req.ContainerID, req.IfName, req.Network, addrText(r.Addr), r.Port))
 	}
+	// One interface joins one network: the same key on another network is another
+	// configuration asking for an interface the container has.
+	for _, r := range rs {
+		if r.CNIKey == key {
+			return api.CNIResult{}, api.WithCNICode(api.CNIErrExists, api.Errorf(api.ErrConflict, "container %s interface %s is already attached to network %s as %s (port %s): give this network another CNI_IFNAME", req.ContainerID, req.IfName, r.Network, addrText(r.Addr), r.Port))
+		}
+	}
 	for _, r := range rs {
 		for _, o := range r.Published {
 			if slices.ContainsFunc(pub, func(pm PortMapping) bool { return pm.Proto == o.Proto && pm.HostPort == o.HostPort }) {
@@ -128,13 +172,14 @@ func (m *Manager) CNIAdd(ctx context.Context, req api.CNIRequest) (api.CNIResult
 		if err != nil {
 			return api.CNIResult{}, api.WithCNICode(api.CNIErrAddress, api.Errorf(api.ErrInvalid, "IP %.80q is not an IPv4 address", req.IP))
 		}
-		if s := m.loop.Subnet(); s.IsValid() && !s.Contains(ip) {
-			return api.CNIResult{}, api.WithCNICode(api.CNIErrAddress, api.Errorf(api.ErrInvalid, "IP %s is outside this host's slice %s of network %s", ip, s, req.Network))
+		if !nw.Slice.Contains(ip) {
+			return api.CNIResult{}, api.WithCNICode(api.CNIErrAddress, api.Errorf(api.ErrInvalid, "IP %s is outside this host's slice %s of network %s", ip, nw.Slice, nw.Name))
 		}
 	}
 	t := cniTarget(req)
-	a, err := m.attach(ctx, api.AttachRequest{Target: t.Name, IP: req.IP, IfName: req.IfName, MAC: req.MAC, Aliases: aliases}, &t, func(r *Record) {
-		r.Network = req.Network
+	var routes []netip.Prefix
+	a, err := m.attach(ctx, api.AttachRequest{Target: t.Name, Network: nw.Name, IP: req.IP, IfName: req.IfName, MAC: req.MAC, Aliases: aliases}, &t, func(r *Record) {
+		routes = r.Routes
 		r.CNIKey = key
 		r.CNIConfig = req.Config
 		r.Published = pub
@@ -157,7 +202,7 @@ func (m *Manager) CNIAdd(ctx context.Context, req api.CNIRequest) (api.CNIResult
 			return api.CNIResult{}, api.WithCNICode(api.CNIErrPortMapping, err)
 		}
 	}
-	res := api.CNIResult{Attachment: a, Network: req.Network, Aliases: aliases}
+	res := api.CNIResult{Attachment: a, Network: nw.Name, Aliases: aliases, Routes: cniRoutes(routes)}
 	if l, err := hostLink(a.Port); err == nil {
 		res.HostMAC = l.MAC.String()
 	}
@@ -180,7 +225,7 @@ func (m *Manager) cniPublish(ctx context.Context, port string) error {
 	}
 	for _, r := range rs {
 		if r.Port == port {
-			if err := m.removeLocked(ctx, r); err != nil {
+			if err := m.removeLocked(ctx, r, without(rs, port)); err != nil {
 				m.log.Error("roll back endpoint after failed publish", "port", port, "err", err)
 			}
 			if err := m.applyNATLocked(without(rs, port)); err != nil {
@@ -195,9 +240,6 @@ func (m *Manager) cniPublish(ctx context.Context, port string) error {
 // deleted, never added, network unknown) and when its network namespace is gone.
 func (m *Manager) CNIDel(ctx context.Context, req api.CNIRequest) error {
 	if err := checkCNIRequest(req); err != nil {
-		if api.CNICode(err) == api.CNIErrUnknownNetwork {
-			return nil // no endpoint can be on it
-		}
 		return err
 	}
 	m.mu.Lock()
@@ -215,7 +257,7 @@ func (m *Manager) CNIDel(ctx context.Context, req api.CNIRequest) error {
 
 // removeCNILocked removes endpoint r of rs, as Detach does; mu must be held.
 func (m *Manager) removeCNILocked(ctx context.Context, rs []Record, r Record) error {
-	if err := m.removeLocked(ctx, r); err != nil {
+	if err := m.removeLocked(ctx, r, without(rs, r.Port)); err != nil {
 		return err
 	}
 	if len(r.Published) > 0 {
@@ -238,6 +280,9 @@ func (m *Manager) CNICheck(ctx context.Context, req api.CNIRequest) (api.CNIResu
 	}
 	r, ok := cniRecord(rs, req.Network, key)
 	if !ok {
+		if _, err := m.cniNetwork(req.Network); api.CNICode(err) == api.CNIErrUnknownNetwork {
+			return api.CNIResult{}, err
+		}
 		return api.CNIResult{}, checkFailed(api.ErrNotFound, "no endpoint for container %s interface %s on network %s (no OVS port of %s records it)", req.ContainerID, req.IfName, req.Network, m.s.Bridge)
 	}
 	if req.NetNS != "" && req.NetNS != r.NetNS {
@@ -263,22 +308,40 @@ func (m *Manager) CNICheck(ctx context.Context, req api.CNIRequest) (api.CNIResu
 	if !slices.Contains(c.Addrs, r.Addr) {
 		return api.CNIResult{}, checkFailed(api.ErrConflict, "interface %s lacks its address %s (has %v)", r.IfName, addrText(r.Addr), c.Addrs)
 	}
-	if gw := r.Gateway(); c.Gateway != gw {
+	gw := r.Gateway()
+	if len(r.Routes) == 0 && c.Gateway != gw {
 		return api.CNIResult{}, checkFailed(api.ErrConflict, "interface %s has no default route via %s (default gateway: %v)", r.IfName, gw, c.Gateway)
+	}
+	for _, dst := range r.Routes {
+		if !slices.Contains(c.Routes, netplumb.Route{Dst: dst, Gateway: gw, Dev: r.IfName}) {
+			return api.CNIResult{}, checkFailed(api.ErrConflict, "interface %s has no route to network %s (%s) via %s (routes: %v)", r.IfName, r.Network, dst, gw, routeText(c.Routes))
+		}
 	}
 	if m.mtu > 0 && c.MTU != m.mtu {
 		return api.CNIResult{}, checkFailed(api.ErrConflict, "interface %s has MTU %d, not %d", r.IfName, c.MTU, m.mtu)
 	}
-	return api.CNIResult{Attachment: r.API(m.s.Name, m.mtu), Network: r.Network, HostMAC: host.MAC.String(), Aliases: r.Aliases}, nil
+	return api.CNIResult{Attachment: m.api(r), Network: r.Network, HostMAC: host.MAC.String(), Aliases: r.Aliases, Routes: cniRoutes(r.Routes)}, nil
+}
+
+// routeText shows routes as `ip route` does, for an error.
+func routeText(rs []netplumb.Route) []string {
+	out := make([]string, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, fmt.Sprintf("%s via %s dev %s", r.Dst, r.Gateway, r.Dev))
+	}
+	return out
 }
 
 func checkFailed(kind error, format string, args ...any) error {
 	return api.WithCNICode(api.CNIErrCheckFailed, api.Errorf(kind, format, args...))
 }
 
-// CNIStatus is nil when fabricd can serve an ADD: its bridge and gateway are built and it
-// holds a slice.
-func (m *Manager) CNIStatus(ctx context.Context) error {
+// CNIStatus is nil when fabricd can serve an ADD on network (empty: the default one): its
+// bridge and gateway are built and it holds a slice of the network.
+func (m *Manager) CNIStatus(ctx context.Context, network string) error {
+	if network == "" {
+		network = DefaultNetwork
+	}
 	wctx, cancel := context.WithTimeout(ctx, cniReadyWait)
 	defer cancel()
 	if err := m.loop.WaitReady(wctx); err != nil {
@@ -287,8 +350,12 @@ func (m *Manager) CNIStatus(ctx context.Context) error {
 		}
 		return api.WithCNICode(api.CNIErrNotAvailable, err)
 	}
-	if !m.loop.Subnet().IsValid() {
-		return api.WithCNICode(api.CNIErrNotAvailable, api.Errorf(api.ErrUnavailable, "this host has no slice of the network yet"))
+	nw, err := m.cniNetwork(network)
+	if err != nil {
+		return api.WithCNICode(api.CNIErrNotAvailable, api.Errorf(api.ErrUnavailable, "%s", err.Error()))
+	}
+	if !nw.Slice.IsValid() {
+		return api.WithCNICode(api.CNIErrNotAvailable, api.Errorf(api.ErrUnavailable, "this host has no slice of network %s yet", nw.Name))
 	}
 	return nil
 }
@@ -298,10 +365,7 @@ func (m *Manager) CNIStatus(ctx context.Context) error {
 // are never touched.
 func (m *Manager) CNIGC(ctx context.Context, req api.CNIGCRequest) (api.CNIGCResult, error) {
 	res := api.CNIGCResult{Removed: []string{}}
-	if err := checkNetwork(req.Network); err != nil {
-		if api.CNICode(err) == api.CNIErrUnknownNetwork {
-			return res, nil
-		}
+	if err := checkNetworkName(req.Network); err != nil {
 		return res, err
 	}
 	valid := map[string]bool{}

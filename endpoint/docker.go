@@ -145,7 +145,9 @@ func (m *Manager) DockerAttach(ctx context.Context, e DockerEndpoint) (DockerInf
 	plumb := func(a netplumb.Attachment) (netplumb.AttachResult, error) {
 		return hostVeth(netplumb.HostVethPair{HostIf: a.HostIf, PeerIf: peer, MAC: a.MAC, MTU: a.MTU, Datapath: a.Datapath})
 	}
-	a, err := m.attachWith(ctx, req, &t, func(r *Record) { r.DockerEP = e.ID }, plumb)
+	// Docker sets the container's routes (the default through its first network, ours from
+	// the Join reply): the record keeps none.
+	a, err := m.attachWith(ctx, req, &t, func(r *Record) { r.DockerEP, r.Routes = e.ID, nil }, plumb)
 	if err != nil {
 		return DockerInfo{}, err
 	}
@@ -181,7 +183,7 @@ func (m *Manager) DockerDetach(ctx context.Context, id string) error {
 		if r.DockerEP != id {
 			continue
 		}
-		if err := m.removeLocked(ctx, r); err != nil {
+		if err := m.removeLocked(ctx, r, without(rs, r.Port)); err != nil {
 			return fmt.Errorf("docker endpoint %.12s: %w", id, err)
 		}
 		if len(r.Published) > 0 {

@@ -346,7 +346,7 @@ func (m *Manager) attachWith(ctx context.Context, req api.AttachRequest, t *api.
 		return api.Attachment{}, classifyAttachErr(err)
 	}
 	r := Record{Port: port, Network: nw.Name, Container: t.Name, ID: t.ID, NetNS: t.NetNS, IfName: ifname, Addr: addr, MAC: res.MAC,
-		Name: name, Aliases: aliases, OfportRequest: ofport}
+		Name: name, Aliases: aliases, Routes: routes, ResolvConf: t.ResolvConf, OfportRequest: ofport}
 	if decorate != nil {
 		decorate(&r)
 	}
@@ -369,12 +369,18 @@ func (m *Manager) attachWith(ctx context.Context, req api.AttachRequest, t *api.
 	flowsDone := time.Now()
 	m.waitLive(ctx, port, ofport)
 	m.loop.Kick() // spread the new endpoint by gossip
-	if !primary {
+	switch {
+	case !primary:
 		// The container's first network's gateway stays its nameserver.
-	} else if f, err := m.writeResolvConf(r); err != nil {
-		m.log.Warn("point the container at the fabric DNS", "netns", r.NetNS, "err", err)
-	} else if f != "" {
-		m.log.Debug("pointed the container at the fabric DNS", "file", f)
+	case r.CNIKey != "":
+		// The CNI runtime writes the container's resolv.conf from the ADD result's dns.
+	default:
+		f, err := m.writeResolvConf(r)
+		if err != nil {
+			m.log.Warn("point the container at the fabric DNS", "netns", r.NetNS, "err", err)
+		} else if f != "" {
+			m.log.Debug("pointed the container at the fabric DNS", "file", f)
+		}
 	}
 	a := m.api(r)
 	// ovsdb is the time queued and the transaction, live the flows and the wait for
@@ -587,10 +593,10 @@ func (m *Manager) Detach(ctx context.Context, req api.DetachRequest) ([]api.Atta
 	var out []api.Attachment
 	nat := false
 	for _, r := range rs {
-		if err := m.removeLocked(ctx, r); err != nil {
+		existing = without(existing, r.Port)
+		if err := m.removeLocked(ctx, r, existing); err != nil {
 			return out, err
 		}
-		existing = without(existing, r.Port)
 		a := m.api(r)
 		nat = nat || len(a.Published) > 0
 		out = append(out, a)
@@ -614,8 +620,10 @@ func without(rs []Record, port string) []Record {
 	return out
 }
 
-// removeLocked deletes an endpoint's port and veth; mu must be held.
-func (m *Manager) removeLocked(ctx context.Context, r Record) error {
+// removeLocked deletes an endpoint's port and veth, and points the container's resolver
+// at the fabric DNS of the endpoints it keeps (rest: this host's others), or restores it;
+// mu must be held.
+func (m *Manager) removeLocked(ctx context.Context, r Record, rest []Record) error {
 	m.gen++
 	if err := m.sw.DeletePort(ctx, m.s.Bridge, r.Port, m.s.Name); err != nil {
 		return fmt.Errorf("delete port %s: %w", r.Port, err)
@@ -628,7 +636,7 @@ func (m *Manager) removeLocked(ctx context.Context, r Record) error {
 			m.log.Warn("forget neighbour", "ip", r.Addr.Addr(), "err", err)
 		}
 	}
-	m.removeResolvConf(r)
+	m.resolverAfterDetach(r, rest)
 	m.loop.Kick()
 	m.log.Info("detached", "container", r.Container, "ip", addrText(r.Addr), "port", r.Port)
 	return nil
@@ -658,7 +666,7 @@ func (m *Manager) Sync(ctx context.Context, gen uint64, rs []Record) ([]Record, 
 			continue
 		}
 		m.log.Info("container network namespace is gone; removing its attachment", "container", r.Container, "netns", r.NetNS)
-		if err := m.removeLocked(ctx, r); err != nil {
+		if err := m.removeLocked(ctx, r, nil); err != nil {
 			return rs, err
 		}
 	}

@@ -129,13 +129,20 @@ func (m *Manager) namedNetNS(path string) (string, bool) {
 	return name, true
 }
 
-// writeResolvConf points a named netns at the fabric DNS (its gateway) through
-// /etc/netns/NAME/resolv.conf, unless that file exists and is not ours. It reports the
-// file written ("" when none).
+// writeResolvConf points a container at the fabric DNS (its gateway): a Docker/Podman
+// container through its runtime's resolv.conf (see writeRuntimeResolvConf), a named netns
+// through /etc/netns/NAME/resolv.conf unless that file exists and is not ours. It reports
+// the file written ("" when none).
 func (m *Manager) writeResolvConf(r Record) (string, error) {
-	name, ok := m.namedNetNS(r.NetNS)
 	gw := r.Gateway()
-	if !ok || !m.s.DNS || !gw.IsValid() {
+	if !m.s.DNS || !gw.IsValid() {
+		return "", nil
+	}
+	if r.ResolvConf != "" {
+		return m.writeRuntimeResolvConf(r, gw.String())
+	}
+	name, ok := m.namedNetNS(r.NetNS)
+	if !ok {
 		return "", nil
 	}
 	dir := filepath.Join(m.etcNetnsDir(), name)
@@ -160,9 +167,35 @@ func (m *Manager) writeResolvConf(r Record) (string, error) {
 	return file, nil
 }
 
-// removeResolvConf removes the resolv.conf writeResolvConf wrote for r's netns, if it is
-// still ours, and its directory when that is left empty.
+// resolverAfterDetach points the container of a detached endpoint r at the fabric DNS of
+// the endpoint it keeps on this host (rest: the host's other endpoints; the lowest
+// interface name when several), or, when r was its last, takes fabricd's resolv.conf away.
+func (m *Manager) resolverAfterDetach(r Record, rest []Record) {
+	var next *Record
+	for i, o := range rest {
+		if o.NetNS != "" && o.NetNS == r.NetNS && (next == nil || o.IfName < next.IfName) {
+			next = &rest[i]
+		}
+	}
+	if next == nil {
+		m.removeResolvConf(r)
+		return
+	}
+	if _, err := m.writeResolvConf(*next); err != nil {
+		m.log.Warn("point the container at the fabric DNS of its remaining network", "netns", r.NetNS, "network", next.Network, "err", err)
+	}
+}
+
+// removeResolvConf undoes writeResolvConf for r's container: the runtime's resolv.conf of a
+// Docker/Podman container is restored; the /etc/netns/NAME/resolv.conf of a named netns is
+// removed if it is still ours, with its directory when that is left empty.
 func (m *Manager) removeResolvConf(r Record) {
+	if r.ResolvConf != "" {
+		if err := m.restoreRuntimeResolvConf(r); err != nil {
+			m.log.Warn("restore the container's resolv.conf", "container", r.Container, "file", r.ResolvConf, "err", err)
+		}
+		return
+	}
 	name, ok := m.namedNetNS(r.NetNS)
 	if !ok {
 		return

@@ -141,3 +141,35 @@ func TestResolvConf(t *testing.T) {
 		t.Errorf("wrote %s with DNS off", f)
 	}
 }
+
+// TestResolvConfMultiNetwork: a named netns on two networks keeps a resolv.conf naming the
+// gateway of the network it keeps when it leaves the other, and loses it with its last.
+func TestResolvConfMultiNetwork(t *testing.T) {
+	dir := t.TempDir()
+	m := &Manager{s: settings(t), log: slog.New(slog.DiscardHandler), netnsDir: filepath.Join(dir, "run"), etcNetns: filepath.Join(dir, "etc")}
+	ns := filepath.Join(dir, "run", "multi")
+	blue := Record{Port: "p-blue", NetNS: ns, IfName: "eth0", Network: "blue", Addr: netip.MustParsePrefix("10.50.1.2/24")}
+	red := Record{Port: "p-red", NetNS: ns, IfName: "eth1", Network: "red", Addr: netip.MustParsePrefix("10.60.1.2/24")}
+	other := Record{Port: "p-x", NetNS: filepath.Join(dir, "run", "x"), IfName: "eth0", Addr: netip.MustParsePrefix("10.50.1.3/24")}
+	file := filepath.Join(dir, "etc", "multi", "resolv.conf")
+	if _, err := m.writeResolvConf(blue); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		gone Record
+		rest []Record
+		want string // "": no file
+	}{
+		{blue, []Record{other, red}, "nameserver 10.60.1.1\n"},
+		{red, []Record{other}, ""},
+	} {
+		m.resolverAfterDetach(tc.gone, tc.rest)
+		b, err := os.ReadFile(file)
+		switch {
+		case tc.want == "" && !os.IsNotExist(err):
+			t.Errorf("after detaching %s: %q %v, want no file", tc.gone.Network, b, err)
+		case tc.want != "" && !strings.Contains(string(b), tc.want):
+			t.Errorf("after detaching %s: %q %v, want %q", tc.gone.Network, b, err, tc.want)
+		}
+	}
+}

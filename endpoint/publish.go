@@ -180,6 +180,10 @@ func (m *Manager) networkOf(r Record) (Network, bool) {
 func (m *Manager) natRules(rs []Record) natrules.Rules {
 	nets := m.networks()
 	r := natrules.Rules{Table: natrules.DefaultTable, Masquerade: m.s.Masquerade}
+	if m.s.Encrypted() {
+		// What arrives from WireGuard must stay within one network (docs/encryption.md).
+		r.WireGuard = m.s.WireGuardInterface
+	}
 	internal := map[string]bool{}
 	for _, n := range nets {
 		r.Networks = append(r.Networks, natrules.Network{Name: n.Name, CIDR: n.CIDR, Slice: n.Slice, Internal: n.Internal})

@@ -45,9 +45,16 @@ type Record struct {
 	CNIKey string
 	// CNIConfig is the name of the CNI network configuration that made it.
 	CNIConfig string
+	Aliases   []string
 	// DockerEP is the Docker endpoint ID of an endpoint made through the Docker plugin.
 	DockerEP string
-	Aliases  []string
+	// Routes are the destinations the container routes via the endpoint's gateway when the
+	// endpoint does not carry its default route (it is on the container's further network:
+	// that network's CIDR); empty for the default route.
+	Routes []netip.Prefix
+	// ResolvConf is the container runtime's resolv.conf (Docker/Podman), pointed at the
+	// fabric DNS while the container is attached; empty for other targets.
+	ResolvConf string
 	// OfportRequest is the OpenFlow port number fabricd chose for the port (its
 	// Interface.ofport_request; 0: OVS chooses, as for ports attached before fabricd chose).
 	OfportRequest int
@@ -62,7 +69,7 @@ func Decode(p ovsdb.PortInfo, owner string) (Record, bool) {
 	r := Record{
 		Port: p.Name, Network: ids[ovsdb.KeyNetwork], Container: ids[ovsdb.KeyContainer], ID: ids[ovsdb.KeyContainerID],
 		NetNS: ids[ovsdb.KeyNetNS], IfName: ids[ovsdb.KeyIfName], CNIKey: ids[ovsdb.KeyCNI],
-		CNIConfig: ids[ovsdb.KeyCNIConfig], DockerEP: ids[ovsdb.KeyDocker], OfportRequest: p.OfportRequest,
+		CNIConfig: ids[ovsdb.KeyCNIConfig], ResolvConf: ids[ovsdb.KeyResolvConf], DockerEP: ids[ovsdb.KeyDocker], OfportRequest: p.OfportRequest,
 	}
 	if r.Network == "" {
 		r.Network = DefaultNetwork
@@ -70,6 +77,13 @@ func Decode(p ovsdb.PortInfo, owner string) (Record, bool) {
 	r.Name, r.Aliases = decodeNames(ids[ovsdb.KeyName], ids[ovsdb.KeyAliases])
 	r.Addr, _ = netip.ParsePrefix(ids[ovsdb.KeyIP])
 	r.MAC, _ = net.ParseMAC(ids[ovsdb.KeyMAC])
+	if v := ids[ovsdb.KeyRoutes]; v != "" {
+		for _, s := range strings.Split(v, ",") {
+			if p, err := netip.ParsePrefix(s); err == nil {
+				r.Routes = append(r.Routes, p)
+			}
+		}
+	}
 	if v := ids[ovsdb.KeyPublish]; v != "" {
 		for _, s := range strings.Split(v, ",") {
 			if m, err := parseStored(s); err == nil {
@@ -122,6 +136,16 @@ func (r Record) PortSpec(owner string) ovsdb.PortSpec {
 	}
 	if len(r.Aliases) > 0 {
 		ids[ovsdb.KeyAliases] = strings.Join(r.Aliases, ",")
+	}
+	if len(r.Routes) > 0 {
+		dsts := make([]string, len(r.Routes))
+		for k, p := range r.Routes {
+			dsts[k] = p.String()
+		}
+		ids[ovsdb.KeyRoutes] = strings.Join(dsts, ",")
+	}
+	if r.ResolvConf != "" {
+		ids[ovsdb.KeyResolvConf] = r.ResolvConf
 	}
 	return ovsdb.PortSpec{Name: r.Port, Owner: owner, Role: ovsdb.RoleContainer, ExternalIDs: ids, OfportRequest: r.OfportRequest}
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -30,6 +31,10 @@ type Peer struct {
 	State       PeerState
 	// StateSince is when the peer entered State.
 	StateSince time.Time
+	// WireGuardKey and WireGuardPort are the peer's WireGuard public key (base64) and UDP
+	// port as gossip announced them (with Facts.Encryption wireguard).
+	WireGuardKey  string
+	WireGuardPort int
 }
 
 // Claim is the peer's subnet claim.
@@ -66,6 +71,10 @@ type Facts struct {
 	// Networks are the networks besides the default one (the cluster CIDR, whose slices are
 	// the subnet claims above), as the registry shows them.
 	Networks []NetworkFacts
+	// Encryption is the fabric's encryption mode; with EncryptionWireGuard Plan builds no
+	// tunnels but WireGuard peers and routes into WireGuard.Interface.
+	Encryption Encryption
+	WireGuard  WireGuardFacts
 }
 
 // DefaultNetwork is the name of the network of the cluster CIDR.
@@ -104,7 +113,8 @@ type NetworkPlan struct {
 	Peers []NetworkPeer
 }
 
-// NetworkPeer is a peer's slice of a network and the tunnel port that leads there.
+// NetworkPeer is a peer's slice of a network and the tunnel port that leads there ("" when
+// encrypted: the host kernel routes it into WireGuard).
 type NetworkPeer struct {
 	Peer   string
 	Tunnel string
@@ -134,6 +144,9 @@ type Route struct {
 	Dev    string
 	OnLink bool
 	Peer   string
+	// Unreachable makes the route an `unreachable` one (no Via, no Dev): the guard that keeps
+	// an encrypted fabric's traffic from leaving by another route when a peer is missing.
+	Unreachable bool
 }
 
 // Skipped is a peer Plan builds nothing toward, and why.
@@ -155,6 +168,10 @@ type Desired struct {
 	Skipped []Skipped
 	// Networks are the networks this host serves, default first.
 	Networks []NetworkPlan
+	// Encryption is the mode the plan was made for; WireGuard are the WireGuard peers (with
+	// EncryptionWireGuard, when Tunnels is empty), by peer name.
+	Encryption Encryption
+	WireGuard  []WireGuardPeer
 }
 
 // Plan computes the desired state of this host from facts. It is pure: the same facts always
@@ -172,7 +189,15 @@ func Plan(f Facts) (Desired, error) {
 	if err := ValidateSubnet(f.ClusterCIDR, f.Subnet.Bits(), f.Subnet); err != nil {
 		return Desired{}, fmt.Errorf("local subnet: %w", err)
 	}
-	mtu, err := ContainerMTU(f.UnderlayMTU, f.Tunnel, f.Underlay.Is6())
+	if f.Encryption == "" {
+		f.Encryption = EncryptionNone
+	}
+	if f.Encryption.Encrypted() {
+		if err := ValidIfName(f.WireGuard.Interface); err != nil {
+			return Desired{}, fmt.Errorf("wireguard interface: %w", err)
+		}
+	}
+	mtu, err := FabricMTU(f.UnderlayMTU, f.Tunnel, f.Encryption, f.Underlay.Is6())
 	if err != nil {
 		return Desired{}, err
 	}
@@ -182,6 +207,7 @@ func Plan(f Facts) (Desired, error) {
 		GatewayPort: f.GatewayPort,
 		Gateway:     netip.PrefixFrom(Gateway(f.Subnet), f.Subnet.Bits()),
 		MTU:         mtu,
+		Encryption:  f.Encryption,
 	}
 
 	// Sized up front: at thousands of peers, regrowing these slices costs more than planning.
@@ -205,11 +231,39 @@ func Plan(f Facts) (Desired, error) {
 			d.Skipped = append(d.Skipped, Skipped{Peer: p.Name, Reason: reason})
 			continue
 		}
+		if f.Encryption.Encrypted() {
+			d.WireGuard = append(d.WireGuard, WireGuardPeer{Peer: p.Name, Key: p.WireGuardKey,
+				Endpoint: netip.AddrPortFrom(p.Underlay, uint16(p.WireGuardPort)), AllowedIPs: []netip.Prefix{p.Subnet}})
+			d.Routes = append(d.Routes, Route{Dst: p.Subnet, Src: d.Gateway.Addr(), Dev: f.WireGuard.Interface, Peer: p.Name})
+			continue
+		}
 		d.Tunnels = append(d.Tunnels, Tunnel{Name: TunnelPortName(f.Tunnel, p.Name), Type: f.Tunnel, Remote: p.Underlay, Peer: p.Name, Claim: p.Claim()})
 		d.Routes = append(d.Routes, Route{Dst: p.Subnet, Via: Gateway(p.Subnet), Dev: f.GatewayPort, OnLink: true, Peer: p.Name})
 	}
 	planNetworks(f, &d)
+	if f.Encryption.Encrypted() {
+		planGuards(f, &d)
+	}
 	return d, nil
+}
+
+// planGuards adds the guard routes of an encrypted fabric: `unreachable <CIDR>` for every
+// network, so that a packet for a peer slice without its route into WireGuard (a peer not
+// known yet, the interface gone) is refused instead of leaving in clear by another route
+// (the default one). The routes to slices are more specific and win.
+func planGuards(f Facts, d *Desired) {
+	seen := map[netip.Prefix]bool{}
+	cidrs := []netip.Prefix{f.ClusterCIDR}
+	for _, n := range f.Networks {
+		cidrs = append(cidrs, n.CIDR)
+	}
+	for _, c := range cidrs {
+		if !c.IsValid() || seen[c.Masked()] {
+			continue
+		}
+		seen[c.Masked()] = true
+		d.Routes = append(d.Routes, Route{Dst: c.Masked(), Unreachable: true})
+	}
 }
 
 // planNetworks adds to d the networks this host serves, and the routes to the peers'
@@ -217,29 +271,57 @@ func Plan(f Facts) (Desired, error) {
 // to a slice outside its network or overlapping this host's own (the network's slice
 // rules settle that; the route waits).
 func planNetworks(f Facts, d *Desired) {
-	tunnels := make(map[string]string, len(d.Tunnels))
-	def := NetworkPlan{Name: DefaultNetwork, CIDR: f.ClusterCIDR, Gateway: d.Gateway}
+	tunnels := make(map[string]string, len(d.Tunnels)+len(d.WireGuard))
+	wg := make(map[string]int, len(d.WireGuard))
+	def := NetworkPlan{Name: DefaultNetwork, CIDR: f.ClusterCIDR, Gateway: d.Gateway, Peers: make([]NetworkPeer, 0, len(d.Tunnels)+len(d.WireGuard))}
 	for _, t := range d.Tunnels {
 		tunnels[t.Peer] = t.Name
 		def.Peers = append(def.Peers, NetworkPeer{Peer: t.Peer, Tunnel: t.Name, Slice: t.Claim.Subnet})
 	}
+	for i, w := range d.WireGuard {
+		tunnels[w.Peer], wg[w.Peer] = "", i
+		def.Peers = append(def.Peers, NetworkPeer{Peer: w.Peer, Slice: w.AllowedIPs[0]})
+	}
+	// Sized up front, sorted only when not sorted already (the book hands them sorted): at
+	// 100 networks × 100 peers, copying and regrowing cost more than planning.
+	routes := len(d.Routes)
+	for _, n := range f.Networks {
+		routes += len(n.PeerSlices)
+	}
+	d.Routes = slices.Grow(d.Routes, routes-len(d.Routes))
+	d.Networks = make([]NetworkPlan, 0, len(f.Networks)+1)
 	d.Networks = append(d.Networks, def)
-	nets := slices.Clone(f.Networks)
-	sort.Slice(nets, func(i, j int) bool { return nets[i].Name < nets[j].Name })
+	byName := func(a, b NetworkFacts) int { return strings.Compare(a.Name, b.Name) }
+	nets := f.Networks
+	if !slices.IsSortedFunc(nets, byName) {
+		nets = slices.Clone(nets)
+		slices.SortFunc(nets, byName)
+	}
+	byPeer := func(a, b PeerSlice) int { return strings.Compare(a.Peer, b.Peer) }
 	for _, n := range nets {
 		if n.Name == DefaultNetwork || !n.Slice.IsValid() || !within(n.CIDR, n.Slice) {
 			continue
 		}
-		np := NetworkPlan{Name: n.Name, Key: n.Key, CIDR: n.CIDR, Internal: n.Internal, Gateway: netip.PrefixFrom(Gateway(n.Slice), n.Slice.Bits())}
-		peers := slices.Clone(n.PeerSlices)
-		sort.Slice(peers, func(i, j int) bool { return peers[i].Peer < peers[j].Peer })
+		np := NetworkPlan{Name: n.Name, Key: n.Key, CIDR: n.CIDR, Internal: n.Internal, Gateway: netip.PrefixFrom(Gateway(n.Slice), n.Slice.Bits()),
+			Peers: make([]NetworkPeer, 0, len(n.PeerSlices))}
+		peers := n.PeerSlices
+		if !slices.IsSortedFunc(peers, byPeer) {
+			peers = slices.Clone(peers)
+			slices.SortFunc(peers, byPeer)
+		}
+		src := np.Gateway.Addr()
 		for _, p := range peers {
 			t, ok := tunnels[p.Peer]
 			if !ok || p.Peer == f.Node || !p.Slice.IsValid() || !within(n.CIDR, p.Slice) || p.Slice.Overlaps(n.Slice) {
 				continue
 			}
 			np.Peers = append(np.Peers, NetworkPeer{Peer: p.Peer, Tunnel: t, Slice: p.Slice})
-			d.Routes = append(d.Routes, Route{Dst: p.Slice, Via: Gateway(p.Slice), Src: np.Gateway.Addr(), Dev: f.GatewayPort, OnLink: true, Peer: p.Peer})
+			if i, ok := wg[p.Peer]; ok {
+				d.WireGuard[i].AllowedIPs = append(d.WireGuard[i].AllowedIPs, p.Slice)
+				d.Routes = append(d.Routes, Route{Dst: p.Slice, Src: src, Dev: f.WireGuard.Interface, Peer: p.Peer})
+				continue
+			}
+			d.Routes = append(d.Routes, Route{Dst: p.Slice, Via: Gateway(p.Slice), Src: src, Dev: f.GatewayPort, OnLink: true, Peer: p.Peer})
 		}
 		d.Networks = append(d.Networks, np)
 	}
@@ -263,6 +345,10 @@ func skipReason(f Facts, p Peer, ix claimIndex) string {
 		return fmt.Sprintf("same underlay address %s as this host", p.Underlay)
 	case !p.Subnet.IsValid():
 		return "no subnet claimed yet"
+	case f.Encryption.Encrypted() && p.WireGuardKey == "":
+		return "no WireGuard key announced (carries no traffic)"
+	case f.Encryption.Encrypted() && (p.WireGuardPort <= 0 || p.WireGuardPort > 65535):
+		return "no WireGuard port announced (carries no traffic)"
 	case !f.ClusterCIDR.Contains(p.Subnet.Addr()) || p.Subnet.Bits() < f.ClusterCIDR.Bits():
 		return fmt.Sprintf("subnet %s outside cluster CIDR %s", p.Subnet, f.ClusterCIDR)
 	case p.Subnet.Overlaps(f.Subnet):

@@ -129,8 +129,9 @@ func (s *Server) local(network string, req *dns.Msg, qs dns.Question) (*dns.Msg,
 	if addr, ok := reverseName(name); ok {
 		names := s.dir.Reverse(network, addr)
 		if len(names) == 0 {
-			if s.dir.Contains(network, addr) {
-				// The network's own address space never leaves the host.
+			if s.dir.Owned(addr) {
+				// The fabric's address space never leaves the host: an address of this
+				// network nobody holds and one of another network get the same answer.
 				resp.Rcode = dns.RcodeNameError
 				return resp, true
 			}
@@ -153,8 +154,10 @@ func (s *Server) local(network string, req *dns.Msg, qs dns.Question) (*dns.Msg,
 		addrs = s.dir.Lookup(network, strings.TrimSuffix(name, "."+network))
 	}
 	if len(addrs) == 0 {
-		if suffixed || !strings.Contains(name, ".") {
-			// NAME.NETWORK is ours, and single labels are container names: neither leaks out.
+		dot := strings.LastIndexByte(name, '.')
+		if dot < 0 || suffixed || s.dir.IsNetwork(name[dot+1:]) {
+			// Single labels are container names and NAME.NETWORK is ours (another network's
+			// too, answered as a name nobody has, so isolation leaks nothing): none goes out.
 			resp.Rcode = dns.RcodeNameError
 			return resp, true
 		}

@@ -23,6 +23,13 @@ type Directory interface {
 	// Reverse returns the names (without the network suffix) of the endpoints on network that
 	// hold addr.
 	Reverse(network string, addr netip.Addr) []string
+	// IsNetwork reports whether network is one of the fabric's: NAME.NETWORK of any of them
+	// is answered locally (another network's names get NXDOMAIN, as names nobody has),
+	// never forwarded upstream.
+	IsNetwork(network string) bool
+	// Owned reports whether addr lies inside any network's subnets: a reverse lookup of it
+	// is answered locally and never leaves the host.
+	Owned(addr netip.Addr) bool
 }
 
 // Network is one network the table knows: its name and the subnets its clients come from
@@ -180,6 +187,25 @@ func (t *Table) Contains(network string, addr netip.Addr) bool {
 	for _, p := range t.snap.Load().networks[canonical(network)] {
 		if p.Contains(addr) {
 			return true
+		}
+	}
+	return false
+}
+
+// IsNetwork implements [Directory].
+func (t *Table) IsNetwork(network string) bool {
+	_, ok := t.snap.Load().networks[canonical(network)]
+	return ok
+}
+
+// Owned implements [Directory].
+func (t *Table) Owned(addr netip.Addr) bool {
+	addr = addr.Unmap()
+	for _, ps := range t.snap.Load().networks {
+		for _, p := range ps {
+			if p.Contains(addr) {
+				return true
+			}
 		}
 	}
 	return false

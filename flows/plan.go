@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"net/netip"
@@ -120,6 +121,11 @@ type Input struct {
 	Gateway Port
 	// Networks are the networks this host serves, in any order.
 	Networks []Network
+	// PeersViaGateway hands routed packets for the peers' slices to the host kernel through
+	// the gateway port instead of a tunnel port (encryption: the kernel routes each slice into
+	// WireGuard). Tunnels then need no OFPort (it is ignored), and no tunnel port is
+	// classified or delivered from.
+	PeersViaGateway bool
 }
 
 // Plan returns every flow ovsfabric wants on br-int for in, sorted by table and descending
@@ -165,6 +171,8 @@ func Plan(in Input) ([]Flow, error) {
 
 	// Table 10: from local ports, by network (RegNetwork).
 	peers := make(map[int]string, len(p.tunnelPorts)) // toPeer of each tunnel port
+	// Via the gateway (encrypted): the host kernel routes the packet (and decrements its TTL).
+	toGateway := "mod_dl_dst:" + gwMAC + ",output:" + gwPort
 	b.grow(TableFromLocal, 200, p.routes)
 	for _, n := range p.networks {
 		reg := RegNetwork + "=" + n.key
@@ -186,12 +194,16 @@ func Plan(in Input) ([]Flow, error) {
 		matchTo := "ip," + reg + ",nw_dst="
 		route := "load:" + n.key + "->NXM_NX_TUN_ID[],mod_dl_src:" + gwMAC + ",mod_dl_dst:" + RouterMAC + ",dec_ttl,"
 		for _, t := range n.tunnels {
+			var buf [len("255.255.255.255/32")]byte
+			if p.viaGateway {
+				b.add(TableFromLocal, 200, PurposeToPeer, matchTo+string(appendPrefix(buf[:0], t.Subnet)), toGateway)
+				continue
+			}
 			out, ok := peers[t.OFPort]
 			if !ok {
 				out = toPeer(t)
 				peers[t.OFPort] = out
 			}
-			var buf [len("255.255.255.255/32")]byte
 			b.add(TableFromLocal, 200, PurposeToPeer, matchTo+string(appendPrefix(buf[:0], t.Subnet)), route+out)
 		}
 		b.add(TableFromLocal, 150, PurposeLocalDelivery, "ip,"+reg+",nw_dst="+prefixString(n.Subnet), "resubmit(,30)")
@@ -213,8 +225,11 @@ func Plan(in Input) ([]Flow, error) {
 	b.add(TableFromLocal, 0, PurposeDefault, "", "drop")
 
 	// Table 20: from tunnels, only IPv4 with a network's key for that network's local
-	// addresses.
+	// addresses (none via the gateway: what the kernel routes in takes local delivery).
 	for _, n := range p.networks {
+		if p.viaGateway {
+			break
+		}
 		tun := "ip,tun_id=" + n.key + ",nw_dst="
 		for _, c := range n.containers {
 			b.add(TableFromTunnel, 100, PurposeFromTunnel, tun+c.IP.String(),
@@ -436,4 +451,24 @@ func prefixString(p netip.Prefix) string {
 		return p.Addr().String()
 	}
 	return p.String()
+}
+
+// Equal reports whether in and o are the same input, in the same order: Plan would return
+// the same flows for both. It lets a caller skip planning when nothing changed.
+func (in Input) Equal(o Input) bool {
+	if in.PeersViaGateway != o.PeersViaGateway || !in.Gateway.equal(o.Gateway) || len(in.Networks) != len(o.Networks) {
+		return false
+	}
+	for k, a := range in.Networks {
+		b := o.Networks[k]
+		if a.Name != b.Name || a.Key != b.Key || a.CIDR != b.CIDR || a.Subnet != b.Subnet || a.Gateway != b.Gateway || a.Internal != b.Internal ||
+			!slices.Equal(a.Tunnels, b.Tunnels) || !slices.EqualFunc(a.Containers, b.Containers, Port.equal) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p Port) equal(o Port) bool {
+	return p.Name == o.Name && p.OFPort == o.OFPort && p.IP == o.IP && bytes.Equal(p.MAC, o.MAC)
 }

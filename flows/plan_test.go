@@ -271,6 +271,12 @@ func checkIsolation(t *testing.T, in Input, fs []Flow) {
 				if d := prefix(field(f.Match, "nw_dst")); !n.CIDR.Contains(d.Addr()) {
 					t.Errorf("flow %s sends network %q's packets to %s, outside it", f, n.Name, d)
 				}
+			case a == gwOut && f.Table == TableFromLocal && in.PeersViaGateway && f.Purpose() == PurposeToPeer:
+				// Encrypted: a peer slice of the packet's own network, through the host kernel.
+				n := keyOf[reg]
+				if d := prefix(field(f.Match, "nw_dst")); reg == "" || !n.CIDR.Contains(d.Addr()) {
+					t.Errorf("flow %s sends network %q's packets to %s, outside it", f, n.Name, d)
+				}
 			case a == gwOut && f.Table == TableFromLocal:
 				if reg != "" && keyOf[reg].Internal {
 					t.Errorf("flow %s lets internal network %q out", f, keyOf[reg].Name)

@@ -17,6 +17,8 @@ type plan struct {
 	tunnelPorts []int
 	// routes counts the networks' peer slices.
 	routes int
+	// viaGateway is Input.PeersViaGateway.
+	viaGateway bool
 }
 
 // network is a validated Network; Plan uses its containers and tunnels, not the embedded
@@ -46,7 +48,7 @@ var notUnicast = []netip.Prefix{
 
 // validate checks in and returns it ready to plan. It is O(n log n) in the size of in.
 func validate(in Input) (plan, error) {
-	var p plan
+	p := plan{viaGateway: in.PeersViaGateway}
 	gw := in.Gateway
 	if gw.OFPort == 0 || gw.OFPort == -1 {
 		return p, fmt.Errorf("%w: gateway port %q has ofport %d", ErrNotReady, gw.Name, gw.OFPort)
@@ -112,6 +114,14 @@ func validate(in Input) (plan, error) {
 		n := &p.networks[i]
 		n.tunnels = make([]Tunnel, 0, len(n.Tunnels))
 		for _, t := range n.Tunnels {
+			if p.viaGateway {
+				t.OFPort = 0 // no tunnel port: only the slice matters
+				if err := checkSlice(t, n.Network); err != nil {
+					return p, err
+				}
+				n.tunnels = append(n.tunnels, t)
+				continue
+			}
 			if t.OFPort == 0 || t.OFPort == -1 {
 				continue
 			}
@@ -129,14 +139,8 @@ func validate(in Input) (plan, error) {
 			} else if o.Port != t.Port || o.Peer != t.Peer {
 				return p, invalid("%s: ofport %d already belongs to tunnel port %q (peer %q)", what(), t.OFPort, o.Port, o.Peer)
 			}
-			if !isIPv4Net(t.Subnet) {
-				return p, invalid("%s: slice %q: want an IPv4 network address", what(), t.Subnet)
-			}
-			if !within(n.CIDR, t.Subnet) {
-				return p, invalid("%s: slice %s is not inside the network's CIDR %s", what(), t.Subnet, n.CIDR)
-			}
-			if t.Subnet.Overlaps(n.Subnet) {
-				return p, invalid("%s: slice %s overlaps the local slice %s", what(), t.Subnet, n.Subnet)
+			if err := checkSlice(t, n.Network); err != nil {
+				return p, err
 			}
 			n.tunnels = append(n.tunnels, t)
 		}
@@ -157,6 +161,21 @@ func validate(in Input) (plan, error) {
 	slices.Sort(p.tunnelPorts)
 	slices.SortFunc(p.networks, func(a, b network) int { return cmp.Compare(a.Key, b.Key) })
 	return p, nil
+}
+
+// checkSlice checks the peer slice of tunnel t in network n.
+func checkSlice(t Tunnel, n Network) error {
+	what := func() string { return fmt.Sprintf("tunnel port %q (peer %q, network %q)", t.Port, t.Peer, n.Name) }
+	if !isIPv4Net(t.Subnet) {
+		return invalid("%s: slice %q: want an IPv4 network address", what(), t.Subnet)
+	}
+	if !within(n.CIDR, t.Subnet) {
+		return invalid("%s: slice %s is not inside the network's CIDR %s", what(), t.Subnet, n.CIDR)
+	}
+	if t.Subnet.Overlaps(n.Subnet) {
+		return invalid("%s: slice %s overlaps the local slice %s", what(), t.Subnet, n.Subnet)
+	}
+	return nil
 }
 
 // checkNetwork checks one network's own prefixes and gateway.

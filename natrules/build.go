@@ -21,10 +21,12 @@ const (
 	chainPublish     = "publish"
 	chainForward     = "forward"
 	chainBetween     = "between"
+	chainInput       = "input"
+	chainFromWG      = "from_wireguard"
 )
 
 // chainOrder is the order of the chains in the layout.
-var chainOrder = []string{chainPrerouting, chainOutput, chainPublish, chainPostrouting, chainForward, chainBetween}
+var chainOrder = []string{chainPrerouting, chainOutput, chainPublish, chainPostrouting, chainForward, chainBetween, chainInput, chainFromWG}
 
 // commentPrefix starts every rule comment this package writes.
 const commentPrefix = "ovsfabric: "
@@ -51,6 +53,13 @@ const (
 	netIntIn      = "internal: drop forwarding into %s"
 	netLeave      = "check forwarding out of %s"
 	netBetween    = "drop forwarding into %s from another network"
+	netFromWG     = "from WireGuard within %s"
+)
+
+// Comments of the WireGuard rules (Rules.WireGuard).
+const (
+	commentJumpWG = commentPrefix + "wireguard: check what arrives on %s"
+	commentDropWG = commentPrefix + "wireguard: drop what crosses networks or reaches no network"
 )
 
 // netComment is the comment of a per-network rule; what is one of the net* formats.
@@ -156,7 +165,7 @@ func desired(r Rules) []chainSpec {
 		}
 		between = append(between, ruleSpec{netComment(n.Name, netBetween, n.CIDR), dropExprs(offIPDaddr, n.CIDR)})
 	}
-	return []chainSpec{
+	chains := []chainSpec{
 		{
 			name:     chainPrerouting,
 			typ:      nftables.ChainTypeNAT,
@@ -188,6 +197,50 @@ func desired(r Rules) []chainSpec {
 		},
 		{name: chainBetween, rules: between},
 	}
+	if r.WireGuard == "" {
+		return chains
+	}
+	// Checked before anything else forwards it; the host's own input gets the same check.
+	jump := ruleSpec{fmt.Sprintf(commentJumpWG, r.WireGuard), jumpWGExprs(r.WireGuard)}
+	chains[4].rules = append([]ruleSpec{jump}, chains[4].rules...)
+	var fromWG []ruleSpec
+	for _, n := range r.Networks {
+		fromWG = append(fromWG, ruleSpec{netComment(n.Name, netFromWG, n.CIDR), fromWGExprs(n.CIDR)})
+	}
+	fromWG = append(fromWG, ruleSpec{commentDropWG, []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}})
+	return append(chains,
+		chainSpec{
+			name:     chainInput,
+			typ:      nftables.ChainTypeFilter,
+			hook:     nftables.ChainHookInput,
+			priority: nftables.ChainPriorityFilter,
+			rules:    []ruleSpec{jump},
+		},
+		chainSpec{name: chainFromWG, rules: fromWG})
+}
+
+// ifnameData is an interface name as nftables compares iifname: IFNAMSIZ bytes, NUL-padded.
+func ifnameData(name string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return b
+}
+
+// jumpWGExprs: iifname IF counter jump from_wireguard.
+func jumpWGExprs(ifname string) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifnameData(ifname)},
+		&expr.Counter{},
+		&expr.Verdict{Kind: expr.VerdictJump, Chain: chainFromWG},
+	}
+}
+
+// fromWGExprs: ip saddr CIDR ip daddr CIDR counter return.
+func fromWGExprs(cidr netip.Prefix) []expr.Any {
+	e := ipMatch(offIPSaddr, expr.CmpOpEq, cidr)
+	e = append(e, ipMatch(offIPDaddr, expr.CmpOpEq, cidr)...)
+	return append(e, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictReturn})
 }
 
 // masqueraded lists the networks whose slice r masquerades: none without

@@ -78,7 +78,7 @@ func forgetMatch(table string) {
 // sameRules compares two normalized rule sets, container names (which only
 // live in comments) included.
 func sameRules(a, b Rules) bool {
-	return a.Table == b.Table && a.Masquerade == b.Masquerade &&
+	return a.Table == b.Table && a.Masquerade == b.Masquerade && a.WireGuard == b.WireGuard &&
 		slices.Equal(a.Networks, b.Networks) && slices.Equal(a.Publish, b.Publish)
 }
 

@@ -91,7 +91,11 @@ func (n *testNS) checkInstalled(t *testing.T, r Rules) {
 	if !ok {
 		t.Fatalf("nft: table ip %s missing", want.Table)
 	}
-	if wantChains := []string{"between", "forward", "output", "postrouting", "prerouting", "publish"}; !slices.Equal(chains, wantChains) {
+	wantChains := []string{"between", "forward", "output", "postrouting", "prerouting", "publish"}
+	if want.WireGuard != "" {
+		wantChains = []string{"between", "forward", "from_wireguard", "input", "output", "postrouting", "prerouting", "publish"}
+	}
+	if !slices.Equal(chains, wantChains) {
 		t.Errorf("nft: chains %v, want %v", chains, wantChains)
 	}
 	var cliComments []string
@@ -406,4 +410,49 @@ func BenchmarkReconcileNoChange(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestReconcileWireGuard: with a WireGuard interface the table checks what arrives on it, in
+// forward (first) and input, reads back as the same Rules, and goes away with the interface.
+func TestReconcileWireGuard(t *testing.T) {
+	requireRoot(t)
+	n := newNS(t)
+	r := Rules{Networks: []Network{defNet[0], blueNet}, Masquerade: true, WireGuard: "wgfab0"}
+	if !n.reconcile(t, r) {
+		t.Fatal("first Reconcile: changed=false")
+	}
+	n.checkInstalled(t, r)
+	if n.reconcile(t, r) {
+		t.Error("second Reconcile: changed=true")
+	}
+	out := n.run(t, "nft", "list", "table", "ip", DefaultTable)
+	for _, want := range []string{
+		`iifname "wgfab0" counter packets 0 bytes 0 jump from_wireguard`,
+		`type filter hook input priority filter; policy accept;`,
+		`ip saddr 10.244.0.0/16 ip daddr 10.244.0.0/16 counter packets 0 bytes 0 return`,
+		`ip saddr 10.50.0.0/16 ip daddr 10.50.0.0/16 counter packets 0 bytes 0 return`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("nft list lacks %q:\n%s", want, out)
+		}
+	}
+	// The jump comes first in forward: nothing accepts a WireGuard packet before the check.
+	fwd := out[strings.Index(out, "chain forward"):]
+	if i, j := strings.Index(fwd, "iifname"), strings.Index(fwd, "accept comment"); i < 0 || j < i {
+		t.Errorf("forward does not start with the WireGuard check:\n%s", fwd)
+	}
+	off := r
+	off.WireGuard = ""
+	if !n.reconcile(t, off) {
+		t.Fatal("Reconcile without WireGuard: changed=false")
+	}
+	n.checkInstalled(t, off)
+	bad := r
+	bad.WireGuard = "wg fab"
+	n.do(t, func() error {
+		if _, err := Reconcile(bad); !errors.Is(err, ErrInvalid) {
+			return fmt.Errorf("Reconcile(bad interface) = %v, want ErrInvalid", err)
+		}
+		return nil
+	})
 }

@@ -136,6 +136,14 @@ type decoder struct {
 	slices  []netip.Prefix            // sources of masquerade rules
 	masq    bool
 	publish []Publish
+	wg      string
+}
+
+// wgName is the interface named by a comment commentJumpWG wrote.
+func wgName(comment string) (string, bool) {
+	head, _, _ := strings.Cut(commentJumpWG, "%s")
+	name, ok := strings.CutPrefix(comment, head)
+	return name, ok && name != ""
 }
 
 // network returns the network of cidr, made on first sight; a name from a
@@ -157,7 +165,7 @@ func (d *decoder) network(cidr netip.Prefix, name string) *Network {
 
 // rules assembles what the rules said, in normalized form.
 func (d *decoder) rules(table string) Rules {
-	r := Rules{Table: table, Masquerade: d.masq, Publish: d.publish}
+	r := Rules{Table: table, Masquerade: d.masq, Publish: d.publish, WireGuard: d.wg}
 	for _, n := range d.nets {
 		r.Networks = append(r.Networks, *n)
 	}
@@ -198,7 +206,23 @@ func (d *decoder) rule(chain, comment string, exprs []expr.Any) bool {
 			return false
 		}
 		return true
+	case chainInput:
+		if name, ok := wgName(comment); ok && sameExprs(exprs, jumpWGExprs(name)) {
+			d.wg = name
+			return true
+		}
+		return false
+	case chainFromWG:
+		if hasSaddr && sameExprs(exprs, fromWGExprs(saddr)) {
+			d.network(saddr, netName(comment, netFromWG, saddr))
+			return true
+		}
+		return sameExprs(exprs, []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}})
 	case chainForward:
+		if name, ok := wgName(comment); ok && sameExprs(exprs, jumpWGExprs(name)) {
+			d.wg = name
+			return true
+		}
 		switch {
 		case hasSaddr && sameExprs(exprs, withinExprs(saddr)):
 			d.network(saddr, netName(comment, netWithin, saddr))

@@ -83,7 +83,15 @@ type Rules struct {
 	Masquerade bool
 	// Publish lists the published ports. Order does not matter.
 	Publish []Publish
+	// WireGuard is the WireGuard interface of an encrypted fabric ("" for none). What
+	// arrives on it, forwarded or for the host itself, must go from one address of a network
+	// to another of the same network: WireGuard authenticates the sending host (its source
+	// lies in that host's slices) but not the network the destination belongs to, which is
+	// what the tunnel key checked without encryption.
+	WireGuard string
 }
+
+var ifNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 
 var tableNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
 
@@ -151,6 +159,9 @@ func (r Rules) validate() ([]Network, error) {
 	}
 	nets, netErrs := r.networks()
 	errs = append(errs, netErrs...)
+	if w := r.WireGuard; w != "" && !ifNameRE.MatchString(w) {
+		errs = append(errs, fmt.Errorf("%w: WireGuard interface %q: want 1-15 letters, digits, '.', '_' or '-'", ErrInvalid, w))
+	}
 	type key struct {
 		proto string
 		port  uint16
@@ -340,7 +351,7 @@ func (r Rules) normalized() (Rules, error) {
 	if err != nil {
 		return Rules{}, err
 	}
-	out := Rules{Table: r.tableName(), Masquerade: r.Masquerade}
+	out := Rules{Table: r.tableName(), Masquerade: r.Masquerade, WireGuard: r.WireGuard}
 	if len(nets) > 0 {
 		out.Networks = nets
 	}

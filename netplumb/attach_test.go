@@ -203,6 +203,15 @@ func TestAttachRoutesBesideForeignDefault(t *testing.T) {
 	if gw, _ := defaultGateway(ch, netlink.FAMILY_V4, other.Attrs().Index); gw != mustAddr("172.30.0.1") {
 		t.Errorf("container's own default route is gone (gateway %s)", gw)
 	}
+	// ContainerLink reads back the routes of each interface with their gateways.
+	want := []Route{{Dst: mustPrefix("10.99.0.0/16"), Gateway: mustAddr("10.99.3.1"), Dev: "eth1"}}
+	if l, err := ContainerLink(cont.Path(), "eth1"); err != nil || l.Gateway.IsValid() || !slices.Equal(l.Routes, want) {
+		t.Errorf("ContainerLink eth1: gateway %s routes %v (%v), want no default and %v", l.Gateway, l.Routes, err, want)
+	}
+	want = []Route{{Dst: mustPrefix("0.0.0.0/0"), Gateway: mustAddr("172.30.0.1"), Dev: "eth0"}}
+	if l, err := ContainerLink(cont.Path(), "eth0"); err != nil || l.Gateway != mustAddr("172.30.0.1") || !slices.Equal(l.Routes, want) {
+		t.Errorf("ContainerLink eth0: gateway %s routes %v (%v), want %v", l.Gateway, l.Routes, err, want)
+	}
 }
 
 // TestAttachGatewayNeighbour: with GatewayMAC the container knows the gateway's MAC from the

@@ -384,3 +384,44 @@ func TestNetNSExists(t *testing.T) {
 		t.Errorf("NetNSExists(%s) = false", n.Path())
 	}
 }
+
+// TestReconcileRoutesUnreachable: the guard of an encrypted fabric, an unreachable route for
+// the network's CIDR, lives beside the more specific routes, reads back as itself, is left
+// alone by the next pass and turns into a normal route (and back) by replacement.
+func TestReconcileRoutesUnreachable(t *testing.T) {
+	hn := nlIn(t, newHost(t))
+	addVethPair(t, hn, "fabric0", "fabric0p", mustPrefix("10.244.3.1/24"))
+	guard := Route{Dst: mustPrefix("10.244.0.0/16"), Unreachable: true}
+	slice := Route{Dst: mustPrefix("10.244.5.0/24"), Dev: "fabric0", Src: mustAddr("10.244.3.1")}
+	desired := []Route{guard, slice}
+	ch, err := ReconcileRoutes(desired)
+	if err != nil || len(ch.Added) != 2 {
+		t.Fatalf("changes %+v, err %v", ch, err)
+	}
+	got, err := ListRoutes()
+	if err != nil || !slices.Equal(got, desired) {
+		t.Fatalf("ListRoutes = %v %v, want %v", got, err, desired)
+	}
+	if got[0].String() != "unreachable 10.244.0.0/16" {
+		t.Errorf("String = %q", got[0].String())
+	}
+	expectNoWrites(t, "guard again", func() { ch, err = ReconcileRoutes(desired) })
+	if err != nil || !ch.Empty() {
+		t.Fatalf("second pass: %+v %v", ch, err)
+	}
+	normal := Route{Dst: guard.Dst, Dev: "fabric0"}
+	if ch, err = ReconcileRoutes([]Route{normal, slice}); err != nil || len(ch.Replaced) != 1 {
+		t.Fatalf("unreachable to normal: %+v %v", ch, err)
+	}
+	if ch, err = ReconcileRoutes(desired); err != nil || len(ch.Replaced) != 1 {
+		t.Fatalf("normal to unreachable: %+v %v", ch, err)
+	}
+	for _, bad := range []Route{
+		{Dst: guard.Dst, Unreachable: true, Dev: "fabric0"},
+		{Dst: guard.Dst, Unreachable: true, Gateway: mustAddr("10.244.3.9")},
+	} {
+		if _, err := ReconcileRoutes([]Route{bad}); err == nil {
+			t.Errorf("ReconcileRoutes accepted %+v", bad)
+		}
+	}
+}

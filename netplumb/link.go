@@ -110,6 +110,10 @@ type LinkInfo struct {
 	// Gateway is the gateway of the main table's IPv4 default route through this device, or
 	// of the IPv6 one when there is no IPv4 one; invalid when there is none.
 	Gateway netip.Addr
+	// Routes are the main table's routes through this device that have a gateway (IPv4
+	// and IPv6, default routes included), with Dev set to its name: what CNI CHECK compares
+	// with the routes an endpoint was given.
+	Routes []Route
 	// PeerIndex is, for a veth, the ifindex of its peer in the peer's namespace; 0 otherwise.
 	// HostLink(hostIf).Index == ContainerLink(...).PeerIndex proves the two ends belong
 	// together.
@@ -196,41 +200,66 @@ func readLink(h *netlink.Handle, dev string) (LinkInfo, error) {
 		info.Addrs = append(info.Addrs, p)
 	}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		gw, err := defaultGateway(h, fam, a.Index)
+		gw, routes, err := linkRoutes(h, fam, a.Index)
 		if err != nil {
-			return LinkInfo{}, fmt.Errorf("default route of %s: %w", dev, err)
+			return LinkInfo{}, fmt.Errorf("routes of %s: %w", dev, err)
 		}
-		if gw.IsValid() {
+		if gw.IsValid() && !info.Gateway.IsValid() {
 			info.Gateway = gw
-			break
 		}
+		for k := range routes {
+			routes[k].Dev = a.Name
+		}
+		info.Routes = append(info.Routes, routes...)
 	}
 	return info, nil
+}
+
+// linkRoutes reads the main table's routes of family fam through the link with index idx:
+// the gateway of its default route (lowest metric first; invalid when there is none), and
+// every route with a gateway (Dst and Gateway set).
+func linkRoutes(h *netlink.Handle, fam, idx int) (netip.Addr, []Route, error) {
+	routes, err := dump(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return netip.Addr{}, nil, err
+	}
+	var gw netip.Addr
+	var best *netlink.Route
+	var out []Route
+	for i, r := range routes {
+		if r.LinkIndex != idx || r.Gw == nil {
+			continue
+		}
+		via, ok := addrOf(r.Gw)
+		if !ok {
+			continue
+		}
+		if isDefault(r) && (best == nil || r.Priority < best.Priority) {
+			best, gw = &routes[i], via
+		}
+		dst := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		if fam == netlink.FAMILY_V6 {
+			dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+		}
+		if r.Dst != nil {
+			p, ok := prefixOf(r.Dst)
+			if !ok {
+				continue
+			}
+			dst = p.Masked()
+		}
+		out = append(out, Route{Dst: dst, Gateway: via})
+	}
+	return gw, out, nil
 }
 
 // defaultGateway is the gateway of the main table's default route of family fam through the
 // link with index idx (lowest metric first); invalid when there is none.
 func defaultGateway(h *netlink.Handle, fam, idx int) (netip.Addr, error) {
-	routes, err := dump(func() ([]netlink.Route, error) {
-		return h.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
-	})
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	var best *netlink.Route
-	for i, r := range routes {
-		if !isDefault(r) || r.LinkIndex != idx || r.Gw == nil {
-			continue
-		}
-		if best == nil || r.Priority < best.Priority {
-			best = &routes[i]
-		}
-	}
-	if best == nil {
-		return netip.Addr{}, nil
-	}
-	gw, _ := addrOf(best.Gw)
-	return gw, nil
+	gw, _, err := linkRoutes(h, fam, idx)
+	return gw, err
 }
 
 // isDefault reports whether r is a default route (no destination, or a /0).

@@ -40,11 +40,17 @@ type Route struct {
 	MTU int
 	// Src is the preferred source address (ip route ... src A); invalid for none.
 	Src netip.Addr
+	// Unreachable makes it an `unreachable` route (no Gateway, no Dev): packets to Dst are
+	// refused with ICMP host unreachable instead of following a less specific route.
+	Unreachable bool
 }
 
 // String renders r the way `ip route` does.
 func (r Route) String() string {
 	s := r.Dst.String()
+	if r.Unreachable {
+		s = "unreachable " + s
+	}
 	if r.Gateway.IsValid() {
 		s += " via " + r.Gateway.String()
 	}
@@ -86,7 +92,9 @@ func checkRoutes(desired []Route) (map[netip.Prefix]Route, error) {
 			return nil, invalidf("route %s: gateway and destination are of different IP families", r)
 		case r.Src.IsValid() && r.Src.Is4() != r.Dst.Addr().Is4():
 			return nil, invalidf("route %s: source and destination are of different IP families", r)
-		case !r.Gateway.IsValid() && r.Dev == "":
+		case r.Unreachable && (r.Gateway.IsValid() || r.Dev != "" || r.OnLink || r.Src.IsValid()):
+			return nil, invalidf("route %s: an unreachable route has no gateway, device or source", r)
+		case !r.Unreachable && !r.Gateway.IsValid() && r.Dev == "":
 			return nil, invalidf("route %s: needs a gateway or a device", r)
 		case r.OnLink && (r.Dev == "" || !r.Gateway.IsValid()):
 			return nil, invalidf("route %s: onlink needs a gateway and a device", r)
@@ -120,7 +128,7 @@ func ourRoutes(h *netlink.Handle) ([]netlink.Route, []Route, error) {
 	names := map[int]string{}
 	out := make([]Route, 0, len(kr))
 	for _, k := range kr {
-		r := Route{MTU: k.MTU, OnLink: k.Flags&int(netlink.FLAG_ONLINK) != 0}
+		r := Route{MTU: k.MTU, OnLink: k.Flags&int(netlink.FLAG_ONLINK) != 0, Unreachable: k.Type == unix.RTN_UNREACHABLE}
 		if k.Dst != nil {
 			p, _ := prefixOf(k.Dst)
 			r.Dst = p
@@ -131,7 +139,7 @@ func ourRoutes(h *netlink.Handle) ([]netlink.Route, []Route, error) {
 		}
 		r.Gateway, _ = addrOf(k.Gw)
 		r.Src, _ = addrOf(k.Src)
-		if k.LinkIndex > 0 {
+		if k.LinkIndex > 0 && !r.Unreachable {
 			name, ok := names[k.LinkIndex]
 			if !ok {
 				l, err := h.LinkByIndex(k.LinkIndex)
@@ -174,7 +182,7 @@ func comparePrefix(a, b netip.Prefix) int {
 // sameRoute compares a desired route with one read back from the kernel. A desired route
 // without Dev matches whatever device the kernel resolved the gateway to.
 func sameRoute(want, have Route) bool {
-	return want.Dst == have.Dst && want.Gateway == have.Gateway && want.OnLink == have.OnLink &&
+	return want.Dst == have.Dst && want.Unreachable == have.Unreachable && want.Gateway == have.Gateway && want.OnLink == have.OnLink &&
 		want.MTU == have.MTU && want.Src == have.Src && (want.Dev == "" || want.Dev == have.Dev)
 }
 
@@ -273,6 +281,10 @@ func toKernelRoute(r Route, linkIndex int) *netlink.Route {
 		Protocol:  RouteProtocol,
 		Type:      unix.RTN_UNICAST,
 		Scope:     netlink.SCOPE_UNIVERSE,
+	}
+	if r.Unreachable {
+		nr.Type = unix.RTN_UNREACHABLE
+		return nr
 	}
 	if !r.Gateway.IsValid() && r.Dst.Addr().Is4() {
 		nr.Scope = netlink.SCOPE_LINK

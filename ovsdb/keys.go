@@ -46,6 +46,13 @@ const (
 	// KeyAliases lists an endpoint's DNS aliases (comma-separated), from CNI's aliases
 	// capability, and the further names given with fabricctl attach --alias.
 	KeyAliases = "ovsfabric-aliases"
+	// KeyRoutes lists the destinations an endpoint routes via its gateway (comma-separated
+	// CIDRs) when it does not carry the container's default route: an endpoint on a
+	// container's further network routes only that network. Absent: the default route.
+	KeyRoutes = "ovsfabric-routes"
+	// KeyResolvConf is the container runtime's resolv.conf of a Docker/Podman endpoint
+	// (its ResolvConfPath), which attach pointed at the fabric DNS: detach restores it.
+	KeyResolvConf = "ovsfabric-resolv-conf"
 	// KeyDocker marks an endpoint made through the Docker network plugin with its Docker
 	// endpoint ID: DeleteEndpoint and Join find it by that ID, and the loop never prunes it
 	// (Docker removes its endpoints itself).

@@ -152,6 +152,11 @@ func TestMetaValidate(t *testing.T) {
 			m.Retained = []RetainedClaim{{Subnet: netip.MustParsePrefix("10.244.1.0/24")}}
 		}), "retained claim"},
 		{"mtu", mod(func(m *Meta) { m.MTU = 70000 }), "MTU"},
+		{"encryption", mod(func(m *Meta) { m.Encryption = "ipsec" }), "encryption"},
+		{"key without encryption", mod(func(m *Meta) { m.WireGuardKey = testWGKey }), "without encryption"},
+		{"no key", mod(func(m *Meta) { m.Encryption, m.WireGuardPort = EncryptionWireGuard, 51820 }), "public key"},
+		{"short key", mod(func(m *Meta) { m.Encryption, m.WireGuardKey, m.WireGuardPort = EncryptionWireGuard, "AAAA", 51820 }), "public key"},
+		{"no port", mod(func(m *Meta) { m.Encryption, m.WireGuardKey = EncryptionWireGuard, testWGKey }), "WireGuard port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.meta.Validate()
@@ -181,6 +186,7 @@ func TestDefaultCompatible(t *testing.T) {
 		{"tunnel", mod(func(m *Meta) { m.Tunnel = TunnelVXLAN }), "tunnel vxlan != local gre"},
 		{"cluster", mod(func(m *Meta) { m.ClusterCIDR = netip.MustParsePrefix("10.0.0.0/8") }), "cluster CIDR 10.0.0.0/8 != local 10.244.0.0/16"},
 		{"proto", mod(func(m *Meta) { m.Proto = 2 }), "protocol version 2 != local 1"},
+		{"encryption", mod(func(m *Meta) { m.Encryption, m.WireGuardKey, m.WireGuardPort = EncryptionWireGuard, testWGKey, 51820 }), "encryption wireguard != local (none)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := DefaultCompatible(testMeta(1), tc.remote)
@@ -300,5 +306,29 @@ func TestLogWriter(t *testing.T) {
 	}
 	if !strings.Contains(out, `level=WARN msg="Refuting a dead message (from: b)" src=memberlist`) {
 		t.Errorf("warning not logged as such: %s", out)
+	}
+}
+
+// testWGKey is a WireGuard public key as gossip carries it.
+const testWGKey = "hIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
+
+// TestMetaWireGuard: a node with encryption fits, round-trips, and with the longest
+// retained-claims list still fits memberlist's limit.
+func TestMetaWireGuard(t *testing.T) {
+	m := testMeta(1)
+	m.Encryption, m.WireGuardKey, m.WireGuardPort = EncryptionWireGuard, testWGKey, 51820
+	b, err := EncodeMeta(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeMeta(b)
+	if err != nil || !got.Equal(m) {
+		t.Fatalf("round trip: %+v, %v; want %+v", got, err, m)
+	}
+	if !strings.Contains(string(b), `"e":"wireguard","wk":"`+testWGKey+`","wp":51820`) {
+		t.Errorf("encoding %s lacks the WireGuard keys", b)
+	}
+	if err := DefaultCompatible(m, got); err != nil {
+		t.Errorf("two WireGuard nodes: %v", err)
 	}
 }

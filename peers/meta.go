@@ -2,6 +2,7 @@ package peers
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,7 +46,17 @@ type Meta struct {
 	ClusterCIDR netip.Prefix
 	// MTU is the node's container MTU; 0 when not announced.
 	MTU int
+	// Encryption is the node's data-plane encryption: "" (none) or EncryptionWireGuard.
+	Encryption string
+	// WireGuardKey is the node's WireGuard public key (base64, 44 characters) and
+	// WireGuardPort its WireGuard UDP port, with Encryption EncryptionWireGuard. Gossip's
+	// key (--gossip-key-file) is what authenticates them.
+	WireGuardKey  string
+	WireGuardPort int
 }
+
+// EncryptionWireGuard is the Meta.Encryption of a node whose data plane runs over WireGuard.
+const EncryptionWireGuard = "wireguard"
 
 // RetainedClaim is a subnet claim a node keeps reserved for another node that went.
 type RetainedClaim struct {
@@ -83,6 +94,10 @@ type wireMeta struct {
 	Tunnel      string          `json:"u,omitempty"`
 	ClusterCIDR netip.Prefix    `json:"c,omitzero"`
 	MTU         int             `json:"m,omitempty"`
+	// Added with encryption (about 75 bytes, taken from the room for retained claims).
+	Encryption    string `json:"e,omitempty"`
+	WireGuardKey  string `json:"wk,omitempty"`
+	WireGuardPort int    `json:"wp,omitempty"`
 }
 
 // Validate checks that m is complete and consistent: a protocol version, a valid underlay
@@ -105,6 +120,18 @@ func (m Meta) Validate() error {
 		return fmt.Errorf("subnet claim time %d is negative", m.SubnetSince)
 	case m.MTU < 0 || m.MTU > 65535:
 		return fmt.Errorf("MTU %d out of range", m.MTU)
+	case m.Encryption != "" && m.Encryption != EncryptionWireGuard:
+		return fmt.Errorf("encryption %q: must be empty (none) or %q", m.Encryption, EncryptionWireGuard)
+	case m.Encryption == "" && (m.WireGuardKey != "" || m.WireGuardPort != 0):
+		return errors.New("WireGuard key or port without encryption")
+	}
+	if m.Encryption == EncryptionWireGuard {
+		if k, err := base64.StdEncoding.DecodeString(m.WireGuardKey); err != nil || len(k) != 32 || len(m.WireGuardKey) != 44 {
+			return fmt.Errorf("WireGuard public key %q: want 32 bytes in base64 (44 characters)", m.WireGuardKey)
+		}
+		if m.WireGuardPort < 1 || m.WireGuardPort > 65535 {
+			return fmt.Errorf("WireGuard port %d out of range", m.WireGuardPort)
+		}
 	}
 	for _, r := range m.Retained {
 		if r.Node == "" || !r.Subnet.IsValid() || r.Subnet != r.Subnet.Masked() ||
@@ -160,14 +187,16 @@ func decodeMeta(b []byte) (Meta, error) {
 }
 
 // DefaultCompatible is the compatibility rule used when Config.Compatible is nil: both
-// nodes speak the same protocol version, use the same tunnel type and share the cluster
-// CIDR. The error says what differs, remote value first ("tunnel vxlan != local gre").
+// nodes speak the same protocol version, use the same tunnel type and encryption and share
+// the cluster CIDR (a node of a version without encryption announces none). The error says what differs, remote value first ("tunnel vxlan != local gre").
 func DefaultCompatible(local, remote Meta) error {
 	switch {
 	case remote.Proto != local.Proto:
 		return fmt.Errorf("protocol version %d != local %d", remote.Proto, local.Proto)
 	case remote.Tunnel != local.Tunnel:
 		return fmt.Errorf("tunnel %s != local %s", orNone(remote.Tunnel), orNone(local.Tunnel))
+	case remote.Encryption != local.Encryption:
+		return fmt.Errorf("encryption %s != local %s", orNone(remote.Encryption), orNone(local.Encryption))
 	case remote.ClusterCIDR != local.ClusterCIDR:
 		return fmt.Errorf("cluster CIDR %s != local %s", orNone(remote.ClusterCIDR.String()), orNone(local.ClusterCIDR.String()))
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -59,7 +60,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&o.socket, "socket", defaultSocket(os.Getenv), "fabricd API socket; $"+api.SocketEnv+" sets it when this flag is not given")
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(statusCmd(o), peersCmd(o), leaveCmd(o), attachCmd(o), detachCmd(o), lsCmd(o), publishCmd(o, true), publishCmd(o, false), versionCmd(o), keyringCmd(o), ovsCmd(o), dnsCmd(o), networkCmd(o))
+	root.AddCommand(statusCmd(o), peersCmd(o), leaveCmd(o), attachCmd(o), detachCmd(o), lsCmd(o), publishCmd(o, true), publishCmd(o, false), versionCmd(o), keyringCmd(o), ovsCmd(o), dnsCmd(o), networkCmd(o), wireguardCmd(o))
 	return root
 }
 
@@ -105,7 +106,12 @@ func statusCmd(o *options) *cobra.Command {
 				fmt.Fprintf(tw, "node:\t%s\n", st.Node)
 				fmt.Fprintf(tw, "underlay:\t%s\n", st.Underlay)
 				fmt.Fprintf(tw, "subnet:\t%s (gateway %s, cluster %s)\n", orDash(st.Subnet), orDash(st.Gateway), st.ClusterCIDR)
-				fmt.Fprintf(tw, "tunnel:\t%s\n", st.Tunnel)
+				if st.WireGuard != nil {
+					fmt.Fprintf(tw, "encryption:\t%s (%s WireGuard on %s; no tunnel ports)\n", st.Encryption, st.WireGuard.Implementation, st.WireGuard.Interface)
+				} else {
+					fmt.Fprintf(tw, "tunnel:\t%s\n", st.Tunnel)
+					fmt.Fprintf(tw, "encryption:\t%s\n", orDash(st.Encryption))
+				}
 				fmt.Fprintf(tw, "mtu:\t%d\n", st.MTU)
 				fmt.Fprintf(tw, "bridge:\t%s (datapath %s)\n", st.Bridge, st.Datapath)
 				fmt.Fprintf(tw, "last sync:\t%s (%d syncs)\n", st.LastSync.Format(time.RFC3339), st.Syncs)
@@ -118,6 +124,10 @@ func statusCmd(o *options) *cobra.Command {
 				tw.Flush()
 				fmt.Fprintln(w)
 				printPeers(w, st.Peers)
+				if st.WireGuard != nil {
+					fmt.Fprintln(w)
+					printWireGuard(w, st.WireGuard)
+				}
 			})
 		},
 	}
@@ -159,9 +169,17 @@ func leaveCmd(o *options) *cobra.Command {
 
 func printPeers(w io.Writer, ps []api.Peer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tADDRESS\tSUBNET\tSTATE\tSINCE\tTUNNEL PORT")
+	encrypted := slices.ContainsFunc(ps, func(p api.Peer) bool { return p.WireGuard != "" })
+	if encrypted {
+		fmt.Fprintln(tw, "PEER\tADDRESS\tSUBNET\tSTATE\tSINCE\tWIREGUARD HANDSHAKE")
+	} else {
+		fmt.Fprintln(tw, "PEER\tADDRESS\tSUBNET\tSTATE\tSINCE\tTUNNEL PORT")
+	}
 	for _, p := range ps {
 		port := p.Tunnel
+		if encrypted {
+			port = p.WireGuard
+		}
 		if port == "" {
 			port = "- (" + p.Note + ")"
 		}

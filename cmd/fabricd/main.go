@@ -105,7 +105,7 @@ func run(parent context.Context, cfg config.Config) error {
 		return err
 	}
 	log = log.With("node", s.Name)
-	log.Info("starting", "underlay", s.Advertise, "underlay_mtu", s.UnderlayMTU, "datapath", s.DatapathType, "tunnel", s.TunnelType, "cluster_cidr", s.Cluster)
+	log.Info("starting", "underlay", s.Advertise, "underlay_mtu", s.UnderlayMTU, "datapath", s.DatapathType, "tunnel", s.TunnelType, "encryption", s.EncryptionMode, "cluster_cidr", s.Cluster)
 
 	var resolvers []endpoint.Resolver
 	if s.DockerHost != "" {
@@ -140,6 +140,13 @@ func run(parent context.Context, cfg config.Config) error {
 		return err
 	}
 	defer dns.close()
+	wg, err := startWireGuard(s, ctrl, log)
+	if err != nil {
+		return err
+	}
+	if wg != nil {
+		defer wg.Close()
+	}
 	if err := ctrl.Init(ctx); err != nil {
 		return err
 	}
@@ -185,6 +192,7 @@ func run(parent context.Context, cfg config.Config) error {
 	srv := apiserver.NewServer(ctrl, eps, log, leave)
 	srv.SetKeyring(members)
 	srv.SetNetworks(networksAPI{ctrl})
+	serveWireGuard(s, ctrl, srv)
 	dns.serve(runCtx, ctrl, reg, srv)
 	go kickOnNetworkChanges(runCtx, reg, ctrl)
 	if err := srv.SetGroup(s.APIGroup); err != nil {

@@ -95,7 +95,7 @@ func cmdStatus(args *skel.CmdArgs) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return cniError(api.NewClient(c.Socket).CNIStatus(ctx), c.Socket, types.ErrPluginNotAvailable)
+	return cniError(api.NewClient(c.Socket).CNIStatus(ctx, c.Network), c.Socket, types.ErrPluginNotAvailable)
 }
 
 func cmdGC(args *skel.CmdArgs) error {

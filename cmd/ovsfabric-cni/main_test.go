@@ -94,7 +94,7 @@ func TestRequest(t *testing.T) {
 
 func TestBuildResultVersions(t *testing.T) {
 	r := api.CNIResult{Attachment: api.Attachment{IfName: "eth0", IP: "10.244.1.7/24", Gateway: "10.244.1.1", MAC: "02:00:00:00:00:07",
-		MTU: 1450, Port: "vf1234", NetNS: "/run/netns/x"}, Network: "default", HostMAC: "02:00:00:00:00:08"}
+		MTU: 1450, Port: "vf1234", NetNS: "/run/netns/x", Nameserver: "10.244.1.1"}, Network: "default", HostMAC: "02:00:00:00:00:08"}
 	res, err := buildResult(r)
 	if err != nil {
 		t.Fatal(err)
@@ -134,6 +134,25 @@ func TestBuildResultVersions(t *testing.T) {
 	if err := checkPrev(res, r); err != nil {
 		t.Errorf("check against its own result: %v", err)
 	}
+	// A further network: its route instead of the default one; DNS only when fabricd serves it.
+	second := r
+	second.Network, second.IP, second.Gateway, second.Routes = "blue", "10.50.7.9/24", "10.50.7.1", []string{"10.50.0.0/16"}
+	second.Nameserver = ""
+	res2, err := buildResult(second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res2.Routes) != 1 || res2.Routes[0].Dst.String() != "10.50.0.0/16" || res2.Routes[0].GW.String() != "10.50.7.1" || len(res2.DNS.Nameservers) != 0 {
+		t.Errorf("result on a further network: routes %v dns %+v", res2.Routes, res2.DNS)
+	}
+	second.Nameserver = "10.50.7.1"
+	if res2, _ = buildResult(second); !reflect.DeepEqual(res2.DNS.Nameservers, []string{"10.50.7.1"}) || !reflect.DeepEqual(res2.DNS.Search, []string{"blue"}) {
+		t.Errorf("dns on blue: %+v", res2.DNS)
+	}
+	second.Routes = []string{"nope"}
+	if _, err := buildResult(second); err == nil {
+		t.Error("a bad route from fabricd is accepted")
+	}
 	r.IP = "10.244.1.8/24"
 	if err := checkPrev(res, r); err == nil {
 		t.Error("check accepts a prevResult with another address")
@@ -142,7 +161,7 @@ func TestBuildResultVersions(t *testing.T) {
 
 func TestCNIError(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "fabricd.sock")
-	err := api.NewClient(sock).CNIStatus(context.Background())
+	err := api.NewClient(sock).CNIStatus(context.Background(), "")
 	for _, tc := range []struct {
 		err  error
 		code uint

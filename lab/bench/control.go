@@ -191,19 +191,11 @@ func (s *suite) convergenceReport(sec *Section, trials []convTrial) {
 	for _, t := range trials {
 		apis, atts, totals = append(apis, t.api), append(atts, t.attach), append(totals, t.total)
 	}
-	t := Table{Header: []string{"milestone (from fabricd start)", "median ms", "min–max ms", "trials"}}
-	for _, r := range []struct {
-		name string
-		ds   []time.Duration
-	}{
+	sec.Tables = append(sec.Tables, milestoneTable("milestone (from fabricd start)", []milestone{
 		{"fabricd's API answers (gossip joined)", apis},
 		{"attach succeeds (subnet claimed, container wired)", atts},
 		{"first reply from every other host's container (converged)", totals},
-	} {
-		sm := Summarize(Millis(r.ds))
-		t.AddRow(r.name, num(sm.Median), spread(sm), fmt.Sprint(sm.N))
-	}
-	sec.Tables = append(sec.Tables, t)
+	}))
 	if len(trials) > 0 {
 		per := Table{Caption: "Per trial (ms): first reply from each of the other hosts' containers.", Header: []string{"trial", "API", "attach", "replies (c1, c2, c3)", "converged"}}
 		for i, tr := range trials {

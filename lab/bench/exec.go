@@ -145,3 +145,25 @@ func lookGo() (string, error) {
 	}
 	return "", errors.New("go command not found (PATH, /usr/local/go/bin)")
 }
+
+// goBenchRun runs `go test -run ^$ -bench BENCH -benchmem ARGS… ./PKG/` in the module root
+// (repo), after checking that the benchmark's file (relative to repo) is there, and parses
+// its results; cmdline names the command in errors.
+func goBenchRun(ctx context.Context, repo, file, cmdline string, args ...string) ([]goBench, error) {
+	goBin, err := lookGo()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(repo, file)); err != nil {
+		return nil, fmt.Errorf("benchmark %s not found under %s: %w", file, repo, err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
+	defer cancel()
+	cmd := command(cctx, "", append([]string{goBin, "test"}, args...)...)
+	cmd.Dir = repo
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %s", cmdline, err, lastLines(string(out), 5))
+	}
+	return parseGoBench(string(out)), nil
+}

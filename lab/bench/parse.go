@@ -111,6 +111,8 @@ type goBench struct {
 	NsPerOp     float64
 	BytesPerOp  float64
 	AllocsPerOp float64
+	// Metrics are the other units the benchmark reported (b.ReportMetric), e.g. "flows".
+	Metrics map[string]float64
 }
 
 // parseGoBench reads the result lines of `go test -bench -benchmem` output, e.g.
@@ -140,6 +142,11 @@ func parseGoBench(out string) []goBench {
 				b.BytesPerOp = v
 			case "allocs/op":
 				b.AllocsPerOp = v
+			default:
+				if b.Metrics == nil {
+					b.Metrics = map[string]float64{}
+				}
+				b.Metrics[f[i+1]] = v
 			}
 		}
 		if ok {

@@ -63,11 +63,18 @@ cpu: Intel(R) Xeon(R) CPU
 BenchmarkPlan/peers=10-2         	  112466	     10493 ns/op	   10416 B/op	      82 allocs/op
 BenchmarkPlan/peers=10000-2      	      96	  12483711 ns/op	 9764402 B/op	   60119 allocs/op
 BenchmarkOther-2 	 5 	 100 ns/op
+BenchmarkReconcileNoChange100x100/part=all-2 	 181 	 6512345 ns/op	  10504 flows	   6301234 median-ns	 2048 B/op	 12 allocs/op
 PASS
 ok  	github.com/ovsfabric/ovsfabric/fabric	5.123s`
 	got := parseGoBench(out)
-	if len(got) != 3 {
+	if len(got) != 4 {
 		t.Fatalf("parseGoBench = %+v", got)
+	}
+	if m := got[3].Metrics; got[3].NsPerOp != 6512345 || got[3].AllocsPerOp != 12 || m["flows"] != 10504 || m["median-ns"] != 6301234 || len(m) != 2 {
+		t.Fatalf("custom metrics: %+v", got[3])
+	}
+	if got[1].Metrics != nil {
+		t.Fatalf("no custom metrics: %+v", got[1])
 	}
 	if got[1].Name != "BenchmarkPlan/peers=10000-2" || got[1].Iterations != 96 || got[1].NsPerOp != 12483711 || got[1].BytesPerOp != 9764402 || got[1].AllocsPerOp != 60119 {
 		t.Fatalf("line 2: %+v", got[1])

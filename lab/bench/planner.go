@@ -3,11 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 )
 
 // planner runs the planner micro-benchmark (fabric.BenchmarkPlan: 10 to 10000 peers) with
@@ -19,25 +17,13 @@ func (s *suite) planner(ctx context.Context, secs map[string]*Section) {
 		"and 10000 alive peers, each with its own subnet (BenchmarkPlan in fabric/plan_bench_test.go)."
 	var res []goBench
 	defer func() { s.plannerReport(sec, res) }()
-	goBin, err := lookGo()
+	var err error
+	res, err = goBenchRun(ctx, s.cfg.Repo, filepath.Join("fabric", "plan_bench_test.go"), cmdline,
+		"-count=1", "-run", "^$", "-bench", ".", "-benchmem", "./fabric/")
 	if err != nil {
 		sec.Err = err
 		return
 	}
-	if _, err := os.Stat(filepath.Join(s.cfg.Repo, "fabric", "plan_bench_test.go")); err != nil {
-		sec.Err = fmt.Errorf("planner benchmark not found under %s: %w", s.cfg.Repo, err)
-		return
-	}
-	cctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
-	defer cancel()
-	cmd := command(cctx, "", goBin, "test", "-count=1", "-run", "^$", "-bench", ".", "-benchmem", "./fabric/")
-	cmd.Dir = s.cfg.Repo
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		sec.Err = fmt.Errorf("%s: %w: %s", cmdline, err, lastLines(string(out), 5))
-		return
-	}
-	res = parseGoBench(string(out))
 	for _, r := range res {
 		s.logf("planner", "%s: %.0f ns/op, %.0f B/op", r.Name, r.NsPerOp, r.BytesPerOp)
 	}

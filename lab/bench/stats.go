@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"time"
@@ -85,4 +86,21 @@ func Millis(ds []time.Duration) []float64 {
 		out[i] = float64(d) / float64(time.Millisecond)
 	}
 	return out
+}
+
+// milestone is one step of a timed sequence with its durations over the trials.
+type milestone struct {
+	name string
+	ds   []time.Duration
+}
+
+// milestoneTable has a row per milestone: median, spread and number of trials; header
+// names the first column (what the durations count from).
+func milestoneTable(header string, ms []milestone) Table {
+	t := Table{Header: []string{header, "median ms", "min–max ms", "trials"}}
+	for _, m := range ms {
+		sm := Summarize(Millis(m.ds))
+		t.AddRow(m.name, num(sm.Median), spread(sm), fmt.Sprint(sm.N))
+	}
+	return t
 }

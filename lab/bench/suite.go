@@ -17,8 +17,8 @@ import (
 )
 
 // Config says what the suite runs and how hard. DefaultConfig fits the whole suite in about
-// 10 minutes on a 2-core machine (12 once fabricd has a routed pipeline to measure too; the
-// fault section adds about 3).
+// 9 minutes on a 2-core machine without the networks sections, which add about 4½ (most of it
+// the networks throughput runs).
 type Config struct {
 	// Bin is the directory holding the fabricd and fabricctl binaries.
 	Bin string
@@ -52,6 +52,12 @@ type Config struct {
 	MemoryPeers int
 	// FaultTrials is the number of partition and ovs-vswitchd restart trials.
 	FaultTrials int
+	// Networks is how many networks the networks throughput section creates; NetTrials how
+	// many interleaved trials it runs per path. NetReadyTrials is the number of networks
+	// created one after the other to time how soon each is usable on every host.
+	Networks       int
+	NetTrials      int
+	NetReadyTrials int
 	// Only runs just these sections (keys as in Sections); empty runs all.
 	Only []string
 	// Progress receives one line per step.
@@ -65,6 +71,7 @@ func DefaultConfig() Config {
 		Trials: 3, IperfBudget: 5 * time.Minute, PingCount: 1000, PingInterval: 10 * time.Millisecond,
 		ConvergenceTrials: 10, FailureTrials: 5, AttachSequential: 100, AttachParallel: 20,
 		ScalePeers: 1000, GossipMembers: 100, GossipTrials: 3, MemoryPeers: 1000, FaultTrials: 5,
+		Networks: 20, NetTrials: 5, NetReadyTrials: 7,
 		Progress: io.Discard,
 	}
 }
@@ -80,11 +87,15 @@ var Sections = []SectionInfo{
 	{"failure", "Failure detection"},
 	{"attach", "Attach"},
 	{"cni", "CNI plugin"},
+	{"dns", "Fabric DNS"},
 	{"faults", "Fault recovery"},
 	{"ovsdb", "Scale: data plane config"},
 	{"gossip", "Scale: gossip"},
 	{"memory", "Memory"},
 	{"planner", "Planner"},
+	{"net-throughput", "Networks: throughput"},
+	{"net-reconcile", "Networks: reconcile"},
+	{"net-ready", "Networks: time to usable"},
 }
 
 func title(key string) string {
@@ -144,12 +155,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// machine that has settled; memory last (it loads OVS with 1000 tunnels).
 	phases := []phase{
 		{[]string{"planner"}, 5 * time.Minute, s.planner},
+		{[]string{"net-reconcile"}, 5 * time.Minute, s.netReconcile},
 		{[]string{"gossip"}, 4 * time.Minute, s.gossip},
 		{[]string{"ovsdb"}, 8 * time.Minute, s.ovsdbScale},
 		{[]string{"throughput", "latency"}, 10 * time.Minute, s.dataPath},
+		{[]string{"net-throughput"}, 8 * time.Minute, s.netThroughput},
 		{[]string{"convergence", "failure", "attach"}, 10 * time.Minute, s.control},
+		{[]string{"net-ready"}, 5 * time.Minute, s.netReady},
 		{[]string{"faults"}, 8 * time.Minute, s.faults},
 		{[]string{"cni"}, 5 * time.Minute, s.cniSection},
+		{[]string{"dns"}, 5 * time.Minute, s.dnsSection},
 		{[]string{"memory"}, 6 * time.Minute, s.memory},
 	}
 	secs := map[string]*Section{}

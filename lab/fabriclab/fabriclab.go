@@ -189,6 +189,37 @@ func (f *Fabric) StartArgs(ctx context.Context, h *lab.Host, args []string) (*No
 	}
 }
 
+// StartAll starts fabricd on each of hosts in turn (each joining the nodes already running,
+// with extra(h) added to its flags when extra is set) and waits up to a minute for the
+// fabric to converge.
+func (f *Fabric) StartAll(ctx context.Context, hosts []*lab.Host, extra func(h *lab.Host) []string) error {
+	for _, h := range hosts {
+		var more []string
+		if extra != nil {
+			more = extra(h)
+		}
+		if _, err := f.Start(ctx, h, more...); err != nil {
+			return err
+		}
+	}
+	_, err := f.WaitConverged(ctx, time.Minute)
+	return err
+}
+
+// AddContainers attaches a new network namespace on every running node, in host order,
+// named prefix1, prefix2…, with req (its Target set for each).
+func (f *Fabric) AddContainers(ctx context.Context, prefix string, req api.AttachRequest) ([]*Container, error) {
+	var cs []*Container
+	for i, n := range f.Nodes() {
+		c, err := f.AddContainer(ctx, n, fmt.Sprintf("%s%d", prefix, i+1), req)
+		if err != nil {
+			return nil, err
+		}
+		cs = append(cs, c)
+	}
+	return cs, nil
+}
+
 // Forget drops a node from the fabric's bookkeeping (after it left or was stopped for good).
 func (f *Fabric) Forget(name string) {
 	f.mu.Lock()
@@ -216,7 +247,8 @@ func tail(path string, lines int) string {
 }
 
 // WaitConverged waits until every running node sees exactly the other running nodes alive,
-// each with a tunnel port, and returns how long it took.
+// each with a tunnel port (with encryption: a completed WireGuard handshake), and returns how
+// long it took.
 func (f *Fabric) WaitConverged(ctx context.Context, timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
 	var last error
@@ -250,7 +282,8 @@ func (f *Fabric) converged(ctx context.Context) error {
 			}
 		}
 		for _, p := range st.Peers {
-			if want[p.Name] && p.State == "alive" && p.Tunnel != "" {
+			// Encrypted (no tunnel port): a completed WireGuard handshake.
+			if want[p.Name] && p.State == "alive" && (p.Tunnel != "" || strings.HasPrefix(p.WireGuard, "ok")) {
 				delete(want, p.Name)
 			}
 		}

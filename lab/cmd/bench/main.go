@@ -1,11 +1,12 @@
 // Command fabric-bench runs ovsfabric's benchmark suite (package lab/bench) on this machine
 // and rewrites docs/benchmarks.md with the results: data path throughput and latency,
-// convergence, failure detection, attach, OVSDB and gossip scale, memory and the planner,
-// each with its target and whether it was met. `make bench` runs it as
+// convergence, failure detection, attach, OVSDB and gossip scale, memory, the planner and
+// networks (throughput among many, reconcile at scale, time until a new one is usable), each
+// with its target and whether it was met. `make bench` runs it as
 //
 //	./bin/fabric-bench --out docs/benchmarks.md
 //
-// It needs root (network namespaces, OVS daemons), takes 10-12 minutes on 2 cores, prints
+// It needs root (network namespaces, OVS daemons), takes about 14 minutes on 2 cores, prints
 // its progress, and tears every lab down, also on failure and on Ctrl-C (an interrupted run
 // writes no report).
 //
@@ -62,6 +63,9 @@ func runSuite(args []string) error {
 	fs.IntVar(&cfg.GossipTrials, "gossip-trials", cfg.GossipTrials, "gossip scale trials")
 	fs.IntVar(&cfg.MemoryPeers, "memory-peers", cfg.MemoryPeers, "peers in fabricd's view for the memory section")
 	fs.IntVar(&cfg.PingCount, "pings", cfg.PingCount, "pings per latency path")
+	fs.IntVar(&cfg.Networks, "networks", cfg.Networks, "networks in the networks throughput section")
+	fs.IntVar(&cfg.NetTrials, "net-trials", cfg.NetTrials, "interleaved trials per path of the networks throughput section")
+	fs.IntVar(&cfg.NetReadyTrials, "net-ready-trials", cfg.NetReadyTrials, "networks created one by one in the networks time-to-usable section")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
