@@ -14,7 +14,7 @@ TEST_TIMEOUT ?= 28m
 HOSTS ?= 3
 TUNNEL ?= vxlan
 
-.PHONY: all deps build install test unit lint vet fuzz demo demo-down bench clean
+.PHONY: all deps build install package test unit lint vet fuzz demo demo-down bench clean
 
 all: build
 
@@ -36,14 +36,31 @@ build:
 	$(GO) build $(BUILDFLAGS) -o $(BIN)/fabric-demo ./lab/cmd/demo
 	$(GO) build $(BUILDFLAGS) -o $(BIN)/ovsfabric-cni ./cmd/ovsfabric-cni
 
-# install puts fabricd and fabricctl in $(PREFIX)/bin and the CNI plugin in $(CNI_BIN_DIR)
-# as "ovsfabric" (its CNI type); running it again replaces them.
+# install puts fabricd and fabricctl in $(PREFIX)/bin, the CNI plugin in $(CNI_BIN_DIR)
+# as "ovsfabric" (its CNI type), fabricd.service in $(SYSTEMD_DIR) and, when absent,
+# /etc/ovsfabric/fabricd.yaml; running it again replaces all but the configuration.
 PREFIX ?= /usr/local
 CNI_BIN_DIR ?= /opt/cni/bin
+# SYSTEMD_DIR receives fabricd.service (enable it with systemctl enable --now fabricd).
+SYSTEMD_DIR ?= /etc/systemd/system
 install: build
 	install -D -m 0755 $(BIN)/fabricd $(DESTDIR)$(PREFIX)/bin/fabricd
 	install -D -m 0755 $(BIN)/fabricctl $(DESTDIR)$(PREFIX)/bin/fabricctl
 	install -D -m 0755 $(BIN)/ovsfabric-cni $(DESTDIR)$(CNI_BIN_DIR)/ovsfabric
+	install -d $(DESTDIR)$(SYSTEMD_DIR)
+	sed 's|@PREFIX@|$(PREFIX)|g' packaging/fabricd.service > $(DESTDIR)$(SYSTEMD_DIR)/fabricd.service
+	chmod 0644 $(DESTDIR)$(SYSTEMD_DIR)/fabricd.service
+	[ -e $(DESTDIR)/etc/ovsfabric/fabricd.yaml ] || install -D -m 0644 packaging/fabricd.yaml $(DESTDIR)/etc/ovsfabric/fabricd.yaml
+
+# package builds dist/ovsfabric_VERSION_ARCH.deb (binaries in /usr/bin, the CNI plugin, the
+# systemd unit, /etc/ovsfabric/fabricd.yaml as a configuration file) with nfpm, run from the Go
+# module proxy: nothing is added to go.mod.
+NFPM ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+VERSION ?= 0.0.0~git$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+package: build
+	sed 's|@PREFIX@|/usr|g' packaging/fabricd.service > $(BIN)/fabricd.service
+	mkdir -p dist
+	VERSION='$(VERSION)' GOARCH=$$($(GO) env GOARCH) $(NFPM) package -f packaging/nfpm.yaml -p deb -t dist/
 
 vet:
 	$(GO) vet ./...
@@ -86,4 +103,4 @@ bench: deps build
 	./$(BIN)/fabric-bench --out docs/benchmarks.md
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist

@@ -87,10 +87,22 @@ type Config struct {
 	WireGuardKeyFile string `yaml:"wireguard-key-file" usage:"this host's WireGuard private key, generated at first start (mode 0600)"`
 	// WireGuardImplementation picks kernel WireGuard or the embedded wireguard-go.
 	WireGuardImplementation string `yaml:"wireguard-implementation" usage:"WireGuard implementation: auto (kernel if available), kernel or userspace"`
+
+	// DockerPlugin serves Docker's network and IPAM plugin (auto, on, off).
+	DockerPlugin string `yaml:"docker-plugin" usage:"serve the Docker network and IPAM plugin: on, off, or auto (on when --docker-host is the system's Docker and dockerd is installed or answers)"`
+	// DockerPluginSocket is where the plugin listens: dockerd finds it there.
+	DockerPluginSocket string `yaml:"docker-plugin-socket" usage:"unix socket of the Docker plugin (dockerd looks only in /run/docker/plugins)"`
 }
 
 // DefaultWireGuardKeyFile is where the WireGuard key is kept by default, beside the keyring.
 const DefaultWireGuardKeyFile = "/var/lib/ovsfabric/wireguard.key"
+
+// Values of --docker-plugin.
+const (
+	DockerPluginAuto = "auto"
+	DockerPluginOn   = "on"
+	DockerPluginOff  = "off"
+)
 
 // DefaultConfig is the configuration fabricd starts from before the file and flags.
 func DefaultConfig() Config {
@@ -124,6 +136,9 @@ func DefaultConfig() Config {
 		WireGuardInterface:      "wgfab0",
 		WireGuardKeyFile:        DefaultWireGuardKeyFile,
 		WireGuardImplementation: "auto",
+
+		DockerPlugin:       DockerPluginAuto,
+		DockerPluginSocket: "/run/docker/plugins/ovsfabric.sock",
 	}
 }
 
@@ -299,6 +314,14 @@ func (c Config) Validate() (Settings, error) {
 	}
 	if c.DNS && (c.DNSPort <= 0 || c.DNSPort > 65535) {
 		return s, fmt.Errorf("--dns-port %d out of range", c.DNSPort)
+	}
+	switch c.DockerPlugin {
+	case DockerPluginAuto, DockerPluginOn, DockerPluginOff:
+	default:
+		return s, fmt.Errorf("--docker-plugin %q: want auto, on or off", c.DockerPlugin)
+	}
+	if c.DockerPlugin != DockerPluginOff && c.DockerPluginSocket == "" {
+		return s, fmt.Errorf("--docker-plugin-socket is empty")
 	}
 	if c.Pipeline != PipelineRouted && c.Pipeline != PipelineL2 {
 		return s, fmt.Errorf("--pipeline %q: want routed or l2", c.Pipeline)

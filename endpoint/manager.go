@@ -92,8 +92,11 @@ type Manager struct {
 	// same. gen counts the detaches and publishes made under mu, so Sync can tell a snapshot
 	// that predates one. nextOfport is where the next OpenFlow port number search starts
 	// (an offset into the container range).
-	mu         sync.Mutex
-	inflight   map[string]reservation
+	mu       sync.Mutex
+	inflight map[string]reservation
+	// holds are addresses the Docker plugin's IPAM handed out for endpoints not created
+	// yet (see docker.go), by address.
+	holds      map[netip.Addr]string
 	gen        uint64
 	nextOfport int
 
@@ -124,7 +127,7 @@ type Network struct {
 // names into network namespaces (Docker, Podman), tried in order.
 func New(s config.Settings, sw Switch, host Host, log *slog.Logger, resolvers ...Resolver) *Manager {
 	mtu, _ := s.MTU() // validated by the loop's plan; 0 shows in the API if not
-	return &Manager{s: s, log: log, sw: sw, host: host, resolvers: resolvers, mtu: mtu, netnsDir: "/var/run/netns", inflight: map[string]reservation{},
+	return &Manager{s: s, log: log, sw: sw, host: host, resolvers: resolvers, mtu: mtu, netnsDir: "/var/run/netns", inflight: map[string]reservation{}, holds: map[netip.Addr]string{},
 		batch: batcher{arrived: make(chan struct{}, 1)}}
 }
 
@@ -232,6 +235,15 @@ func (m *Manager) Attach(ctx context.Context, req api.AttachRequest) (api.Attach
 // attach is Attach of target t (nil: resolve req.Target); decorate, when set, completes the
 // record before it is written (the CNI plugin's key, aliases and published ports).
 func (m *Manager) attach(ctx context.Context, req api.AttachRequest, t *api.Target, decorate func(*Record)) (api.Attachment, error) {
+	return m.attachWith(ctx, req, t, decorate, nil)
+}
+
+// attachWith is attach with plumb, when set, making the veth instead of Host.Attach (the
+// Docker plugin's veth, which Docker moves into the container itself).
+func (m *Manager) attachWith(ctx context.Context, req api.AttachRequest, t *api.Target, decorate func(*Record), plumb func(netplumb.Attachment) (netplumb.AttachResult, error)) (api.Attachment, error) {
+	if plumb == nil {
+		plumb = m.host.Attach
+	}
 	if err := m.loop.WaitReady(ctx); err != nil {
 		return api.Attachment{}, err
 	}
@@ -326,7 +338,7 @@ func (m *Manager) attach(ctx context.Context, req api.AttachRequest, t *api.Targ
 	if !primary {
 		routes = []netip.Prefix{nw.CIDR}
 	}
-	res, err := m.host.Attach(netplumb.Attachment{
+	res, err := plumb(netplumb.Attachment{
 		NetNS: t.NetNS, IfName: ifname, HostIf: port, Addr: addr, Gateway: fabric.Gateway(subnet), Routes: routes,
 		MAC: mac, GatewayMAC: fabric.GatewayMAC(m.s.Name), MTU: mtu, Datapath: m.s.DatapathType,
 	})
@@ -443,6 +455,13 @@ func (m *Manager) reserve(ctx context.Context, t api.Target, port string, subnet
 			taken[r.ifname] = "an attach in progress"
 		}
 	}
+	for ip, who := range m.holds {
+		if ip == reqIP && isDockerTarget(t) {
+			continue // the hold this Docker endpoint comes with
+		}
+		used[ip] = true
+		holder[ip] = who
+	}
 	for _, r := range existing {
 		if r.Port == port {
 			a := m.api(r)
@@ -481,6 +500,9 @@ func (m *Manager) reserve(ctx context.Context, t api.Target, port string, subnet
 		return ip, 0, "", false, nil, api.Errorf(api.ErrConflict, "%v", err)
 	}
 	m.inflight[port] = reservation{ip: ip, ofport: ofport, netns: t.NetNS, ifname: ifname}
+	if isDockerTarget(t) {
+		delete(m.holds, ip) // the reservation holds it from now on
+	}
 	return ip, ofport, ifname, primary, nil, nil
 }
 
@@ -635,7 +657,11 @@ func (m *Manager) Sync(ctx context.Context, gen uint64, rs []Record) ([]Record, 
 	}
 	kept := make([]Record, 0, len(rs))
 	for _, r := range rs {
-		if r.NetNS != "" && m.host.NetNSExists(r.NetNS) {
+		// Docker deletes its endpoints itself (DeleteEndpoint); their namespaces are
+		// Docker's sandboxes, maybe in a mount namespace fabricd does not see. Only one
+		// whose veth is gone (the host rebooted, the container died with dockerd) is ours
+		// to remove.
+		if r.DockerEP != "" && dockerVethAlive(r) || r.DockerEP == "" && r.NetNS != "" && m.host.NetNSExists(r.NetNS) {
 			kept = append(kept, r)
 			continue
 		}

@@ -46,6 +46,8 @@ type Record struct {
 	// CNIConfig is the name of the CNI network configuration that made it.
 	CNIConfig string
 	Aliases   []string
+	// DockerEP is the Docker endpoint ID of an endpoint made through the Docker plugin.
+	DockerEP string
 	// Routes are the destinations the container routes via the endpoint's gateway when the
 	// endpoint does not carry its default route (it is on the container's further network:
 	// that network's CIDR); empty for the default route.
@@ -67,7 +69,7 @@ func Decode(p ovsdb.PortInfo, owner string) (Record, bool) {
 	r := Record{
 		Port: p.Name, Network: ids[ovsdb.KeyNetwork], Container: ids[ovsdb.KeyContainer], ID: ids[ovsdb.KeyContainerID],
 		NetNS: ids[ovsdb.KeyNetNS], IfName: ids[ovsdb.KeyIfName], CNIKey: ids[ovsdb.KeyCNI],
-		CNIConfig: ids[ovsdb.KeyCNIConfig], ResolvConf: ids[ovsdb.KeyResolvConf], OfportRequest: p.OfportRequest,
+		CNIConfig: ids[ovsdb.KeyCNIConfig], ResolvConf: ids[ovsdb.KeyResolvConf], DockerEP: ids[ovsdb.KeyDocker], OfportRequest: p.OfportRequest,
 	}
 	if r.Network == "" {
 		r.Network = DefaultNetwork
@@ -128,6 +130,9 @@ func (r Record) PortSpec(owner string) ovsdb.PortSpec {
 	}
 	if r.CNIConfig != "" {
 		ids[ovsdb.KeyCNIConfig] = r.CNIConfig
+	}
+	if r.DockerEP != "" {
+		ids[ovsdb.KeyDocker] = r.DockerEP
 	}
 	if len(r.Aliases) > 0 {
 		ids[ovsdb.KeyAliases] = strings.Join(r.Aliases, ",")

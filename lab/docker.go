@@ -36,7 +36,22 @@ func (h *Host) APISocket() string { return filepath.Join(h.Dir, "fabricd.sock") 
 // containers, mounts and cgroups even when the process that called StartDocker has exited
 // (the demo with KEEP=1). The caller may stop the daemon earlier with its Stop.
 func (h *Host) StartDocker(ctx context.Context) (*dockerlab.Daemon, error) {
-	d, err := dockerlab.Start(ctx, dockerlab.Config{Dir: h.DockerDir(), NetNS: h.NetNS, Logger: h.lab.log,
+	return h.startDocker(ctx, "")
+}
+
+// DockerPluginDir is the host's own /run/docker/plugins when its dockerd was started with
+// StartDockerWithPlugins: fabricd's --docker-plugin-socket goes there.
+func (h *Host) DockerPluginDir() string { return filepath.Join(h.DockerDir(), "plugins") }
+
+// StartDockerWithPlugins is StartDocker with the host's own plugin directory
+// (DockerPluginDir, seen by its dockerd as /run/docker/plugins, in a mount namespace of its
+// own: see dockerlab.Config.PluginDir).
+func (h *Host) StartDockerWithPlugins(ctx context.Context) (*dockerlab.Daemon, error) {
+	return h.startDocker(ctx, h.DockerPluginDir())
+}
+
+func (h *Host) startDocker(ctx context.Context, pluginDir string) (*dockerlab.Daemon, error) {
+	d, err := dockerlab.Start(ctx, dockerlab.Config{Dir: h.DockerDir(), NetNS: h.NetNS, Logger: h.lab.log, PluginDir: pluginDir,
 		OnRecord: func(rec dockerlab.Record) error { return h.lab.recordDocker(h.Name, rec) }})
 	if err != nil {
 		return nil, fmt.Errorf("host %s: %w", h.Name, err)

@@ -53,6 +53,10 @@ const (
 	// KeyResolvConf is the container runtime's resolv.conf of a Docker/Podman endpoint
 	// (its ResolvConfPath), which attach pointed at the fabric DNS: detach restores it.
 	KeyResolvConf = "ovsfabric-resolv-conf"
+	// KeyDocker marks an endpoint made through the Docker network plugin with its Docker
+	// endpoint ID: DeleteEndpoint and Join find it by that ID, and the loop never prunes it
+	// (Docker removes its endpoints itself).
+	KeyDocker = "ovsfabric-docker-endpoint"
 )
 
 // Values of KeyRole.

@@ -208,6 +208,10 @@ func run(parent context.Context, cfg config.Config) error {
 			log.Error("api server", "err", err)
 		}
 	}()
+	if err := startDockerPlugin(runCtx, s, ctrl, eps, sw, reg, log); err != nil {
+		members.Shutdown()
+		return fmt.Errorf("docker plugin: %w", err)
+	}
 	var metricsSrv *http.Server
 	if s.MetricsAddr != "" {
 		metricsSrv = &http.Server{Addr: s.MetricsAddr, Handler: promhttp.HandlerFor(ctrl.Registry(), promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}

@@ -240,3 +240,8 @@ func busyboxRootfs() ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// CLI runs the docker CLI against the daemon with args and returns its trimmed output.
+func (d *Daemon) CLI(ctx context.Context, args ...string) (string, error) {
+	return d.docker(ctx, nil, args...)
+}

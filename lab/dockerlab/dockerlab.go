@@ -87,6 +87,13 @@ type Config struct {
 	StorageDriver string
 	// Logger receives progress and cleanup messages; nil means slog.Default().
 	Logger *slog.Logger
+	// PluginDir, when set, gives the daemon its own /run/docker/plugins: containerd and
+	// dockerd run in a mount namespace of their own (made with the first of them, entered
+	// by the second) where PluginDir is bind-mounted on /run/docker/plugins, so that
+	// several daemons on one machine each find their own host's plugins (dockerd looks
+	// for them only there). Their mounts live and die with that namespace; nothing is
+	// mounted in the caller's.
+	PluginDir string
 	// OnRecord, when set, is handed the daemon's Record before its first process starts
 	// and again after each one started, so that a lab can stop the daemon later from
 	// another process (Cleanup). An error fails Start.
@@ -107,6 +114,8 @@ type Daemon struct {
 	env      []string // environment for dockerd, containerd and the docker CLI
 	cgParent string   // --cgroup-parent, e.g. /ovsfabric-dockerlab-0a1b2c3d
 	onRecord func(Record) error
+	// pluginDir is Config.PluginDir (absolute), "" for the caller's mount namespace.
+	pluginDir string
 
 	containerd *child
 	dockerd    *child
@@ -221,6 +230,11 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	d.cgParent = cgroupParentPrefix + d.id
 	d.onRecord = cfg.OnRecord
+	if cfg.PluginDir != "" {
+		if d.pluginDir, err = filepath.Abs(cfg.PluginDir); err != nil {
+			return nil, fmt.Errorf("dockerlab: plugin directory %q: %w", cfg.PluginDir, err)
+		}
+	}
 	d.env = append(cleanEnv(), "DOCKER_CONFIG="+d.path("cli"))
 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -315,7 +329,18 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
 		return fmt.Errorf("dockerlab: containerd config: %w", err)
 	}
-	c, err := d.spawn("containerd", d.path("containerd.log"), "containerd", "--config", cfgPath, "--log-level", "info")
+	bin, args := "containerd", []string{"--config", cfgPath, "--log-level", "info"}
+	if d.pluginDir != "" {
+		if err := os.MkdirAll(d.pluginDir, 0o755); err != nil {
+			return fmt.Errorf("dockerlab: %w", err)
+		}
+		// A mount namespace of its own (slave: the host's later mounts still show), with
+		// the plugin directory on /run/docker/plugins; dockerd enters it (see spawn).
+		args = append([]string{"--mount", "--propagation", "slave", "--", "sh", "-c",
+			`mount --bind "$0" /run/docker/plugins && exec "$@"`, d.pluginDir, bin}, args...)
+		bin = "unshare"
+	}
+	c, err := d.spawn("containerd", d.path("containerd.log"), bin, args...)
 	if err != nil {
 		return err
 	}
@@ -409,8 +434,17 @@ func (d *Daemon) httpClient() *http.Client {
 // spawn starts bin in the daemon's network namespace with output to logPath.
 func (d *Daemon) spawn(name, logPath, bin string, args ...string) (*child, error) {
 	argv := append([]string{bin}, args...)
+	var enter []string
 	if d.netns != "" {
-		argv = append([]string{"nsenter", "--net=" + d.netns, "--"}, argv...)
+		enter = append(enter, "--net="+d.netns)
+	}
+	if d.pluginDir != "" && name != "containerd" && d.containerd != nil {
+		// containerd's mount namespace (see startContainerd): its mounts and dockerd's
+		// must see each other.
+		enter = append(enter, fmt.Sprintf("--mount=/proc/%d/ns/mnt", d.containerd.pid()))
+	}
+	if len(enter) > 0 {
+		argv = append(append([]string{"nsenter"}, enter...), append([]string{"--"}, argv...)...)
 	}
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {

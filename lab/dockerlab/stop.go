@@ -214,3 +214,19 @@ func (d *Daemon) removeShimSockets() {
 		}
 	}
 }
+
+// RestartDockerd stops dockerd (SIGTERM: it stops its containers, as on a host's docker
+// restart) and starts it again with the same configuration and containerd, waiting until
+// its API answers. Containers with a restart policy come back as dockerd starts.
+func (d *Daemon) RestartDockerd(ctx context.Context) error {
+	d.mu.Lock()
+	stopped := d.stopped
+	d.mu.Unlock()
+	if stopped || d.dockerd == nil {
+		return errors.New("dockerlab: RestartDockerd: the daemon is not running")
+	}
+	if err := d.stopChild(d.dockerd, dockerdStopGrace); err != nil {
+		return fmt.Errorf("dockerlab: stopping dockerd: %w", err)
+	}
+	return d.startDockerd(ctx)
+}
