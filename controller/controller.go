@@ -110,6 +110,9 @@ type Controller struct {
 	// endpoints as the last sync read them (under mu).
 	nets           Networks
 	localEndpoints []endpoint.Record
+	// settledOnce is set once settled has held: gossip and the registry have had their
+	// chance (loop only).
+	settledOnce bool
 	// planned is the plan the sync in progress applies (the last one's between syncs): the
 	// networks the NAT pass of that sync must see, before the plan becomes desired (mu).
 	planned fabric.Desired
@@ -325,7 +328,14 @@ func (c *Controller) Run(ctx context.Context) error {
 
 // settled reports whether gossip has had its chance to tell this node about the fabric.
 func (c *Controller) settled() bool {
-	return len(c.s.Join) == 0 || c.m.NumMembers() > 1 || time.Since(c.started) > settleTime
+	if c.settledOnce {
+		return true
+	}
+	if time.Since(c.started) > settleTime ||
+		(len(c.s.Join) == 0 || c.m.NumMembers() > 1) && c.registryHeard() {
+		c.settledOnce = true
+	}
+	return c.settledOnce
 }
 
 // readyWait is how long a request that needs the bridge waits for fabricd's first

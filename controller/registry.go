@@ -27,6 +27,32 @@ type Registry interface {
 	List(kind registry.Kind) []registry.Record
 	Forget(origin string) bool
 	Unforget(origin string) bool
+	Origins() []registry.OriginStatus
+}
+
+// registryHeard reports whether the registry holds records of every live peer: after a
+// restart, the networks' peer slices (routes and flows toward the other hosts) come only
+// from there, so the first sync waits for them rather than withdrawing what the previous
+// run left and adding it back a moment later.
+func (c *Controller) registryHeard() bool {
+	c.pubMu.Lock()
+	reg := c.reg
+	c.pubMu.Unlock()
+	if reg == nil || c.nets == nil || len(c.nets.View().Networks) == 0 {
+		return true
+	}
+	heard := map[string]bool{}
+	for _, o := range reg.Origins() {
+		if o.Watermark > 0 && !o.Syncing {
+			heard[o.Name] = true
+		}
+	}
+	for _, p := range c.m.Peers() {
+		if p.Name != c.s.Name && p.State == peers.StateAlive && !heard[p.Name] {
+			return false
+		}
+	}
+	return true
 }
 
 // SetRegistry attaches the registry that carries this host's endpoints fabric-wide. Call
