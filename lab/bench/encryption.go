@@ -257,7 +257,7 @@ func (s *suite) encryptionReport(sec *Section, unenc, enc *encCase, cores int) {
 	if impl == "" {
 		impl = "not known (the fabric did not start)"
 	}
-	sec.Method = fmt.Sprintf("Two 2-host labs up at once, each a fabric in %s with one container per host attached "+
+	sec.Method = fmt.Sprintf("Two 2-host labs up at once, each a fabric in %s, with one container per host attached "+
 		"through fabricd's API: one over VXLAN tunnels (unencrypted), one with `--encryption wireguard` (every host's "+
 		"own `--wireguard-interface` and `--wireguard-key-file`; WireGuard implementation here: %s; no gossip key, which "+
 		"protects gossip only). iperf3 TCP from h1's container to h2's, 1 stream, %d s per run after 1 omitted warm-up "+
@@ -329,12 +329,15 @@ func (s *suite) encryptionReport(sec *Section, unenc, enc *encCase, cores int) {
 		lat.Measured, lat.Status, lat.Limit = "n/a", NotMeasured, "not measured (see above)"
 	} else {
 		lat.Measured = fmt.Sprintf("%s (%s vs %s ms; paired rounds %s)", ratio(lr), fmt3(p50e), fmt3(p50c), ratioSpread(Summarize(roundRatios)))
+		lat.Limit = fmt.Sprintf("encryption adds %+.0f µs per round trip at the p50 (two WireGuard legs: h1 → h2 and back)", 1000*(p50e-p50c))
 	}
 	cpu := Verdict{Target: "CPU (ovs-vswitchd + fabricd) per Gbit/s, encrypted vs unencrypted", Status: Reported}
 	if cr := ec.daemonsPerGbps() / cc.daemonsPerGbps(); math.IsNaN(cr) {
 		cpu.Measured, cpu.Status, cpu.Limit = "n/a", NotMeasured, "CPU time not measured (see above)"
 	} else {
 		cpu.Measured = fmt.Sprintf("%s (%s vs %s cores per Gbit/s)", ratio(cr), num(ec.daemonsPerGbps()), num(cc.daemonsPerGbps()))
+		cpu.Limit = fmt.Sprintf("per Gbit/s: ovs-vswitchd %s vs %s cores, fabricd %s vs %s", num(ec.coresPerGbps()), num(cc.coresPerGbps()),
+			num(ec.fdPerGbps()), num(cc.fdPerGbps()))
 	}
 	sec.Verdicts = append(sec.Verdicts, v, lat, cpu)
 	for _, c := range []*encCase{unenc, enc} {
@@ -361,15 +364,15 @@ func explainEncryption(enc, unenc encCost, impl string, cores int) string {
 	var causes []string
 	dVS, dFD := enc.coresPerGbps()-unenc.coresPerGbps(), enc.fdPerGbps()-unenc.fdPerGbps()
 	if added := dVS + dFD; !math.IsNaN(added) && added > 0 {
-		who, share, what := "fabricd", dFD/added, "the WireGuard implementation inside it (encryption, its TUN device and UDP socket)"
+		who, share, what := "fabricd", dFD/added, "which holds the WireGuard implementation: encryption, its TUN device, its UDP socket"
 		if impl == "kernel" {
-			what = "though kernel WireGuard's own work is not fabricd's and is not measured per process"
+			what = "though kernel WireGuard's own work is not counted in fabricd's CPU time nor in any process's"
 		}
 		if dVS > dFD {
-			who, share, what = "ovs-vswitchd", dVS/added, "the encrypted path hands every packet through ovs-vswitchd's gateway port to the host kernel and WireGuard's UDP back through br-phy"
+			who, share, what = "ovs-vswitchd", dVS/added, "through which the encrypted path hands every packet to the host kernel (gateway port) and WireGuard's UDP back out (br-phy)"
 		}
 		causes = append(causes, fmt.Sprintf("a Gbit/s encrypted costs the two daemons %s× the CPU of one unencrypted "+
-			"(%s against %s cores per Gbit/s); %.0f%% of the difference is %s's (%s)", num(enc.daemonsPerGbps()/unenc.daemonsPerGbps()),
+			"(%s against %s cores per Gbit/s); %.0f%% of the difference is %s's, %s", num(enc.daemonsPerGbps()/unenc.daemonsPerGbps()),
 			num(enc.daemonsPerGbps()), num(unenc.daemonsPerGbps()), 100*share, who, what))
 	}
 	if enc.MachineBusy >= cpuBound && unenc.MachineBusy >= cpuBound && cores > 0 {

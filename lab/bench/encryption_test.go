@@ -75,6 +75,9 @@ func TestEncryptionReport(t *testing.T) {
 			if lat.Status != tc.latStatus || !strings.HasPrefix(lat.Measured, tc.latency) {
 				t.Errorf("latency verdict %+v, want %s, measured %q…", lat, tc.latStatus, tc.latency)
 			}
+			if tc.latStatus == Reported && !strings.Contains(lat.Limit, "µs per round trip") {
+				t.Errorf("latency limit %q", lat.Limit)
+			}
 			if !strings.HasPrefix(cpu.Measured, tc.cpuMeasured) {
 				t.Errorf("CPU verdict %+v, want measured %q…", cpu, tc.cpuMeasured)
 			}
@@ -108,13 +111,13 @@ func TestExplainEncryption(t *testing.T) {
 		want, not  []string
 	}{
 		{"fabricd dominates, CPU bound", cost("enc", 0.05, 0.3, 0.9, 0.97, 5), unenc, "userspace",
-			[]string{"of the difference is fabricd's (the WireGuard implementation", "CPU bounds both", "which alone predicts a ratio of",
+			[]string{"of the difference is fabricd's, which holds the WireGuard implementation", "CPU bounds both", "which alone predicts a ratio of",
 				"fabricd kept 0.90 cores busy (of 2)"},
 			[]string{"retransmitted", "no cause"}},
 		{"ovs-vswitchd dominates", cost("enc", 0.1, 1.0, 0.1, 0.5, 5), unenc, "userspace",
 			[]string{"of the difference is ovs-vswitchd's"}, []string{"CPU bounds", "fabricd kept"}},
 		{"kernel WireGuard", cost("enc", 0.1, 0.3, 0.5, 0.5, 5), unenc, "kernel",
-			[]string{"kernel WireGuard's own work is not fabricd's"}, nil},
+			[]string{"kernel WireGuard's own work is not counted in fabricd's"}, nil},
 		{"retransmits", cost("enc", 0.1, 0.3, 0.5, 0.5, 500), unenc, "userspace",
 			[]string{"retransmitted 50.0× as much"}, nil},
 		{"no cause", cost("enc", 0.5, 1.0, 0.01, 0.5, 5), cost("unenc", 0.5, 1.0, 0.01, 0.5, 5), "userspace",
