@@ -115,15 +115,19 @@ func vswitchdPIDs(l *lab.Lab) []int {
 
 // sampleCPU reads the CPU time of pids (each checked to be an ovs-vswitchd, so that a reused
 // PID is never counted) and of the machine.
-func sampleCPU(pids []int) (cpuSample, error) {
+func sampleCPU(pids []int) (cpuSample, error) { return sampleProcCPU("ovs-vswitchd", pids) }
+
+// sampleProcCPU reads the CPU time of pids, each checked to be a process named comm, and of
+// the machine.
+func sampleProcCPU(comm string, pids []int) (cpuSample, error) {
 	s := cpuSample{at: time.Now()}
 	for _, pid := range pids {
 		c, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 		if err != nil {
 			return s, fmt.Errorf("pid %d: %w", pid, err)
 		}
-		if got := strings.TrimSpace(string(c)); got != "ovs-vswitchd" {
-			return s, fmt.Errorf("pid %d is %q, not ovs-vswitchd", pid, got)
+		if got := strings.TrimSpace(string(c)); got != comm {
+			return s, fmt.Errorf("pid %d is %q, not %s", pid, got, comm)
 		}
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {

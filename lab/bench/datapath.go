@@ -397,7 +397,7 @@ func iperfSeconds(cfg Config, cases int) (int, string) {
 }
 
 // iperf runs one iperf3 measurement over p with n parallel streams, retrying while the
-// server is busy or not yet listening.
+// server is busy, not yet listening or resets the control connection.
 func (s *suite) iperf(ctx context.Context, p *dpPath, n int) (iperfResult, error) {
 	secs := s.iperfSecs
 	var last error
@@ -414,7 +414,10 @@ func (s *suite) iperf(ctx context.Context, p *dpPath, n int) (iperfResult, error
 			return r, nil
 		}
 		last = errors.Join(perr, err)
-		if !strings.Contains(perr.Error(), "busy") && !strings.Contains(perr.Error(), "unable to connect") {
+		// A reset control connection: the server was still closing the previous run's test
+		// (seen on the slow encrypted path right after a run on it).
+		if !strings.Contains(perr.Error(), "busy") && !strings.Contains(perr.Error(), "unable to connect") &&
+			!strings.Contains(perr.Error(), "reset by peer") {
 			break
 		}
 	}

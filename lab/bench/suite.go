@@ -18,7 +18,7 @@ import (
 
 // Config says what the suite runs and how hard. DefaultConfig fits the whole suite in about
 // 9 minutes on a 2-core machine without the networks sections, which add about 4½ (most of it
-// the networks throughput runs).
+// the networks throughput runs), and the encryption section, which adds about 3.
 type Config struct {
 	// Bin is the directory holding the fabricd and fabricctl binaries.
 	Bin string
@@ -58,6 +58,9 @@ type Config struct {
 	Networks       int
 	NetTrials      int
 	NetReadyTrials int
+	// EncTrials is how many interleaved trials the encryption section runs per fabric (about
+	// 25 s each for both fabrics at the default run length).
+	EncTrials int
 	// Only runs just these sections (keys as in Sections); empty runs all.
 	Only []string
 	// Progress receives one line per step.
@@ -71,7 +74,7 @@ func DefaultConfig() Config {
 		Trials: 3, IperfBudget: 5 * time.Minute, PingCount: 1000, PingInterval: 10 * time.Millisecond,
 		ConvergenceTrials: 10, FailureTrials: 5, AttachSequential: 100, AttachParallel: 20,
 		ScalePeers: 1000, GossipMembers: 100, GossipTrials: 3, MemoryPeers: 1000, FaultTrials: 5,
-		Networks: 20, NetTrials: 5, NetReadyTrials: 7,
+		Networks: 20, NetTrials: 5, NetReadyTrials: 7, EncTrials: 5,
 		Progress: io.Discard,
 	}
 }
@@ -83,6 +86,7 @@ type SectionInfo struct{ Key, Title string }
 var Sections = []SectionInfo{
 	{"throughput", "Throughput"},
 	{"latency", "Latency"},
+	{"encryption", "Encryption"},
 	{"convergence", "Convergence"},
 	{"failure", "Failure detection"},
 	{"attach", "Attach"},
@@ -160,6 +164,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{[]string{"ovsdb"}, 8 * time.Minute, s.ovsdbScale},
 		{[]string{"throughput", "latency"}, 10 * time.Minute, s.dataPath},
 		{[]string{"net-throughput"}, 8 * time.Minute, s.netThroughput},
+		{[]string{"encryption"}, 8 * time.Minute, s.encryption},
 		{[]string{"convergence", "failure", "attach"}, 10 * time.Minute, s.control},
 		{[]string{"net-ready"}, 5 * time.Minute, s.netReady},
 		{[]string{"faults"}, 8 * time.Minute, s.faults},

@@ -1,8 +1,9 @@
 // Command fabric-bench runs ovsfabric's benchmark suite (package lab/bench) on this machine
-// and rewrites docs/benchmarks.md with the results: data path throughput and latency,
-// convergence, failure detection, attach, OVSDB and gossip scale, memory, the planner and
-// networks (throughput among many, reconcile at scale, time until a new one is usable), each
-// with its target and whether it was met. `make bench` runs it as
+// and rewrites docs/benchmarks.md with the results: data path throughput and latency (also
+// encrypted against unencrypted), convergence, failure detection, attach, OVSDB and gossip
+// scale, memory, the planner and networks (throughput among many, reconcile at scale, time
+// until a new one is usable), each with its target and whether it was met. `make bench` runs
+// it as
 //
 //	./bin/fabric-bench --out docs/benchmarks.md
 //
@@ -65,6 +66,7 @@ func runSuite(args []string) error {
 	fs.IntVar(&cfg.PingCount, "pings", cfg.PingCount, "pings per latency path")
 	fs.IntVar(&cfg.Networks, "networks", cfg.Networks, "networks in the networks throughput section")
 	fs.IntVar(&cfg.NetTrials, "net-trials", cfg.NetTrials, "interleaved trials per path of the networks throughput section")
+	fs.IntVar(&cfg.EncTrials, "enc-trials", cfg.EncTrials, "interleaved trials per fabric of the encryption section")
 	fs.IntVar(&cfg.NetReadyTrials, "net-ready-trials", cfg.NetReadyTrials, "networks created one by one in the networks time-to-usable section")
 	if err := fs.Parse(args); err != nil {
 		return err

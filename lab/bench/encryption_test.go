@@ -1,0 +1,155 @@
+package bench
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+// encCaseOf is a measured encCase: gbps per trial, constant CPU per run, pings of p50 ms.
+func encCaseOf(label string, gbps []float64, vsCores, fdCores, busy, p50 float64) *encCase {
+	n := len(gbps)
+	c := &encCase{label: label, gbps: gbps, retr: make([]float64, n), vsCores: slicesOf(n, vsCores),
+		fdCores: slicesOf(n, fdCores), busy: slicesOf(n, busy), mtu: 1450}
+	if !math.IsNaN(p50) {
+		c.pings = pingResult{RTTs: []float64{p50 - 0.01, p50, p50 + 0.01}, Sent: 3}
+		c.rounds = []float64{p50, p50}
+	}
+	return c
+}
+
+func TestEncryptionReport(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		unenc, enc         *encCase
+		status, latStatus  Status
+		measured, latency  string
+		limit              string
+		tableRows, latRows int
+		cpuMeasured        string
+	}{
+		{
+			name:   "missed: fabricd's CPU per Gbit/s dominates",
+			unenc:  encCaseOf(labelUnencrypted, []float64{0.5, 0.6, 0.55}, 1.0, 0.01, 0.95, 0.4),
+			enc:    encCaseOf(labelEncrypted, []float64{0.055, 0.06, 0.05}, 0.3, 0.9, 0.97, 0.6),
+			status: Missed, latStatus: Reported,
+			measured:  "0.10× (paired trials 0.09×–0.11×; 0.0550 vs 0.550 Gbit/s, 3 trials)",
+			latency:   "1.50× (0.600 vs 0.400 ms",
+			limit:     "of the difference is fabricd's",
+			tableRows: 2, latRows: 2, cpuMeasured: "11.88× (21.8 vs 1.84 cores per Gbit/s)",
+		},
+		{
+			name:   "met",
+			unenc:  encCaseOf(labelUnencrypted, []float64{1, 1, 1}, 1.0, 0.01, 0.95, 0.4),
+			enc:    encCaseOf(labelEncrypted, []float64{0.6, 0.7, 0.65}, 1.0, 0.5, 0.95, 0.4),
+			status: Met, latStatus: Reported,
+			measured:  "0.65× (paired trials 0.60×–0.70×",
+			latency:   "1.00×",
+			limit:     "Derived: a Gbit/s encrypted costs the two daemons",
+			tableRows: 2, latRows: 2, cpuMeasured: "2.28×",
+		},
+		{
+			name:   "the encrypted fabric did not start",
+			unenc:  encCaseOf(labelUnencrypted, []float64{1, 1, 1}, 1.0, 0.01, 0.95, 0.4),
+			enc:    encCaseOf(labelEncrypted, nanSlice(3), math.NaN(), math.NaN(), math.NaN(), math.NaN()),
+			status: NotMeasured, latStatus: NotMeasured,
+			measured: "n/a", latency: "n/a", limit: "not measured",
+			tableRows: 2, latRows: 2, cpuMeasured: "n/a",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &suite{cfg: DefaultConfig()}
+			sec := &Section{}
+			tc.enc.impl = "userspace"
+			s.encryptionReport(sec, tc.unenc, tc.enc, 2)
+			if len(sec.Verdicts) != 3 {
+				t.Fatalf("verdicts: %+v", sec.Verdicts)
+			}
+			v, lat, cpu := sec.Verdicts[0], sec.Verdicts[1], sec.Verdicts[2]
+			if v.Status != tc.status || !strings.HasPrefix(v.Measured, tc.measured) {
+				t.Errorf("throughput verdict %+v, want %s, measured %q…", v, tc.status, tc.measured)
+			}
+			if !strings.Contains(v.Limit, tc.limit) {
+				t.Errorf("limit %q, want %q in it", v.Limit, tc.limit)
+			}
+			if lat.Status != tc.latStatus || !strings.HasPrefix(lat.Measured, tc.latency) {
+				t.Errorf("latency verdict %+v, want %s, measured %q…", lat, tc.latStatus, tc.latency)
+			}
+			if tc.latStatus == Reported && !strings.Contains(lat.Limit, "µs per round trip") {
+				t.Errorf("latency limit %q", lat.Limit)
+			}
+			if !strings.HasPrefix(cpu.Measured, tc.cpuMeasured) {
+				t.Errorf("CPU verdict %+v, want measured %q…", cpu, tc.cpuMeasured)
+			}
+			if len(sec.Tables) != 2 || len(sec.Tables[0].Rows) != tc.tableRows || len(sec.Tables[1].Rows) != tc.latRows {
+				t.Fatalf("tables: %+v", sec.Tables)
+			}
+			if !strings.Contains(sec.Method, "userspace") || !strings.Contains(sec.Method, "3 trials") && !strings.Contains(sec.Method, "5 trials") {
+				t.Errorf("method %q: no implementation or trial count", sec.Method)
+			}
+			var b strings.Builder
+			rep := &Report{Sections: []*Section{{Key: "encryption", Title: "Encryption", Method: sec.Method, Tables: sec.Tables, Verdicts: sec.Verdicts}}}
+			if err := rep.Render(&b); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(b.String(), "## Encryption") || !strings.Contains(b.String(), "fabricd cores per Gbit/s") {
+				t.Errorf("rendered report lacks the section or its CPU column:\n%s", b.String())
+			}
+		})
+	}
+}
+
+func TestExplainEncryption(t *testing.T) {
+	cost := func(label string, gbps, vs, fd, busy, retr float64) encCost {
+		return encCost{pathCost: pathCost{Label: label, Gbps: gbps, VSCores: vs, MachineBusy: busy, Retransmits: retr}, FDCores: fd}
+	}
+	unenc := cost("unenc", 0.5, 1.0, 0.01, 0.95, 10)
+	for _, tc := range []struct {
+		name       string
+		enc, unenc encCost
+		impl       string
+		want, not  []string
+	}{
+		{"fabricd dominates, CPU bound", cost("enc", 0.05, 0.3, 0.9, 0.97, 5), unenc, "userspace",
+			[]string{"of the difference is fabricd's, which holds the WireGuard implementation", "CPU bounds both", "which alone predicts a ratio of",
+				"fabricd kept 0.90 cores busy (of 2)"},
+			[]string{"retransmitted", "no cause"}},
+		{"ovs-vswitchd dominates", cost("enc", 0.1, 1.0, 0.1, 0.5, 5), unenc, "userspace",
+			[]string{"of the difference is ovs-vswitchd's"}, []string{"CPU bounds", "fabricd kept"}},
+		{"kernel WireGuard", cost("enc", 0.1, 0.3, 0.5, 0.5, 5), unenc, "kernel",
+			[]string{"kernel WireGuard's own work is not counted in fabricd's"}, nil},
+		{"retransmits", cost("enc", 0.1, 0.3, 0.5, 0.5, 500), unenc, "userspace",
+			[]string{"retransmitted 50.0× as much"}, nil},
+		{"no cause", cost("enc", 0.5, 1.0, 0.01, 0.5, 5), cost("unenc", 0.5, 1.0, 0.01, 0.5, 5), "userspace",
+			[]string{"These measurements show no cause"}, []string{"Derived"}},
+		{"CPU not measured", cost("enc", 0.1, math.NaN(), math.NaN(), math.NaN(), 5), unenc, "userspace",
+			[]string{"enc 0.100 Gbit/s (CPU not measured)", "no cause"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := explainEncryption(tc.enc, tc.unenc, tc.impl, 2)
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("%q lacks %q", got, w)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(got, w) {
+					t.Errorf("%q contains %q", got, w)
+				}
+			}
+		})
+	}
+}
+
+func TestSig3(t *testing.T) {
+	for _, tc := range []struct {
+		v    float64
+		want string
+	}{
+		{0.0553, "0.0553"}, {0.55, "0.550"}, {1.234, "1.23"}, {12.34, "12.3"}, {123.4, "123"}, {0, "0"}, {math.NaN(), "n/a"},
+	} {
+		if got := sig3(tc.v); got != tc.want {
+			t.Errorf("sig3(%v) = %q, want %q", tc.v, got, tc.want)
+		}
+	}
+}
