@@ -23,6 +23,9 @@ type Networks interface {
 	Sync(ctx context.Context) (network.View, error)
 	// View is the view the last Sync returned.
 	View() network.View
+	// LoadedClock is the highest Lamport time of the records loaded from OVSDB at start (0:
+	// this host had no networks, slices or removals).
+	LoadedClock() uint64
 	Create(ctx context.Context, spec network.Spec) (network.Network, error)
 	Remove(ctx context.Context, name string) (network.Network, error)
 }

@@ -38,7 +38,9 @@ func (c *Controller) registryHeard() bool {
 	c.pubMu.Lock()
 	reg := c.reg
 	c.pubMu.Unlock()
-	if reg == nil || c.nets == nil || len(c.nets.View().Networks) == 0 {
+	// Before the first sync the book's view is empty: what it loaded from OVSDB tells
+	// whether this host had networks.
+	if reg == nil || c.nets == nil || len(c.nets.View().Networks) == 0 && c.nets.LoadedClock() == 0 {
 		return true
 	}
 	heard := map[string]bool{}
