@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/ovsfabric/ovsfabric/config"
 	"github.com/ovsfabric/ovsfabric/endpoint"
 	"github.com/ovsfabric/ovsfabric/fabric"
+	"github.com/ovsfabric/ovsfabric/fabricdns"
 	"github.com/ovsfabric/ovsfabric/flows"
 	"github.com/ovsfabric/ovsfabric/netplumb"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
@@ -540,19 +542,23 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 
 // hostState is the host network plan d asks for.
 // The gateway holds one address per network d serves; scopes are every network's CIDR, so
-// the address of a network this host stops serving goes.
+// the address of a network this host stops serving goes. It also holds the fabric DNS's
+// address shared by every network (fabricdns.WellKnownAddr) as a /32, in a scope of its own.
 func hostState(d fabric.Desired, scopes []netip.Prefix) netplumb.HostState {
 	routes := make([]netplumb.Route, 0, len(d.Routes))
 	for _, r := range d.Routes {
 		routes = append(routes, netplumb.Route{Dst: r.Dst, Gateway: r.Via, Src: r.Src, Dev: r.Dev, OnLink: r.OnLink, Unreachable: r.Unreachable})
 	}
-	addrs := make([]netip.Prefix, 0, len(d.Networks)+1)
+	addrs := make([]netip.Prefix, 0, len(d.Networks)+2)
 	addrs = append(addrs, d.Gateway)
 	for _, n := range d.Networks {
 		if n.Name != fabric.DefaultNetwork {
 			addrs = append(addrs, n.Gateway)
 		}
 	}
+	dns := netip.PrefixFrom(fabricdns.WellKnown(), 32)
+	addrs = append(addrs, dns)
+	scopes = append(slices.Clip(scopes), dns)
 	return netplumb.HostState{GatewayDev: d.GatewayPort, MTU: d.MTU, Addrs: addrs, Scopes: scopes, Routes: routes}
 }
 

@@ -67,7 +67,8 @@ func (c *Controller) SetDNS(tab DNSTable, srv DNSServer) {
 }
 
 // dnsNetworks are the networks the fabric DNS knows, with the gateway this host serves each
-// on: a name resolves only for clients of its own network.
+// on, and the address shared by every network (fabricdns.WellKnownAddr, which answers each
+// client as one of its own network): a name resolves only for clients of its own network.
 func (c *Controller) dnsNetworks(d fabric.Desired) ([]fabricdns.Network, []fabricdns.Listener) {
 	nets := []fabricdns.Network{{Name: endpoint.DefaultNetwork, Subnets: []netip.Prefix{c.s.Cluster}}}
 	var ls []fabricdns.Listener
@@ -80,6 +81,9 @@ func (c *Controller) dnsNetworks(d fabric.Desired) ([]fabricdns.Network, []fabri
 		}
 		nets = append(nets, fabricdns.Network{Name: n.Name, Subnets: []netip.Prefix{n.CIDR}})
 		ls = append(ls, fabricdns.Listener{Network: n.Name, Addr: n.Gateway.Addr()})
+	}
+	if len(ls) > 0 {
+		ls = append(ls, fabricdns.Listener{Network: fabricdns.AnyNetwork, Addr: fabricdns.WellKnown()})
 	}
 	return nets, ls
 }

@@ -72,3 +72,46 @@ func TestDNSFromRegistry(t *testing.T) {
 		t.Errorf("api after h2 left: %v", got)
 	}
 }
+
+// TestDNSWellKnown: the fabric DNS also listens on its address shared by every network, the
+// gateway port holds it as a /32 in a scope of its own (so the level-triggered Set keeps it
+// and never takes it for a stale gateway address), and the pipeline lets every network reach
+// it.
+func TestDNSWellKnown(t *testing.T) {
+	wk := fabricdns.WellKnown()
+	c := New(settings(t, ""), nil, nil, nil, nil, slog.New(slog.DiscardHandler))
+	d := fabric.Desired{
+		GatewayPort: "fabric0",
+		Gateway:     netip.MustParsePrefix("10.244.1.1/24"),
+		Networks: []fabric.NetworkPlan{
+			{Name: "default", CIDR: netip.MustParsePrefix("10.244.0.0/16"), Gateway: netip.MustParsePrefix("10.244.1.1/24")},
+			{Name: "blue", Key: 100, Internal: true, CIDR: netip.MustParsePrefix("10.50.0.0/16"), Gateway: netip.MustParsePrefix("10.50.1.1/24")},
+		},
+	}
+	_, ls := c.dnsNetworks(d)
+	want := []fabricdns.Listener{
+		{Network: "default", Addr: netip.MustParseAddr("10.244.1.1")},
+		{Network: "blue", Addr: netip.MustParseAddr("10.50.1.1")},
+		{Network: fabricdns.AnyNetwork, Addr: wk},
+	}
+	if !slices.Equal(ls, want) {
+		t.Errorf("listeners %v, want %v", ls, want)
+	}
+	if _, ls := c.dnsNetworks(fabric.Desired{}); len(ls) != 0 {
+		t.Errorf("no network served, listeners %v", ls)
+	}
+	scopes := make([]netip.Prefix, 2, 3) // room to append: hostState must not write into it
+	scopes[0], scopes[1] = netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("10.50.0.0/16")
+	hs := hostState(d, scopes)
+	wk32 := netip.PrefixFrom(wk, 32)
+	if !slices.Contains(hs.Addrs, wk32) || !slices.Contains(hs.Scopes, wk32) {
+		t.Errorf("host state addrs %v scopes %v, want %s in both", hs.Addrs, hs.Scopes, wk32)
+	}
+	if extra := scopes[:3][2]; extra.IsValid() {
+		t.Errorf("hostState wrote %s into its caller's scopes", extra)
+	}
+	p := &routedPipeline{node: "h1"}
+	if in := p.input(d, nil); in.DNS != wk {
+		t.Errorf("pipeline input DNS %v, want %v", in.DNS, wk)
+	}
+}

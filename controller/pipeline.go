@@ -12,6 +12,7 @@ import (
 	"github.com/ovsfabric/ovsfabric/config"
 	"github.com/ovsfabric/ovsfabric/endpoint"
 	"github.com/ovsfabric/ovsfabric/fabric"
+	"github.com/ovsfabric/ovsfabric/fabricdns"
 	"github.com/ovsfabric/ovsfabric/flows"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
 )
@@ -99,6 +100,8 @@ func (p *routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.I
 		}
 	}
 	in.PeersViaGateway = d.Encryption.Encrypted()
+	// Every network reaches the fabric DNS on its shared address (on the gateway port).
+	in.DNS = fabricdns.WellKnown()
 	for k, n := range d.Networks {
 		for _, peer := range n.Peers {
 			if in.PeersViaGateway {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -67,7 +69,14 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 			t.Fatal(errs[i])
 		}
 	}
-	f := fabriclab.New(l, fabriclab.Options{Bin: binDir, Tunnel: tunnel, Resync: 2 * time.Second})
+	// An upstream for the fabric DNS's forwarder: names outside the fabric resolve through it.
+	startUpstream(t, l.External)
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("nameserver "+l.ExternalIP.String()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := fabriclab.New(l, fabriclab.Options{Bin: binDir, Tunnel: tunnel, Resync: 2 * time.Second,
+		Extra: []string{"--dns-resolv-conf", resolv}})
 	for _, h := range l.Hosts {
 		if _, err := f.Start(ctx, h, "--docker-plugin=on", "--docker-plugin-socket", h.DockerPluginDir()+"/ovsfabric.sock"); err != nil {
 			t.Fatal(err)
@@ -306,31 +315,43 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 		}
 	}
 
-	// Names: the container's name and --network-alias, on every host, from the fabric DNS
-	// (here asked directly: --dns this host's gateway of blue; see docs/docker.md).
+	// Names: the container's name and --network-alias, on every host, with no --dns: Docker's
+	// embedded resolver (127.0.0.11) forwards what it does not know to the daemon's "dns",
+	// the fabric DNS's address shared by every network (StartDockerWithPlugins sets it, as
+	// docs/docker.md tells an installation to); the fabric DNS answers as on blue's gateway.
 	d3 := docks[2]
 	if _, err := d3.CLI(ctx, "run", "-d", "--name", "web", "--network", "blue", "--network-alias", "api", "-p", "8080:80",
 		dockerlab.BusyboxImage, "httpd", "-f", "-p", "80", "-h", "/etc"); err != nil {
 		t.Fatal(err)
 	}
 	webIP := dockerIP(t, ctx, d3, "web", "blue")
-	blue1, err := f.Node(l.Hosts[0].Name).Client().Network(ctx, "blue")
-	if err != nil {
+	if _, err := d1.CLI(ctx, "run", "-d", "--name", "client", "--network", "blue", dockerlab.BusyboxImage, "sleep", "1000000"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d1.CLI(ctx, "run", "-d", "--name", "client", "--network", "blue", "--dns", blue1.Gateway, dockerlab.BusyboxImage, "sleep", "1000000"); err != nil {
-		t.Fatal(err)
+	// Docker's embedded resolver stays the container's: Docker's own names keep working.
+	if out, err := d1.CLI(ctx, "exec", "client", "cat", "/etc/resolv.conf"); err != nil || !strings.Contains(out, "nameserver 127.0.0.11") {
+		t.Errorf("resolv.conf of client: %v\n%s\nwant nameserver 127.0.0.11", err, out)
 	}
-	for _, name := range []string{"web", "api", "web.blue"} {
+	namesBegan := time.Now()
+	for _, name := range []string{"web", "api", "web.blue", strings.TrimSuffix(outsideName, ".")} {
+		want := webIP.String()
+		if name+"." == outsideName {
+			want = outsideAddr.String() // forwarded upstream by the fabric DNS
+		}
 		if err := dockerRetry(ctx, 20*time.Second, func() error {
 			out, err := d1.CLI(ctx, "exec", "client", "nslookup", name)
-			if err == nil && !strings.Contains(out, webIP.String()) {
-				err = fmt.Errorf("answer without %s: %s", webIP, out)
+			if err == nil && !strings.Contains(out, want) {
+				err = fmt.Errorf("answer without %s: %s", want, out)
 			}
 			return err
 		}); err != nil {
-			t.Errorf("nslookup %s from h1: %v", name, err)
+			t.Errorf("nslookup %s from h1 (no --dns): %v", name, err)
 		}
+	}
+	t.Logf("names from h1 with no --dns: web, api, web.blue and %s resolved in %s", outsideName, time.Since(namesBegan).Round(time.Millisecond))
+	// A name Docker's own resolver answers (c1 is on h1's daemon, on blue).
+	if out, err := d1.CLI(ctx, "exec", "client", "nslookup", "c1"); err != nil || !strings.Contains(out, cs[0].ip.String()) {
+		t.Errorf("nslookup c1 (Docker's own name) from h1: %v\n%s", err, out)
 	}
 	if err := dockerRetry(ctx, 20*time.Second, func() error {
 		_, err := d1.CLI(ctx, "exec", "client", "ping", "-c1", "-W1", "api")
@@ -385,6 +406,28 @@ func testDockerPlugin(t *testing.T, tunnel string) {
 	}
 	if err := dockerPing(cs[0], cs[1].ip); err != nil {
 		t.Errorf("c1 → c2 on blue with green connected: %v", err)
+	}
+	// Isolation through the shared DNS address: a container on green only, with no --dns,
+	// does not learn blue's names (its queries reach the fabric DNS as green's).
+	if _, err := d1.CLI(ctx, "run", "-d", "--name", "greenonly", "--network", "green", dockerlab.BusyboxImage, "sleep", "1000000"); err != nil {
+		t.Fatal(err)
+	}
+	if err := dockerRetry(ctx, 20*time.Second, func() error {
+		out, err := d1.CLI(ctx, "exec", "greenonly", "nslookup", strings.TrimSuffix(outsideName, "."))
+		if err == nil && !strings.Contains(out, outsideAddr.String()) {
+			err = fmt.Errorf("answer without %s: %s", outsideAddr, out)
+		}
+		return err
+	}); err != nil {
+		t.Errorf("nslookup %s from a container on green: %v", outsideName, err)
+	}
+	for _, name := range []string{"web", "web.blue"} {
+		if out, _ := d1.CLI(ctx, "exec", "greenonly", "nslookup", name); strings.Contains(out, webIP.String()) {
+			t.Errorf("a container on green resolved blue's %s: %s", name, out)
+		}
+	}
+	if _, err := d1.CLI(ctx, "rm", "-f", "greenonly"); err != nil {
+		t.Error(err)
 	}
 	if _, err := d1.CLI(ctx, "network", "disconnect", "green", "c1"); err != nil {
 		t.Fatal(err)

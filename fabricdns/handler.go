@@ -17,7 +17,7 @@ const maxUDPSize = 1232
 
 // query is one received message and where it came from.
 type query struct {
-	network string     // the network whose gateway it was sent to
+	network string     // the network whose gateway it was sent to, or AnyNetwork
 	client  netip.Addr // its source address
 	raw     []byte     // the message; not kept past respond
 	tcp     bool
@@ -65,7 +65,10 @@ func (s *Server) respond(q query) ([]byte, *pending) {
 		s.stats.malformed.Add(1)
 		return s.small(raw, req, dns.RcodeFormatError), nil
 	}
-	if !s.dir.Contains(q.network, q.client) {
+	if q.network == AnyNetwork {
+		q.network = s.clientNetwork(q.client)
+	}
+	if q.network == "" || !s.dir.Contains(q.network, q.client) {
 		s.stats.refused.Add(1)
 		return s.small(raw, req, dns.RcodeRefused), nil
 	}

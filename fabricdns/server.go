@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,7 +65,8 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Listener is one address to answer on: the gateway address of a network this host serves.
+// Listener is one address to answer on: the gateway address of a network this host serves,
+// or [WellKnownAddr] for [AnyNetwork].
 type Listener struct {
 	Network string
 	Addr    netip.Addr
@@ -111,6 +113,7 @@ type Server struct {
 	cancel    context.CancelFunc
 	work      sync.WaitGroup                      // forwarded queries in flight
 	own       atomic.Pointer[map[netip.Addr]bool] // listener addresses, read without s.mu
+	nets      atomic.Pointer[[]string]            // listener networks but AnyNetwork, read without s.mu
 
 	mu        sync.Mutex
 	listeners map[Listener]*listener
@@ -258,10 +261,30 @@ func (s *Server) listening(a netip.Addr) bool {
 // noteAddrs publishes the listener addresses for listening; s.mu must be held.
 func (s *Server) noteAddrs() {
 	own := make(map[netip.Addr]bool, len(s.listeners))
+	var nets []string
 	for k := range s.listeners {
 		own[k.Addr] = true
+		if k.Network != AnyNetwork && !slices.Contains(nets, k.Network) {
+			nets = append(nets, k.Network)
+		}
 	}
 	s.own.Store(&own)
+	s.nets.Store(&nets)
+}
+
+// clientNetwork is the network, among the listeners' (the networks this host serves), whose
+// subnets hold client; "" when none does. Networks never overlap: at most one does.
+func (s *Server) clientNetwork(client netip.Addr) string {
+	nets := s.nets.Load()
+	if nets == nil {
+		return ""
+	}
+	for _, n := range *nets {
+		if s.dir.Contains(n, client) {
+			return n
+		}
+	}
+	return ""
 }
 
 // Close stops every listener and waits for the queries in progress.

@@ -318,3 +318,62 @@ func TestTCPPipelined(t *testing.T) {
 		}
 	}
 }
+
+// TestAnyNetwork: the one listener of every network answers each client as a client of its
+// own network (by source address), among the networks the server has listeners for; any
+// other client is refused.
+func TestAnyNetwork(t *testing.T) {
+	up := startUpstream(t)
+	s := newTestServer(t, loTable(t), Config{Upstreams: []netip.AddrPort{up}})
+	anyL := Listener{Network: AnyNetwork, Addr: netip.MustParseAddr("127.0.53.53")}
+	if err := s.Set([]Listener{blueGW, redGW, anyL}); err != nil {
+		t.Fatal(err)
+	}
+	blueSrc, redSrc, noneSrc := netip.MustParseAddr("127.1.0.5"), netip.MustParseAddr("127.2.0.5"), netip.MustParseAddr("127.3.0.5")
+	for _, proto := range []string{"udp", "tcp"} {
+		for _, tt := range []struct {
+			name   string
+			src    netip.Addr
+			q      string
+			rcode  int
+			answer string
+		}{
+			{"blue client, blue name", blueSrc, "web.", dns.RcodeSuccess, "10.1.1.2"},
+			{"red client, red name", redSrc, "web.", dns.RcodeSuccess, "10.2.1.2"},
+			{"red client, red-only name", redSrc, "secret.", dns.RcodeSuccess, "10.2.9.9"},
+			{"isolation: blue client, red-only name", blueSrc, "secret.", dns.RcodeNameError, ""},
+			{"isolation: blue client, NAME.red", blueSrc, "secret.red.", dns.RcodeNameError, ""},
+			{"forwarded", blueSrc, "www.example.", dns.RcodeSuccess, "192.0.2.1"},
+			{"client of no network", noneSrc, "web.", dns.RcodeRefused, ""},
+		} {
+			t.Run(proto+"/"+tt.name, func(t *testing.T) {
+				in, err := ask(t, proto, tt.src, s.Addrs()[anyL], question(tt.q, dns.TypeA))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if in.Rcode != tt.rcode {
+					t.Fatalf("rcode %s, want %s", dns.RcodeToString[in.Rcode], dns.RcodeToString[tt.rcode])
+				}
+				got := ""
+				if len(in.Answer) > 0 {
+					got = in.Answer[0].(*dns.A).A.String()
+				}
+				if got != tt.answer {
+					t.Errorf("answer %q, want %q", got, tt.answer)
+				}
+			})
+		}
+	}
+	// A network the table knows but this server has no listener for (this host does not
+	// serve it): its clients are refused on the shared address too.
+	if err := s.Set([]Listener{blueGW, anyL}); err != nil {
+		t.Fatal(err)
+	}
+	in, err := ask(t, "udp", redSrc, s.Addrs()[anyL], question("web.", dns.TypeA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Rcode != dns.RcodeRefused {
+		t.Errorf("red client without a red listener: rcode %s, want REFUSED", dns.RcodeToString[in.Rcode])
+	}
+}

@@ -126,6 +126,11 @@ type Input struct {
 	// WireGuard). Tunnels then need no OFPort (it is ignored), and no tunnel port is
 	// classified or delivered from.
 	PeersViaGateway bool
+	// DNS is the fabric DNS's address shared by every network (fabricdns.WellKnownAddr, on
+	// the gateway port): UDP and TCP to its port 53 go to the gateway port from every
+	// network, internal ones too, and nothing else to it does from an internal network.
+	// Invalid: no such flows. It must lie outside every network's CIDR.
+	DNS netip.Addr
 }
 
 // Plan returns every flow ovsfabric wants on br-int for in, sorted by table and descending
@@ -213,6 +218,13 @@ func Plan(in Input) ([]Flow, error) {
 		if n.Internal {
 			b.add(TableFromLocal, 60, PurposeDefault, "ip,"+reg, "drop")
 		}
+	}
+	if p.dns.IsValid() {
+		// Above the internal networks' drop at 60; no CIDR holds it (validate), so the drops
+		// at 100 never apply.
+		dns := ",nw_dst=" + p.dns.String() + ",tp_dst=53"
+		b.add(TableFromLocal, 70, PurposeToGateway, "udp"+dns, toGateway)
+		b.add(TableFromLocal, 70, PurposeToGateway, "tcp"+dns, toGateway)
 	}
 	// A container's ARP reply to the host kernel, which asks from whatever address it sends
 	// from (the underlay address, for replies to a container's packets from outside).
@@ -456,7 +468,7 @@ func prefixString(p netip.Prefix) string {
 // Equal reports whether in and o are the same input, in the same order: Plan would return
 // the same flows for both. It lets a caller skip planning when nothing changed.
 func (in Input) Equal(o Input) bool {
-	if in.PeersViaGateway != o.PeersViaGateway || !in.Gateway.equal(o.Gateway) || len(in.Networks) != len(o.Networks) {
+	if in.PeersViaGateway != o.PeersViaGateway || in.DNS != o.DNS || !in.Gateway.equal(o.Gateway) || len(in.Networks) != len(o.Networks) {
 		return false
 	}
 	for k, a := range in.Networks {

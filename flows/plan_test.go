@@ -34,10 +34,13 @@ func prefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 //	1 fabric0, 2 tunnel to h2, 5 tunnel to h3,
 //	3 c1 and 4 c2 on "default" (key 0, 10.244.0.0/16, slice 10.244.3.0/24; h2 has 10.244.7.0/24, h3 10.244.9.0/24),
 //	6 b1 on "blue" (key 100, 10.50.0.0/16, slice 10.50.3.0/24; h2 has 10.50.7.0/24),
-//	7 r1 on "red" (key 200, internal, 10.60.0.0/16, slice 10.60.3.0/24; h3 has 10.60.9.0/24).
+//	7 r1 on "red" (key 200, internal, 10.60.0.0/16, slice 10.60.3.0/24; h3 has 10.60.9.0/24),
+//
+// and the fabric DNS's shared address 169.254.53.53.
 func testInput() Input {
 	return Input{
 		Gateway: Port{Name: "fabric0", OFPort: 1, MAC: mac(gwMAC)},
+		DNS:     addr("169.254.53.53"),
 		Networks: []Network{
 			{
 				Name: "default", Key: 0, CIDR: prefix("10.244.0.0/16"), Subnet: prefix("10.244.3.0/24"), Gateway: addr("10.244.3.1"),
@@ -277,6 +280,13 @@ func checkIsolation(t *testing.T, in Input, fs []Flow) {
 				if d := prefix(field(f.Match, "nw_dst")); reg == "" || !n.CIDR.Contains(d.Addr()) {
 					t.Errorf("flow %s sends network %q's packets to %s, outside it", f, n.Name, d)
 				}
+			case a == gwOut && f.Table == TableFromLocal && reg == "" && f.Priority > 60:
+				// Above the internal networks' drop, for every network: only the fabric DNS's
+				// shared address, on port 53.
+				if !in.DNS.IsValid() || field(f.Match, "nw_dst") != in.DNS.String() || field(f.Match, "tp_dst") != "53" ||
+					!strings.HasPrefix(f.Match, "udp,") && !strings.HasPrefix(f.Match, "tcp,") {
+					t.Errorf("flow %s sends every network, internal ones too, out through the gateway", f)
+				}
 			case a == gwOut && f.Table == TableFromLocal:
 				if reg != "" && keyOf[reg].Internal {
 					t.Errorf("flow %s lets internal network %q out", f, keyOf[reg].Name)
@@ -492,6 +502,9 @@ func TestPlanInvalid(t *testing.T) {
 		{"tunnel slices overlap, one inside the other", func(in *Input) { def(in).Tunnels[1].Subnet = prefix("10.244.7.128/25") }, "overlaps"},
 		{"tunnel slice outside its network", func(in *Input) { blue(in).Tunnels[0].Subnet = prefix("10.244.7.0/24") }, "not inside"},
 		{"tunnel slice missing", func(in *Input) { def(in).Tunnels[0].Subnet = netip.Prefix{} }, "slice"},
+		{"DNS address in a network", func(in *Input) { in.DNS = addr("10.50.200.53") }, "lies in network"},
+		{"DNS address IPv6", func(in *Input) { in.DNS = addr("fe80::53") }, "not unicast IPv4"},
+		{"DNS address loopback", func(in *Input) { in.DNS = addr("127.0.0.53") }, "not unicast IPv4"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

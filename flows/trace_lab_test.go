@@ -130,6 +130,10 @@ func TestNetworksTraceLab(t *testing.T) {
 	fromTunnel := func(port int, key, srcIP, dstIP string) string {
 		return fmt.Sprintf("in_port=%d,tun_id=%s,dl_src=02:0f:ab:00:00:01,dl_dst=02:0f:ab:00:00:01,ip,nw_src=%s,nw_dst=%s,nw_ttl=63", port, key, srcIP, dstIP)
 	}
+	l4 := func(proto string, port int, src, srcIP, dstIP string, dport int) string {
+		return fmt.Sprintf("%s,in_port=%d,dl_src=%s,dl_dst=%s,nw_src=%s,nw_dst=%s,nw_ttl=64,%[1]s_src=40000,%[1]s_dst=%[7]d", proto, port, src, gw, srcIP, dstIP, dport)
+	}
+	const fabricDNS = "169.254.53.53"
 	tests := []struct {
 		name   string
 		packet string
@@ -159,6 +163,14 @@ func TestNetworksTraceLab(t *testing.T) {
 		{"b1 out to the world: through the gateway", ip(6, b1MAC, gw, "10.50.3.5", "8.8.8.8"), []string{"1"}, ""},
 		{"r1 (internal) out to the world: dropped", ip(7, r1MAC, gw, "10.60.3.5", "8.8.8.8"), nil, ""},
 		{"r1 (internal) to its gateway address: delivered", ip(7, r1MAC, gw, "10.60.3.5", "10.60.3.1"), []string{"1"}, ""},
+		{"r1 (internal) to the fabric DNS, UDP 53: through the gateway", l4("udp", 7, r1MAC, "10.60.3.5", fabricDNS, 53), []string{"1"}, ""},
+		{"r1 (internal) to the fabric DNS, TCP 53: through the gateway", l4("tcp", 7, r1MAC, "10.60.3.5", fabricDNS, 53), []string{"1"}, ""},
+		{"r1 (internal) to the fabric DNS, UDP 54: dropped", l4("udp", 7, r1MAC, "10.60.3.5", fabricDNS, 54), nil, ""},
+		{"r1 (internal) to the fabric DNS, ICMP: dropped", ip(7, r1MAC, gw, "10.60.3.5", fabricDNS), nil, ""},
+		{"r1 (internal) to another address, UDP 53: dropped", l4("udp", 7, r1MAC, "10.60.3.5", "169.254.53.54", 53), nil, ""},
+		{"b1 to the fabric DNS, UDP 53: through the gateway", l4("udp", 6, b1MAC, "10.50.3.5", fabricDNS, 53), []string{"1"}, ""},
+		{"b1 to c1 on UDP 53: dropped", l4("udp", 6, b1MAC, "10.50.3.5", "10.244.3.5", 53), nil, ""},
+		{"gateway from the fabric DNS to r1", fmt.Sprintf("udp,in_port=1,dl_src=%s,dl_dst=%s,nw_src=%s,nw_dst=10.60.3.5,nw_ttl=64,udp_src=53,udp_dst=40000", gw, r1MAC, fabricDNS), []string{"7"}, ""},
 		{"gateway to b1", ip(1, gw, b1MAC, "10.50.3.1", "10.50.3.5"), []string{"6"}, ""},
 		{"gateway to b1's MAC with a default address: dropped", ip(1, gw, b1MAC, "10.244.3.1", "10.244.3.5"), nil, ""},
 		{"tunnel with blue's key to b1: delivered", fromTunnel(2, "0x64", "10.50.7.9", "10.50.3.5"), []string{"6"}, ""},

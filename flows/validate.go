@@ -19,6 +19,8 @@ type plan struct {
 	routes int
 	// viaGateway is Input.PeersViaGateway.
 	viaGateway bool
+	// dns is Input.DNS.
+	dns netip.Addr
 }
 
 // network is a validated Network; Plan uses its containers and tunnels, not the embedded
@@ -160,6 +162,17 @@ func validate(in Input) (plan, error) {
 	}
 	slices.Sort(p.tunnelPorts)
 	slices.SortFunc(p.networks, func(a, b network) int { return cmp.Compare(a.Key, b.Key) })
+	if d := in.DNS; d.IsValid() {
+		if !d.Is4() || slices.ContainsFunc(notUnicast, func(r netip.Prefix) bool { return r.Contains(d) }) {
+			return p, invalid("DNS address %s is not unicast IPv4", d)
+		}
+		for _, n := range p.networks {
+			if n.CIDR.Contains(d) {
+				return p, invalid("DNS address %s lies in network %q (%s)", d, n.Name, n.CIDR)
+			}
+		}
+		p.dns = d
+	}
 	return p, nil
 }
 

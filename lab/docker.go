@@ -3,11 +3,13 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/ovsfabric/ovsfabric/fabricdns"
 	"github.com/ovsfabric/ovsfabric/lab/dockerlab"
 )
 
@@ -36,7 +38,7 @@ func (h *Host) APISocket() string { return filepath.Join(h.Dir, "fabricd.sock") 
 // containers, mounts and cgroups even when the process that called StartDocker has exited
 // (the demo with KEEP=1). The caller may stop the daemon earlier with its Stop.
 func (h *Host) StartDocker(ctx context.Context) (*dockerlab.Daemon, error) {
-	return h.startDocker(ctx, "")
+	return h.startDocker(ctx, "", nil)
 }
 
 // DockerPluginDir is the host's own /run/docker/plugins when its dockerd was started with
@@ -45,13 +47,15 @@ func (h *Host) DockerPluginDir() string { return filepath.Join(h.DockerDir(), "p
 
 // StartDockerWithPlugins is StartDocker with the host's own plugin directory
 // (DockerPluginDir, seen by its dockerd as /run/docker/plugins, in a mount namespace of its
-// own: see dockerlab.Config.PluginDir).
+// own: see dockerlab.Config.PluginDir), and with the fabric DNS's address shared by every
+// network as its "dns" (daemon.json), as an installed host has it (docs/docker.md, Names):
+// containers on the fabric's networks resolve the fabric's names with no --dns.
 func (h *Host) StartDockerWithPlugins(ctx context.Context) (*dockerlab.Daemon, error) {
-	return h.startDocker(ctx, h.DockerPluginDir())
+	return h.startDocker(ctx, h.DockerPluginDir(), []netip.Addr{fabricdns.WellKnown()})
 }
 
-func (h *Host) startDocker(ctx context.Context, pluginDir string) (*dockerlab.Daemon, error) {
-	d, err := dockerlab.Start(ctx, dockerlab.Config{Dir: h.DockerDir(), NetNS: h.NetNS, Logger: h.lab.log, PluginDir: pluginDir,
+func (h *Host) startDocker(ctx context.Context, pluginDir string, dns []netip.Addr) (*dockerlab.Daemon, error) {
+	d, err := dockerlab.Start(ctx, dockerlab.Config{Dir: h.DockerDir(), NetNS: h.NetNS, Logger: h.lab.log, PluginDir: pluginDir, DNS: dns,
 		OnRecord: func(rec dockerlab.Record) error { return h.lab.recordDocker(h.Name, rec) }})
 	if err != nil {
 		return nil, fmt.Errorf("host %s: %w", h.Name, err)

@@ -39,15 +39,18 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -98,6 +101,10 @@ type Config struct {
 	// and again after each one started, so that a lab can stop the daemon later from
 	// another process (Cleanup). An error fails Start.
 	OnRecord func(Record) error
+	// DNS, when set, is daemon.json's "dns": the servers Docker's embedded resolver
+	// (127.0.0.11) forwards the names it does not know to, from inside each container's
+	// network namespace.
+	DNS []netip.Addr
 }
 
 // cgroupParentPrefix starts the cgroup parent of every dockerlab daemon.
@@ -116,6 +123,8 @@ type Daemon struct {
 	onRecord func(Record) error
 	// pluginDir is Config.PluginDir (absolute), "" for the caller's mount namespace.
 	pluginDir string
+	// dns is Config.DNS.
+	dns []netip.Addr
 
 	containerd *child
 	dockerd    *child
@@ -230,6 +239,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	d.cgParent = cgroupParentPrefix + d.id
 	d.onRecord = cfg.OnRecord
+	d.dns = slices.Clone(cfg.DNS)
 	if cfg.PluginDir != "" {
 		if d.pluginDir, err = filepath.Abs(cfg.PluginDir); err != nil {
 			return nil, fmt.Errorf("dockerlab: plugin directory %q: %w", cfg.PluginDir, err)
@@ -386,8 +396,15 @@ func (d *Daemon) dockerdArgs() []string {
 func (d *Daemon) startDockerd(ctx context.Context) error {
 	// dockerd 20.10 keeps its identity key in /etc/docker/key.json unless told
 	// otherwise, and only the config file can tell it (no such flag).
-	conf := fmt.Sprintf("{\"deprecated-key-path\": %q}\n", d.path("key.json"))
-	if err := os.WriteFile(d.path("daemon.json"), []byte(conf), 0o600); err != nil {
+	conf := map[string]any{"deprecated-key-path": d.path("key.json")}
+	if len(d.dns) > 0 {
+		conf["dns"] = d.dns
+	}
+	js, err := json.Marshal(conf)
+	if err != nil {
+		return fmt.Errorf("dockerlab: daemon.json: %w", err)
+	}
+	if err := os.WriteFile(d.path("daemon.json"), append(js, '\n'), 0o600); err != nil {
 		return fmt.Errorf("dockerlab: daemon.json: %w", err)
 	}
 	c, err := d.spawn("dockerd", d.path("dockerd.log"), "dockerd", d.dockerdArgs()...)
