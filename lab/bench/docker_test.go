@@ -41,6 +41,8 @@ func TestDockerReport(t *testing.T) {
 			"1.09×", "20 of 20 replied, 20 distinct addresses; first reply p50", ""},
 		{"missed, a duplicate address", seq("ours", 900, 910, 920), seq("bridge", 500, 510, 520), batch(20, true), Missed, Missed,
 			"1.78×", "20 of 20 replied, 19 distinct addresses", "1 addresses given twice"},
+		{"missed by a hair: three decimals", seq("ours", 1202, 1300, 1000), seq("bridge", 1000, 1000, 1000), batch(20, false), Missed, Met,
+			"1.202×", "20 of 20 replied", ""},
 		{"a failed run", seq("ours", 600), seq("bridge", 600), batch(3, false, "docker run p3: boom"), Met, Missed,
 			"1.00×", "2 of 3 replied", "1 failed (first: docker run p3: boom)"},
 		{"nothing measured", seq("ours"), seq("bridge"), &dockerParallel{want: 20}, NotMeasured, NotMeasured, "n/a", "n/a", ""},
@@ -48,7 +50,7 @@ func TestDockerReport(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &suite{cfg: DefaultConfig()}
 			sec := &Section{Key: "docker", Title: "Docker plugin"}
-			s.dockerReport(sec, tc.ours, tc.bridge, tc.par)
+			s.dockerReport(sec, tc.ours, tc.bridge, tc.par, batch(tc.par.want, false))
 			if len(sec.Verdicts) != 2 {
 				t.Fatalf("verdicts: %+v", sec.Verdicts)
 			}
@@ -58,6 +60,10 @@ func TestDockerReport(t *testing.T) {
 			}
 			if v.Status == Missed && !strings.Contains(v.Limit, "`docker run` itself returned after") {
 				t.Errorf("limit %q does not split the time", v.Limit)
+			}
+			straddles := strings.Contains(strings.Join(sec.Notes, " "), "on both sides of the target")
+			if want := strings.Contains(tc.name, "hair"); straddles != want {
+				t.Errorf("note on paired ratios on both sides of the target: %v, want %v (%q)", straddles, want, sec.Notes)
 			}
 			if pv.Status != tc.pstat || !strings.HasPrefix(pv.Measured, tc.pmsr) {
 				t.Errorf("parallel verdict %+v, want %s, measured %q…", pv, tc.pstat, tc.pmsr)
@@ -71,7 +77,7 @@ func TestDockerReport(t *testing.T) {
 				t.Fatal(err)
 			}
 			md := b.String()
-			for _, want := range []string{"Docker plugin", "first reply from h2's target, ours", fmt.Sprintf("%d parallel `docker run --network blue`", tc.par.want)} {
+			for _, want := range []string{"Docker plugin", "first reply from h2's target, ours", fmt.Sprintf("%d parallel `docker run --network blue`", tc.par.want), "`docker run -d --network brnet` (Docker's bridge)"} {
 				if !strings.Contains(md, want) {
 					t.Errorf("report lacks %q:\n%s", want, md)
 				}

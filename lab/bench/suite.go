@@ -18,7 +18,8 @@ import (
 
 // Config says what the suite runs and how hard. DefaultConfig fits the whole suite in about
 // 9 minutes on a 2-core machine without the networks sections, which add about 4½ (most of it
-// the networks throughput runs), and the encryption section, which adds about 3.
+// the networks throughput runs), the encryption section, which adds about 3, and the Docker
+// plugin section, which adds about 1.
 type Config struct {
 	// Bin is the directory holding the fabricd and fabricctl binaries.
 	Bin string
@@ -78,7 +79,7 @@ func DefaultConfig() Config {
 		Trials: 3, IperfBudget: 5 * time.Minute, PingCount: 1000, PingInterval: 10 * time.Millisecond,
 		ConvergenceTrials: 10, FailureTrials: 5, AttachSequential: 100, AttachParallel: 20,
 		ScalePeers: 1000, GossipMembers: 100, GossipTrials: 3, MemoryPeers: 1000, FaultTrials: 5,
-		Networks: 20, NetTrials: 5, NetReadyTrials: 7, EncTrials: 5, DockerTrials: 7, DockerParallel: 20,
+		Networks: 20, NetTrials: 5, NetReadyTrials: 7, EncTrials: 5, DockerTrials: 15, DockerParallel: 20,
 		Progress: io.Discard,
 	}
 }
