@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ func TestDockerReport(t *testing.T) {
 		return c
 	}
 	batch := func(n int, dup bool, errs ...string) *dockerParallel {
-		p := &dockerParallel{want: n, errs: errs, slice: netip.MustParsePrefix("10.160.0.0/24")}
+		p := &dockerParallel{size: n, batches: 1, want: n, errs: errs, slice: netip.MustParsePrefix("10.160.0.0/24")}
 		for i := range n - len(errs) {
 			ip := netip.AddrFrom4([4]byte{10, 160, 0, byte(10 + i)})
 			if dup && i == 1 {
@@ -27,6 +28,14 @@ func TestDockerReport(t *testing.T) {
 			}
 			p.trials = append(p.trials, dockerTrial{run: ms(400 + 10*i), reply: ms(500 + 10*i), ip: ip})
 		}
+		return p
+	}
+	twice := func(p *dockerParallel) *dockerParallel {
+		for _, tr := range slices.Clone(p.trials) {
+			tr.batch = 1
+			p.trials = append(p.trials, tr)
+		}
+		p.batches, p.want = 2, 2*p.want
 		return p
 	}
 	for _, tc := range []struct {
@@ -38,19 +47,21 @@ func TestDockerReport(t *testing.T) {
 		limit          string
 	}{
 		{"met", seq("ours", 600, 610, 620), seq("bridge", 550, 560, 570), batch(20, false), Met, Met,
-			"1.09×", "20 of 20 replied, 20 distinct addresses; first reply p50", ""},
+			"1.09×", "20 of 20 replied, 20 distinct addresses (20 per batch, 1 batches); first reply p50", ""},
+		{"two batches may reuse addresses", seq("ours", 600), seq("bridge", 600), twice(batch(20, false)), Met, Met,
+			"1.00×", "40 of 40 replied, 40 distinct addresses (20 per batch, 2 batches)", ""},
 		{"missed, a duplicate address", seq("ours", 900, 910, 920), seq("bridge", 500, 510, 520), batch(20, true), Missed, Missed,
 			"1.78×", "20 of 20 replied, 19 distinct addresses", "1 addresses given twice"},
 		{"missed by a hair: three decimals", seq("ours", 1202, 1300, 1000), seq("bridge", 1000, 1000, 1000), batch(20, false), Missed, Met,
 			"1.202×", "20 of 20 replied", ""},
 		{"a failed run", seq("ours", 600), seq("bridge", 600), batch(3, false, "docker run p3: boom"), Met, Missed,
 			"1.00×", "2 of 3 replied", "1 failed (first: docker run p3: boom)"},
-		{"nothing measured", seq("ours"), seq("bridge"), &dockerParallel{want: 20}, NotMeasured, NotMeasured, "n/a", "n/a", ""},
+		{"nothing measured", seq("ours"), seq("bridge"), &dockerParallel{size: 20}, NotMeasured, NotMeasured, "n/a", "n/a", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &suite{cfg: DefaultConfig()}
 			sec := &Section{Key: "docker", Title: "Docker plugin"}
-			s.dockerReport(sec, tc.ours, tc.bridge, tc.par, batch(tc.par.want, false))
+			s.dockerReport(sec, tc.ours, tc.bridge, tc.par, batch(tc.par.size, false))
 			if len(sec.Verdicts) != 2 {
 				t.Fatalf("verdicts: %+v", sec.Verdicts)
 			}
@@ -77,7 +88,7 @@ func TestDockerReport(t *testing.T) {
 				t.Fatal(err)
 			}
 			md := b.String()
-			for _, want := range []string{"Docker plugin", "first reply from h2's target, ours", fmt.Sprintf("%d parallel `docker run --network blue`", tc.par.want), "`docker run -d --network brnet` (Docker's bridge)"} {
+			for _, want := range []string{"Docker plugin", "first reply from h2's target, ours", fmt.Sprintf("%d parallel `docker run --network blue`", tc.par.size), "`docker run -d --network brnet` (Docker's bridge)"} {
 				if !strings.Contains(md, want) {
 					t.Errorf("report lacks %q:\n%s", want, md)
 				}
