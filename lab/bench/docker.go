@@ -163,8 +163,7 @@ func (s *suite) dockerSection(ctx context.Context, secs map[string]*Section) {
 		prefix := fmt.Sprintf("b%d-", i+1)
 		s.dockerBatch(ctx, d1, b.p, prefix, b.network, b.target)
 		if err := s.dockerRmBatch(ctx, d1, prefix, b.p.size); err != nil {
-			sec.Err = err
-			return
+			s.warn("docker: removing batch %s: %v", prefix, err) // a container whose run failed is not there
 		}
 	}
 }
