@@ -15,11 +15,14 @@ import (
 	"time"
 )
 
-// command returns a command that runs argv (in network namespace netns unless it is empty)
-// and is killed with its whole process group when ctx ends, so that nothing it started
+// command returns a command that runs argv (in network namespace netns unless it is empty:
+// an `ip netns` name, or a path such as /proc/PID/ns/net, entered with nsenter) and is killed with its whole process group when ctx ends, so that nothing it started
 // outlives it. Only this process group is ever signalled.
 func command(ctx context.Context, netns string, argv ...string) *exec.Cmd {
-	if netns != "" {
+	switch {
+	case strings.HasPrefix(netns, "/"):
+		argv = append([]string{"nsenter", "--net=" + netns, "--"}, argv...)
+	case netns != "":
 		argv = append([]string{"ip", "netns", "exec", netns}, argv...)
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)

@@ -18,7 +18,8 @@ import (
 
 // Config says what the suite runs and how hard. DefaultConfig fits the whole suite in about
 // 9 minutes on a 2-core machine without the networks sections, which add about 4½ (most of it
-// the networks throughput runs), and the encryption section, which adds about 3.
+// the networks throughput runs), the encryption section, which adds about 3, and the Docker
+// plugin section, which adds about 1.
 type Config struct {
 	// Bin is the directory holding the fabricd and fabricctl binaries.
 	Bin string
@@ -61,6 +62,10 @@ type Config struct {
 	// EncTrials is how many interleaved trials the encryption section runs per fabric (about
 	// 25 s each for both fabrics at the default run length).
 	EncTrials int
+	// DockerTrials is how many interleaved `docker run` trials the Docker plugin section runs
+	// per network; DockerParallel how many containers it then starts at once.
+	DockerTrials   int
+	DockerParallel int
 	// Only runs just these sections (keys as in Sections); empty runs all.
 	Only []string
 	// Progress receives one line per step.
@@ -74,7 +79,7 @@ func DefaultConfig() Config {
 		Trials: 3, IperfBudget: 5 * time.Minute, PingCount: 1000, PingInterval: 10 * time.Millisecond,
 		ConvergenceTrials: 10, FailureTrials: 5, AttachSequential: 100, AttachParallel: 20,
 		ScalePeers: 1000, GossipMembers: 100, GossipTrials: 3, MemoryPeers: 1000, FaultTrials: 5,
-		Networks: 20, NetTrials: 5, NetReadyTrials: 7, EncTrials: 5,
+		Networks: 20, NetTrials: 5, NetReadyTrials: 7, EncTrials: 5, DockerTrials: 15, DockerParallel: 20,
 		Progress: io.Discard,
 	}
 }
@@ -92,6 +97,7 @@ var Sections = []SectionInfo{
 	{"attach", "Attach"},
 	{"cni", "CNI plugin"},
 	{"dns", "Fabric DNS"},
+	{"docker", "Docker plugin"},
 	{"faults", "Fault recovery"},
 	{"ovsdb", "Scale: data plane config"},
 	{"gossip", "Scale: gossip"},
@@ -170,6 +176,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{[]string{"faults"}, 8 * time.Minute, s.faults},
 		{[]string{"cni"}, 5 * time.Minute, s.cniSection},
 		{[]string{"dns"}, 5 * time.Minute, s.dnsSection},
+		{[]string{"docker"}, 6 * time.Minute, s.dockerSection},
 		{[]string{"memory"}, 6 * time.Minute, s.memory},
 	}
 	secs := map[string]*Section{}

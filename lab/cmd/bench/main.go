@@ -67,6 +67,8 @@ func runSuite(args []string) error {
 	fs.IntVar(&cfg.Networks, "networks", cfg.Networks, "networks in the networks throughput section")
 	fs.IntVar(&cfg.NetTrials, "net-trials", cfg.NetTrials, "interleaved trials per path of the networks throughput section")
 	fs.IntVar(&cfg.EncTrials, "enc-trials", cfg.EncTrials, "interleaved trials per fabric of the encryption section")
+	fs.IntVar(&cfg.DockerTrials, "docker-trials", cfg.DockerTrials, "interleaved docker run trials per network of the Docker plugin section")
+	fs.IntVar(&cfg.DockerParallel, "docker-parallel", cfg.DockerParallel, "containers started at once in the Docker plugin section")
 	fs.IntVar(&cfg.NetReadyTrials, "net-ready-trials", cfg.NetReadyTrials, "networks created one by one in the networks time-to-usable section")
 	if err := fs.Parse(args); err != nil {
 		return err

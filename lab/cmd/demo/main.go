@@ -2,8 +2,10 @@
 // (network namespaces, each with its own ovsdb-server and ovs-vswitchd), starts fabricd on
 // each, attaches a container per host with fabricctl, and prints the peer table, the
 // cross-host ping matrix and a ping by name. Then it creates a second network, blue, attaches
-// a container per host to it (and one container of default as well), lists the networks and
-// checks the isolation matrix: pairs sharing a network reach each other, all other pairs are
+// a container per host to it (and one container of default as well), starts a real Docker
+// container on blue with `docker run --network blue` through fabricd's Docker plugin (when
+// Docker is installed: a private dockerd on h2), lists the networks and checks the isolation
+// matrix: pairs sharing a network reach each other, all other pairs are
 // isolated; any pair that differs fails the demo. It ends with `ovs-vsctl show` and the
 // routes. `make demo` runs it.
 //
@@ -93,11 +95,42 @@ func run() error {
 	}
 	fmt.Printf("  lab up in %s\n", time.Since(start).Round(time.Millisecond))
 
+	// A private dockerd on one host, started before its fabricd: fabricd serves the Docker
+	// plugin there (on the socket in the host's own /run/docker/plugins), and the demo's
+	// Docker container joins the network blue with `docker run --network blue`.
+	var dock *dockerlab.Daemon
+	dockHost := l.Hosts[1%len(l.Hosts)]
+	if err := dockerlab.Available(); err != nil {
+		fmt.Printf("\n(no Docker container in this demo: %v)\n", err)
+	} else {
+		step("starting a private dockerd on %s (its own /run/docker/plugins, where fabricd puts the plugin socket)", dockHost.Name)
+		// Host.StartDockerWithPlugins records dockerd and containerd in the lab's state: `lab
+		// down` stops them and removes their mounts and cgroups once this process is gone (KEEP=1).
+		if dock, err = dockHost.StartDockerWithPlugins(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			if !keep {
+				sctx, c := context.WithTimeout(context.Background(), time.Minute)
+				defer c()
+				_ = dock.Stop(sctx)
+			}
+		}()
+		if _, err := dock.ImportBusybox(ctx); err != nil {
+			return err
+		}
+		fmt.Printf("  dockerd %s, image %s\n", dock.Host(), dockerlab.BusyboxImage)
+	}
+
 	f := fabriclab.New(l, fabriclab.Options{Bin: bin, Tunnel: tunnel})
 	step("starting fabricd on every host (tunnel %s); each joins the ones before it", tunnel)
 	start = time.Now()
 	for _, h := range l.Hosts {
-		n, err := f.Start(ctx, h)
+		var extra []string
+		if dock != nil && h == dockHost {
+			extra = []string{"--docker-plugin=on", "--docker-plugin-socket", filepath.Join(h.DockerPluginDir(), "ovsfabric.sock")}
+		}
+		n, err := f.Start(ctx, h, extra...)
 		if err != nil {
 			return err
 		}
@@ -133,51 +166,6 @@ func run() error {
 		}
 	}
 
-	if err := dockerlab.Available(); err != nil {
-		fmt.Printf("\n(no Docker container in this demo: %v)\n", err)
-	} else {
-		n := f.Nodes()[1%len(f.Nodes())]
-		step("starting a private dockerd on %s and a real Docker container \"web\" (--network none), attached by name", n.Host.Name)
-		// Host.StartDocker records dockerd and containerd in the lab's state: `lab down` stops
-		// them and removes their mounts and cgroups once this process is gone (KEEP=1).
-		dock, err := n.Host.StartDocker(ctx)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			if !keep {
-				sctx, c := context.WithTimeout(context.Background(), time.Minute)
-				defer c()
-				_ = dock.Stop(sctx)
-			}
-		}()
-		if _, err := dock.ImportBusybox(ctx); err != nil {
-			return err
-		}
-		if _, err := dock.Run(ctx, "web"); err != nil {
-			return err
-		}
-		fmt.Printf("$ docker -H %s run -d --network none --name web %s sleep 1000000\n", dock.Host(), dockerlab.BusyboxImage)
-		fmt.Printf("$ fabricctl --socket %s attach web\n", n.Socket)
-		if err := fabricctl(n, "attach", "web"); err != nil {
-			return err
-		}
-		pid, err := dock.Pid(ctx, "web")
-		if err != nil {
-			return err
-		}
-		as, err := n.Client().Attachments(ctx)
-		if err != nil {
-			return err
-		}
-		for _, a := range as {
-			if a.Container == "web" {
-				ip, _, _ := strings.Cut(a.IP, "/")
-				cs = append(cs, &fabriclab.Container{Name: "web(docker)", Node: n, NetNS: fmt.Sprintf("/proc/%d/ns/net", pid), IP: ip, A: a})
-			}
-		}
-	}
-
 	first := f.Nodes()[0]
 	step("fabricctl status on %s", first.Host.Name)
 	if err := fabricctl(first, "status"); err != nil {
@@ -208,7 +196,7 @@ func run() error {
 	}
 
 	// Networks: a second one next to default, and the proof that they are isolated.
-	netErr := networkDemo(ctx, f, cs) // reported last, after the host's view below
+	netErr := networkDemo(ctx, f, cs, dock, f.Node(dockHost.Name)) // reported last, after the host's view below
 
 	step("ovs-vsctl show on %s", first.Host.Name)
 	show, err := first.Host.Vsctl(ctx, "show")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ovsfabric/ovsfabric/api"
+	"github.com/ovsfabric/ovsfabric/lab/dockerlab"
 	"github.com/ovsfabric/ovsfabric/lab/fabriclab"
 )
 
@@ -64,11 +65,14 @@ func (p pair) cell() string {
 func (p pair) asExpected() bool { return p.err == nil && p.want == p.got }
 
 // networkDemo creates the network blue on one host, attaches a container per host to it
-// and one container of default to it as well, lists the networks as an operator sees them,
+// and one container of default to it as well, runs the Docker container "web" on it with
+// `docker run --network blue` on dockNode when dock is not nil (fabricd's plugin gives it its
+// address) and pings a blue container on another host by name from it, lists the networks as
+// an operator sees them,
 // and checks the isolation matrix: every pair that shares a network reaches, every other
 // pair is isolated. It returns an error when any pair differs from that expectation, or
 // when a step fails.
-func networkDemo(ctx context.Context, f *fabriclab.Fabric, onDefault []*fabriclab.Container) error {
+func networkDemo(ctx context.Context, f *fabriclab.Fabric, onDefault []*fabriclab.Container, dock *dockerlab.Daemon, dockNode *fabriclab.Node) error {
 	nodes := f.Nodes()
 	creator, lister := nodes[len(nodes)-1], nodes[0]
 	step("a second network, %s (%s), created on %s: fabricctl runs in the host's namespace, as `lab exec %s -- fabricctl …` does", blueName, blueSubnet, creator.Host.Name, creator.Host.Name)
@@ -105,6 +109,13 @@ func networkDemo(ctx context.Context, f *fabriclab.Fabric, onDefault []*fabricla
 	}
 	dual.ips[blueName] = ip
 	dual.nets = append(dual.nets, blueName)
+	if dock != nil {
+		web, err := dockerOnBlue(ctx, dock, dockNode, members[len(onDefault)].name)
+		if err != nil {
+			return err
+		}
+		members = append(members, web)
+	}
 
 	// network ls counts the fabric's endpoints from the registry, which the gossip fills:
 	// wait (a little) until the lister sees them all, so the table shows the settled count.
@@ -349,5 +360,78 @@ func printIsolation(ms []*member, pairs []pair) {
 			fmt.Printf("%-*s", w, cell)
 		}
 		fmt.Println()
+	}
+}
+
+// dockerOnBlue waits until fabricd on n has made blue a Docker network, runs the container
+// "web" on it with `docker run --network blue` (and the fabric DNS as its upstream) and has
+// it ping the blue container peer (on h1) by name. It returns web as a member of blue.
+func dockerOnBlue(ctx context.Context, dock *dockerlab.Daemon, n *fabriclab.Node, peer string) (*member, error) {
+	step("a real Docker container on %s: `docker run --network %s` on %s, through fabricd's Docker plugin", blueName, blueName, n.Host.Name)
+	start := time.Now()
+	for {
+		out, err := dock.CLI(ctx, "network", "inspect", "-f", "{{.Driver}} {{(index .IPAM.Config 0).Subnet}}", blueName)
+		if err == nil && out == "ovsfabric "+blueSubnet {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			return nil, fmt.Errorf("fabricd on %s made no Docker network %s in 30 s (inspect: %q, %v)", n.Host.Name, blueName, out, err)
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Printf("  fabricd on %s made %s a Docker network of its own accord (driver ovsfabric, subnet %s)\n", n.Host.Name, blueName, blueSubnet)
+	fmt.Printf("[%s]$ docker network ls --filter driver=ovsfabric\n", n.Host.Name)
+	if out, err := dock.CLI(ctx, "network", "ls", "--filter", "driver=ovsfabric"); err == nil {
+		fmt.Println(out)
+	}
+	// Names of other hosts' containers: the fabric DNS on this host's gateway of blue as the
+	// container's upstream (Docker's embedded resolver forwards to it; see docs/docker.md).
+	nw, err := n.Client().Network(ctx, blueName)
+	if err != nil {
+		return nil, err
+	}
+	gw, _, _ := strings.Cut(nw.Gateway, "/")
+	fmt.Printf("[%s]$ docker run -d --name web --hostname web --network %s --dns %s %s sleep 1000000      (--dns: %s's gateway of %s, the fabric DNS)\n",
+		n.Host.Name, blueName, gw, dockerlab.BusyboxImage, n.Host.Name, blueName)
+	began := time.Now()
+	if _, err := dock.CLI(ctx, "run", "-d", "--name", "web", "--hostname", "web", "--network", blueName, "--dns", gw, dockerlab.BusyboxImage, "sleep", "1000000"); err != nil {
+		return nil, fmt.Errorf("docker run --network %s: %w", blueName, err)
+	}
+	took := time.Since(began)
+	ip, err := dock.CLI(ctx, "inspect", "-f", "{{(index .NetworkSettings.Networks \""+blueName+"\").IPAddress}}", "web")
+	if err != nil {
+		return nil, err
+	}
+	pid, err := dock.Pid(ctx, "web")
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("  web runs on %s with %s from %s's slice (docker run took %s)\n", blueName, ip, n.Host.Name, took.Round(time.Millisecond))
+	fmt.Printf("[%s]$ docker exec web ping -c 1 %s      (by name, a container on another host)\n", n.Host.Name, peer)
+	var out string
+	for start := time.Now(); ; {
+		if out, err = dock.Exec(ctx, "web", "ping", "-c", "1", "-W", "2", peer); err == nil {
+			break
+		}
+		if time.Since(start) > 20*time.Second {
+			return nil, fmt.Errorf("web could not reach %s by name: %w", peer, err)
+		}
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Print(out)
+	return &member{name: "web(docker)", node: n, netns: fmt.Sprintf("/proc/%d/ns/net", pid), ips: map[string]string{blueName: ip}, nets: []string{blueName}}, nil
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
 	}
 }
