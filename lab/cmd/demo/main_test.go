@@ -53,7 +53,7 @@ func TestKeepThenDown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo KEEP=1: %v\n%s", err, out)
 	}
-	for _, want := range []string{"reach each other", "web(docker)", "docker run -d --name web --hostname web --network blue --dns", "The lab keeps running",
+	for _, want := range []string{"reach each other", "web(docker)", "docker run -d --name web --hostname web --network blue ovsfabric", "The lab keeps running",
 		"fabricctl network ls", "isolated across networks, all as expected"} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)

@@ -386,17 +386,12 @@ func dockerOnBlue(ctx context.Context, dock *dockerlab.Daemon, n *fabriclab.Node
 	if out, err := dock.CLI(ctx, "network", "ls", "--filter", "driver=ovsfabric"); err == nil {
 		fmt.Println(out)
 	}
-	// Names of other hosts' containers: the fabric DNS on this host's gateway of blue as the
-	// container's upstream (Docker's embedded resolver forwards to it; see docs/docker.md).
-	nw, err := n.Client().Network(ctx, blueName)
-	if err != nil {
-		return nil, err
-	}
-	gw, _, _ := strings.Cut(nw.Gateway, "/")
-	fmt.Printf("[%s]$ docker run -d --name web --hostname web --network %s --dns %s %s sleep 1000000      (--dns: %s's gateway of %s, the fabric DNS)\n",
-		n.Host.Name, blueName, gw, dockerlab.BusyboxImage, n.Host.Name, blueName)
+	// Names of other hosts' containers with no flag: the lab's dockerd has daemon.json's
+	// "dns": [169.254.53.53], the fabric DNS's address on every host and network, which
+	// Docker's embedded resolver forwards to (see docs/docker.md).
+	fmt.Printf("[%s]$ docker run -d --name web --hostname web --network %s %s sleep 1000000\n", n.Host.Name, blueName, dockerlab.BusyboxImage)
 	began := time.Now()
-	if _, err := dock.CLI(ctx, "run", "-d", "--name", "web", "--hostname", "web", "--network", blueName, "--dns", gw, dockerlab.BusyboxImage, "sleep", "1000000"); err != nil {
+	if _, err := dock.CLI(ctx, "run", "-d", "--name", "web", "--hostname", "web", "--network", blueName, dockerlab.BusyboxImage, "sleep", "1000000"); err != nil {
 		return nil, fmt.Errorf("docker run --network %s: %w", blueName, err)
 	}
 	took := time.Since(began)
