@@ -8,15 +8,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/miekg/dns"
-	"github.com/vishvananda/netns"
 
 	"github.com/ovsfabric/ovsfabric/api"
 	"github.com/ovsfabric/ovsfabric/lab"
@@ -227,36 +226,10 @@ func newResolver(t *testing.T, nsPath, server string) *resolver {
 	return &resolver{t: t, nsPath: nsPath, server: net.JoinHostPort(server, "53")}
 }
 
-// inNS runs fn on an OS thread switched into the namespace at path, and switches it back
-// (a thread that cannot be switched back stays locked and ends with its goroutine).
+// inNS runs fn in the network namespace at path (containernetworking's ns package locks
+// the OS thread and switches it back).
 func inNS(path string, fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.GetFromPath(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- err
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			done <- err
-			return
-		}
-		err = fn()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		done <- err
-	}()
-	return <-done
+	return ns.WithNetNSPath(path, func(ns.NetNS) error { return fn() })
 }
 
 func (r *resolver) exchange(name string, qtype uint16, network string) (*dns.Msg, error) {

@@ -13,7 +13,6 @@ import (
 	"github.com/ovsfabric/ovsfabric/controller"
 	"github.com/ovsfabric/ovsfabric/dockerplugin"
 	"github.com/ovsfabric/ovsfabric/endpoint"
-	"github.com/ovsfabric/ovsfabric/network"
 	"github.com/ovsfabric/ovsfabric/registry"
 )
 
@@ -124,26 +123,12 @@ func startDockerPlugin(ctx context.Context, s config.Settings, ctrl *controller.
 		return fmt.Errorf("--docker-host: %w", err)
 	}
 	kick := make(chan struct{}, 1)
-	go func() {
-		ch, cancel := reg.Subscribe()
-		defer cancel()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ks, ok := <-ch:
-				if !ok {
-					return
-				}
-				if ks&network.Kinds != 0 {
-					select {
-					case kick <- struct{}{}:
-					default:
-					}
-				}
-			}
+	go onNetworkChanges(ctx, reg, func() {
+		select {
+		case kick <- struct{}{}:
+		default:
 		}
-	}()
+	})
 	go sy.Run(ctx, kick)
 	return nil
 }

@@ -194,7 +194,7 @@ func run(parent context.Context, cfg config.Config) error {
 	srv.SetNetworks(networksAPI{ctrl})
 	serveWireGuard(s, ctrl, srv)
 	dns.serve(runCtx, ctrl, reg, srv)
-	go kickOnNetworkChanges(runCtx, reg, ctrl)
+	go onNetworkChanges(runCtx, reg, ctrl.Kick)
 	if err := srv.SetGroup(s.APIGroup); err != nil {
 		members.Shutdown()
 		return err
@@ -264,10 +264,10 @@ func run(parent context.Context, cfg config.Config) error {
 	return runErr
 }
 
-// kickOnNetworkChanges asks the loop for a sync whenever gossip brings a change of the
-// networks (definitions, slices, removals), so a new network is served at once rather than
-// at the next resync.
-func kickOnNetworkChanges(ctx context.Context, reg *registry.Registry, ctrl *controller.Controller) {
+// onNetworkChanges calls fn whenever gossip brings a change of the networks (definitions,
+// slices, removals) until ctx ends: the loop syncs at once rather than at the next resync,
+// and the Docker networks follow.
+func onNetworkChanges(ctx context.Context, reg *registry.Registry, fn func()) {
 	ch, cancel := reg.Subscribe()
 	defer cancel()
 	for {
@@ -279,7 +279,7 @@ func kickOnNetworkChanges(ctx context.Context, reg *registry.Registry, ctrl *con
 				return
 			}
 			if ks&network.Kinds != 0 {
-				ctrl.Kick()
+				fn()
 			}
 		}
 	}

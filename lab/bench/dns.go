@@ -9,15 +9,14 @@ import (
 	"math"
 	"net"
 	"net/netip"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/hashicorp/memberlist"
 	"github.com/miekg/dns"
-	"github.com/vishvananda/netns"
 
 	"github.com/ovsfabric/ovsfabric/api"
 	"github.com/ovsfabric/ovsfabric/endpoint"
@@ -262,36 +261,10 @@ func (s *suite) dnsReport(sec *Section, r *dnsFigures) {
 	)
 }
 
-// inNetNS runs fn on an OS thread switched into the network namespace at path; a thread
-// that cannot be switched back is not unlocked, so it ends with its goroutine.
+// inNetNS runs fn in the network namespace at path (containernetworking's ns package locks
+// the OS thread and switches it back).
 func inNetNS(path string, fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.GetFromPath(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- err
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			done <- err
-			return
-		}
-		err = fn()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		done <- err
-	}()
-	return <-done
+	return ns.WithNetNSPath(path, func(ns.NetNS) error { return fn() })
 }
 
 // dnsClient asks one server from a UDP socket opened in a container's namespace (the
