@@ -19,6 +19,7 @@ import (
 // DNSTable is the fabric DNS's record table as the loop feeds it (fabricdns.Table).
 type DNSTable interface {
 	SetNetworks(nets []fabricdns.Network) error
+	SetAlso(also map[netip.Addr][]string)
 	Replace(records []fabricdns.Record) error
 	Records() []fabricdns.Record
 }
@@ -101,6 +102,9 @@ func (c *Controller) syncDNS(d fabric.Desired) {
 	if err := tab.SetNetworks(nets); err != nil {
 		c.log.Error("fabric DNS networks", "err", err)
 	}
+	c.mu.Lock()
+	tab.SetAlso(alsoNetworks(c.localEndpoints))
+	c.mu.Unlock()
 	c.RefreshDNS()
 	if srv == nil {
 		return
@@ -208,6 +212,32 @@ func (c *Controller) DNSRecords(network string) []api.DNSRecord {
 			continue
 		}
 		out = append(out, api.DNSRecord{Network: r.Network, Name: r.Name, Aliases: slices.Clone(r.Aliases), IP: r.Addr.String(), Host: r.Origin})
+	}
+	return out
+}
+
+// alsoNetworks maps each address of a container on several networks (this host's endpoints
+// rs, grouped by network namespace) to the container's other networks, so the fabric DNS
+// answers it the names of each of its networks.
+func alsoNetworks(rs []endpoint.Record) map[netip.Addr][]string {
+	byNS := map[string][]endpoint.Record{}
+	for _, r := range rs {
+		if r.NetNS != "" && r.Addr.IsValid() {
+			byNS[r.NetNS] = append(byNS[r.NetNS], r)
+		}
+	}
+	out := map[netip.Addr][]string{}
+	for _, eps := range byNS {
+		if len(eps) < 2 {
+			continue
+		}
+		for _, r := range eps {
+			for _, o := range eps {
+				if o.Network != r.Network && !slices.Contains(out[r.Addr.Addr()], o.Network) {
+					out[r.Addr.Addr()] = append(out[r.Addr.Addr()], o.Network)
+				}
+			}
+		}
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -113,5 +114,23 @@ func TestDNSWellKnown(t *testing.T) {
 	p := &routedPipeline{node: "h1"}
 	if in := p.input(d, nil); in.DNS != wk {
 		t.Errorf("pipeline input DNS %v, want %v", in.DNS, wk)
+	}
+}
+
+func TestAlsoNetworks(t *testing.T) {
+	ep := func(ns, network, addr string) endpoint.Record {
+		return endpoint.Record{NetNS: ns, Network: network, Addr: netip.MustParsePrefix(addr)}
+	}
+	got := alsoNetworks([]endpoint.Record{
+		ep("/n/a", "default", "10.244.1.2/24"), ep("/n/a", "blue", "10.50.1.2/24"), ep("/n/a", "red", "10.60.1.2/24"),
+		ep("/n/b", "blue", "10.50.1.3/24"), // on one network: nothing
+	})
+	want := map[netip.Addr][]string{
+		netip.MustParseAddr("10.244.1.2"): {"blue", "red"},
+		netip.MustParseAddr("10.50.1.2"):  {"default", "red"},
+		netip.MustParseAddr("10.60.1.2"):  {"default", "blue"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("alsoNetworks = %v, want %v", got, want)
 	}
 }

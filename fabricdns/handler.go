@@ -102,6 +102,16 @@ func (s *Server) respond(q query) ([]byte, *pending) {
 		}
 	}
 	resp, local := s.local(q.network, req, qs)
+	if !local || resp.Rcode == dns.RcodeNameError {
+		// A container on several networks resolves the names of each: a name its
+		// network's server does not know is looked up on its other networks.
+		for _, other := range s.dir.Also(q.client) {
+			if r, ok := s.local(other, req, qs); ok && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0 {
+				resp, local = r, true
+				break
+			}
+		}
+	}
 	if !local {
 		s.stats.forwarded.Add(1)
 		p := &pending{id: req.Id, question: qs, rd: req.RecursionDesired, cd: req.CheckingDisabled, edns: opt != nil, limit: limit}

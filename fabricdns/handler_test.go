@@ -32,8 +32,12 @@ func answers(m *dns.Msg) []string {
 
 func TestAnswers(t *testing.T) {
 	up := startUpstream(t)
-	s := newTestServer(t, testTable(t), Config{Upstreams: []netip.AddrPort{up}})
+	tab := testTable(t)
+	s := newTestServer(t, tab, Config{Upstreams: []netip.AddrPort{up}})
 	blueClient := netip.MustParseAddr("10.1.7.7")
+	// A container on blue and red: its blue address asks blue's server.
+	both := netip.MustParseAddr("10.1.7.8")
+	tab.SetAlso(map[netip.Addr][]string{both: {"red"}})
 	redClient := netip.MustParseAddr("10.2.7.7")
 	outsider := netip.MustParseAddr("192.168.1.1")
 	tests := []struct {
@@ -64,6 +68,9 @@ func TestAnswers(t *testing.T) {
 		{"PTR of an unknown address in the network", "blue", blueClient, "99.9.1.10.in-addr.arpa.", dns.TypePTR, dns.RcodeNameError, nil, true},
 		{"PTR of another network's endpoint", "blue", blueClient, "9.9.2.10.in-addr.arpa.", dns.TypePTR, dns.RcodeNameError, nil, true},
 		{"isolation: other network's name", "blue", blueClient, "secret.", dns.TypeA, dns.RcodeNameError, nil, true},
+		{"a container on two networks: the other network's name", "blue", both, "secret.", dns.TypeA, dns.RcodeSuccess, []string{"A 10.2.9.9"}, true},
+		{"a container on two networks: its own network first", "blue", both, "web.", dns.TypeA, dns.RcodeSuccess, []string{"A 10.1.1.2"}, true},
+		{"a container on two networks: unknown everywhere", "blue", both, "nosuch.", dns.TypeA, dns.RcodeNameError, nil, true},
 		{"isolation: other network's NAME.NETWORK", "blue", blueClient, "secret.red.", dns.TypeA, dns.RcodeNameError, nil, true},
 		{"isolation: other network's name, asked as NAME.NETWORK", "red", redClient, "db.blue.", dns.TypeA, dns.RcodeNameError, nil, true},
 		{"isolation: other network's PTR", "red", redClient, "3.2.1.10.in-addr.arpa.", dns.TypePTR, dns.RcodeNameError, nil, true},

@@ -30,6 +30,9 @@ type Directory interface {
 	// Owned reports whether addr lies inside any network's subnets: a reverse lookup of it
 	// is answered locally and never leaves the host.
 	Owned(addr netip.Addr) bool
+	// Also returns the other networks the container holding client is on (a container on
+	// several networks resolves the names of each, as with Docker), none when it is on one.
+	Also(client netip.Addr) []string
 }
 
 // Network is one network the table knows: its name and the subnets its clients come from
@@ -58,6 +61,8 @@ type Record struct {
 // Table is an in-memory [Directory]. Writers replace its whole content (level-triggered);
 // readers see one consistent snapshot without locking.
 type Table struct {
+	// also is the other networks of each address of a multi-network container (SetAlso).
+	also atomic.Pointer[map[netip.Addr][]string]
 	mu   sync.Mutex // serialises writers; readers use snap alone
 	snap atomic.Pointer[snapshot]
 }
@@ -209,6 +214,19 @@ func (t *Table) Owned(addr netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// SetAlso replaces what Also answers: for each address of a container on several networks,
+// the container's other networks.
+func (t *Table) SetAlso(also map[netip.Addr][]string) { t.also.Store(&also) }
+
+// Also returns the other networks of the container holding client (see Directory).
+func (t *Table) Also(client netip.Addr) []string {
+	m := t.also.Load()
+	if m == nil {
+		return nil
+	}
+	return (*m)[client.Unmap()]
 }
 
 // Lookup implements [Directory]. The returned slice must not be modified.
