@@ -45,7 +45,10 @@ func TestDNSNetworks(t *testing.T) {
 type dnsEP struct {
 	c       *fabriclab.Container
 	network string
-	r       *resolver
+	// also is the other network of a container on two (its names resolve too, as with
+	// Docker); empty for the others.
+	also string
+	r    *resolver
 }
 
 func (e *dnsEP) addr() netip.Addr { return netip.MustParseAddr(e.c.IP) }
@@ -178,8 +181,8 @@ func testDNSNetworks(t *testing.T, tunnel string) {
 	if multiRed.A.IfName != "eth1" {
 		t.Fatalf("multi's second network: %+v", multiRed.A)
 	}
-	eps["multi-blue"] = &dnsEP{c: multiBlue, network: "blue", r: newResolver(t, multiBlue.Path, multiBlue.A.Gateway)}
-	eps["multi-red"] = &dnsEP{c: multiRed, network: "red", r: newResolver(t, multiRed.Path, multiRed.A.Gateway)}
+	eps["multi-blue"] = &dnsEP{c: multiBlue, network: "blue", also: "red", r: newResolver(t, multiBlue.Path, multiBlue.A.Gateway)}
+	eps["multi-red"] = &dnsEP{c: multiRed, network: "red", also: "blue", r: newResolver(t, multiRed.Path, multiRed.A.Gateway)}
 	ip := func(ns string) netip.Addr { return eps[ns].addr() }
 
 	// What each network's clients resolve: NAME and NAME.NETWORK.
@@ -193,7 +196,7 @@ func testDNSNetworks(t *testing.T, tunnel string) {
 	for _, e := range eps {
 		ptrs[e.c.IP] = e.c.A.Name + "." + e.network + "."
 	}
-	// Every client, in parallel: its network's names resolve (after gossip), others' do not.
+	// Every client, in parallel: its networks' names resolve (after gossip), others' do not.
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	fail := func(format string, args ...any) {
@@ -217,6 +220,21 @@ func testDNSNetworks(t *testing.T, tunnel string) {
 				if other == e.network {
 					continue
 				}
+				if other == e.also {
+					// The container's other network: its names resolve too (its own
+					// network's first, for a name on both).
+					for name, addrs := range names {
+						if _, same := want[e.network][name]; !same {
+							if err := within(30*time.Second, func() error { return e.r.expect(name, addrs) }); err != nil {
+								fail("%s asks %s's %s: %v", where, other, name, err)
+							}
+						}
+						if err := within(30*time.Second, func() error { return e.r.expect(name+"."+other, addrs) }); err != nil {
+							fail("%s asks %s: %v", where, name+"."+other, err)
+						}
+					}
+					continue
+				}
 				for name := range names {
 					if _, same := want[e.network][name]; !same {
 						if err := e.r.expectLocalNX(name, dns.TypeA); err != nil {
@@ -230,7 +248,7 @@ func testDNSNetworks(t *testing.T, tunnel string) {
 			}
 			for _, o := range eps {
 				rev, _ := dns.ReverseAddr(o.c.IP)
-				if o.network == e.network {
+				if o.network == e.network || o.network == e.also {
 					if err := e.r.expectPTR(o.addr(), ptrs[o.c.IP]); err != nil {
 						fail("%s: %v", where, err)
 					}
