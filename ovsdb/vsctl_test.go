@@ -59,7 +59,8 @@ func TestWithOVSVsctl(t *testing.T) {
 	vsctl("add-port", "br-int", "eth9", "--", "set", "interface", "eth9", "type=internal")
 	vsctl("br-set-external-id", "br-int", "operator-note", "keep")
 	vsctl("set", "interface", "vxl-a", "external_ids:attached-by=hand")
-	waitFor(t, "eth9 in the cache", func() bool { _, ok := port(t, c, "br-int", "eth9"); return ok })
+	// The last of the three writes reaching the cache means all three did (updates arrive in order).
+	waitFor(t, "the operator's writes in the cache", func() bool { return strings.Contains(dump(t, c), "attached-by=hand") })
 	expectNoWrite(t, c, "reconcile next to the operator's changes", func() {
 		ensureBridge(t, c, "br-int", "h1")
 		if _, err := c.ReconcileTunnels(ctx, "br-int", "h1", desired); err != nil {
