@@ -293,7 +293,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if w, ok := c.of.(ServerIdentity); ok {
 		wctx, stop := context.WithCancel(ctx)
 		defer stop()
-		go c.watchVSwitchd(wctx, w)
+		go c.watchVSwitchd(wctx, w, vswitchdSafety)
 	}
 	// A failed reconcile is retried after backoff (doubling from retryMin up to --resync)
 	// even when no event comes: see vswitchd.go.

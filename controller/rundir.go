@@ -130,3 +130,15 @@ func (o *OFSwitch) ServerID() string {
 	}
 	return ""
 }
+
+// ServerDir names the directory where ServerID's socket appears once the run directory has
+// been found ("" before), so the loop can watch it.
+func (o *OFSwitch) ServerDir() string {
+	o.mu.Lock()
+	sw := o.sw
+	o.mu.Unlock()
+	if d, ok := sw.(serverDir); ok {
+		return d.ServerDir()
+	}
+	return ""
+}

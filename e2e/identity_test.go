@@ -268,6 +268,11 @@ func TestClaimRetention(t *testing.T) {
 	if ids, err := n1.Host.Vsctl(ctx, "get", "Open_vSwitch", ".", "external_ids:ovsfabric-retained"); err != nil || strings.Contains(ids, n4.Host.Name) {
 		t.Errorf("h1 still persists h4's claim: %q %v", ids, err)
 	}
+	// Each host counts the retention from when it declared h4 dead, so h2 and h3 may hold it
+	// a moment longer than h1; the new host must find it free everywhere.
+	for _, n := range []*fabriclab.Node{n2, n3} {
+		eventually(t, 30*time.Second, "h4's retention to end on "+n.Host.Name, func() error { return retainedNone(ctx, n, n4.Host.Name) })
+	}
 	f.Forget(n4.Host.Name)
 	if _, err := n4.Host.Vsctl(ctx, "--if-exists", "del-br", "br-int"); err != nil {
 		t.Fatal(err)

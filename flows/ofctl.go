@@ -157,6 +157,10 @@ func (o *OFCtl) ServerID() string {
 	return fmt.Sprintf("%d:%d:%d.%d", st.Dev, st.Ino, st.Ctim.Sec, st.Ctim.Nsec)
 }
 
+// ServerDir is the directory of the bridge's management socket, where a new ovs-vswitchd
+// creates it: a caller can watch it instead of calling ServerID periodically.
+func (o *OFCtl) ServerDir() string { return filepath.Dir(o.mgmtSocket()) }
+
 // mgmtSocket is where ovs-ofctl finds the bridge's management socket: the target itself
 // when it is "unix:PATH", else <OVS_RUNDIR>/<bridge>.mgmt with OVS_RUNDIR from WithEnv, the
 // process environment, or OVS's default /var/run/openvswitch.
