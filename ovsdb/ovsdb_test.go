@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -136,7 +137,8 @@ func startOVSDBServerRestartable(t testing.TB) (endpoint string, restart func())
 		done := exited
 		go func() { _ = srv.Wait(); close(done) }()
 		deadline := time.Now().Add(10 * time.Second)
-		for !fileExists(sock) {
+		// The socket file appears at bind(), a moment before listen(): wait until it accepts.
+		for !accepts(sock) {
 			select {
 			case <-done:
 				log, _ := os.ReadFile(logFile)
@@ -144,7 +146,7 @@ func startOVSDBServerRestartable(t testing.TB) (endpoint string, restart func())
 			default:
 			}
 			if time.Now().After(deadline) {
-				skipOrFail(t, "ovsdb-server did not create %s", sock)
+				skipOrFail(t, "ovsdb-server did not accept on %s", sock)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -156,6 +158,16 @@ func startOVSDBServerRestartable(t testing.TB) (endpoint string, restart func())
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// accepts reports whether a unix socket at p accepts a connection.
+func accepts(p string) bool {
+	c, err := net.DialTimeout("unix", p, time.Second)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
+}
 
 // dial connects a Client for the test.
 func dial(t testing.TB, endpoint string) *Client {
