@@ -98,7 +98,7 @@ func TestParseStream(t *testing.T) {
 		// An echo held up for a second (queued for ARP) while later ones pass: the replies
 		// never stop for long, so the outage is that of the three lost ones only.
 		{"cut and a late echo", map[int]bool{50: true, 51: true, 52: true}, 53, 200, 200, 3, 40 * time.Millisecond},
-		{"lost until the end", map[int]bool{197: true, 198: true, 199: true, 200: true}, 0, 200, 200, 4, 0},
+		{"lost until the end", lostFrom(200-inFlight(iv)-2, 200), 0, 200, 200, 4, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lines := []string{"PING 10.0.0.2 (10.0.0.2) 56(84) bytes of data."}
@@ -127,10 +127,12 @@ func TestParseStream(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.name == "lost until the end" {
-				// The last inFlight unanswered echoes count as in flight; the one before
-				// them is a loss lasting until the stop.
-				if r.Sent != 197 || r.Lost() != 1 || r.Outage != stopped.Sub(start.Add(196*iv)) {
-					t.Errorf("sent %d lost %d outage %s, want 197, 1, %s (from the last reply to the stop)", r.Sent, r.Lost(), r.Outage, stopped.Sub(start.Add(196*iv)))
+				// The last inFlight unanswered echoes count as in flight; the three before
+				// them are a loss lasting until the stop.
+				last := 200 - inFlight(iv) - 3 // the last reply
+				wantOutage := stopped.Sub(start.Add(time.Duration(last) * iv))
+				if r.Sent != last+3 || r.Lost() != 3 || r.Outage != wantOutage {
+					t.Errorf("sent %d lost %d outage %s, want %d, 3, %s (from the last reply to the stop)", r.Sent, r.Lost(), r.Outage, last+3, wantOutage)
 				}
 				return
 			}
@@ -142,4 +144,13 @@ func TestParseStream(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lostFrom marks the sequence numbers from..to (inclusive) as lost.
+func lostFrom(from, to int) map[int]bool {
+	m := map[int]bool{}
+	for seq := from; seq <= to; seq++ {
+		m[seq] = true
+	}
+	return m
 }

@@ -50,8 +50,19 @@ type StreamResult struct {
 	MissingAt []time.Time
 }
 
-// inFlight is how many trailing unanswered echoes Stop takes for still in flight.
-const inFlight = 3
+// inFlightTime is how long before Stop an echo may have been sent and still be in flight: on
+// this loaded machine round trips reach tens of milliseconds, so at a 10 ms interval several
+// echoes are on their way when ping is interrupted.
+const inFlightTime = 300 * time.Millisecond
+
+// inFlight is how many trailing unanswered echoes Stop takes for still in flight: those sent
+// within inFlightTime at the stream's interval, and at least 3.
+func inFlight(interval time.Duration) int {
+	if interval <= 0 {
+		return 3
+	}
+	return max(3, int(inFlightTime/interval))
+}
 
 // lateRTT is a round trip that counts as an interruption even without loss.
 const lateRTT = 100 * time.Millisecond
@@ -132,9 +143,9 @@ func parseStream(out string, interval time.Duration, stopped time.Time) (StreamR
 		arrivals = append(arrivals, at)
 		res.MaxRTT = max(res.MaxRTT, time.Duration(rtt*float64(time.Millisecond)))
 	}
-	// The echo sent last may still be in flight when ping is interrupted: unanswered
+	// The echoes sent last may still be in flight when ping is interrupted: unanswered
 	// sequence numbers at the very end (up to inFlight of them) are not counted as sent.
-	for k := 0; k < inFlight && sent > 0; k++ {
+	for k := 0; k < inFlight(interval) && sent > 0; k++ {
 		if _, ok := got[sent]; ok {
 			break
 		}
@@ -163,7 +174,7 @@ func parseStream(out string, interval time.Duration, stopped time.Time) (StreamR
 			res.Outage, res.Recovered = gap, arrivals[i]
 		}
 	}
-	if n := len(arrivals); n > 0 && len(res.Missing) > 0 && res.Missing[len(res.Missing)-1] > sent-inFlight {
+	if n := len(arrivals); n > 0 && len(res.Missing) > 0 && res.Missing[len(res.Missing)-1] > sent-inFlight(interval) {
 		// Lost until the end.
 		if gap := stopped.Sub(arrivals[n-1]); gap > res.Outage {
 			res.Outage, res.Recovered = gap, time.Time{}
