@@ -506,6 +506,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	for _, n := range res.Removed {
 		c.log.Info("tunnel removed", "port", n)
 	}
+	c.purgeAfterFirstTunnel(ctx, d.Datapath, len(tunnels), res)
 	if !d.Encryption.Encrypted() {
 		if err := c.setHost(ctx, hostState(d, c.networkCIDRs())); err != nil {
 			return err

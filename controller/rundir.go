@@ -131,6 +131,18 @@ func (o *OFSwitch) ServerID() string {
 	return ""
 }
 
+// PurgeDatapathFlows implements datapathPurger once the run directory is found.
+func (o *OFSwitch) PurgeDatapathFlows(ctx context.Context) error {
+	sw, err := o.get(ctx)
+	if err != nil {
+		return err
+	}
+	if p, ok := sw.(datapathPurger); ok {
+		return p.PurgeDatapathFlows(ctx)
+	}
+	return nil
+}
+
 // ServerDir names the directory where ServerID's socket appears once the run directory has
 // been found ("" before), so the loop can watch it.
 func (o *OFSwitch) ServerDir() string {

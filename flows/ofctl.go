@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -155,6 +156,19 @@ func (o *OFCtl) ServerID() string {
 		return ""
 	}
 	return fmt.Sprintf("%d:%d:%d.%d", st.Dev, st.Ino, st.Ctim.Sec, st.Ctim.Nsec)
+}
+
+// PurgeDatapathFlows makes ovs-vswitchd drop every datapath flow (`ovs-appctl
+// revalidator/purge`), so the next packets are translated afresh. OVS_RUNDIR is the directory
+// of the bridge's management socket, where ovs-vswitchd's pidfile and control socket live too.
+func (o *OFCtl) PurgeDatapathFlows(ctx context.Context) error {
+	env := append(slices.Clone(o.env), "OVS_RUNDIR="+o.ServerDir())
+	cmd := exec.CommandContext(ctx, "ovs-appctl", "-t", "ovs-vswitchd", "revalidator/purge")
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("ovs-appctl revalidator/purge: %w: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 // ServerDir is the directory of the bridge's management socket, where a new ovs-vswitchd
