@@ -92,12 +92,15 @@ type Controller struct {
 	claim      fabric.Claim
 	static     bool
 	remembered map[string]fabric.Peer
-	desired    fabric.Desired
-	peerView   []fabric.Peer
-	lastSync   time.Time
-	lastErr    error
-	syncs      uint64
-	metrics    *metrics
+	// flowPeers are the underlay addresses the flows of a previous run admitted on a
+	// flow-based tunnel port (which names no peer in OVSDB): where to rejoin gossip.
+	flowPeers []netip.Addr
+	desired   fabric.Desired
+	peerView  []fabric.Peer
+	lastSync  time.Time
+	lastErr   error
+	syncs     uint64
+	metrics   *metrics
 
 	// reg carries this host's endpoints fabric-wide (nil: not spread); published is what
 	// it holds of them, encoded, by key (both under pubMu).
@@ -202,6 +205,11 @@ func (c *Controller) Init(ctx context.Context) error {
 	if len(c.remembered) > 0 {
 		c.log.Info("adopted tunnels of a previous run", "peers", len(c.remembered))
 	}
+	if slices.ContainsFunc(ports, func(p ovsdb.PortInfo) bool {
+		return p.Owner() == c.s.Name && p.Role() == ovsdb.RoleTunnel && p.Options["remote_ip"] == "flow"
+	}) {
+		c.rememberFlowPeers(ctx)
+	}
 	return nil
 }
 
@@ -216,6 +224,11 @@ func (c *Controller) RejoinAddrs() []string {
 	for _, p := range c.remembered {
 		if p.Underlay.IsValid() && p.Underlay != c.s.Advertise {
 			out = append(out, p.Underlay.String())
+		}
+	}
+	for _, a := range c.flowPeers {
+		if a != c.s.Advertise && !slices.Contains(out, a.String()) {
+			out = append(out, a.String())
 		}
 	}
 	sort.Strings(out)
