@@ -92,15 +92,12 @@ type Controller struct {
 	claim      fabric.Claim
 	static     bool
 	remembered map[string]fabric.Peer
-	// flowPeers are the underlay addresses the flows of a previous run admitted on a
-	// flow-based tunnel port (which names no peer in OVSDB): where to rejoin gossip.
-	flowPeers []netip.Addr
-	desired   fabric.Desired
-	peerView  []fabric.Peer
-	lastSync  time.Time
-	lastErr   error
-	syncs     uint64
-	metrics   *metrics
+	desired    fabric.Desired
+	peerView   []fabric.Peer
+	lastSync   time.Time
+	lastErr    error
+	syncs      uint64
+	metrics    *metrics
 
 	// reg carries this host's endpoints fabric-wide (nil: not spread); published is what
 	// it holds of them, encoded, by key (both under pubMu).
@@ -130,20 +127,24 @@ type Controller struct {
 	// pipeMu serialises flow reconciles: the loop's and the one an attach makes at once.
 	// flowsApplied is what the last flow reconcile left on the bridge (nil: unknown).
 	// flowsChecked is when a reconcile last compared them with a dump of the bridge.
-	pipeMu sync.Mutex
-	// tunnelsInFlows are the tunnel ports the flows last applied use (under pipeMu; nil
-	// until flows were applied). tunnelsSettled (the loop's) is set once no port of another
-	// tunnel mode is left: from then on a sync does not look for them.
-	tunnelsInFlows map[string]bool
-	tunnelsSettled bool
-	flowsApplied   []flows.Flow
-	flowsChecked   time.Time
+	pipeMu       sync.Mutex
+	flowsApplied []flows.Flow
+	flowsChecked time.Time
 	// restoreWaitNoted is the ovs-vswitchd for which a foreign flow-restore-wait was last
 	// logged (loop only).
 	restoreWaitNoted string
 	// pending are the container ports an attach is recording, by name, whose flows every
 	// reconcile keeps until they are recorded (or not): see PortsAdded (under pipeMu).
 	pending map[string]ovsdb.PortInfo
+
+	// tunnelsInFlows are the tunnel ports the flows last applied use (under pipeMu; nil
+	// until flows were applied). tunnelsSettled (the loop's) is set once no port of another
+	// tunnel mode is left: from then on a sync does not look for them. flowPeers are the
+	// underlay addresses the flows of a previous run admitted on a flow-based tunnel port
+	// (which names no peer in OVSDB): where to rejoin gossip (under mu).
+	tunnelsInFlows map[string]bool
+	tunnelsSettled bool
+	flowPeers      []netip.Addr
 
 	// retained are the claims this node keeps reserved for nodes that went; seenSaved is
 	// when it last persisted that it holds its own claim (both under mu).
