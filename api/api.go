@@ -52,6 +52,8 @@ type Status struct {
 	// interface, with encryption.
 	Encryption string     `json:"encryption,omitempty"`
 	WireGuard  *WireGuard `json:"wireguard,omitempty"`
+	// TunnelMode is "per-peer" (a tunnel port per peer) or "flow" (one flow-based port).
+	TunnelMode string `json:"tunnel_mode,omitempty"`
 }
 
 // Peer is another node as this host sees it, with the tunnel port fabricd keeps toward it.
@@ -62,6 +64,9 @@ type Peer struct {
 	State  string    `json:"state"`
 	Since  time.Time `json:"since"`
 	Tunnel string    `json:"tunnel_port,omitempty"`
+	// Cookie, in flow tunnel mode, selects the flows that send to the peer (its to-peer
+	// flows on the shared port), as ovs-ofctl takes it: cookie=<Cookie>.
+	Cookie string `json:"cookie,omitempty"`
 	// Note says why no tunnel is kept toward the peer, when none is.
 	Note string `json:"note,omitempty"`
 	// WireGuard is the peer's WireGuard handshake state (HandshakeState), with encryption:

@@ -92,6 +92,10 @@ type Config struct {
 	DockerPlugin string `yaml:"docker-plugin" usage:"serve the Docker network and IPAM plugin: on, off, or auto (on when --docker-host is the system's Docker and dockerd is installed or answers)"`
 	// DockerPluginSocket is where the plugin listens: dockerd finds it there.
 	DockerPluginSocket string `yaml:"docker-plugin-socket" usage:"unix socket of the Docker plugin (dockerd looks only in /run/docker/plugins)"`
+
+	// TunnelMode is per-peer (a tunnel port per peer) or flow (one flow-based port); hosts
+	// of either mode talk to each other (docs/operations.md: switching host by host).
+	TunnelMode string `yaml:"tunnel-mode" usage:"tunnel ports: per-peer (one per peer) or flow (one flow-based port, options:remote_ip=flow; routed pipeline only)"`
 }
 
 // DefaultWireGuardKeyFile is where the WireGuard key is kept by default, beside the keyring.
@@ -113,6 +117,7 @@ func DefaultConfig() Config {
 		ClusterCIDR:   "10.244.0.0/16",
 		SubnetPrefix:  24,
 		Tunnel:        string(fabric.TunnelVXLAN),
+		TunnelMode:    string(fabric.TunnelPerPeer),
 		OVSDB:         "unix:/var/run/openvswitch/db.sock",
 		Datapath:      DatapathAuto,
 		Bridge:        "br-int",
@@ -246,6 +251,8 @@ type Settings struct {
 	KeyringPath string
 	// EncryptionMode is --encryption parsed.
 	EncryptionMode fabric.Encryption
+	// TunnelModeValue is --tunnel-mode parsed.
+	TunnelModeValue fabric.TunnelMode
 	// UnderlayMTU and DatapathType are filled by fabricd from the host (underlay interface,
 	// datapath auto-detection) before the controller starts.
 	UnderlayMTU  int
@@ -284,6 +291,9 @@ func (c Config) Validate() (Settings, error) {
 	}
 	if s.TunnelType, err = fabric.ParseTunnelType(c.Tunnel); err != nil {
 		return s, fmt.Errorf("--tunnel: %w", err)
+	}
+	if s.TunnelModeValue, err = fabric.ParseTunnelMode(c.TunnelMode); err != nil {
+		return s, fmt.Errorf("--tunnel-mode: %w", err)
 	}
 	if s.EncryptionMode, err = fabric.ParseEncryption(c.Encryption); err != nil {
 		return s, fmt.Errorf("--encryption: %w", err)
@@ -325,6 +335,10 @@ func (c Config) Validate() (Settings, error) {
 	}
 	if c.Pipeline != PipelineRouted && c.Pipeline != PipelineL2 {
 		return s, fmt.Errorf("--pipeline %q: want routed or l2", c.Pipeline)
+	}
+	if s.TunnelModeValue.Flow() && c.Pipeline == PipelineL2 && !s.EncryptionMode.Encrypted() {
+		// NORMAL cannot set tun_dst: a flow-based port needs the routed pipeline's flows.
+		return s, fmt.Errorf("--tunnel-mode flow needs --pipeline routed (l2 switching cannot choose the peer on a flow-based port)")
 	}
 	if err := fabric.ValidIfName(c.Bridge); err != nil {
 		return s, fmt.Errorf("--bridge: %w", err)

@@ -137,6 +137,15 @@ type Controller struct {
 	// reconcile keeps until they are recorded (or not): see PortsAdded (under pipeMu).
 	pending map[string]ovsdb.PortInfo
 
+	// tunnelsInFlows are the tunnel ports the flows last applied use (under pipeMu; nil
+	// until flows were applied). tunnelsSettled (the loop's) is set once no port of another
+	// tunnel mode is left: from then on a sync does not look for them. flowPeers are the
+	// underlay addresses the flows of a previous run admitted on a flow-based tunnel port
+	// (which names no peer in OVSDB): where to rejoin gossip (under mu).
+	tunnelsInFlows map[string]bool
+	tunnelsSettled bool
+	flowPeers      []netip.Addr
+
 	// retained are the claims this node keeps reserved for nodes that went; seenSaved is
 	// when it last persisted that it holds its own claim (both under mu).
 	retained  []fabric.Retained
@@ -197,6 +206,11 @@ func (c *Controller) Init(ctx context.Context) error {
 	if len(c.remembered) > 0 {
 		c.log.Info("adopted tunnels of a previous run", "peers", len(c.remembered))
 	}
+	if slices.ContainsFunc(ports, func(p ovsdb.PortInfo) bool {
+		return p.Owner() == c.s.Name && p.Role() == ovsdb.RoleTunnel && p.Options["remote_ip"] == "flow"
+	}) {
+		c.rememberFlowPeers(ctx)
+	}
 	return nil
 }
 
@@ -211,6 +225,11 @@ func (c *Controller) RejoinAddrs() []string {
 	for _, p := range c.remembered {
 		if p.Underlay.IsValid() && p.Underlay != c.s.Advertise {
 			out = append(out, p.Underlay.String())
+		}
+	}
+	for _, a := range c.flowPeers {
+		if a != c.s.Advertise && !slices.Contains(out, a.String()) {
+			out = append(out, a.String())
 		}
 	}
 	sort.Strings(out)
@@ -403,7 +422,7 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 	facts := fabric.Facts{
 		Node: c.s.Name, Underlay: c.s.Advertise, UnderlayMTU: c.s.UnderlayMTU,
 		Subnet: c.claim.Subnet, SubnetSince: c.claim.Since, SubnetSeq: c.claim.Seq, ClusterCIDR: c.s.Cluster,
-		Tunnel: c.s.TunnelType, Bridge: c.s.Bridge, GatewayPort: c.s.GatewayPort, Datapath: c.s.DatapathType,
+		Tunnel: c.s.TunnelType, TunnelMode: c.s.TunnelModeValue, Bridge: c.s.Bridge, GatewayPort: c.s.GatewayPort, Datapath: c.s.DatapathType,
 		Peers: view, Now: c.now(), DeadPeerGrace: c.s.DeadPeerGrace, Networks: nets,
 		Encryption: c.s.EncryptionMode, WireGuard: fabric.WireGuardFacts{Interface: c.s.WireGuardInterface},
 	}
@@ -477,22 +496,12 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 			return err
 		}
 	}
-	tunnels := make([]ovsdb.TunnelSpec, 0, len(d.Tunnels))
-	for _, t := range d.Tunnels {
-		tunnels = append(tunnels, ovsdb.TunnelSpec{
-			Name: t.Name, Type: string(t.Type), RemoteIP: t.Remote, Peer: t.Peer,
-			// The pipeline sets and matches each network's key (the default network's is 0,
-			// what a host without networks sends on a port without a key).
-			Key: "flow",
-			// Split horizon: a frame from one tunnel is never flooded into another.
-			Protected: true,
-			ExternalIDs: map[string]string{
-				KeySubnet:      t.Claim.Subnet.String(),
-				KeySubnetSince: strconv.FormatInt(t.Claim.Since, 10),
-				KeySubnetSeq:   strconv.FormatUint(t.Claim.Seq, 10),
-			},
-		})
+	tunnels := c.tunnelSpecs(d)
+	kept, err := c.retiredTunnels(ctx, d, tunnels)
+	if err != nil {
+		return err
 	}
+	tunnels = append(tunnels, kept...)
 	res, err := c.sw.ReconcileTunnels(ctx, d.Bridge, owner, tunnels)
 	if err != nil {
 		return fmt.Errorf("reconcile tunnels: %w", err)
@@ -528,6 +537,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	if flowsIn {
 		c.finishRestoreWait(ctx, served)
 	}
+	c.settleTunnels(kept, flowsIn)
 	c.forgetRemembered(d)
 	eps, err := c.eps.Sync(ctx, gen, endpoint.Records(ports, owner))
 	if err != nil {
@@ -635,7 +645,10 @@ func (c *Controller) Status() api.Status {
 	st := api.Status{
 		Node: c.s.Name, Underlay: c.s.Advertise.String(), ClusterCIDR: c.s.Cluster.String(),
 		Tunnel: string(c.s.TunnelType), Datapath: c.s.DatapathType.String(), Bridge: c.s.Bridge,
-		LastSync: c.lastSync, Syncs: c.syncs,
+		LastSync: c.lastSync, Syncs: c.syncs, TunnelMode: string(c.desired.TunnelMode),
+	}
+	if st.TunnelMode == "" {
+		st.TunnelMode = string(c.s.TunnelModeValue)
 	}
 	if c.claim.Subnet.IsValid() {
 		st.Subnet = c.claim.Subnet.String()
@@ -660,6 +673,10 @@ func (c *Controller) Status() api.Status {
 	}
 	for _, p := range c.peerView {
 		ap := api.Peer{Name: p.Name, Addr: addrString(p.Underlay), State: string(p.State), Since: p.StateSince, Tunnel: tunnels[p.Name], Note: notes[p.Name], WireGuard: handshakes[p.Name]}
+		if ap.Tunnel != "" && ap.Tunnel == c.desired.FlowTunnel {
+			cookie, mask := flows.PeerCookie(flows.PurposeToPeer, p.Name)
+			ap.Cookie = fmt.Sprintf("%#x/%#x", cookie, mask)
+		}
 		if p.Subnet.IsValid() {
 			ap.Subnet = p.Subnet.String()
 		}
