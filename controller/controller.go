@@ -492,7 +492,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 		if err := c.announceWireGuardKey(ctx); err != nil {
 			return err
 		}
-		if err := c.setHost(ctx, hostState(d, c.networkCIDRs())); err != nil {
+		if err := c.setHost(ctx, hostState(d, c.networkCIDRs(), c.s.DNS)); err != nil {
 			return err
 		}
 	}
@@ -517,7 +517,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	}
 	c.purgeAfterFirstTunnel(ctx, d.Datapath, len(tunnels), res)
 	if !d.Encryption.Encrypted() {
-		if err := c.setHost(ctx, hostState(d, c.networkCIDRs())); err != nil {
+		if err := c.setHost(ctx, hostState(d, c.networkCIDRs(), c.s.DNS)); err != nil {
 			return err
 		}
 	}
@@ -554,8 +554,10 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 // hostState is the host network plan d asks for.
 // The gateway holds one address per network d serves; scopes are every network's CIDR, so
 // the address of a network this host stops serving goes. It also holds the fabric DNS's
-// address shared by every network (fabricdns.WellKnownAddr) as a /32, in a scope of its own.
-func hostState(d fabric.Desired, scopes []netip.Prefix) netplumb.HostState {
+// address shared by every network (fabricdns.WellKnownAddr) as a /32, in a scope of its own,
+// when the fabric DNS runs (dns); without it that scope has no address, so one a run with
+// DNS left behind goes.
+func hostState(d fabric.Desired, scopes []netip.Prefix, dns bool) netplumb.HostState {
 	routes := make([]netplumb.Route, 0, len(d.Routes))
 	for _, r := range d.Routes {
 		routes = append(routes, netplumb.Route{Dst: r.Dst, Gateway: r.Via, Src: r.Src, Dev: r.Dev, OnLink: r.OnLink, Unreachable: r.Unreachable})
@@ -567,9 +569,11 @@ func hostState(d fabric.Desired, scopes []netip.Prefix) netplumb.HostState {
 			addrs = append(addrs, n.Gateway)
 		}
 	}
-	dns := netip.PrefixFrom(fabricdns.WellKnown(), 32)
-	addrs = append(addrs, dns)
-	scopes = append(slices.Clip(scopes), dns)
+	shared := netip.PrefixFrom(fabricdns.WellKnown(), 32)
+	if dns {
+		addrs = append(addrs, shared)
+	}
+	scopes = append(slices.Clip(scopes), shared)
 	return netplumb.HostState{GatewayDev: d.GatewayPort, MTU: d.MTU, Addrs: addrs, Scopes: scopes, Routes: routes}
 }
 
@@ -709,7 +713,7 @@ func (c *Controller) Withdraw(ctx context.Context) error {
 	// keeps its guard routes, so nothing leaves in clear once WireGuard is gone.
 	var keep []netplumb.Route
 	c.mu.Lock()
-	for _, r := range hostState(c.desired, nil).Routes {
+	for _, r := range hostState(c.desired, nil, c.s.DNS).Routes {
 		if r.Unreachable {
 			keep = append(keep, r)
 		}

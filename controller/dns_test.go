@@ -103,7 +103,7 @@ func TestDNSWellKnown(t *testing.T) {
 	}
 	scopes := make([]netip.Prefix, 2, 3) // room to append: hostState must not write into it
 	scopes[0], scopes[1] = netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("10.50.0.0/16")
-	hs := hostState(d, scopes)
+	hs := hostState(d, scopes, true)
 	wk32 := netip.PrefixFrom(wk, 32)
 	if !slices.Contains(hs.Addrs, wk32) || !slices.Contains(hs.Scopes, wk32) {
 		t.Errorf("host state addrs %v scopes %v, want %s in both", hs.Addrs, hs.Scopes, wk32)
@@ -111,9 +111,18 @@ func TestDNSWellKnown(t *testing.T) {
 	if extra := scopes[:3][2]; extra.IsValid() {
 		t.Errorf("hostState wrote %s into its caller's scopes", extra)
 	}
-	p := &routedPipeline{node: "h1"}
+	p := &routedPipeline{node: "h1", dns: true}
 	if in := p.input(d, nil); in.DNS != wk {
 		t.Errorf("pipeline input DNS %v, want %v", in.DNS, wk)
+	}
+	// Without the fabric DNS: no shared address on the gateway (its scope stays, so a left-over
+	// one goes) and no flows toward it.
+	hs = hostState(d, scopes, false)
+	if slices.Contains(hs.Addrs, wk32) || !slices.Contains(hs.Scopes, wk32) {
+		t.Errorf("--dns=false: host state addrs %v scopes %v, want %s in scopes only", hs.Addrs, hs.Scopes, wk32)
+	}
+	if in := (&routedPipeline{node: "h1"}).input(d, nil); in.DNS.IsValid() {
+		t.Errorf("--dns=false: pipeline input DNS %v, want none", in.DNS)
 	}
 }
 

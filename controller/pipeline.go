@@ -35,7 +35,7 @@ func newPipeline(s config.Settings) pipeline {
 	if s.Pipeline == config.PipelineL2 {
 		return l2Pipeline{}
 	}
-	return &routedPipeline{node: s.Name}
+	return &routedPipeline{node: s.Name, dns: s.DNS}
 }
 
 // l2Pipeline is the flood-and-learn baseline: br-int runs NORMAL (standalone fail mode) and
@@ -51,6 +51,8 @@ func (l2Pipeline) tunnelPorts() map[string]bool                                 
 // (package flows): no hairpin through the host kernel, no broadcast across tunnels.
 type routedPipeline struct {
 	node string
+	// dns: the fabric DNS runs, so every network may reach its shared address.
+	dns bool
 	// last is the input of the last successful plan and lastFlows its flows: a sync that
 	// changed nothing (the common case, every --resync) reuses them rather than planning
 	// thousands of flows again. Callers hold the controller's pipeMu.
@@ -133,8 +135,11 @@ func (p *routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.I
 		}
 	}
 	in.PeersViaGateway = d.Encryption.Encrypted()
-	// Every network reaches the fabric DNS on its shared address (on the gateway port).
-	in.DNS = fabricdns.WellKnown()
+	// Every network reaches the fabric DNS on its shared address (on the gateway port), when
+	// it runs.
+	if p.dns {
+		in.DNS = fabricdns.WellKnown()
+	}
 	for k, n := range d.Networks {
 		for _, peer := range n.Peers {
 			if in.PeersViaGateway {
