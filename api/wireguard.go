@@ -10,8 +10,10 @@ import (
 // with --encryption wireguard).
 type WireGuard struct {
 	Interface string `json:"interface"`
-	// Implementation is "kernel" or "userspace" (embedded wireguard-go).
+	// Implementation is "kernel" or "userspace" (wireguard-go).
 	Implementation string `json:"implementation"`
+	// PID is the userspace device process (ovsfabric-wg), which outlives fabricd; 0 otherwise.
+	PID int `json:"pid,omitempty"`
 	PublicKey      string `json:"public_key"`
 	ListenPort     int    `json:"listen_port"`
 	// Peers is each WireGuard peer's state, by peer name ("" for a key no peer announces).
