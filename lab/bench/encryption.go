@@ -18,6 +18,9 @@ import (
 	"github.com/ovsfabric/ovsfabric/lab/fabriclab"
 )
 
+// wgComm is the userspace WireGuard device process's name (cmd/ovsfabric-wg).
+const wgComm = "ovsfabric-wg"
+
 // Labels of the paths of the encryption section.
 const (
 	labelUnencrypted = "fabric VXLAN (unencrypted)"
@@ -29,15 +32,17 @@ const (
 type encCase struct {
 	label string
 	path  *dpPath
-	// fdPIDs are the lab's fabricd processes: userspace WireGuard runs inside them.
-	fdPIDs []int
+	// fdPIDs are the lab's fabricd processes; wgPIDs their userspace WireGuard device
+	// processes (ovsfabric-wg), where wireguard-go runs (none with kernel WireGuard, or
+	// with a fabricd that embeds wireguard-go: then it shows in fabricd's CPU).
+	fdPIDs, wgPIDs []int
 	// impl is the WireGuard implementation fabricd reports ("userspace", "kernel"; "" when
 	// unencrypted); mtu the container MTU fabricd derived.
 	impl string
 	mtu  int
-	// Per trial: Gbit/s, retransmits, CPU of both hosts' ovs-vswitchd and fabricd (cores),
-	// the machine's busy fraction.
-	gbps, retr, vsCores, fdCores, busy []float64
+	// Per trial: Gbit/s, retransmits, CPU of both hosts' ovs-vswitchd, fabricd and WireGuard
+	// device processes (cores), the machine's busy fraction.
+	gbps, retr, vsCores, fdCores, wgCores, busy []float64
 	// pings are all replies; rounds the p50 of each latency round (ms).
 	pings  pingResult
 	rounds []float64
@@ -45,27 +50,30 @@ type encCase struct {
 
 func newEncCase(label string, trials int) *encCase {
 	return &encCase{label: label, gbps: nanSlice(trials), retr: nanSlice(trials), vsCores: nanSlice(trials),
-		fdCores: nanSlice(trials), busy: nanSlice(trials)}
+		fdCores: nanSlice(trials), wgCores: nanSlice(trials), busy: nanSlice(trials)}
 }
 
 // encCost is an encCase's medians over the trials.
 type encCost struct {
 	pathCost
-	// FDCores is the CPU time of the lab's fabricd processes per wall-clock second.
-	FDCores float64
+	// FDCores and WGCores are the CPU time of the lab's fabricd and WireGuard device
+	// processes per wall-clock second.
+	FDCores, WGCores float64
 }
 
 func (c *encCase) cost() encCost {
 	return encCost{
 		pathCost: pathCost{Label: c.label, Gbps: Median(c.gbps), Retransmits: Median(c.retr), VSCores: Median(c.vsCores), MachineBusy: Median(c.busy)},
 		FDCores:  Median(c.fdCores),
+		WGCores:  Median(c.wgCores),
 	}
 }
 
-// fdPerGbps is fabricd's CPU cost of one Gbit/s; daemonsPerGbps that of ovs-vswitchd and
-// fabricd together.
+// fdPerGbps is fabricd's CPU cost of one Gbit/s, wgPerGbps the WireGuard device processes',
+// daemonsPerGbps that of ovs-vswitchd, fabricd and the device processes together.
 func (c encCost) fdPerGbps() float64      { return c.FDCores / c.Gbps }
-func (c encCost) daemonsPerGbps() float64 { return (c.VSCores + c.FDCores) / c.Gbps }
+func (c encCost) wgPerGbps() float64      { return c.WGCores / c.Gbps }
+func (c encCost) daemonsPerGbps() float64 { return (c.VSCores + c.FDCores + c.WGCores) / c.Gbps }
 
 // sig3 formats v with 3 significant digits (the encrypted fabric's throughput may be well
 // below 0.1 Gbit/s, where num would keep one); "n/a" for NaN.
@@ -155,6 +163,9 @@ func (s *suite) encryption(ctx context.Context, secs map[string]*Section) {
 			Server: cs[1].NetNS, ServerIP: cs[1].IP, lab: l, vsPIDs: vswitchdPIDs(l)}
 		for _, n := range f.Nodes() {
 			c.fdPIDs = append(c.fdPIDs, n.Proc.PID())
+			if st, err := n.Status(ctx); err == nil && st.WireGuard != nil && st.WireGuard.PID > 0 {
+				c.wgPIDs = append(c.wgPIDs, st.WireGuard.PID)
+			}
 		}
 		if st, err := f.Nodes()[0].Status(ctx); err == nil {
 			c.mtu = st.MTU
@@ -185,6 +196,7 @@ func (s *suite) encryption(ctx context.Context, secs map[string]*Section) {
 		for _, c := range order {
 			vs0, verr := sampleCPU(c.path.vsPIDs)
 			fd0, ferr := sampleProcCPU("fabricd", c.fdPIDs)
+			wg0, werr := sampleProcCPU(wgComm, c.wgPIDs)
 			r, err := s.iperf(ctx, c.path, 1)
 			if ctx.Err() != nil {
 				sec.Err = ctx.Err()
@@ -207,8 +219,13 @@ func (s *suite) encryption(ctx context.Context, secs map[string]*Section) {
 					c.fdCores[t] = use(fd0, fd1).ProcCores
 				}
 			}
-			s.logf("encryption", "trial %d/%d %-45s %6.3f Gbit/s (%d retransmits), ovs-vswitchd %.2f cores, fabricd %.2f cores, machine %.0f%% busy",
-				t+1, trials, c.label, r.Gbps, r.Retransmits, c.vsCores[t], c.fdCores[t], 100*c.busy[t])
+			if werr == nil {
+				if wg1, err := sampleProcCPU(wgComm, c.wgPIDs); err == nil {
+					c.wgCores[t] = use(wg0, wg1).ProcCores
+				}
+			}
+			s.logf("encryption", "trial %d/%d %-45s %6.3f Gbit/s (%d retransmits), ovs-vswitchd %.2f cores, fabricd %.2f cores, %s %.2f cores, machine %.0f%% busy",
+				t+1, trials, c.label, r.Gbps, r.Retransmits, c.vsCores[t], c.fdCores[t], wgComm, c.wgCores[t], 100*c.busy[t])
 		}
 	}
 
@@ -263,8 +280,8 @@ func (s *suite) encryptionReport(sec *Section, unenc, enc *encCase, cores int) {
 		"protects gossip only). iperf3 TCP from h1's container to h2's, 1 stream, %d s per run after 1 omitted warm-up "+
 		"second (`-t %d -O 1`; %s), %d trials interleaved (every trial runs both fabrics, in alternating order: A,B, "+
 		"B,A, …). Around every run the suite reads the CPU time (utime + stime in /proc/PID/stat) of both hosts' "+
-		"ovs-vswitchd and of both hosts' fabricd — userspace WireGuard (wireguard-go) runs inside fabricd, so its "+
-		"encryption shows there — and the machine's (/proc/stat); *cores* are CPU seconds per wall-clock second of the "+
+		"ovs-vswitchd, of both hosts' fabricd and of both hosts' WireGuard device processes (ovsfabric-wg, where "+
+		"userspace WireGuard, wireguard-go, runs and encrypts) — and the machine's (/proc/stat); *cores* are CPU seconds per wall-clock second of the "+
 		"run, *per Gbit/s* divided by the run's Gbit/s (medians over the trials). Then ping RTT, %d echo requests at %s "+
 		"intervals per fabric, in rounds of %d alternating between the fabrics; p50 of the first reply to each request. "+
 		"Ratios are of medians, with the range of the ratios paired trial by trial (round by round for latency) in "+
@@ -285,7 +302,7 @@ func (s *suite) encryptionReport(sec *Section, unenc, enc *encCase, cores int) {
 		return fmt.Sprint(c.mtu)
 	}
 	tp := Table{Header: []string{"path (container ↔ container, 1 stream)", "MTU", "Gbit/s median", "min–max", "retransmits (median)",
-		"ovs-vswitchd cores per Gbit/s", "fabricd cores per Gbit/s", "both per Gbit/s", "machine busy", "vs unencrypted"}}
+		"ovs-vswitchd cores per Gbit/s", "fabricd cores per Gbit/s", "ovsfabric-wg cores per Gbit/s", "all three per Gbit/s", "machine busy", "vs unencrypted"}}
 	for _, c := range []*encCase{unenc, enc} {
 		pc := c.cost()
 		vs := "—"
@@ -293,7 +310,7 @@ func (s *suite) encryptionReport(sec *Section, unenc, enc *encCase, cores int) {
 			vs = fmt.Sprintf("%s (%s)", ratio(pc.Gbps/cc.Gbps), ratioSpread(Summarize(Ratios(enc.gbps, unenc.gbps))))
 		}
 		tp.AddRow(c.label, mtu(c), sig3(pc.Gbps), sig3Spread(Summarize(c.gbps)), num(pc.Retransmits), num(pc.coresPerGbps()),
-			num(pc.fdPerGbps()), num(pc.daemonsPerGbps()), pct(pc.MachineBusy), vs)
+			num(pc.fdPerGbps()), num(pc.wgPerGbps()), num(pc.daemonsPerGbps()), pct(pc.MachineBusy), vs)
 	}
 	sec.Tables = append(sec.Tables, tp)
 
@@ -331,13 +348,13 @@ func (s *suite) encryptionReport(sec *Section, unenc, enc *encCase, cores int) {
 		lat.Measured = fmt.Sprintf("%s (%s vs %s ms; paired rounds %s)", ratio(lr), fmt3(p50e), fmt3(p50c), ratioSpread(Summarize(roundRatios)))
 		lat.Limit = fmt.Sprintf("encryption adds %+.0f µs per round trip at the p50 (two WireGuard legs: h1 → h2 and back)", 1000*(p50e-p50c))
 	}
-	cpu := Verdict{Target: "CPU (ovs-vswitchd + fabricd) per Gbit/s, encrypted vs unencrypted", Status: Reported}
+	cpu := Verdict{Target: "CPU (ovs-vswitchd + fabricd + ovsfabric-wg) per Gbit/s, encrypted vs unencrypted", Status: Reported}
 	if cr := ec.daemonsPerGbps() / cc.daemonsPerGbps(); math.IsNaN(cr) {
 		cpu.Measured, cpu.Status, cpu.Limit = "n/a", NotMeasured, "CPU time not measured (see above)"
 	} else {
 		cpu.Measured = fmt.Sprintf("%s (%s vs %s cores per Gbit/s)", ratio(cr), num(ec.daemonsPerGbps()), num(cc.daemonsPerGbps()))
-		cpu.Limit = fmt.Sprintf("per Gbit/s: ovs-vswitchd %s vs %s cores, fabricd %s vs %s", num(ec.coresPerGbps()), num(cc.coresPerGbps()),
-			num(ec.fdPerGbps()), num(cc.fdPerGbps()))
+		cpu.Limit = fmt.Sprintf("per Gbit/s: ovs-vswitchd %s vs %s cores, fabricd %s vs %s, ovsfabric-wg (wireguard-go) %s", num(ec.coresPerGbps()), num(cc.coresPerGbps()),
+			num(ec.fdPerGbps()), num(cc.fdPerGbps()), num(ec.wgPerGbps()))
 	}
 	sec.Verdicts = append(sec.Verdicts, v, lat, cpu)
 	for _, c := range []*encCase{unenc, enc} {
@@ -357,22 +374,27 @@ func explainEncryption(enc, unenc encCost, impl string, cores int) string {
 		if math.IsNaN(c.VSCores) || math.IsNaN(c.FDCores) {
 			return fmt.Sprintf("%s %s Gbit/s (CPU not measured)", c.Label, sig3(c.Gbps))
 		}
-		return fmt.Sprintf("%s %s Gbit/s, ovs-vswitchd %s + fabricd %s cores busy = %s + %s per Gbit/s", c.Label, sig3(c.Gbps),
-			num(c.VSCores), num(c.FDCores), num(c.coresPerGbps()), num(c.fdPerGbps()))
+		return fmt.Sprintf("%s %s Gbit/s, ovs-vswitchd %s + fabricd %s + ovsfabric-wg %s cores busy = %s + %s + %s per Gbit/s", c.Label, sig3(c.Gbps),
+			num(c.VSCores), num(c.FDCores), num(c.WGCores), num(c.coresPerGbps()), num(c.fdPerGbps()), num(c.wgPerGbps()))
 	}
 	out := "measured (medians): " + perGbps(enc) + "; " + perGbps(unenc) + ". "
 	var causes []string
-	dVS, dFD := enc.coresPerGbps()-unenc.coresPerGbps(), enc.fdPerGbps()-unenc.fdPerGbps()
-	if added := dVS + dFD; !math.IsNaN(added) && added > 0 {
-		who, share, what := "fabricd", dFD/added, "which holds the WireGuard implementation: encryption, its TUN device, its UDP socket"
+	dVS, dFD, dWG := enc.coresPerGbps()-unenc.coresPerGbps(), enc.fdPerGbps()-unenc.fdPerGbps(), enc.wgPerGbps()-unenc.wgPerGbps()
+	if math.IsNaN(dWG) {
+		dWG = 0
+	}
+	if added := dVS + dFD + dWG; !math.IsNaN(added) && added > 0 {
+		who, share, what := "ovsfabric-wg's", dWG/added, "the WireGuard device processes: wireguard-go's encryption, its TUN device, its UDP socket"
 		if impl == "kernel" {
-			what = "though kernel WireGuard's own work is not counted in fabricd's CPU time nor in any process's"
+			who, share, what = "fabricd's", dFD/added, "though kernel WireGuard's own work is not counted in any process's CPU time"
+		} else if dFD > dWG {
+			who, share, what = "fabricd's", dFD/added, "which embeds wireguard-go in this build"
 		}
-		if dVS > dFD {
-			who, share, what = "ovs-vswitchd", dVS/added, "through which the encrypted path hands every packet to the host kernel (gateway port) and WireGuard's UDP back out (br-phy)"
+		if dVS > dWG && dVS > dFD {
+			who, share, what = "ovs-vswitchd's", dVS/added, "through which the encrypted path hands every packet to the host kernel (gateway port) and WireGuard's UDP back out (br-phy)"
 		}
-		causes = append(causes, fmt.Sprintf("a Gbit/s encrypted costs the two daemons %s× the CPU of one unencrypted "+
-			"(%s against %s cores per Gbit/s); %.0f%% of the difference is %s's, %s", num(enc.daemonsPerGbps()/unenc.daemonsPerGbps()),
+		causes = append(causes, fmt.Sprintf("a Gbit/s encrypted costs the daemons %s× the CPU of one unencrypted "+
+			"(%s against %s cores per Gbit/s); %.0f%% of the difference is %s, %s", num(enc.daemonsPerGbps()/unenc.daemonsPerGbps()),
 			num(enc.daemonsPerGbps()), num(unenc.daemonsPerGbps()), 100*share, who, what))
 	}
 	if enc.MachineBusy >= cpuBound && unenc.MachineBusy >= cpuBound && cores > 0 {
@@ -385,6 +407,9 @@ func explainEncryption(enc, unenc encCost, impl string, cores int) string {
 	}
 	if !math.IsNaN(enc.FDCores) && enc.FDCores >= 0.9 {
 		causes = append(causes, fmt.Sprintf("fabricd kept %s cores busy (of %d)", num(enc.FDCores), cores))
+	}
+	if !math.IsNaN(enc.WGCores) && enc.WGCores >= 0.9 {
+		causes = append(causes, fmt.Sprintf("the two WireGuard device processes kept %s cores busy (of %d)", num(enc.WGCores), cores))
 	}
 	if enc.Retransmits >= 100 && enc.Retransmits > 2*unenc.Retransmits {
 		causes = append(causes, fmt.Sprintf("the encrypted path retransmitted %s× as much: packets were dropped on it",
