@@ -1,9 +1,16 @@
 package bench
 
 import (
+	"context"
+	"fmt"
 	"math"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/ovsfabric/ovsfabric/lab/fabriclab"
+	"github.com/ovsfabric/ovsfabric/lab/labtest"
 )
 
 // encCaseOf is a measured encCase: gbps per trial, constant CPU per run (ovs-vswitchd,
@@ -62,7 +69,7 @@ func TestEncryptionReport(t *testing.T) {
 			s := &suite{cfg: DefaultConfig()}
 			sec := &Section{}
 			tc.enc.impl = "userspace"
-			s.encryptionReport(sec, tc.unenc, tc.enc, 2)
+			s.encryptionReport(sec, tc.unenc, tc.enc, nil, 2)
 			if len(sec.Verdicts) != 3 {
 				t.Fatalf("verdicts: %+v", sec.Verdicts)
 			}
@@ -154,5 +161,55 @@ func TestSig3(t *testing.T) {
 		if got := sig3(tc.v); got != tc.want {
 			t.Errorf("sig3(%v) = %q, want %q", tc.v, got, tc.want)
 		}
+	}
+}
+
+func TestAloneReport(t *testing.T) {
+	cases := newAloneCases(2)
+	set := func(c *aloneCase, g, cores float64) { c.gbps, c.wgCores = []float64{g, g}, []float64{cores, cores} }
+	set(cases[0], 0.3, 0.9)
+	set(cases[1], 1.2, 1.2)
+	set(cases[2], 2.4, 1.2)
+	tab, why := aloneReport(cases)
+	if len(tab.Rows) != 3 || tab.Rows[1][4] != "4.00×" || tab.Rows[2][4] != "8.00×" || tab.Rows[0][3] != "3.00" {
+		t.Errorf("table %+v", tab.Rows)
+	}
+	for _, w := range []string{"0.300 Gbit/s of single packets at 3.00 cores per Gbit/s", "1.20 Gbit/s at 1.00", "(4.00×)", "a tap without NAPI"} {
+		if !strings.Contains(why, w) {
+			t.Errorf("%q lacks %q", why, w)
+		}
+	}
+	// Not measured: no sentence.
+	if _, why := aloneReport(newAloneCases(2)); why != "" {
+		t.Errorf("unmeasured cases explain %q", why)
+	}
+}
+
+// TestWireGuardAlone runs the measurement of wireguard-go alone briefly (one trial of 2 s per
+// case) with freshly built binaries: every case moves data, and nothing is left behind.
+func TestWireGuardAlone(t *testing.T) {
+	labtest.Require(t, "the wireguard-go alone measurement (namespaces, TUN, iperf3)", "ip", "iperf3", "ethtool", "go")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cfg := DefaultConfig()
+	cfg.Bin = t.TempDir()
+	if err := fabriclab.BuildBinaries(ctx, cfg.Bin); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	s := &suite{cfg: cfg, start: time.Now(), out: &out, iperfSecs: 2}
+	cases := newAloneCases(1)
+	id := fmt.Sprintf("%06x", time.Now().UnixNano()&0xffffff)
+	if err := s.wireguardAlone(ctx, id, cases, 1440); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	t.Logf("\n%s", out.String())
+	for _, c := range cases {
+		if !(c.gbps[0] > 0) || !(c.wgCores[0] > 0) {
+			t.Errorf("%s: %v Gbit/s, %v cores", c.label, c.gbps[0], c.wgCores[0])
+		}
+	}
+	if b, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(b), "ovsfab-wgx"+id) {
+		t.Errorf("namespaces left:\n%s", b)
 	}
 }
