@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -120,6 +121,12 @@ func stopWireGuardProcess(s config.Settings, log *slog.Logger) {
 		log.Warn("encryption is off but the WireGuard device process of a previous run stays", "interface", s.WireGuardInterface, "err", err)
 	case found:
 		log.Info("encryption is off: stopped the WireGuard device process of a previous run", "interface", s.WireGuardInterface)
+		// Let ovs-vswitchd digest the interface's removal before the tunnel ports come back:
+		// in the lab, tunnels added ~0.1 s after it left, in 2 of 4 switches, a datapath flow
+		// for VXLAN to this host's underlay address that revalidation had translated while
+		// OVS's tunnel port map was being rebuilt: it kept passing VXLAN to the kernel instead
+		// of decapsulating it, for as long as traffic kept the flow alive.
+		time.Sleep(time.Second)
 	}
 }
 
