@@ -65,7 +65,8 @@ type supervisor struct {
 	p         deviceProcs
 	log       *slog.Logger
 	onRestart func()
-	retry     time.Duration // between failed restarts
+	retry     time.Duration // after the first failed restart; doubles up to maxRetry
+	maxRetry  time.Duration
 	stopWait  time.Duration // SIGTERM to SIGKILL
 
 	mu       sync.Mutex
@@ -80,7 +81,7 @@ func newSupervisor(p deviceProcs, log *slog.Logger, onRestart func()) *superviso
 	if onRestart == nil {
 		onRestart = func() {}
 	}
-	return &supervisor{p: p, log: log, onRestart: onRestart, retry: time.Second, stopWait: 5 * time.Second}
+	return &supervisor{p: p, log: log, onRestart: onRestart, retry: time.Second, maxRetry: 30 * time.Second, stopWait: 5 * time.Second}
 }
 
 // open adopts the running device process when it answers, replaces one that does not, and
@@ -131,6 +132,7 @@ func (s *supervisor) watchLoop() {
 		case <-exited:
 		}
 		s.log.Error("WireGuard device process exited: starting it again (traffic through this host stops meanwhile)", "pid", pid)
+		wait := s.retry
 		for {
 			select {
 			case <-s.quit:
@@ -146,12 +148,13 @@ func (s *supervisor) watchLoop() {
 				s.log.Info("WireGuard device process started again", "pid", npid)
 				break
 			}
-			s.log.Error("start the WireGuard device process", "err", err)
+			s.log.Error("start the WireGuard device process", "err", err, "retry_in", wait)
 			select {
 			case <-s.quit:
 				return
-			case <-time.After(s.retry):
+			case <-time.After(wait):
 			}
+			wait = min(2*wait, s.maxRetry)
 		}
 		s.onRestart()
 	}
@@ -317,8 +320,10 @@ func (p *osProcs) start() (int, <-chan struct{}, error) {
 		out = os.Stderr
 	}
 	cmd.Stdout, cmd.Stderr = out, out
-	// Its own session: a terminal's signals for fabricd's process group do not reach it.
+	// Its own session: a terminal's signals for fabricd's process group do not reach it; and
+	// "/" as its directory, so that it keeps no other directory busy while it runs.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = "/"
 	// Started from a thread in the device's namespace, it runs there.
 	if err := p.do(cmd.Start); err != nil {
 		return 0, nil, fmt.Errorf("start %s: %w", p.bin, err)

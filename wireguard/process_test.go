@@ -136,7 +136,7 @@ func (f *fakeProcs) history() []string {
 
 func quietSupervisor(f *fakeProcs, onRestart func()) *supervisor {
 	s := newSupervisor(f, slog.New(slog.DiscardHandler), onRestart)
-	s.retry, s.stopWait = 10*time.Millisecond, 50*time.Millisecond
+	s.retry, s.maxRetry, s.stopWait = 10*time.Millisecond, 20*time.Millisecond, 50*time.Millisecond
 	return s
 }
 
@@ -200,7 +200,7 @@ func TestSupervisorRestartsCrashed(t *testing.T) {
 	first := s.PID()
 	// The first restart attempt fails: the supervisor retries.
 	f.mu.Lock()
-	f.startErr = []error{errors.New("UAPI socket in use")}
+	f.startErr = []error{errors.New("UAPI socket in use"), errors.New("still in use"), errors.New("still in use")}
 	f.mu.Unlock()
 	f.die(first)
 	select {
@@ -286,6 +286,42 @@ func TestSupervisorStop(t *testing.T) {
 			}
 			if err := s.stop(); tc.fails == false && err != nil {
 				t.Errorf("second stop: %v", err)
+			}
+		})
+	}
+}
+
+// TestFindDevice: a pidfile counts only when its PID runs the device program for this
+// interface (a stale or reused PID, or garbage, is no device).
+func TestFindDevice(t *testing.T) {
+	dir := t.TempDir()
+	// sh -c '…; :' stays sh (no exec of its last command), with the device's arguments after it.
+	dev := exec.Command("sh", "-c", "sleep 60; :", "sh", "--interface", "wgfind0")
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dev.Process.Kill(); _ = dev.Wait() })
+	for _, tc := range []struct {
+		name, content, bin, iface string
+		want                      int
+	}{
+		{"the device", strconv.Itoa(dev.Process.Pid), "/usr/bin/sh", "wgfind0", dev.Process.Pid},
+		{"another interface's", strconv.Itoa(dev.Process.Pid), "/usr/bin/sh", "wgfind1", 0},
+		{"another program", strconv.Itoa(os.Getpid()), "/usr/bin/sh", "wgfind0", 0},
+		{"no such process", "999999999", "sh", "wgfind0", 0},
+		{"garbage", "twelve", "sh", "wgfind0", 0},
+		{"no pidfile", "", "sh", "wgfind0", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pidfile := filepath.Join(dir, tc.name+".pid")
+			if tc.content != "" {
+				if err := os.WriteFile(pidfile, []byte(tc.content+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p := &osProcs{name: tc.iface, bin: tc.bin, pidfile: pidfile}
+			if got := p.find(); got != tc.want {
+				t.Errorf("find = %d, want %d", got, tc.want)
 			}
 		})
 	}

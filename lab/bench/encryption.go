@@ -539,13 +539,19 @@ func (s *suite) wireguardAlone(ctx context.Context, id string, cases []*aloneCas
 		return err
 	}
 	defer os.RemoveAll(dir)
+	// The device processes' own log lines stay out of the bench's output.
+	logf, err := os.Create(filepath.Join(dir, "ovsfabric-wg.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
 	for i, n := range []string{"a", "b"} {
 		if keys[i], _, err = wireguard.LoadOrCreateKey(filepath.Join(dir, n+".key")); err != nil {
 			return err
 		}
 		name := "wgx" + id + n
 		devs[i], err = wireguard.Open(wireguard.Options{Name: name, MTU: mtu, Implementation: wireguard.Userspace,
-			NetNS: filepath.Join("/var/run/netns", ns(n)), Process: &wireguard.ProcessOptions{Binary: bin, Pidfile: filepath.Join(dir, name+".pid")}})
+			NetNS: filepath.Join("/var/run/netns", ns(n)), Process: &wireguard.ProcessOptions{Binary: bin, Pidfile: filepath.Join(dir, name+".pid"), Output: logf}})
 		if err != nil {
 			return err
 		}
