@@ -570,7 +570,7 @@ func (d *Device) Delete() error {
 		if d.impl == Userspace && d.sup == nil {
 			return nil // Close removed it already
 		}
-		return fmt.Errorf("wireguard %s: closed; the kernel link is left: Open it again to delete it", d.name)
+		return fmt.Errorf("wireguard %s: closed; the kernel link or device process is left: Open it again to delete it", d.name)
 	}
 	var err error
 	if d.impl == Kernel {
@@ -590,10 +590,10 @@ func (d *Device) Delete() error {
 		}
 	}
 	if d.sup != nil {
+		// The supervisor stays (stopped): PID keeps naming the process it ended.
 		if serr := d.sup.stop(); serr != nil {
 			err = errors.Join(err, fmt.Errorf("wireguard %s: %w", d.name, serr))
 		}
-		d.sup = nil
 	}
 	d.closed = true
 	return errors.Join(err, d.release())

@@ -63,15 +63,13 @@ func startWireGuard(s config.Settings, ctrl *controller.Controller, log *slog.Lo
 		impl = wireguard.Auto
 	}
 	opts := wireguard.Options{Name: s.WireGuardInterface, MTU: mtu, Implementation: impl, Logger: log.With("component", "wireguard")}
-	if impl != wireguard.Kernel {
-		bin, err := deviceBinary()
-		if err != nil {
-			return nil, fmt.Errorf("--encryption wireguard: %w", err)
-		}
+	// With kernel WireGuard asked for, the device process matters only to end one an
+	// earlier run left (Open does).
+	switch bin, err := deviceBinary(); {
+	case err == nil:
 		opts.Process = &wireguard.ProcessOptions{Binary: bin, Pidfile: wireguardPidfile(s), OnRestart: ctrl.Kick}
-	} else if bin, err := deviceBinary(); err == nil {
-		// Kernel asked for: Open ends a device process an earlier run left.
-		opts.Process = &wireguard.ProcessOptions{Binary: bin, Pidfile: wireguardPidfile(s), OnRestart: ctrl.Kick}
+	case impl != wireguard.Kernel:
+		return nil, fmt.Errorf("--encryption wireguard: %w", err)
 	}
 	dev, err := wireguard.Open(opts)
 	if err != nil {
