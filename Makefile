@@ -32,11 +32,12 @@ deps:
 	fi
 
 build:
-	$(GO) build $(BUILDFLAGS) -o $(BIN)/ ./cmd/fabricd ./cmd/fabricctl ./lab/cmd/lab
+	$(GO) build $(BUILDFLAGS) -o $(BIN)/ ./cmd/fabricd ./cmd/fabricctl ./cmd/ovsfabric-wg ./lab/cmd/lab
 	$(GO) build $(BUILDFLAGS) -o $(BIN)/fabric-demo ./lab/cmd/demo
 	$(GO) build $(BUILDFLAGS) -o $(BIN)/ovsfabric-cni ./cmd/ovsfabric-cni
 
-# install puts fabricd and fabricctl in $(PREFIX)/bin, the CNI plugin in $(CNI_BIN_DIR)
+# install puts fabricd, fabricctl and ovsfabric-wg (the userspace WireGuard device process
+# fabricd starts beside itself) in $(PREFIX)/bin, the CNI plugin in $(CNI_BIN_DIR)
 # as "ovsfabric" (its CNI type), fabricd.service in $(SYSTEMD_DIR) and, when absent,
 # /etc/ovsfabric/fabricd.yaml; running it again replaces all but the configuration.
 PREFIX ?= /usr/local
@@ -46,6 +47,7 @@ SYSTEMD_DIR ?= /etc/systemd/system
 install: build
 	install -D -m 0755 $(BIN)/fabricd $(DESTDIR)$(PREFIX)/bin/fabricd
 	install -D -m 0755 $(BIN)/fabricctl $(DESTDIR)$(PREFIX)/bin/fabricctl
+	install -D -m 0755 $(BIN)/ovsfabric-wg $(DESTDIR)$(PREFIX)/bin/ovsfabric-wg
 	install -D -m 0755 $(BIN)/ovsfabric-cni $(DESTDIR)$(CNI_BIN_DIR)/ovsfabric
 	install -d $(DESTDIR)$(SYSTEMD_DIR)
 	sed 's|@PREFIX@|$(PREFIX)|g' packaging/fabricd.service > $(DESTDIR)$(SYSTEMD_DIR)/fabricd.service

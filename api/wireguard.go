@@ -10,10 +10,12 @@ import (
 // with --encryption wireguard).
 type WireGuard struct {
 	Interface string `json:"interface"`
-	// Implementation is "kernel" or "userspace" (embedded wireguard-go).
+	// Implementation is "kernel" or "userspace" (wireguard-go).
 	Implementation string `json:"implementation"`
-	PublicKey      string `json:"public_key"`
-	ListenPort     int    `json:"listen_port"`
+	// PID is the userspace device process (ovsfabric-wg), which outlives fabricd; 0 otherwise.
+	PID        int    `json:"pid,omitempty"`
+	PublicKey  string `json:"public_key"`
+	ListenPort int    `json:"listen_port"`
 	// Peers is each WireGuard peer's state, by peer name ("" for a key no peer announces).
 	Peers []WireGuardPeer `json:"peers,omitempty"`
 	// Error is why the interface could not be read, when it could not.

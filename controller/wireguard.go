@@ -189,7 +189,7 @@ func (c *Controller) wireguardStatus(d fabric.Desired) (*api.WireGuard, map[stri
 		out.Error = err.Error()
 		return out, states
 	}
-	out.PublicKey, out.ListenPort = st.PublicKey.String(), st.ListenPort
+	out.PublicKey, out.ListenPort, out.PID = st.PublicKey.String(), st.ListenPort, st.PID
 	now := time.Now()
 	for _, p := range st.Peers {
 		wp := api.WireGuardPeer{Name: byKey[p.PublicKey.String()], PublicKey: p.PublicKey.String(), LatestHandshake: p.LastHandshake, RxBytes: p.RxBytes, TxBytes: p.TxBytes}

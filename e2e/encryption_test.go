@@ -10,8 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,12 +24,14 @@ import (
 )
 
 // TestEncryptedFabric runs fabricd with --encryption wireguard on three lab hosts (userspace
-// datapath, embedded wireguard-go) and checks what docs/encryption.md promises: no tunnel
+// datapath, wireguard-go in its device process) and checks what docs/encryption.md promises: no tunnel
 // port, the ping matrix on the default network and on a second one, isolation between them
 // (also against a host that sends across networks itself: the receiving host drops it), an
 // underlay capture during marker pings and a TCP transfer holding nothing but WireGuard and
 // gossip, fabricctl's status and handshakes, a host with --encryption none refused, a key
-// rotation under continuous ping without loss, and a fabricd restart that keeps the key.
+// rotation under continuous ping without loss, fabricd restarts (SIGTERM and SIGKILL) under
+// continuous ping without loss (the device process is adopted), a killed device process
+// started again, and leave stopping it.
 func TestEncryptedFabric(t *testing.T) {
 	requireLab(t)
 	labtest.Require(t, "the encrypted fabric lab test", "tcpdump", "nft", "iperf3")
@@ -256,43 +260,95 @@ func TestEncryptedFabric(t *testing.T) {
 		st1.WireGuard.PublicKey = newKey
 	})
 
-	// A restart keeps the key. Userspace WireGuard lives in fabricd: traffic through h2
-	// stops while it restarts (measured), and none is lost once it runs again.
+	// fabricd restarts, gently and by SIGKILL, keep the key and the WireGuard device process
+	// (ovsfabric-wg outlives fabricd and is adopted): encrypted traffic through h2 and from
+	// it, on both networks, does not notice.
 	t.Run("restart", func(t *testing.T) {
 		st, err := n2.Status(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		key := st.WireGuard.PublicKey
+		pid := wgPID(t, n2.Host, wgName(n2.Host))
+		if st.WireGuard.PID != pid {
+			t.Errorf("h2's status says device process %d, its pidfile %d", st.WireGuard.PID, pid)
+		}
+		if out := fabricctl(t, ctx, n2, "status"); !strings.Contains(out, fmt.Sprintf("userspace WireGuard on %s, process %d", wgName(n2.Host), pid)) {
+			t.Errorf("fabricctl status does not name the device process %d:\n%s", pid, out)
+		}
+		streams := []*fabriclab.Stream{
+			startStreamEvery(t, ctx, ds[0], ds[1], 20*time.Millisecond),
+			startStreamEvery(t, ctx, bs[1], bs[2], 20*time.Millisecond),
+		}
+		time.Sleep(time.Second)
+		for _, kill := range []bool{false, true} {
+			how := "SIGTERM"
+			if kill {
+				how = "SIGKILL"
+				err = n2.Proc.Kill()
+			} else {
+				err = n2.Proc.Stop(10 * time.Second)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(500 * time.Millisecond) // fabricd down a while
+			start := time.Now()
+			if n2, err = f.StartArgs(ctx, n2.Host, n2.Args); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("h2's fabricd stopped by %s and started again: API up after %s", how, time.Since(start).Round(time.Millisecond))
+			if _, err := f.WaitConverged(ctx, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Second)
+			if st, err = n2.Status(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if st.WireGuard == nil || st.WireGuard.PublicKey != key || st.WireGuard.PID != pid {
+				t.Errorf("h2 after its %s restart: WireGuard %+v, want key %s and device process %d adopted", how, st.WireGuard, key, pid)
+			}
+		}
+		for _, s := range streams {
+			r := stopStream(t, s)
+			t.Logf("%s across h2's fabricd restarts (SIGTERM, then SIGKILL): %s (lost %d, missing %v)", s.Name, r, r.Lost(), r.Missing)
+			if r.Sent < 100 || r.Lost() > 1 {
+				t.Errorf("%s lost %d of %d pings across h2's fabricd restarts (want at most the one cut by the stop)", s.Name, r.Lost(), r.Sent)
+			}
+		}
+	})
+
+	// A device process that dies is started again by fabricd: a gap, then traffic again.
+	t.Run("device crash", func(t *testing.T) {
+		pid := wgPID(t, n2.Host, wgName(n2.Host))
 		s := startStreamEvery(t, ctx, ds[0], ds[1], 20*time.Millisecond)
 		time.Sleep(time.Second)
-		if err := n2.Proc.Stop(10 * time.Second); err != nil {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		n2, err = f.StartArgs(ctx, n2.Host, n2.Args)
-		if err != nil {
-			t.Fatal(err)
-		}
+		took := eventually(t, 60*time.Second, "h2's fabricd starts its device process again", func() error {
+			st, err := n2.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if st.WireGuard == nil || st.WireGuard.PID == 0 || st.WireGuard.PID == pid {
+				return fmt.Errorf("device process %+v", st.WireGuard)
+			}
+			return nil
+		})
 		if err := fabriclab.Reach(ctx, ds[0].NetNS, ds[1].IP, 60*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Second)
 		r := stopStream(t, s)
-		t.Logf("d1 -> d2 across h2's fabricd restart: %s (lost %d)", r, r.Lost())
-		if r.Outage > 15*time.Second {
-			t.Errorf("traffic through h2 was cut for %s by its fabricd restart", r.Outage)
-		}
-		st, err = n2.Status(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.WireGuard == nil || st.WireGuard.PublicKey != key {
-			t.Errorf("h2's key after restart %+v, want %s", st.WireGuard, key)
+		t.Logf("d1 -> d2 across h2's device process killed (restarted after %s): %s (lost %d)", took.Round(time.Millisecond), r, r.Lost())
+		if r.Outage > 30*time.Second {
+			t.Errorf("traffic through h2 was cut for %s by its device process's death", r.Outage)
 		}
 		if _, err := f.WaitConverged(ctx, time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		// After the restart nothing is lost, on either network.
+		// Afterwards nothing is lost, on either network.
 		after := []*fabriclab.Stream{
 			startStreamEvery(t, ctx, ds[0], ds[1], 20*time.Millisecond),
 			startStreamEvery(t, ctx, bs[1], bs[2], 20*time.Millisecond),
@@ -300,12 +356,46 @@ func TestEncryptedFabric(t *testing.T) {
 		time.Sleep(4 * time.Second)
 		for _, s := range after {
 			r := stopStream(t, s)
-			t.Logf("%s after the restart: %s", s.Name, r)
+			t.Logf("%s after the device process restart: %s", s.Name, r)
 			if r.Sent < 100 || r.Lost() > 1 {
-				t.Errorf("%s lost %d of %d pings after h2's restart", s.Name, r.Lost(), r.Sent)
+				t.Errorf("%s lost %d of %d pings after h2's device process restart", s.Name, r.Lost(), r.Sent)
 			}
 		}
 	})
+
+	// Leaving the fabric stops the device process.
+	t.Run("leave", func(t *testing.T) {
+		n3 := f.Node("h3")
+		pid := wgPID(t, n3.Host, wgName(n3.Host))
+		fabricctl(t, ctx, n3, "leave")
+		if err := n3.Proc.Wait(30 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if ps := n3.Host.DetachedProcs(); len(ps) != 0 || syscall.Kill(pid, 0) == nil && procIsDevice(pid) {
+			t.Errorf("h3's WireGuard device process %d still runs after leave (%d detached processes)", pid, len(ps))
+		}
+	})
+}
+
+// wgPID is the PID of host h's WireGuard device process, from its pidfile beside fabricd's
+// API socket.
+func wgPID(t *testing.T, h *lab.Host, iface string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(h.Dir, "wireguard-"+iface+".pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || !procIsDevice(pid) {
+		t.Fatalf("%s's device pidfile %q: not a running ovsfabric-wg (%v)", h.Name, b, err)
+	}
+	return pid
+}
+
+// procIsDevice reports whether pid runs ovsfabric-wg.
+func procIsDevice(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return err == nil && filepath.Base(strings.Split(string(b), "\x00")[0]) == "ovsfabric-wg"
 }
 
 // handshakeSince checks that st has a WireGuard peer name with key whose latest handshake is
@@ -468,6 +558,11 @@ func testEncryptionSwitch(t *testing.T, pipeline string) {
 
 	took := restartAll("wireguard")
 	t.Logf("none -> wireguard: every host restarted and c1 reaches c2 again after %s", took.Round(time.Millisecond))
+	for _, h := range l.Hosts {
+		if ps := h.DetachedProcs(); len(ps) != 1 || !procIsDevice(ps[0].PID()) {
+			t.Errorf("%s: want one WireGuard device process, have %d", h.Name, len(ps))
+		}
+	}
 	assertMatrix(t, ctx, cs, 2)
 	for _, h := range l.Hosts {
 		if ps := tunnelPorts(t, ctx, h); len(ps) != 0 {
@@ -488,6 +583,9 @@ func testEncryptionSwitch(t *testing.T, pipeline string) {
 		}
 		if rs := strings.Join(fabricRoutes(t, ctx, h), "\n"); strings.Contains(rs, "unreachable") || strings.Contains(rs, "wg"+id) {
 			t.Errorf("%s keeps WireGuard routes after switching back:\n%s", h.Name, rs)
+		}
+		if ps := h.DetachedProcs(); len(ps) != 0 {
+			t.Errorf("%s keeps its WireGuard device process (pid %d) after switching back", h.Name, ps[0].PID())
 		}
 	}
 }

@@ -99,6 +99,7 @@ func (l *Lab) removeHost(ctx context.Context, h *Host) error {
 			errs = append(errs, p.Stop(5*time.Second))
 		}
 	}
+	errs = append(errs, h.StopDetached(5*time.Second))
 	errs = append(errs, h.StopOVS(ctx))
 	if err := l.deleteNetNS(ctx, h.NetNS); err != nil {
 		errs = append(errs, err)
@@ -342,6 +343,42 @@ func (h *Host) waitLink(ctx context.Context, dev string) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// DetachedProcs are the processes that programs the lab started left running on purpose and
+// recorded in a pidfile in the host's directory — fabricd's userspace WireGuard device
+// (ovsfabric-wg), which outlives fabricd: every <Dir>/*.pid other than the OVS daemons' whose
+// PID runs (not a zombie) inside the host's namespace. The namespace check is what makes a
+// PID ours: nothing else runs there.
+func (h *Host) DetachedProcs() []*Proc {
+	files, _ := filepath.Glob(filepath.Join(h.Dir, "*.pid"))
+	var out []*Proc
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".pid")
+		if name == "ovs-vswitchd" || name == "ovsdb-server" {
+			continue // StopOVS's
+		}
+		pid, err := readPidfile(f)
+		if err != nil || !inNetNS(pid, h.NetNSPath()) {
+			continue
+		}
+		st, err := procStartTime(pid)
+		if err != nil {
+			continue
+		}
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		out = append(out, &Proc{rec: procRecord{Name: name, NetNS: h.NetNS, PID: pid, StartTime: st, Argv: argv}})
+	}
+	return out
+}
+
+// StopDetached stops DetachedProcs (SIGTERM, SIGKILL after timeout), each by its PID.
+func (h *Host) StopDetached(timeout time.Duration) error {
+	if err := errors.Join(stopAll(h.DetachedProcs(), timeout)...); err != nil {
+		return fmt.Errorf("host %s: %w", h.Name, err)
+	}
+	return nil
 }
 
 // StopOVS stops the host's ovs-vswitchd, then its ovsdb-server (SIGTERM, SIGKILL after 10 s).

@@ -531,7 +531,7 @@ func fromState(st *state, dir string) (*Lab, error) {
 
 // Down removes everything the lab made: it stops the processes it started (checking by start
 // time and command line that each PID is still the one it started; other processes are never
-// signalled), the hosts' private dockerds (Host.StartDocker, or found in a host's docker
+// signalled) and those they left running on purpose (Host.DetachedProcs), the hosts' private dockerds (Host.StartDocker, or found in a host's docker
 // directory: their containers, daemons, shims, mounts and cgroups, see dockerlab.Cleanup),
 // its hosts' OVS daemons, deletes its namespaces (their links go with them), its
 // registry entry and its directory. It is idempotent and works from the state file alone
@@ -556,6 +556,13 @@ func (l *Lab) Down(ctx context.Context) error {
 		}
 	}
 	errs = append(errs, stopAll(others, 5*time.Second)...)
+	// What those left running on purpose, known by the pidfiles in the host directories
+	// (fabricd's WireGuard device process, which outlives fabricd).
+	for _, h := range hosts {
+		if err := h.StopDetached(5 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
 
 	// 1b. The hosts' private dockerds: their containers, dockerd, containerd, the shims by
 	// recorded PID (checked by start time), then their mounts, cgroups and directories.

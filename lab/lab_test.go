@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -358,6 +359,23 @@ func TestDownAfterCrash(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// A process one of the lab's programs left running on purpose (like fabricd's WireGuard
+	// device process): not started by the lab, known only by its pidfile in the host's directory.
+	h1 := l.Hosts[0]
+	detached := exec.Command("ip", "netns", "exec", h1.NetNS, "sh", "-c", `echo $$ > "$1"; exec sleep 600`, "sh", filepath.Join(h1.Dir, "device.pid"))
+	detached.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := detached.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = detached.Wait() }()
+	if err := eventually(5*time.Second, func() error {
+		if ps := h1.DetachedProcs(); len(ps) != 1 || ps[0].PID() != detached.Process.Pid {
+			return fmt.Errorf("detached processes %v, want pid %d", ps, detached.Process.Pid)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	// The harness "crashed": from here on only the directory is used.
 
 	reopened, err := Open(dir)
@@ -377,6 +395,9 @@ func TestDownAfterCrash(t *testing.T) {
 	}
 	if left := Leftovers(name); len(left) > 0 {
 		t.Errorf("left behind: %v", left)
+	}
+	if err := syscall.Kill(detached.Process.Pid, 0); err == nil && cmdlineMatches(detached.Process.Pid, "sleep", "") {
+		t.Errorf("the detached process %d still runs", detached.Process.Pid)
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("lab dir still there: %v", err)

@@ -30,8 +30,9 @@ const (
 	Auto Implementation = ""
 	// Kernel is the kernel's WireGuard (a link of type wireguard), configured through netlink.
 	Kernel Implementation = "kernel"
-	// Userspace is wireguard-go embedded in this process on a TUN device; it serves the UAPI
-	// socket /var/run/wireguard/<name>.sock that wgctrl and `wg` speak.
+	// Userspace is wireguard-go on a TUN device, embedded in this process or in a device
+	// process of its own (Options.Process); it serves the UAPI socket
+	// /var/run/wireguard/<name>.sock that wgctrl and `wg` speak.
 	Userspace Implementation = "userspace"
 )
 
@@ -55,6 +56,9 @@ type Options struct {
 	NetNS string
 	// Logger receives what wireguard-go reports (Debug) and its errors (Info). Default: discard.
 	Logger *slog.Logger
+	// Process, when set, runs a userspace device in a device process of its own, which
+	// outlives this one (see ProcessOptions); nil embeds wireguard-go in this process.
+	Process *ProcessOptions
 }
 
 // Device is one WireGuard interface, kernel or userspace. Its methods are safe for concurrent use.
@@ -68,7 +72,10 @@ type Device struct {
 	client *wgctrl.Client
 	closed bool
 
-	// userspace only
+	// userspace in a device process only
+	sup *supervisor
+
+	// embedded userspace only
 	dev  *device.Device
 	uapi net.Listener
 	done chan struct{} // closed when the UAPI accept loop ends
@@ -114,6 +121,25 @@ func Open(opts Options) (*Device, error) {
 
 // open does Open's work; on error the caller releases what it made.
 func (d *Device) open(opts Options) error {
+	var procs *osProcs
+	if opts.Process != nil {
+		if opts.Process.Binary == "" || opts.Process.Pidfile == "" {
+			return fmt.Errorf("wireguard %s: a device process needs a binary and a pidfile", opts.Name)
+		}
+		procs = &osProcs{name: opts.Name, bin: opts.Process.Binary, pidfile: opts.Process.Pidfile, mtu: opts.MTU, out: opts.Process.Output, do: d.do}
+		if pid := procs.find(); pid > 0 {
+			// A device process of an earlier run: adopted (auto, userspace), or ended when
+			// the kernel's WireGuard is asked for.
+			if opts.Implementation == Kernel {
+				d.log.Info("kernel WireGuard asked for: stopping the userspace device process", "pid", pid)
+				if _, err := StopProcess(opts.Name, opts.Process.Binary, opts.Process.Pidfile); err != nil {
+					return fmt.Errorf("wireguard %s: %w", opts.Name, err)
+				}
+			} else {
+				opts.Implementation = Userspace
+			}
+		}
+	}
 	if opts.Implementation != Userspace {
 		err := d.openKernel(opts.MTU)
 		switch {
@@ -122,8 +148,14 @@ func (d *Device) open(opts Options) error {
 		case opts.Implementation == Kernel || !errors.Is(err, errNoKernel):
 			return fmt.Errorf("wireguard %s: %w", opts.Name, err)
 		default:
-			d.log.Info("no kernel WireGuard here: using embedded userspace wireguard-go", "reason", err)
+			d.log.Info("no kernel WireGuard here: using userspace wireguard-go", "reason", err)
 		}
+	}
+	if d.impl == "" && procs != nil {
+		if err := d.openProcess(procs, opts); err != nil {
+			return fmt.Errorf("wireguard %s: userspace: %w", opts.Name, err)
+		}
+		d.impl = Userspace
 	}
 	if d.impl == "" {
 		if err := d.openUserspace(opts.MTU); err != nil {
@@ -225,6 +257,39 @@ func (d *Device) openUserspace(mtu int) error {
 		return fmt.Errorf("link %s up: %w", d.name, err)
 	}
 	return d.dev.Up()
+}
+
+// openProcess adopts or starts the device process and gives its interface the MTU.
+func (d *Device) openProcess(procs *osProcs, opts Options) error {
+	d.sup = newSupervisor(procs, d.log, opts.Process.OnRestart)
+	adopted, err := d.sup.open()
+	if err != nil {
+		d.sup = nil
+		return err
+	}
+	if adopted {
+		d.log.Info("adopted the running WireGuard device process", "pid", d.sup.PID())
+	} else {
+		d.log.Info("started the WireGuard device process", "pid", d.sup.PID(), "binary", procs.bin)
+	}
+	return d.do(func() error {
+		link, err := netlink.LinkByName(d.name)
+		if err == nil && link.Attrs().MTU != opts.MTU {
+			err = netlink.LinkSetMTU(link, opts.MTU)
+		}
+		if err != nil {
+			return fmt.Errorf("link %s: MTU: %w", d.name, err)
+		}
+		return nil
+	})
+}
+
+// PID is the device process's PID (0: kernel WireGuard or embedded in this process).
+func (d *Device) PID() int {
+	if d.sup == nil {
+		return 0
+	}
+	return d.sup.PID()
 }
 
 // netnsBind opens wireguard-go's UDP sockets in the device's namespace, whichever goroutine
@@ -441,6 +506,7 @@ func sortedPrefixes(ps []netip.Prefix) []netip.Prefix {
 type Status struct {
 	Name           string
 	Implementation Implementation
+	PID            int // the device process (userspace in a process of its own), else 0
 	PublicKey      Key // zero before the first Set
 	ListenPort     int
 	Peers          []PeerStatus // sorted by public key
@@ -467,7 +533,7 @@ func (d *Device) Status() (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("wireguard %s: status: %w", d.name, err)
 	}
-	st := Status{Name: d.name, Implementation: d.impl, PublicKey: cur.PublicKey, ListenPort: cur.ListenPort}
+	st := Status{Name: d.name, Implementation: d.impl, PID: d.PID(), PublicKey: cur.PublicKey, ListenPort: cur.ListenPort}
 	for _, p := range cur.Peers {
 		ps := PeerStatus{PublicKey: p.PublicKey, Endpoint: addrPort(p.Endpoint), AllowedIPs: prefixes(p.AllowedIPs),
 			RxBytes: p.ReceiveBytes, TxBytes: p.TransmitBytes, PersistentKeepalive: p.PersistentKeepaliveInterval}
@@ -480,9 +546,10 @@ func (d *Device) Status() (Status, error) {
 	return st, nil
 }
 
-// Close releases the device. A userspace device stops and its interface goes away with its
-// UAPI socket. A kernel link is left up with its configuration, so traffic keeps flowing while
-// fabricd restarts (the next Open takes it over); Delete removes it.
+// Close releases the device. An embedded userspace device stops and its interface goes away
+// with its UAPI socket. A kernel link, and a device process, are left running with their
+// configuration, so traffic keeps flowing while fabricd restarts (the next Open takes them
+// over); Delete removes them.
 func (d *Device) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -493,17 +560,17 @@ func (d *Device) Close() error {
 	return d.release()
 }
 
-// Delete removes the interface, kernel or userspace, and closes the device (fabricd switched
-// to --encryption none). After Close it is a no-op for a userspace device (already gone) and an
-// error for a kernel one.
+// Delete removes the interface, kernel or userspace, and closes the device (fabricd left the
+// fabric); a device process is stopped. After Close it is a no-op for an embedded userspace
+// device (already gone) and an error for a kernel one or a device process.
 func (d *Device) Delete() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		if d.impl == Userspace {
+		if d.impl == Userspace && d.sup == nil {
 			return nil // Close removed it already
 		}
-		return fmt.Errorf("wireguard %s: closed; the kernel link is left: Open it again to delete it", d.name)
+		return fmt.Errorf("wireguard %s: closed; the kernel link or device process is left: Open it again to delete it", d.name)
 	}
 	var err error
 	if d.impl == Kernel {
@@ -522,6 +589,12 @@ func (d *Device) Delete() error {
 			err = fmt.Errorf("wireguard %s: delete link: %w", d.name, err)
 		}
 	}
+	if d.sup != nil {
+		// The supervisor stays (stopped): PID keeps naming the process it ended.
+		if serr := d.sup.stop(); serr != nil {
+			err = errors.Join(err, fmt.Errorf("wireguard %s: %w", d.name, serr))
+		}
+	}
 	d.closed = true
 	return errors.Join(err, d.release())
 }
@@ -532,6 +605,9 @@ func (d *Device) release() error {
 	if d.client != nil {
 		errs = append(errs, d.client.Close())
 		d.client = nil
+	}
+	if d.sup != nil {
+		d.sup.detach() // the process runs on: the next Open adopts it
 	}
 	if d.uapi != nil {
 		// Closing the listener also unlinks the socket file.

@@ -107,7 +107,7 @@ func statusCmd(o *options) *cobra.Command {
 				fmt.Fprintf(tw, "underlay:\t%s\n", st.Underlay)
 				fmt.Fprintf(tw, "subnet:\t%s (gateway %s, cluster %s)\n", orDash(st.Subnet), orDash(st.Gateway), st.ClusterCIDR)
 				if st.WireGuard != nil {
-					fmt.Fprintf(tw, "encryption:\t%s (%s WireGuard on %s; no tunnel ports)\n", st.Encryption, st.WireGuard.Implementation, st.WireGuard.Interface)
+					fmt.Fprintf(tw, "encryption:\t%s (%s WireGuard on %s%s; no tunnel ports)\n", st.Encryption, st.WireGuard.Implementation, st.WireGuard.Interface, wireguardProcess(st.WireGuard))
 				} else {
 					fmt.Fprintf(tw, "tunnel:\t%s\n", tunnelLine(st))
 					fmt.Fprintf(tw, "encryption:\t%s\n", orDash(st.Encryption))

@@ -35,9 +35,17 @@ func wireguardCmd(o *options) *cobra.Command {
 	return cmd
 }
 
+// wireguardProcess is ", process PID" for a userspace device process, else "".
+func wireguardProcess(wg *api.WireGuard) string {
+	if wg.PID == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", process %d", wg.PID)
+}
+
 // printWireGuard prints the WireGuard interface the way `wg show` does.
 func printWireGuard(w io.Writer, wg *api.WireGuard) {
-	fmt.Fprintf(w, "interface: %s (%s WireGuard)\n", wg.Interface, wg.Implementation)
+	fmt.Fprintf(w, "interface: %s (%s WireGuard%s)\n", wg.Interface, wg.Implementation, wireguardProcess(wg))
 	if wg.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", wg.Error)
 		return

@@ -252,6 +252,7 @@ func run(parent context.Context, cfg config.Config) error {
 			log.Error("withdraw tunnels and routes", "err", err)
 		}
 		cancel()
+		deleteWireGuard(wg, log)
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -62,11 +62,12 @@ func New(l *lab.Lab, o Options) *Fabric {
 	return &Fabric{Lab: l, Opts: o, nodes: map[string]*Node{}}
 }
 
-// BuildBinaries builds fabricd and fabricctl from the module containing this package into dir.
+// BuildBinaries builds fabricd, fabricctl and ovsfabric-wg (fabricd's userspace WireGuard
+// device process, found beside fabricd) from the module containing this package into dir.
 func BuildBinaries(ctx context.Context, dir string) error {
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(os.PathSeparator), "./cmd/fabricd", "./cmd/fabricctl")
+	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", dir + string(os.PathSeparator)}, commands(root)...)...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build fabricd: %w\n%s", err, out)
@@ -89,12 +90,22 @@ func BuildBinariesAt(ctx context.Context, rev, dir string) error {
 	if out, err := archive.CombinedOutput(); err != nil {
 		return fmt.Errorf("extract commit %s (is it in this clone's history?): %w\n%s", rev, err, out)
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(os.PathSeparator), "./cmd/fabricd", "./cmd/fabricctl")
+	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", dir + string(os.PathSeparator)}, commands(src)...)...)
 	cmd.Dir = src
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build fabricd at %s: %w\n%s", rev, err, out)
 	}
 	return nil
+}
+
+// commands are the programs a fabric host runs, as build arguments, for the source tree at
+// root (older commits have no ovsfabric-wg: their fabricd embeds wireguard-go).
+func commands(root string) []string {
+	out := []string{"./cmd/fabricd", "./cmd/fabricctl"}
+	if _, err := os.Stat(filepath.Join(root, "cmd", "ovsfabric-wg")); err == nil {
+		out = append(out, "./cmd/ovsfabric-wg")
+	}
+	return out
 }
 
 // Node returns the fabricd node on host name, or nil.
