@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -118,13 +117,10 @@ func stopWireGuardProcess(s config.Settings, log *slog.Logger) {
 	case err != nil:
 		log.Warn("encryption is off but the WireGuard device process of a previous run stays", "interface", s.WireGuardInterface, "err", err)
 	case found:
+		// No pause before the tunnel ports come back: a datapath flow that passes VXLAN to the
+		// kernel (translated while there was no tunnel port) is purged when the first tunnel
+		// port appears (controller/tnlpurge.go).
 		log.Info("encryption is off: stopped the WireGuard device process of a previous run", "interface", s.WireGuardInterface)
-		// Let ovs-vswitchd digest the interface's removal before the tunnel ports come back:
-		// in the lab, tunnels added ~0.1 s after it left, in 2 of 4 switches, a datapath flow
-		// for VXLAN to this host's underlay address that revalidation had translated while
-		// OVS's tunnel port map was being rebuilt: it kept passing VXLAN to the kernel instead
-		// of decapsulating it, for as long as traffic kept the flow alive.
-		time.Sleep(time.Second)
 	}
 }
 
