@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -61,30 +60,7 @@ func testRollingUpgrade(t *testing.T, oldBin, tunnel string) {
 	}
 
 	// Every pair pings every 100 ms for the whole upgrade.
-	pingCtx, stopPing := context.WithCancel(ctx)
-	type result struct {
-		from, to       string
-		sent, received int
-		err            error
-	}
-	var mu sync.Mutex
-	var results []result
-	var wg sync.WaitGroup
-	for _, a := range cs {
-		for _, b := range cs {
-			if a == b {
-				continue
-			}
-			wg.Add(1)
-			go func(a, b *fabriclab.Container) {
-				defer wg.Done()
-				sent, got, err := pingUntil(pingCtx, a.NetNS, b.IP)
-				mu.Lock()
-				results = append(results, result{a.Name, b.Name, sent, got, err})
-				mu.Unlock()
-			}(a, b)
-		}
-	}
+	checkPings := pairPings(ctx, cs)
 
 	newFabricd := filepath.Join(binDir, "fabricd")
 	for _, h := range l.Hosts {
@@ -102,15 +78,7 @@ func testRollingUpgrade(t *testing.T, oldBin, tunnel string) {
 		}
 		time.Sleep(2 * time.Second) // pings flow through the mixed fabric
 	}
-	stopPing()
-	wg.Wait()
-	for _, r := range results {
-		t.Logf("%s → %s during the upgrade: %d sent, %d received", r.from, r.to, r.sent, r.received)
-		if r.err != nil || r.sent < 20 || r.received < r.sent-1 {
-			// ping counts the last probe, cut by the stop, as lost: one is allowed.
-			t.Errorf("%s → %s during the upgrade: %d sent, %d received (%v)", r.from, r.to, r.sent, r.received, r.err)
-		}
-	}
+	checkPings(t, "the upgrade")
 
 	// No container was renumbered.
 	for _, c := range cs {
