@@ -22,8 +22,11 @@ type faultFigures struct {
 	// healData is, per partition trial, when traffic through the cut host flowed again after
 	// the underlay was restored; healView when every host saw every other alive again.
 	healData, healView []float64
-	// vswitchd is, per restart trial, the longest outage through the restarted host.
-	vswitchd []float64
+	// vswitchd is, per restart trial, the longest outage through the restarted host;
+	// vswitchdRestart how long the restart itself took (stop until the new ovs-vswitchd had
+	// its br-phy up), and vswitchdBack how long after that traffic flowed again (fabricd
+	// noticing it and reprogramming the bridge, and the first replies).
+	vswitchd, vswitchdRestart, vswitchdBack []float64
 	// leaks counts the host-state items that differ after the churn (NaN: not measured), and
 	// addrLeaks the attaches that did not get the address the previous one freed.
 	leaks, addrLeaks float64
@@ -74,13 +77,16 @@ func (s *suite) faults(ctx context.Context, secs map[string]*Section) {
 			data.Round(time.Millisecond), view.Round(time.Millisecond))
 	}
 	for i := range s.cfg.FaultTrials {
-		outage, err := s.vswitchdTrial(ctx, l.Hosts[0], f, cs, i%2 == 1)
+		outage, restart, back, err := s.vswitchdTrial(ctx, l.Hosts[0], f, cs, i%2 == 1)
 		if err != nil {
 			sec.Err = fmt.Errorf("ovs-vswitchd trial %d: %w", i+1, err)
 			return
 		}
 		fig.vswitchd = append(fig.vswitchd, outage.Seconds())
-		s.logf("faults", "ovs-vswitchd restart %d/%d: outage %s", i+1, s.cfg.FaultTrials, outage.Round(time.Millisecond))
+		fig.vswitchdRestart = append(fig.vswitchdRestart, restart.Seconds())
+		fig.vswitchdBack = append(fig.vswitchdBack, back.Seconds())
+		s.logf("faults", "ovs-vswitchd restart %d/%d: outage %s (restart itself %s, traffic back %s after it)", i+1, s.cfg.FaultTrials,
+			outage.Round(time.Millisecond), restart.Round(time.Millisecond), back.Round(time.Millisecond))
 	}
 	if err := s.churn(ctx, l, f, &fig); err != nil {
 		sec.Err = fmt.Errorf("churn: %w", err)
@@ -132,10 +138,11 @@ func (s *suite) partitionTrial(ctx context.Context, l *lab.Lab, f *fabriclab.Fab
 }
 
 // vswitchdTrial restarts ovs-vswitchd on h and returns the longest outage of the pings
-// through it (c2→c1 and c1→c3).
-func (s *suite) vswitchdTrial(ctx context.Context, h *lab.Host, f *fabriclab.Fabric, cs []*fabriclab.Container, kill bool) (time.Duration, error) {
+// through it (c2→c1 and c1→c3), how long the restart itself took (RestartVSwitchd: stop,
+// start, br-phy up), and how long after it the traffic flowed again.
+func (s *suite) vswitchdTrial(ctx context.Context, h *lab.Host, f *fabriclab.Fabric, cs []*fabriclab.Container, kill bool) (outage, restart, back time.Duration, err error) {
 	if _, err := f.WaitConverged(ctx, time.Minute); err != nil {
-		return 0, err
+		return 0, 0, 0, err
 	}
 	var streams []*fabriclab.Stream
 	defer func() {
@@ -146,33 +153,38 @@ func (s *suite) vswitchdTrial(ctx context.Context, h *lab.Host, f *fabriclab.Fab
 	for _, p := range [][2]*fabriclab.Container{{cs[1], cs[0]}, {cs[0], cs[2]}} {
 		st, err := fabriclab.StartStream(ctx, p[0].Name+"->"+p[1].Name, p[0].NetNS, p[1].IP, faultStream)
 		if err != nil {
-			return 0, err
+			return 0, 0, 0, err
 		}
 		streams = append(streams, st)
 	}
 	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
-		return 0, err
+		return 0, 0, 0, err
 	}
+	begin := time.Now()
 	if err := h.RestartVSwitchd(ctx, kill); err != nil {
-		return 0, err
+		return 0, 0, 0, err
 	}
+	restarted := time.Now()
+	restart = restarted.Sub(begin)
 	for _, p := range [][2]*fabriclab.Container{{cs[1], cs[0]}, {cs[0], cs[2]}} {
 		if err := fabriclab.Reach(ctx, p[0].NetNS, p[1].IP, 60*time.Second); err != nil {
-			return 0, err
+			return 0, 0, 0, err
 		}
 	}
 	if err := sleepCtx(ctx, time.Second); err != nil {
-		return 0, err
+		return 0, 0, 0, err
 	}
-	var outage time.Duration
 	for _, st := range streams {
 		r, err := st.Stop()
 		if err != nil {
-			return 0, err
+			return 0, 0, 0, err
 		}
 		outage = max(outage, r.Outage)
+		if !r.Recovered.IsZero() {
+			back = max(back, r.Recovered.Sub(restarted))
+		}
 	}
-	return outage, nil
+	return outage, restart, back, nil
 }
 
 // churn runs the join/leave and attach/detach cycles and counts what leaked.
@@ -235,6 +247,8 @@ func (s *suite) faultReport(sec *Section, fig faultFigures) {
 		{"partition heal: traffic through the cut host flows again (from the restore)", fig.healData},
 		{"partition heal: every host sees every other alive (from the restore)", fig.healView},
 		{"ovs-vswitchd restart: outage through the restarted host", fig.vswitchd},
+		{"ovs-vswitchd restart: the restart itself (stop, start, br-phy up)", fig.vswitchdRestart},
+		{"ovs-vswitchd restart: traffic flowing again after the new ovs-vswitchd was up", fig.vswitchdBack},
 	} {
 		sm := Summarize(r.xs)
 		t.AddRow(r.name, num(sm.Median), spread(sm), fmt.Sprint(sm.N))
@@ -249,13 +263,14 @@ func (s *suite) faultReport(sec *Section, fig faultFigures) {
 			"heals when memberlist hears the cut host refute its death, which both sides must learn of"
 	}
 	med := Median(fig.vswitchd)
-	vv := Verdict{Target: "ovs-vswitchd restart outage, median < 1 s", Measured: fmt.Sprintf("%s s (%d trials)", num(med), len(fig.vswitchd)), Status: Check(med, med < 1)}
+	vv := Verdict{Target: "ovs-vswitchd restart outage, median < 300 ms", Measured: fmt.Sprintf("%s ms (%d trials)", num(med*1000), len(fig.vswitchd)), Status: Check(med, med < 0.3)}
 	switch vv.Status {
 	case NotMeasured:
 		vv.Measured, vv.Limit = "n/a", "no trial completed"
 	case Missed:
-		vv.Limit = "the outage includes ovs-vswitchd's own stop and start; fabricd reprograms the bridge once the new " +
-			"ovs-vswitchd's management socket appears"
+		vv.Limit = fmt.Sprintf("measured: of the median outage, the restart itself (ovs-vswitchd stopped, started, its br-phy up) took %s ms "+
+			"(median) and traffic flowed %s ms (median) after it: fabricd noticing the new management socket (inotify), "+
+			"one bundle of the whole pipeline, and the first replies", num(Median(fig.vswitchdRestart)*1000), num(Median(fig.vswitchdBack)*1000))
 	}
 	leaks := fig.leaks + fig.addrLeaks
 	lv := Verdict{Target: "churn leak count: zero", Measured: fmt.Sprintf("%.0f", leaks), Status: Check(leaks, leaks == 0)}
