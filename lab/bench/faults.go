@@ -47,7 +47,8 @@ func (s *suite) faults(ctx context.Context, secs map[string]*Section) {
 		"longest gap (data path) and until every fabricd reports every other host alive with a tunnel (membership). "+
 		"**ovs-vswitchd restart** (%d trials, SIGTERM and kill -9 in turn): h1's ovs-vswitchd is stopped and started "+
 		"again without any write to OVSDB (the lab's RestartVSwitchd), as an operator would; the figure is the longest "+
-		"time between two replies (less one interval) of the pings c2→c1 and c1→c3. **Churn**: a fourth host leaves "+
+		"time between two replies (less one interval) of the pings c2→c1 and c1→c3, split into the restart itself (from the "+
+		"stop until the new ovs-vswitchd has its br-phy up) and the time from then until the replies came back. **Churn**: a fourth host leaves "+
 		"and rejoins 20 times (`fabricctl leave`, SIGTERM, kill -9 in turn, each followed by a restart) while 50 "+
 		"containers are attached and detached one after the other on h2; the leak count is the number of host-state "+
 		"items (OVSDB ports, links, addresses, routes of protocol 147, the nftables table, fabricctl ls and peers; "+
