@@ -524,8 +524,22 @@ func TestPortsAddedBeforeRecorded(t *testing.T) {
 	if !has(inPort) || !has("dl_dst=02:00:0a:f4:01:05") {
 		t.Fatalf("no flows for the new port's requested number (%s)", inPort)
 	}
-	if err := c.Sync(ctx); err != nil {
-		t.Fatal(err)
+	// A sync while the attach is in flight, after a change it did not make (a new peer),
+	// adds that change's flows without dumping the bridge.
+	m.set(peer("h2", "172.30.0.12", "10.244.2.0/24", peers.StateAlive, time.Now()), peer("h3", "172.30.0.13", "10.244.3.0/24", peers.StateAlive, time.Now()))
+	deadline = time.Now().Add(5 * time.Second)
+	for !has("nw_dst=10.244.3.0/24") {
+		dumps := of.Dumps()
+		if err := c.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if of.Dumps() != dumps {
+			t.Error("a sync dumped the bridge while an attach was adding its flows")
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the new peer's flows never came while an attach was in flight")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if !has(inPort) {
 		t.Error("a reconcile before the port was recorded removed its flows")

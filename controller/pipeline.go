@@ -148,6 +148,22 @@ func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, ports 
 	if c.flowsApplied != nil && time.Since(c.flowsChecked) < c.s.Resync && sameFlows(desired, c.flowsApplied) {
 		return true, nil
 	}
+	// While attaches are adding their flows (PortsAdded until PortsRecorded), a sync only
+	// adds, as they do, without dumping the bridge: a full reconcile holds pipeMu for the
+	// dump, and every attach waiting to end (PortsRecorded) waited for it. What is stale, the
+	// first sync after them removes.
+	if c.flowsApplied != nil && len(c.pending) > 0 && time.Since(c.flowsChecked) < c.s.Resync {
+		n, err := flows.AddNew(ctx, c.of, desired, c.flowsApplied)
+		if err != nil {
+			c.flowsApplied = nil
+			return false, fmt.Errorf("add flows on %s: %w", d.Bridge, err)
+		}
+		if n > 0 {
+			c.flowsApplied = overlay(c.flowsApplied, desired)
+			c.log.Info("flows added", "bridge", d.Bridge, "pipeline", c.pipe.name(), "added", n, "attaches_in_flight", len(c.pending))
+		}
+		return true, nil
+	}
 	res, err := flows.Reconcile(ctx, c.of, desired)
 	if err != nil {
 		c.flowsApplied = nil
