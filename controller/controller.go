@@ -135,7 +135,9 @@ type Controller struct {
 	restoreWaitNoted string
 	// pending are the container ports an attach is recording, by name, whose flows every
 	// reconcile keeps until they are recorded (or not): see PortsAdded (under pipeMu).
-	pending map[string]ovsdb.PortInfo
+	// recordedAt are those of them reported recorded, kept until a port snapshot shows them.
+	pending    map[string]ovsdb.PortInfo
+	recordedAt map[string]time.Time
 
 	// retained are the claims this node keeps reserved for nodes that went; seenSaved is
 	// when it last persisted that it holds its own claim (both under mu).

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"maps"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -549,5 +550,32 @@ func TestPortsAddedBeforeRecorded(t *testing.T) {
 	}
 	if has(inPort) || has("dl_dst=02:00:0a:f4:01:05") {
 		t.Error("the flows of a port that was not recorded are left")
+	}
+
+	// A port reported recorded keeps its flows through a reconcile planned from a snapshot
+	// of the ports read before its transaction (here: one that lacks it).
+	ids2 := maps.Clone(ids)
+	ids2[ovsdb.KeyIP], ids2[ovsdb.KeyMAC] = "10.244.1.6/24", "02:00:0a:f4:01:06"
+	port2 := ovsdb.PortInfo{Name: "vethy", ExternalIDs: ids2, IfaceExternalIDs: ids2, OfportRequest: endpoint.FirstContainerOfport + 1}
+	inPort2 := fmt.Sprintf("in_port=%d", endpoint.FirstContainerOfport+1)
+	if err := c.PortsAdded(ctx, []ovsdb.PortInfo{port2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PortsRecorded(ctx, []string{port2.Name}, nil); err != nil {
+		t.Fatal(err)
+	}
+	before, err := sw.Ports(ctx, s.Bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	d := c.desired
+	c.mu.Unlock()
+	c.flowsApplied = nil // a full reconcile, as after --resync
+	if _, err := c.applyPipeline(ctx, d, before); err != nil {
+		t.Fatal(err)
+	}
+	if !has(inPort2) {
+		t.Error("a reconcile from a snapshot older than the port's transaction removed its flows")
 	}
 }

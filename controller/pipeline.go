@@ -271,8 +271,20 @@ func (c *Controller) PortsRecorded(ctx context.Context, recorded, failed []strin
 	c.mu.Unlock()
 	c.pipeMu.Lock()
 	defer c.pipeMu.Unlock()
-	for _, name := range slices.Concat(recorded, failed) {
+	// A recorded port stays pending until a port snapshot shows it (withPending): a sync
+	// that read the ports before the transaction and plans after this call would otherwise
+	// remove the new port's flows until its next sync.
+	if c.recordedAt == nil {
+		c.recordedAt = map[string]time.Time{}
+	}
+	for _, name := range recorded {
+		if _, ok := c.pending[name]; ok {
+			c.recordedAt[name] = time.Now()
+		}
+	}
+	for _, name := range failed {
 		delete(c.pending, name)
+		delete(c.recordedAt, name)
 	}
 	if len(failed) == 0 || c.flowsApplied == nil {
 		return nil
@@ -296,14 +308,25 @@ func (c *Controller) PortsRecorded(ctx context.Context, recorded, failed []strin
 }
 
 // withPending is ports (as OVSDB shows them) with the ports PortsAdded announced that are
-// not there yet; pipeMu must be held.
+// not there yet. A port reported recorded leaves pending once ports shows it (or, should it
+// be gone again before any snapshot showed it, after --resync). pipeMu must be held.
 func (c *Controller) withPending(ports []ovsdb.PortInfo) []ovsdb.PortInfo {
 	if len(c.pending) == 0 {
 		return ports
 	}
 	out := slices.Clone(ports)
 	for _, name := range slices.Sorted(maps.Keys(c.pending)) {
-		if !slices.ContainsFunc(ports, func(p ovsdb.PortInfo) bool { return p.Name == name }) {
+		at, recorded := c.recordedAt[name]
+		switch {
+		case slices.ContainsFunc(ports, func(p ovsdb.PortInfo) bool { return p.Name == name }):
+			if recorded {
+				delete(c.pending, name)
+				delete(c.recordedAt, name)
+			}
+		case recorded && time.Since(at) > c.s.Resync:
+			delete(c.pending, name)
+			delete(c.recordedAt, name)
+		default:
 			out = append(out, c.pending[name])
 		}
 	}
