@@ -185,24 +185,77 @@ type pendingFlows struct {
 
 // flowBatcher coalesces the flow bundles of concurrent attaches, as batcher does their
 // OVSDB transactions: the ports queued while a bundle is in flight go out together in the
-// next (one ovs-ofctl run). It never waits for more: an attach alone is sent at once.
+// next (one ovs-ofctl run). A bundle about to go out waits a little (at most flowLinger)
+// while other attaches are on their way to it (choosing their addresses), so that a burst
+// makes one bundle rather than one of the first attach and one of the rest; an attach alone
+// never waits.
 type flowBatcher struct {
 	mu      sync.Mutex
 	queue   []*pendingFlows
 	running bool
+	// arriving counts the attaches that will queue flows (or call notComing) soon;
+	// arrived is signalled when one queues or gives up.
+	arriving int
+	arrived  chan struct{}
 }
 
-// addFlows queues the flows of a port about to be recorded (see Loop.PortsAdded) and returns
-// at once; done is closed when they are on the bridge or failed. Every call must be followed,
+// flowLinger bounds how long a bundle waits for attaches on their way to it.
+const flowLinger = 10 * time.Millisecond
+
+// coming counts an attach that will queue its flows (or call notComing) soon.
+func (b *flowBatcher) coming() {
+	b.mu.Lock()
+	b.arriving++
+	b.mu.Unlock()
+}
+
+// notComing is coming's undo for an attach that ends before it queues its flows.
+func (b *flowBatcher) notComing() {
+	b.mu.Lock()
+	b.arriving--
+	b.mu.Unlock()
+	b.signal()
+}
+
+func (b *flowBatcher) signal() {
+	select {
+	case b.arrived <- struct{}{}:
+	default:
+	}
+}
+
+// linger waits until no attach is on its way, or flowLinger has passed.
+func (b *flowBatcher) linger() {
+	timeout := time.NewTimer(flowLinger)
+	defer timeout.Stop()
+	for {
+		b.mu.Lock()
+		waiting := b.arriving
+		b.mu.Unlock()
+		if waiting <= 0 {
+			return
+		}
+		select {
+		case <-b.arrived:
+		case <-timeout.C:
+			return
+		}
+	}
+}
+
+// addFlows queues the flows of a port about to be recorded (see Loop.PortsAdded) of an
+// attach counted by coming, and returns at once; done is closed when they are on the bridge or failed. Every call must be followed,
 // after done, by a Loop.PortsRecorded naming the port as recorded or failed.
 func (m *Manager) addFlows(info ovsdb.PortInfo) *pendingFlows {
 	p := &pendingFlows{info: info, queue: time.Now(), done: make(chan struct{})}
 	b := &m.flows
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
+	b.arriving--
 	start := !b.running
 	b.running = true
 	b.mu.Unlock()
+	b.signal()
 	if start {
 		go m.flowLoop()
 	}
@@ -213,6 +266,7 @@ func (m *Manager) addFlows(info ovsdb.PortInfo) *pendingFlows {
 func (m *Manager) flowLoop() {
 	b := &m.flows
 	for {
+		b.linger()
 		b.mu.Lock()
 		batch := b.queue
 		b.queue = nil

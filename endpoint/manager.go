@@ -130,7 +130,7 @@ type Network struct {
 func New(s config.Settings, sw Switch, host Host, log *slog.Logger, resolvers ...Resolver) *Manager {
 	mtu, _ := s.MTU() // validated by the loop's plan; 0 shows in the API if not
 	return &Manager{s: s, log: log, sw: sw, host: host, resolvers: resolvers, mtu: mtu, netnsDir: "/var/run/netns", inflight: map[string]reservation{}, holds: map[netip.Addr]string{},
-		batch: batcher{arrived: make(chan struct{}, 1)}}
+		batch: batcher{arrived: make(chan struct{}, 1)}, flows: flowBatcher{arrived: make(chan struct{}, 1)}}
 }
 
 // SetLoop attaches the reconcile loop.
@@ -247,6 +247,14 @@ func (m *Manager) attachWith(ctx context.Context, req api.AttachRequest, t *api.
 	if plumb == nil {
 		plumb = m.host.Attach
 	}
+	// The flow batcher waits a little for attaches on their way to it (see flowBatcher).
+	m.flows.coming()
+	flowsQueued := false
+	defer func() {
+		if !flowsQueued {
+			m.flows.notComing()
+		}
+	}()
 	if err := m.loop.WaitReady(ctx); err != nil {
 		return api.Attachment{}, err
 	}
@@ -358,6 +366,7 @@ func (m *Manager) attachWith(ctx context.Context, req api.AttachRequest, t *api.
 	// is made and the port recorded: ovs-vswitchd takes them while it is idle, rather than
 	// after (behind) the reconfiguration that adds the port. They match nothing until the
 	// port exists; should the attach fail, they are removed before it returns.
+	flowsQueued = true
 	fl := m.addFlows(portInfo(spec))
 	flowsFailed := func() {
 		<-fl.done
