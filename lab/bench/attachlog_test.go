@@ -71,3 +71,13 @@ func FuzzParseAttachLog(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseCallLog(f *testing.F) {
+	f.Add("time=x level=INFO msg=\"docker plugin call\" method=NetworkDriver.Join endpoint=ab took=1ms\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		got := parseCallLog(s, "docker plugin call", map[string]string{"method": "NetworkDriver.Join"}, "endpoint")
+		if lines := strings.Count(s, "docker plugin call"); len(got) > lines {
+			t.Fatalf("%d calls from %d lines", len(got), lines)
+		}
+	})
+}
