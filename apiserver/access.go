@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -74,14 +75,16 @@ func audit(log *slog.Logger, next http.Handler) http.Handler {
 			return
 		}
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		start := time.Now()
 		next.ServeHTTP(sw, r)
+		took := time.Since(start).Round(100 * time.Microsecond)
 		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", sw.code}
 		if c, ok := CallerFrom(r.Context()); ok {
 			attrs = append(attrs, "uid", c.UID, "gid", c.GID, "pid", c.PID)
 		} else {
 			attrs = append(attrs, "uid", "unknown")
 		}
-		log.Info("api request", attrs...)
+		log.Info("api request", append(attrs, "took", took)...)
 	})
 }
 

@@ -135,7 +135,9 @@ type Controller struct {
 	restoreWaitNoted string
 	// pending are the container ports an attach is recording, by name, whose flows every
 	// reconcile keeps until they are recorded (or not): see PortsAdded (under pipeMu).
-	pending map[string]ovsdb.PortInfo
+	// recordedAt are those of them reported recorded, kept until a port snapshot shows them.
+	pending    map[string]ovsdb.PortInfo
+	recordedAt map[string]time.Time
 
 	// tunnelsInFlows are the tunnel ports the flows last applied use (under pipeMu; nil
 	// until flows were applied). tunnelsSettled (the loop's) is set once no port of another
@@ -341,9 +343,38 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-t.C:
 		case <-c.m.Changed():
 		case <-c.sw.Changes():
+			c.settle(ctx)
 		case <-c.kick:
+			c.settle(ctx)
 		case <-retry.C:
 		}
+	}
+}
+
+// eventSettle is how long the loop lets OVSDB changes and kicks gather before it syncs. One
+// attach makes several in a row (its transaction, ovs-vswitchd numbering the port, the kick
+// that spreads it), and a sync for each ran a full reconcile on the same cores as the
+// attach's own steps; now they make one, after them. Gossip events are not delayed.
+const eventSettle = 30 * time.Millisecond
+
+// settle waits eventSettle (less when gossip reports a change or ctx ends), then drops the
+// OVSDB change and kick signals that came meanwhile: the sync that follows reads the state
+// they announce.
+func (c *Controller) settle(ctx context.Context) {
+	t := time.NewTimer(eventSettle)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-c.m.Changed():
+	}
+	select {
+	case <-c.sw.Changes():
+	default:
+	}
+	select {
+	case <-c.kick:
+	default:
 	}
 }
 

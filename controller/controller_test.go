@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -524,8 +525,22 @@ func TestPortsAddedBeforeRecorded(t *testing.T) {
 	if !has(inPort) || !has("dl_dst=02:00:0a:f4:01:05") {
 		t.Fatalf("no flows for the new port's requested number (%s)", inPort)
 	}
-	if err := c.Sync(ctx); err != nil {
-		t.Fatal(err)
+	// A sync while the attach is in flight, after a change it did not make (a new peer),
+	// adds that change's flows without dumping the bridge.
+	m.set(peer("h2", "172.30.0.12", "10.244.2.0/24", peers.StateAlive, time.Now()), peer("h3", "172.30.0.13", "10.244.3.0/24", peers.StateAlive, time.Now()))
+	deadline = time.Now().Add(5 * time.Second)
+	for !has("nw_dst=10.244.3.0/24") {
+		dumps := of.Dumps()
+		if err := c.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if of.Dumps() != dumps {
+			t.Error("a sync dumped the bridge while an attach was adding its flows")
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the new peer's flows never came while an attach was in flight")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if !has(inPort) {
 		t.Error("a reconcile before the port was recorded removed its flows")
@@ -535,5 +550,32 @@ func TestPortsAddedBeforeRecorded(t *testing.T) {
 	}
 	if has(inPort) || has("dl_dst=02:00:0a:f4:01:05") {
 		t.Error("the flows of a port that was not recorded are left")
+	}
+
+	// A port reported recorded keeps its flows through a reconcile planned from a snapshot
+	// of the ports read before its transaction (here: one that lacks it).
+	ids2 := maps.Clone(ids)
+	ids2[ovsdb.KeyIP], ids2[ovsdb.KeyMAC] = "10.244.1.6/24", "02:00:0a:f4:01:06"
+	port2 := ovsdb.PortInfo{Name: "vethy", ExternalIDs: ids2, IfaceExternalIDs: ids2, OfportRequest: endpoint.FirstContainerOfport + 1}
+	inPort2 := fmt.Sprintf("in_port=%d", endpoint.FirstContainerOfport+1)
+	if err := c.PortsAdded(ctx, []ovsdb.PortInfo{port2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PortsRecorded(ctx, []string{port2.Name}, nil); err != nil {
+		t.Fatal(err)
+	}
+	before, err := sw.Ports(ctx, s.Bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	d := c.desired
+	c.mu.Unlock()
+	c.flowsApplied = nil // a full reconcile, as after --resync
+	if _, err := c.applyPipeline(ctx, d, before); err != nil {
+		t.Fatal(err)
+	}
+	if !has(inPort2) {
+		t.Error("a reconcile from a snapshot older than the port's transaction removed its flows")
 	}
 }

@@ -213,6 +213,22 @@ func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, ports 
 		c.tunnelsInFlows = c.pipe.tunnelPorts()
 		return true, nil
 	}
+	// While attaches are adding their flows (PortsAdded until PortsRecorded), a sync only
+	// adds, as they do, without dumping the bridge: a full reconcile holds pipeMu for the
+	// dump, and every attach waiting to end (PortsRecorded) waited for it. What is stale, the
+	// first sync after them removes.
+	if c.flowsApplied != nil && len(c.pending) > 0 && time.Since(c.flowsChecked) < c.s.Resync {
+		n, err := flows.AddNew(ctx, c.of, desired, c.flowsApplied)
+		if err != nil {
+			c.flowsApplied = nil
+			return false, fmt.Errorf("add flows on %s: %w", d.Bridge, err)
+		}
+		if n > 0 {
+			c.flowsApplied = overlay(c.flowsApplied, desired)
+			c.log.Info("flows added", "bridge", d.Bridge, "pipeline", c.pipe.name(), "added", n, "attaches_in_flight", len(c.pending))
+		}
+		return true, nil
+	}
 	res, err := flows.Reconcile(ctx, c.of, desired)
 	if err != nil {
 		c.flowsApplied = nil
@@ -321,8 +337,20 @@ func (c *Controller) PortsRecorded(ctx context.Context, recorded, failed []strin
 	c.mu.Unlock()
 	c.pipeMu.Lock()
 	defer c.pipeMu.Unlock()
-	for _, name := range slices.Concat(recorded, failed) {
+	// A recorded port stays pending until a port snapshot shows it (withPending): a sync
+	// that read the ports before the transaction and plans after this call would otherwise
+	// remove the new port's flows until its next sync.
+	if c.recordedAt == nil {
+		c.recordedAt = map[string]time.Time{}
+	}
+	for _, name := range recorded {
+		if _, ok := c.pending[name]; ok {
+			c.recordedAt[name] = time.Now()
+		}
+	}
+	for _, name := range failed {
 		delete(c.pending, name)
+		delete(c.recordedAt, name)
 	}
 	if len(failed) == 0 || c.flowsApplied == nil {
 		return nil
@@ -346,14 +374,25 @@ func (c *Controller) PortsRecorded(ctx context.Context, recorded, failed []strin
 }
 
 // withPending is ports (as OVSDB shows them) with the ports PortsAdded announced that are
-// not there yet; pipeMu must be held.
+// not there yet. A port reported recorded leaves pending once ports shows it (or, should it
+// be gone again before any snapshot showed it, after --resync). pipeMu must be held.
 func (c *Controller) withPending(ports []ovsdb.PortInfo) []ovsdb.PortInfo {
 	if len(c.pending) == 0 {
 		return ports
 	}
 	out := slices.Clone(ports)
 	for _, name := range slices.Sorted(maps.Keys(c.pending)) {
-		if !slices.ContainsFunc(ports, func(p ovsdb.PortInfo) bool { return p.Name == name }) {
+		at, recorded := c.recordedAt[name]
+		switch {
+		case slices.ContainsFunc(ports, func(p ovsdb.PortInfo) bool { return p.Name == name }):
+			if recorded {
+				delete(c.pending, name)
+				delete(c.recordedAt, name)
+			}
+		case recorded && time.Since(at) > c.s.Resync:
+			delete(c.pending, name)
+			delete(c.recordedAt, name)
+		default:
 			out = append(out, c.pending[name])
 		}
 	}

@@ -2,8 +2,10 @@ package endpoint
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"maps"
+	"net"
 	"sync"
 	"time"
 
@@ -20,26 +22,25 @@ const (
 	LastContainerOfport  = 65279
 )
 
-// commitTimeout bounds one batch's OVSDB transaction and flow bundle. A batch is not bound
-// to any one request's context: once an attach is queued it is committed or refused, never
-// left half done because its caller went away.
+// commitTimeout bounds one batch's OVSDB transaction, and one flow bundle. A batch is not
+// bound to any one request's context: once an attach is queued it is committed or refused,
+// never left half done because its caller went away.
 const commitTimeout = 10 * time.Second
 
 // pendingPort is one attach waiting in the batcher.
 type pendingPort struct {
 	spec ovsdb.PortSpec
-	// Set by the batch before done is closed: the outcome, when the port was recorded, how
-	// many ports the batch held and how long their flow bundle took.
+	// Set by the batch before done is closed: the outcome, when the port was recorded and
+	// how many ports the batch held.
 	err      error
 	recorded time.Time
 	size     int
-	flows    time.Duration
 	done     chan struct{}
 }
 
 // batcher coalesces the ports of concurrent attaches: the ports queued while a commit is in
 // flight are recorded together by the next one, in one OVSDB transaction (one reconfigure of
-// the bridge by ovs-vswitchd) and one flow bundle.
+// the bridge by ovs-vswitchd).
 //
 // A commit about to start waits a little (at most batchLinger) while other attaches are
 // still making their veths, so that a burst of attaches is not split into a batch of the
@@ -98,9 +99,9 @@ func (b *batcher) linger() {
 	}
 }
 
-// recordPort queues spec (of an attach counted by plumb) for the next batch and waits until that batch has recorded it and
-// added its flows, or refused it (err is then this port's own error, and nothing of it was
-// recorded).
+// recordPort queues spec (of an attach counted by plumb) for the next batch and waits until
+// that batch has recorded it, or refused it (err is then this port's own error, and nothing
+// of it was recorded).
 func (m *Manager) recordPort(spec ovsdb.PortSpec) *pendingPort {
 	p := &pendingPort{spec: spec, done: make(chan struct{})}
 	b := &m.batch
@@ -136,33 +137,19 @@ func (m *Manager) commitLoop() {
 	}
 }
 
-// commit records a batch of ports in one transaction and, at the same time, adds their flows
-// in one bundle (for the OpenFlow port numbers they request: ovs-vswitchd numbers the ports
-// while the bundle is on its way). When the transaction fails and the batch holds more than
-// one port, each port is tried on its own, so that a port OVSDB refuses fails only its own
-// attach; the flows of the ports that failed are removed before their attaches return.
+// commit records a batch of ports in one transaction. When the transaction fails and the
+// batch holds more than one port, each port is tried on its own, so that a port OVSDB
+// refuses fails only its own attach.
 func (m *Manager) commit(batch []*pendingPort) {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
 	specs := make([]ovsdb.PortSpec, len(batch))
-	infos := make([]ovsdb.PortInfo, len(batch))
 	for k, p := range batch {
-		specs[k], infos[k] = p.spec, portInfo(p.spec)
+		specs[k] = p.spec
 	}
-	var (
-		flowErr error
-		took    time.Duration
-		flowed  = make(chan struct{})
-	)
-	go func() {
-		defer close(flowed)
-		start := time.Now()
-		flowErr = m.loop.PortsAdded(ctx, infos)
-		took = time.Since(start)
-	}()
 	err := m.sw.EnsurePorts(ctx, m.s.Bridge, specs)
 	now := time.Now()
-	var ok, failed []string
+	recorded := 0
 	for _, p := range batch {
 		p.err, p.recorded = err, now
 		if err != nil && len(batch) > 1 {
@@ -171,25 +158,136 @@ func (m *Manager) commit(batch []*pendingPort) {
 		}
 		if p.err != nil {
 			p.err = fmt.Errorf("add port %s to %s: %w", p.spec.Name, m.s.Bridge, p.err)
-			failed = append(failed, p.spec.Name)
 			continue
 		}
-		ok = append(ok, p.spec.Name)
+		recorded++
 	}
 	if err != nil && len(batch) > 1 {
-		m.log.Debug("batched port transaction failed; ports recorded one by one", "ports", len(batch), "recorded", len(ok), "err", err)
-	}
-	<-flowed
-	// Not an attach failure: the ports are recorded, and the loop keeps at their flows.
-	if flowErr != nil {
-		m.log.Warn("flows of new ports not added yet", "ports", ok, "err", flowErr)
-	}
-	if rerr := m.loop.PortsRecorded(ctx, ok, failed); rerr != nil {
-		m.log.Error("flows after recording ports", "recorded", ok, "failed", failed, "err", rerr)
+		m.log.Debug("batched port transaction failed; ports recorded one by one", "ports", len(batch), "recorded", recorded, "err", err)
 	}
 	for _, p := range batch {
-		p.size, p.flows = len(batch), took
+		p.size = len(batch)
 		close(p.done)
+	}
+}
+
+// pendingFlows is the flows of one attach's port, waiting in the flow batcher.
+type pendingFlows struct {
+	info ovsdb.PortInfo
+	// Set before done is closed: the bundle's outcome, how long the attach waited for it
+	// (queued and sent) and how many ports it held.
+	err   error
+	took  time.Duration
+	size  int
+	queue time.Time
+	done  chan struct{}
+}
+
+// flowBatcher coalesces the flow bundles of concurrent attaches, as batcher does their
+// OVSDB transactions: the ports queued while a bundle is in flight go out together in the
+// next (one ovs-ofctl run). A bundle about to go out waits a little (at most flowLinger)
+// while other attaches are on their way to it (choosing their addresses), so that a burst
+// makes one bundle rather than one of the first attach and one of the rest; an attach alone
+// never waits.
+type flowBatcher struct {
+	mu      sync.Mutex
+	queue   []*pendingFlows
+	running bool
+	// arriving counts the attaches that will queue flows (or call notComing) soon;
+	// arrived is signalled when one queues or gives up.
+	arriving int
+	arrived  chan struct{}
+}
+
+// flowLinger bounds how long a bundle waits for attaches on their way to it.
+const flowLinger = 10 * time.Millisecond
+
+// coming counts an attach that will queue its flows (or call notComing) soon.
+func (b *flowBatcher) coming() {
+	b.mu.Lock()
+	b.arriving++
+	b.mu.Unlock()
+}
+
+// notComing is coming's undo for an attach that ends before it queues its flows.
+func (b *flowBatcher) notComing() {
+	b.mu.Lock()
+	b.arriving--
+	b.mu.Unlock()
+	b.signal()
+}
+
+func (b *flowBatcher) signal() {
+	select {
+	case b.arrived <- struct{}{}:
+	default:
+	}
+}
+
+// linger waits until no attach is on its way, or flowLinger has passed.
+func (b *flowBatcher) linger() {
+	timeout := time.NewTimer(flowLinger)
+	defer timeout.Stop()
+	for {
+		b.mu.Lock()
+		waiting := b.arriving
+		b.mu.Unlock()
+		if waiting <= 0 {
+			return
+		}
+		select {
+		case <-b.arrived:
+		case <-timeout.C:
+			return
+		}
+	}
+}
+
+// addFlows queues the flows of a port about to be recorded (see Loop.PortsAdded) of an
+// attach counted by coming, and returns at once; done is closed when they are on the bridge or failed. Every call must be followed,
+// after done, by a Loop.PortsRecorded naming the port as recorded or failed.
+func (m *Manager) addFlows(info ovsdb.PortInfo) *pendingFlows {
+	p := &pendingFlows{info: info, queue: time.Now(), done: make(chan struct{})}
+	b := &m.flows
+	b.mu.Lock()
+	b.queue = append(b.queue, p)
+	b.arriving--
+	start := !b.running
+	b.running = true
+	b.mu.Unlock()
+	b.signal()
+	if start {
+		go m.flowLoop()
+	}
+	return p
+}
+
+// flowLoop sends bundles until the queue is empty.
+func (m *Manager) flowLoop() {
+	b := &m.flows
+	for {
+		b.linger()
+		b.mu.Lock()
+		batch := b.queue
+		b.queue = nil
+		if len(batch) == 0 {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		infos := make([]ovsdb.PortInfo, len(batch))
+		for k, p := range batch {
+			infos[k] = p.info
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+		err := m.loop.PortsAdded(ctx, infos)
+		cancel()
+		now := time.Now()
+		for _, p := range batch {
+			p.err, p.took, p.size = err, now.Sub(p.queue), len(batch)
+			close(p.done)
+		}
 	}
 }
 
@@ -225,4 +323,14 @@ func (m *Manager) allocOfport(ports []ovsdb.PortInfo) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("all %d OpenFlow port numbers for containers (%d-%d) are in use", size, FirstContainerOfport, LastContainerOfport)
+}
+
+// newMAC is a random locally administered unicast MAC.
+func newMAC() (net.HardwareAddr, error) {
+	m := make(net.HardwareAddr, 6)
+	if _, err := rand.Read(m); err != nil {
+		return nil, fmt.Errorf("random MAC: %w", err)
+	}
+	m[0] = (m[0] | 0x02) &^ 0x01
+	return m, nil
 }

@@ -2,6 +2,7 @@ package endpoint
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -41,14 +42,40 @@ func waitLive(t *testing.T, sw *ovsdb.Client, port string) ovsdb.PortInfo {
 	return p
 }
 
+// heldSwitch is a Switch whose EnsurePorts (the batched transaction) records the ports of
+// each call and calls hold first, when set.
+type heldSwitch struct {
+	Switch
+	mu   sync.Mutex
+	txns [][]string
+	hold func()
+}
+
+func (h *heldSwitch) EnsurePorts(ctx context.Context, bridge string, specs []ovsdb.PortSpec) error {
+	names := make([]string, len(specs))
+	for k, s := range specs {
+		names[k] = s.Name
+	}
+	h.mu.Lock()
+	hold := h.hold
+	h.txns = append(h.txns, names)
+	h.mu.Unlock()
+	if hold != nil {
+		hold()
+	}
+	return h.Switch.EnsurePorts(ctx, bridge, specs)
+}
+
 // TestAttachBatch: attaches that arrive while a commit is in flight are recorded together,
-// in one OVSDB transaction and one flow bundle, each with its own OpenFlow port number from
-// fabricd's range, which ovs-vswitchd honours; one that OVSDB refuses (its port name is
-// someone else's) fails alone and leaves nothing behind.
+// in one OVSDB transaction, and their flows added in one bundle, each with its own OpenFlow
+// port number from fabricd's range, which ovs-vswitchd honours; one that OVSDB refuses (its
+// port name is someone else's) fails alone and leaves nothing behind, its flows removed.
 func TestAttachBatch(t *testing.T) {
 	ctx := context.Background()
 	c, sw, k := newManager(t, settings(t))
 	loop := c.loop.(*fakeLoop)
+	held := &heldSwitch{Switch: c.sw}
+	c.sw = held
 	const n = 8
 	ns := netnsFiles(t, n+1)
 	bad := ns[n]
@@ -57,12 +84,16 @@ func TestAttachBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The first attach's flow bundle waits until all the others are queued behind it.
+	// The first attach's flow bundle and transaction wait until all the others are queued
+	// behind them.
 	release := make(chan struct{})
-	var once sync.Once
+	var onceFlows, oncePorts sync.Once
 	loop.mu.Lock()
-	loop.hold = func([]string) { once.Do(func() { <-release }) }
+	loop.hold = func([]string) { onceFlows.Do(func() { <-release }) }
 	loop.mu.Unlock()
+	held.mu.Lock()
+	held.hold = func() { oncePorts.Do(func() { <-release }) }
+	held.mu.Unlock()
 	type result struct {
 		a   api.Attachment
 		err error
@@ -75,38 +106,34 @@ func TestAttachBatch(t *testing.T) {
 	}
 	wg.Add(1)
 	go attach(0)
+	// queued reports how many attaches wait in the port and in the flow batcher, and
+	// whether both are running (a commit and a bundle in flight).
+	queued := func() (ports, flows int, running bool) {
+		c.batch.mu.Lock()
+		ports, running = len(c.batch.queue), c.batch.running
+		c.batch.mu.Unlock()
+		c.flows.mu.Lock()
+		flows, running = len(c.flows.queue), running && c.flows.running
+		c.flows.mu.Unlock()
+		return ports, flows, running
+	}
 	waitQueued := func(want int) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			c.batch.mu.Lock()
-			q := len(c.batch.queue)
-			c.batch.mu.Unlock()
-			if q == want {
+			p, f, running := queued()
+			if p == want && f == want && running {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%d attaches queued, want %d", q, want)
+				t.Fatalf("%d attaches queued for a transaction, %d for a bundle (running %v); want %d", p, f, running, want)
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
 	}
-	// The first is in flight (its bundle held) once the queue is empty again.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		loop.mu.Lock()
-		c.batch.mu.Lock()
-		inFlight := c.batch.running && len(c.batch.queue) == 0
-		c.batch.mu.Unlock()
-		loop.mu.Unlock()
-		if inFlight {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("first attach never reached the batcher")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	// The first is in flight (its bundle and its transaction held) once the queues are
+	// empty again.
+	waitQueued(0)
 	for i := 1; i <= n; i++ {
 		wg.Add(1)
 		go attach(i)
@@ -137,8 +164,14 @@ func TestAttachBatch(t *testing.T) {
 	loop.mu.Lock()
 	added, recorded, failed := slices.Clone(loop.added), slices.Clone(loop.recorded), slices.Clone(loop.failed)
 	loop.mu.Unlock()
+	held.mu.Lock()
+	txns := slices.Clone(held.txns)
+	held.mu.Unlock()
 	if len(added) != 2 || len(added[0]) != 1 || len(added[1]) != n || !slices.Contains(added[1], badPort) {
 		t.Errorf("flow bundles for %v, want one for the first attach and one for the other %d", added, n)
+	}
+	if len(txns) != 2 || len(txns[0]) != 1 || len(txns[1]) != n || !slices.Contains(txns[1], badPort) {
+		t.Errorf("port transactions for %v, want one for the first attach and one for the other %d", txns, n)
 	}
 	// The loop is told which were recorded and which not (whose flows it removes).
 	if len(recorded) != n || !slices.Equal(failed, []string{badPort}) {
@@ -159,6 +192,51 @@ func TestAttachBatch(t *testing.T) {
 		if p.Name == badPort && (p.Owner() != "someone-else" || p.OfportRequest != 0) {
 			t.Errorf("foreign port changed: %+v", p)
 		}
+	}
+}
+
+// TestAttachVethFailureRemovesFlows: the port's flows go out before its veth is made; when
+// the veth cannot be made the attach fails, the loop is told to remove those flows before it
+// returns, and nothing else is left (no port, no reservation).
+func TestAttachVethFailureRemovesFlows(t *testing.T) {
+	ctx := context.Background()
+	c, sw, k := newManager(t, settings(t))
+	loop := c.loop.(*fakeLoop)
+	ns := netnsFiles(t, 1)
+	port := portNameOf(api.Target{Key: ns[0]}, DefaultNetwork)
+	k.mu.Lock()
+	k.attachErr = errors.New("veth: no room")
+	k.mu.Unlock()
+	if _, err := c.Attach(ctx, attachReq(ns[0], "", "")); err == nil {
+		t.Fatal("attach succeeded without its veth")
+	}
+	loop.mu.Lock()
+	added, recorded, failed := slices.Clone(loop.added), slices.Clone(loop.recorded), slices.Clone(loop.failed)
+	loop.mu.Unlock()
+	if len(added) != 1 || !slices.Equal(added[0], []string{port}) || len(recorded) != 0 || !slices.Equal(failed, []string{port}) {
+		t.Errorf("flows added for %v, recorded %v, failed %v; want %s added, then failed", added, recorded, failed, port)
+	}
+	ports, err := sw.Ports(ctx, "br-int")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ports {
+		if p.Name == port {
+			t.Errorf("port %s recorded for a failed attach", port)
+		}
+	}
+	c.mu.Lock()
+	left := len(c.inflight)
+	c.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d reservations left", left)
+	}
+	// The next attach of the same container works, with the same address.
+	k.mu.Lock()
+	k.attachErr = nil
+	k.mu.Unlock()
+	if _, err := c.Attach(ctx, attachReq(ns[0], "", "")); err != nil {
+		t.Fatal(err)
 	}
 }
 

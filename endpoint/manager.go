@@ -100,8 +100,10 @@ type Manager struct {
 	gen        uint64
 	nextOfport int
 
-	// batch coalesces the OVSDB transactions and flow bundles of concurrent attaches.
+	// batch coalesces the OVSDB transactions of concurrent attaches, flows their flow
+	// bundles.
 	batch batcher
+	flows flowBatcher
 }
 
 // reservation is what an attach in flight holds until its port is recorded in OVSDB.
@@ -128,7 +130,7 @@ type Network struct {
 func New(s config.Settings, sw Switch, host Host, log *slog.Logger, resolvers ...Resolver) *Manager {
 	mtu, _ := s.MTU() // validated by the loop's plan; 0 shows in the API if not
 	return &Manager{s: s, log: log, sw: sw, host: host, resolvers: resolvers, mtu: mtu, netnsDir: "/var/run/netns", inflight: map[string]reservation{}, holds: map[netip.Addr]string{},
-		batch: batcher{arrived: make(chan struct{}, 1)}}
+		batch: batcher{arrived: make(chan struct{}, 1)}, flows: flowBatcher{arrived: make(chan struct{}, 1)}}
 }
 
 // SetLoop attaches the reconcile loop.
@@ -241,9 +243,18 @@ func (m *Manager) attach(ctx context.Context, req api.AttachRequest, t *api.Targ
 // attachWith is attach with plumb, when set, making the veth instead of Host.Attach (the
 // Docker plugin's veth, which Docker moves into the container itself).
 func (m *Manager) attachWith(ctx context.Context, req api.AttachRequest, t *api.Target, decorate func(*Record), plumb func(netplumb.Attachment) (netplumb.AttachResult, error)) (api.Attachment, error) {
+	arrived := time.Now()
 	if plumb == nil {
 		plumb = m.host.Attach
 	}
+	// The flow batcher waits a little for attaches on their way to it (see flowBatcher).
+	m.flows.coming()
+	flowsQueued := false
+	defer func() {
+		if !flowsQueued {
+			m.flows.notComing()
+		}
+	}()
 	if err := m.loop.WaitReady(ctx); err != nil {
 		return api.Attachment{}, err
 	}
@@ -326,46 +337,73 @@ func (m *Manager) attachWith(ctx context.Context, req api.AttachRequest, t *api.
 	if err != nil {
 		return api.Attachment{}, err
 	}
-	// A host veth of this name without an OVSDB record is the leftover of a crash between the
-	// two steps below; the name is derived from the target, so it is ours to remove.
-	if err := m.host.Detach(port); err != nil {
-		return api.Attachment{}, fmt.Errorf("remove leftover veth %s: %w", port, err)
+	// The MAC is chosen here rather than by the veth's creation, so that the port's flows
+	// (which match on it) can go out now.
+	if mac == nil {
+		if mac, err = newMAC(); err != nil {
+			return api.Attachment{}, err
+		}
 	}
-	begin := time.Now()
 	// The default route goes through the container's first network, as with Docker; a
 	// further network's interface routes only that network.
 	var routes []netip.Prefix
 	if !primary {
 		routes = []netip.Prefix{nw.CIDR}
 	}
-	res, err := plumb(netplumb.Attachment{
-		NetNS: t.NetNS, IfName: ifname, HostIf: port, Addr: addr, Gateway: fabric.Gateway(subnet), Routes: routes,
-		MAC: mac, GatewayMAC: fabric.GatewayMAC(m.s.Name), MTU: mtu, Datapath: m.s.DatapathType,
-	})
-	if err != nil {
-		return api.Attachment{}, classifyAttachErr(err)
-	}
-	r := Record{Port: port, Network: nw.Name, Container: t.Name, ID: t.ID, NetNS: t.NetNS, IfName: ifname, Addr: addr, MAC: res.MAC,
+	r := Record{Port: port, Network: nw.Name, Container: t.Name, ID: t.ID, NetNS: t.NetNS, IfName: ifname, Addr: addr, MAC: mac,
 		Name: name, Aliases: aliases, Routes: routes, ResolvConf: t.ResolvConf, OfportRequest: ofport}
 	if decorate != nil {
 		decorate(&r)
 	}
+	spec := r.PortSpec(m.s.Name)
+	// A host veth of this name without an OVSDB record is the leftover of a crash between the
+	// two steps below; the name is derived from the target, so it is ours to remove.
+	if err := m.host.Detach(port); err != nil {
+		return api.Attachment{}, fmt.Errorf("remove leftover veth %s: %w", port, err)
+	}
+	begin := time.Now()
+	// The port's flows, for the OpenFlow port number it requests, go out now, while the veth
+	// is made and the port recorded: ovs-vswitchd takes them while it is idle, rather than
+	// after (behind) the reconfiguration that adds the port. They match nothing until the
+	// port exists; should the attach fail, they are removed before it returns.
+	flowsQueued = true
+	fl := m.addFlows(portInfo(spec))
+	flowsFailed := func() {
+		<-fl.done
+		if err := m.loop.PortsRecorded(context.WithoutCancel(ctx), nil, []string{port}); err != nil {
+			m.log.Error("remove the flows of a failed attach", "port", port, "err", err)
+		}
+	}
+	if _, err := plumb(netplumb.Attachment{
+		NetNS: t.NetNS, IfName: ifname, HostIf: port, Addr: addr, Gateway: fabric.Gateway(subnet), Routes: routes,
+		MAC: mac, GatewayMAC: fabric.GatewayMAC(m.s.Name), MTU: mtu, Datapath: m.s.DatapathType,
+	}); err != nil {
+		flowsFailed()
+		return api.Attachment{}, classifyAttachErr(err)
+	}
 	plumbed := time.Now()
-	// Recorded with the attaches that arrive meanwhile, in one transaction, its flows in
-	// the same step (for the number it requests) rather than after ovs-vswitchd numbers it.
+	// Recorded with the attaches that arrive meanwhile, in one transaction.
 	queued = true
-	rec := m.recordPort(r.PortSpec(m.s.Name))
+	rec := m.recordPort(spec)
 	if err := rec.err; err != nil {
+		flowsFailed()
 		if derr := m.host.Detach(port); derr != nil {
 			m.log.Error("roll back veth after failed port add", "port", port, "err", derr)
 		}
 		return api.Attachment{}, portError(err)
 	}
+	<-fl.done
+	// Not an attach failure: the port is recorded, and the loop keeps at its flows.
+	if fl.err != nil {
+		m.log.Warn("flows of new port not added yet", "port", port, "err", fl.err)
+	}
+	if err := m.loop.PortsRecorded(ctx, []string{port}, nil); err != nil {
+		m.log.Error("flows after recording port", "port", port, "err", err)
+	}
 	// The address may have belonged to a container detached a moment ago.
 	if err := m.host.ForgetNeighbor(m.s.GatewayPort, ip); err != nil {
 		m.log.Warn("forget stale neighbour", "ip", ip, "err", err)
 	}
-	// Not an attach failure: the port is recorded, and the loop keeps at it.
 	flowsDone := time.Now()
 	m.waitLive(ctx, port, ofport)
 	m.loop.Kick() // spread the new endpoint by gossip
@@ -383,12 +421,16 @@ func (m *Manager) attachWith(ctx context.Context, req api.AttachRequest, t *api.
 		}
 	}
 	a := m.api(r)
-	// ovsdb is the time queued and the transaction, live the flows and the wait for
-	// ovs-vswitchd; flows (the batch's bundle) and numbered (the wait after it) split live.
+	// The phases, in order: veth, ovsdb (queued and the transaction), live (from the
+	// transaction to the end: the rest of the flow bundle, if any, and the wait for
+	// ovs-vswitchd). flows is the bundle, which began with the veth (queued behind another
+	// bundle and sent); numbered the wait for ovs-vswitchd after both; total from the
+	// request's arrival (its address chosen, its veth made, …) to here.
 	m.log.Info("attached", "container", a.Container, "netns", a.NetNS, "ip", a.IP, "mac", a.MAC, "port", port, "ofport", ofport,
 		"veth", plumbed.Sub(begin).Round(time.Millisecond), "ovsdb", rec.recorded.Sub(plumbed).Round(time.Millisecond),
 		"live", time.Since(rec.recorded).Round(time.Millisecond), "batch", rec.size,
-		"flows", rec.flows.Round(time.Millisecond), "numbered", time.Since(flowsDone).Round(time.Millisecond))
+		"flows", fl.took.Round(time.Millisecond), "flowbatch", fl.size, "numbered", time.Since(flowsDone).Round(time.Millisecond),
+		"total", time.Since(arrived).Round(time.Millisecond))
 	return a, nil
 }
 

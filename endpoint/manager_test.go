@@ -29,11 +29,16 @@ type fakeHost struct {
 	// veths are the host ends that exist; attached every attachment asked for.
 	veths    map[string]bool
 	attached []netplumb.Attachment
+	// attachErr, when set, is what Attach fails with (before making anything).
+	attachErr error
 }
 
 func (k *fakeHost) Attach(a netplumb.Attachment) (netplumb.AttachResult, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.attachErr != nil {
+		return netplumb.AttachResult{}, k.attachErr
+	}
 	if k.veths == nil {
 		k.veths = map[string]bool{}
 	}

@@ -19,7 +19,7 @@ import (
 // which runs ovs-ofctl. ovs-ofctl reaches ovs-vswitchd through <OVS_RUNDIR>/<bridge>.mgmt,
 // so the process (or WithEnv) must have the right OVS_RUNDIR when it is not the default.
 //
-// Apply sends one OpenFlow 1.4 bundle (`ovs-ofctl --bundle add-flow BRIDGE -`), so the
+// Apply sends one OpenFlow 1.4 bundle (`ovs-ofctl --no-names --bundle add-flow BRIDGE -`), so the
 // bridge must allow OpenFlow 1.4 (Bridge.protocols empty, OVS's default, or listing
 // OpenFlow14); Flows dumps with OVS's default protocol (OpenFlow 1.0 with Nicira extensions).
 type OFCtl struct {
@@ -77,12 +77,24 @@ func (o *OFCtl) command(ctx context.Context, stdin io.Reader, name string, args 
 func (o *OFCtl) client(ctx context.Context) *ovs.Client {
 	return ovs.New(
 		ovs.Exec(func(cmd string, args ...string) ([]byte, error) {
-			return o.run(ctx, nil, cmd, args...)
+			return o.run(ctx, nil, cmd, noNames(cmd, args)...)
 		}),
 		ovs.Pipe(func(stdin io.Reader, cmd string, args ...string) ([]byte, error) {
-			return o.run(ctx, stdin, cmd, args...)
+			return o.run(ctx, stdin, cmd, noNames(cmd, args)...)
 		}),
 	)
+}
+
+// noNames puts --no-names before ovs-ofctl's arguments. Our flows name ports and tables by
+// number only, and without it ovs-ofctl, to understand names, first asks the switch for the
+// descriptions of its ports and, in OpenFlow 1.3 and later (every bundle), of all its tables:
+// about 1 MB from ovs-vswitchd before the first flow, which made a bundle of a few flows take
+// about 3× as long (17.6 ms against 5.7 ms on the lab's OVS 3.1).
+func noNames(cmd string, args []string) []string {
+	if cmd != "ovs-ofctl" {
+		return args
+	}
+	return append([]string{"--no-names"}, args...)
 }
 
 // Flows returns the bridge's ovsfabric flows: `ovs-ofctl dump-flows BRIDGE

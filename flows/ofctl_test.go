@@ -80,7 +80,7 @@ func TestOFCtlFlows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"dump-flows", "br-int", "cookie=0x0fab000000000000/0xffff000000000000"}
+	want := []string{"--no-names", "dump-flows", "br-int", "cookie=0x0fab000000000000/0xffff000000000000"}
 	if len(r.calls) != 1 || r.calls[0].name != "ovs-ofctl" || !reflect.DeepEqual(r.calls[0].args, want) {
 		t.Errorf("ran %v, want ovs-ofctl %v", r.calls, want)
 	}
@@ -107,7 +107,7 @@ func TestOFCtlApply(t *testing.T) {
 		t.Fatalf("ran %d commands, want one bundle", len(r.calls))
 	}
 	c := r.calls[0]
-	if want := []string{"--bundle", "add-flow", "br-int", "-"}; c.name != "ovs-ofctl" || !reflect.DeepEqual(c.args, want) {
+	if want := []string{"--no-names", "--bundle", "add-flow", "br-int", "-"}; c.name != "ovs-ofctl" || !reflect.DeepEqual(c.args, want) {
 		t.Errorf("ran %s %v, want ovs-ofctl %v", c.name, c.args, want)
 	}
 	want := "delete cookie=0x0fab000100000003/0xffffffffffffffff,table=0\n" +

@@ -142,25 +142,34 @@ func sortFlows(fs []Flow) {
 // container port; the next Reconcile removes what is stale. It returns how many flows it
 // added.
 func AddNew(ctx context.Context, sw Switch, desired, applied []Flow) (int, error) {
-	have := make(map[flowKey]normalized, len(applied))
+	// applied is mostly the flows of an earlier plan, spelt exactly as the desired ones:
+	// those compare as they are, and only the others are parsed (normalize costs a parse per
+	// flow, which for every flow of a large bridge made most of an attach's CPU time).
+	have := make(map[flowKey]Flow, len(applied))
 	for _, f := range applied {
-		n, err := normalize(f)
-		if err != nil {
-			return 0, fmt.Errorf("add flows: applied %w", err)
-		}
-		have[flowKey{f.Table, f.Cookie}] = n
+		have[flowKey{f.Table, f.Cookie}] = f
 	}
 	var add []Flow
 	for _, f := range desired {
 		if !IsOurs(f.Cookie) {
 			return 0, fmt.Errorf("add flows: desired flow %s: cookie %#x is not ovsfabric's", f, f.Cookie)
 		}
+		got, ok := have[flowKey{f.Table, f.Cookie}]
+		if ok && got == f {
+			continue
+		}
 		n, err := normalize(f)
 		if err != nil {
 			return 0, fmt.Errorf("add flows: desired %w", err)
 		}
-		if got, ok := have[flowKey{f.Table, f.Cookie}]; ok && got == n {
-			continue
+		if ok {
+			g, err := normalize(got)
+			if err != nil {
+				return 0, fmt.Errorf("add flows: applied %w", err)
+			}
+			if g == n {
+				continue
+			}
 		}
 		add = append(add, f)
 	}

@@ -422,4 +422,30 @@ func TestAddNew(t *testing.T) {
 		t.Errorf("Reconcile after AddNew changed %s", res)
 	}
 	sw.foreignIntact(t)
+
+	// What applied holds is compared by meaning, not spelling: a flow applied with its match
+	// fields in another order is not added again; one applied with other actions is.
+	var reordered, changed []Flow
+	var k int
+	for i, f := range after {
+		if strings.Count(f.Match, ",") > 0 && k == 0 {
+			k = i
+		}
+	}
+	for i, f := range after {
+		g, h := f, f
+		if i == k {
+			fields := strings.Split(f.Match, ",")
+			slices.Reverse(fields)
+			g.Match = strings.Join(fields, ",")
+			h.Actions = "drop"
+		}
+		reordered, changed = append(reordered, g), append(changed, h)
+	}
+	if n, err := AddNew(context.Background(), sw, after, reordered); err != nil || n != 0 {
+		t.Errorf("AddNew over %s spelt otherwise: %d added, %v; want nothing", after[k], n, err)
+	}
+	if n, err := AddNew(context.Background(), sw, after, changed); err != nil || n != 1 {
+		t.Errorf("AddNew over %s with other actions: %d added, %v; want that one", after[k], n, err)
+	}
 }

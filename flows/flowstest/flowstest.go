@@ -19,8 +19,8 @@ import (
 type Switch struct {
 	mu    sync.Mutex
 	table []flows.Flow
-	// applies counts Apply calls.
-	applies int
+	// applies counts Apply calls, dumps Flows calls.
+	applies, dumps int
 }
 
 // New returns a switch holding the given flows (e.g. a bridge's NORMAL flow).
@@ -30,6 +30,7 @@ func New(initial ...flows.Flow) *Switch { return &Switch{table: slices.Clone(ini
 func (s *Switch) Flows(context.Context) ([]flows.Flow, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.dumps++
 	var out []flows.Flow
 	for _, f := range s.table {
 		if flows.IsOurs(f.Cookie) {
@@ -72,6 +73,13 @@ func (s *Switch) Applies() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.applies
+}
+
+// Dumps is how many times Flows was called.
+func (s *Switch) Dumps() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dumps
 }
 
 // sortedFields is a match with its comma-separated fields sorted, so that field order does

@@ -40,6 +40,36 @@ type dockerCase struct {
 	trials []dockerTrial
 }
 
+// dockerPlugin is what h1's fabricd logged of the plugin's calls while containers started
+// on our network, in one mode (one by one, or batches at once).
+type dockerPlugin struct {
+	// perContainer is CreateEndpoint + Join of each endpoint (ms): what `docker run` waits
+	// for of the network driver; create and join are each call alone; address the IPAM's
+	// RequestAddress.
+	perContainer, create, join, address []float64
+	phases                              []attachPhases
+}
+
+// parseDockerPlugin reads the plugin's per-container calls and the attaches from fabricd's log.
+func parseDockerPlugin(log string) dockerPlugin {
+	var p dockerPlugin
+	creates := parseCallLog(log, "docker plugin call", map[string]string{"method": "NetworkDriver.CreateEndpoint"}, "endpoint")
+	joins := parseCallLog(log, "docker plugin call", map[string]string{"method": "NetworkDriver.Join"}, "endpoint")
+	p.create, p.join = callMillis(creates), callMillis(joins)
+	p.address = callMillis(parseCallLog(log, "docker plugin call", map[string]string{"method": "IpamDriver.RequestAddress"}, ""))
+	joined := map[string]float64{}
+	for _, j := range joins {
+		joined[j.Key] = float64(j.Took) / float64(time.Millisecond)
+	}
+	for _, c := range creates {
+		if j, ok := joined[c.Key]; ok && c.Key != "" {
+			p.perContainer = append(p.perContainer, float64(c.Took)/float64(time.Millisecond)+j)
+		}
+	}
+	p.phases = parseAttachLog(log)
+	return p
+}
+
 func (c *dockerCase) replies() []time.Duration {
 	var out []time.Duration
 	for _, t := range c.trials {
@@ -73,7 +103,8 @@ func (s *suite) dockerSection(ctx context.Context, secs map[string]*Section) {
 	ours := &dockerCase{label: "ovsfabric network `" + dockerFabricNet + "` (our plugin)"}
 	bridge := &dockerCase{label: "Docker's bridge network `" + dockerBridgeNet + "` + static routes"}
 	par, parBridge := &dockerParallel{size: s.cfg.DockerParallel}, &dockerParallel{size: s.cfg.DockerParallel}
-	defer func() { s.dockerReport(sec, ours, bridge, par, parBridge) }()
+	var plugin [2]dockerPlugin // one by one, at once
+	defer func() { s.dockerReport(sec, ours, bridge, par, parBridge, plugin) }()
 	if err := dockerlab.Available(); err != nil {
 		sec.Err = err
 		return
@@ -122,6 +153,21 @@ func (s *suite) dockerSection(ctx context.Context, secs map[string]*Section) {
 	}
 	s.logf("docker", "targets on h2: %s on %s, %s on %s", targets[0], dockerFabricNet, targets[1], dockerBridgeNet)
 
+	// h1's fabricd logs the plugin's calls and its attaches; only our network's containers
+	// make them, so the lines of each mode are told apart by offset.
+	var logFile string
+	if n := f.Node("h1"); n != nil {
+		logFile = n.Proc.LogFile()
+	}
+	pluginFrom := func(off int64) dockerPlugin {
+		b, err := readLogFrom(logFile, off)
+		if err != nil {
+			s.logf("docker", "fabricd's log: %v", err)
+		}
+		return parseDockerPlugin(b)
+	}
+	off := logSize(logFile)
+
 	// Sequential trials on h1, interleaved: every trial runs both networks, in alternating order.
 	d1 := docks[0]
 	for t := range s.cfg.DockerTrials {
@@ -148,6 +194,10 @@ func (s *suite) dockerSection(ctx context.Context, secs map[string]*Section) {
 				tr.run.Round(time.Millisecond), tr.reply.Round(time.Millisecond))
 		}
 	}
+
+	plugin[0] = pluginFrom(off)
+	off = logSize(logFile)
+	defer func() { plugin[1] = pluginFrom(off) }()
 
 	// Batches of containers at once on h1: on our network (h1's slice of it) and, for
 	// comparison (no verdict), on the bridge network, in the order ours, bridge, bridge, ours;
@@ -347,7 +397,7 @@ func retryFor(ctx context.Context, timeout time.Duration, f func() error) error 
 	}
 }
 
-func (s *suite) dockerReport(sec *Section, ours, bridge *dockerCase, par, parBridge *dockerParallel) {
+func (s *suite) dockerReport(sec *Section, ours, bridge *dockerCase, par, parBridge *dockerParallel, plugin [2]dockerPlugin) {
 	sec.Method = fmt.Sprintf("A 2-host VXLAN fabric (%s) whose hosts each run a private dockerd with the host's own "+
 		"plugin directory (fabricd `--docker-plugin on`; see [docker.md](docker.md)); busybox imported from Debian's "+
 		"busybox-static. The fabric network `%s` (%s) is created through h1's API, and fabricd makes it a Docker network "+
@@ -360,7 +410,8 @@ func (s *suite) dockerReport(sec *Section, ours, bridge *dockerCase, par, parBri
 		"receive timestamp of the first echo reply. The container is removed between runs (not timed). Then %d containers "+
 		"are started at once on h1 with `docker run -d --network %s`, each pinging h2's target the same way, timed from "+
 		"the moment the batch started, and removed; so are as many on `%s`, for comparison; two batches per network, "+
-		"in the order ours, bridge, bridge, ours.",
+		"in the order ours, bridge, bridge, ours. The plugin's share of each `docker run` on our network (its "+
+		"CreateEndpoint, where fabricd attaches, and Join) comes from h1's fabricd log.",
 		s.mainPipelineName(), dockerFabricNet, dockerFabricSubnet, dockerBridgeNet, s.cfg.DockerTrials, pingEvery,
 		s.cfg.DockerParallel, dockerFabricNet, dockerBridgeNet)
 	sec.Tables = append(sec.Tables, milestoneTable("milestone (from the start of `docker run`, sequential)", []milestone{
@@ -453,6 +504,39 @@ func (s *suite) dockerReport(sec *Section, ours, bridge *dockerCase, par, parBri
 		}
 	}
 	sec.Verdicts = append(sec.Verdicts, pv)
+	s.dockerPluginReport(sec, plugin, par.size)
+}
+
+// dockerPluginReport reports the plugin's share of `docker run` on our network, one by one
+// (the sequential trials) and at once (the batches), against the attach targets of issue 15.
+func (s *suite) dockerPluginReport(sec *Section, plugin [2]dockerPlugin, size int) {
+	modes := []string{"one by one", fmt.Sprintf("%d at once", size)}
+	t := Table{Caption: "The plugin's calls per container on our network (h1's fabricd log), ms: CreateEndpoint (fabricd's attach: veth, " +
+		"address, OVS port, flows) and Join, which `docker run` waits for in turn; RequestAddress (IPAM) comes before them.",
+		Header: []string{"mode", "containers", "CreateEndpoint + Join p50", "p99", "max", "CreateEndpoint p50", "Join p50", "RequestAddress p50"}}
+	for k, p := range plugin {
+		pc := Summarize(p.perContainer)
+		t.AddRow(modes[k], fmt.Sprint(pc.N), num(pc.Median), num(pc.P99), num(pc.Max), num(Median(p.create)), num(Median(p.join)), num(Median(p.address)))
+	}
+	sec.Tables = append(sec.Tables, t)
+	for k, lim := range [][2]float64{{50, 100}, {200, 400}} {
+		p := plugin[k]
+		pc := Summarize(p.perContainer)
+		limit := fmt.Sprintf("CreateEndpoint p50 %s ms, Join p50 %s ms; in CreateEndpoint, fabricd's attach ", num(Median(p.create)), num(Median(p.join))) +
+			explainPhases(p.phases)
+		for _, v := range []Verdict{
+			{Target: fmt.Sprintf("`docker run` %s: plugin CreateEndpoint + Join p50 < %s ms", modes[k], num(lim[0])), Measured: num(pc.Median) + " ms", Status: Check(pc.Median, pc.Median < lim[0])},
+			{Target: fmt.Sprintf("`docker run` %s: plugin CreateEndpoint + Join p99 < %s ms", modes[k], num(lim[1])), Measured: num(pc.P99) + " ms", Status: Check(pc.P99, pc.P99 < lim[1])},
+		} {
+			switch v.Status {
+			case NotMeasured:
+				v.Measured, v.Limit = "n/a", "not measured (see above)"
+			case Missed:
+				v.Limit = limit
+			}
+			sec.Verdicts = append(sec.Verdicts, v)
+		}
+	}
 }
 
 func dockerRuns(ts []dockerTrial) []time.Duration {

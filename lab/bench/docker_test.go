@@ -61,8 +61,10 @@ func TestDockerReport(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &suite{cfg: DefaultConfig()}
 			sec := &Section{Key: "docker", Title: "Docker plugin"}
-			s.dockerReport(sec, tc.ours, tc.bridge, tc.par, batch(tc.par.size, false))
-			if len(sec.Verdicts) != 2 {
+			s.dockerReport(sec, tc.ours, tc.bridge, tc.par, batch(tc.par.size, false), [2]dockerPlugin{})
+			// Two verdicts of the comparison with Docker's bridge, then four of the plugin's
+			// share (not measured here).
+			if len(sec.Verdicts) != 6 {
 				t.Fatalf("verdicts: %+v", sec.Verdicts)
 			}
 			v, pv := sec.Verdicts[0], sec.Verdicts[1]
@@ -94,5 +96,38 @@ func TestDockerReport(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDockerPlugin: the plugin's calls are paired by endpoint into one figure per container,
+// judged against the attach targets, and a missed target says where the time went.
+func TestDockerPlugin(t *testing.T) {
+	const log = `time=x level=INFO msg="docker plugin call" node=h1 method=IpamDriver.RequestAddress endpoint="" took=1ms
+time=x level=INFO msg="docker plugin call" node=h1 method=NetworkDriver.CreateEndpoint endpoint=aaaaaaaaaaaa took=40ms
+time=x level=INFO msg="docker plugin call" node=h1 method=IpamDriver.RequestAddress endpoint="" took=2ms
+time=x level=INFO msg="docker plugin call" node=h1 method=NetworkDriver.CreateEndpoint endpoint=bbbbbbbbbbbb took=90ms
+time=x level=INFO msg=attached node=h1 container=docker:x veth=5ms ovsdb=3ms live=30ms batch=1 flows=20ms flowbatch=1 numbered=25ms total=39ms
+time=x level=INFO msg="docker plugin call" node=h1 method=NetworkDriver.Join endpoint=bbbbbbbbbbbb took=1ms
+time=x level=INFO msg="docker plugin call" node=h1 method=NetworkDriver.Join endpoint=aaaaaaaaaaaa took=2ms
+time=x level=INFO msg="docker plugin call" node=h1 method=NetworkDriver.Join endpoint=cccccccccccc took=2ms`
+	p := parseDockerPlugin(log)
+	slices.Sort(p.perContainer)
+	if !slices.Equal(p.perContainer, []float64{42, 91}) || len(p.address) != 2 || len(p.phases) != 1 {
+		t.Fatalf("parsed %+v", p)
+	}
+	s := &suite{cfg: DefaultConfig()}
+	sec := &Section{Key: "docker"}
+	s.dockerPluginReport(sec, [2]dockerPlugin{p, {}}, 20)
+	if len(sec.Verdicts) != 4 {
+		t.Fatalf("verdicts %+v", sec.Verdicts)
+	}
+	if v := sec.Verdicts[0]; v.Status != Missed || !strings.Contains(v.Limit, "veth, addresses and routes by netlink 5.00 / 5.00") {
+		t.Errorf("one by one p50: %+v", v)
+	}
+	if v := sec.Verdicts[1]; v.Status != Met {
+		t.Errorf("one by one p99 (91 ms): %+v", v)
+	}
+	if v := sec.Verdicts[2]; v.Status != NotMeasured {
+		t.Errorf("at once, nothing logged: %+v", v)
 	}
 }
