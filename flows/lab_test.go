@@ -98,7 +98,7 @@ func testRouted(t *testing.T, tunnel fabric.TunnelType) {
 
 	// --- L2 mode: NORMAL, the host kernel routes via fabric0, ARP crosses the tunnels. ---
 	capL2 := startCapture(t, ctx, a, "tcpdump-l2")
-	eventually(t, 10*time.Second, "L2 ping "+a.Name+" → "+b.Name, func() error { return ping(ctx, a.container, b.cIP, 1) })
+	eventually(t, 30*time.Second, "L2 ping "+a.Name+" → "+b.Name, func() error { return ping(ctx, a.container, b.cIP, 1) })
 	if err := ping(ctx, a.container, b.cIP, 10); err != nil {
 		t.Fatalf("L2 mode: %v", err)
 	}
