@@ -105,7 +105,7 @@ func StartSwarm(ctx context.Context, cfg SwarmConfig) (*Swarm, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			sw.lists[i], errs[i] = startMember(cfg, i)
+			sw.lists[i], errs[i] = startMember(cfg, i, nil)
 			if errs[i] == nil {
 				if c := started.Add(1); c%100 == 0 {
 					fmt.Fprintf(cfg.Log, "%d members joined in %s\n", c, time.Since(begin).Round(time.Millisecond))
@@ -121,7 +121,9 @@ func StartSwarm(ctx context.Context, cfg SwarmConfig) (*Swarm, error) {
 	return sw, nil
 }
 
-func startMember(cfg SwarmConfig, i int) (*memberlist.Memberlist, error) {
+// startMember starts and joins member i; tweak, when set, adjusts its memberlist
+// configuration first.
+func startMember(cfg SwarmConfig, i int, tweak func(*memberlist.Config)) (*memberlist.Memberlist, error) {
 	meta, err := synMeta(cfg, i)
 	if err != nil {
 		return nil, err
@@ -143,6 +145,9 @@ func startMember(cfg SwarmConfig, i int) (*memberlist.Memberlist, error) {
 	mc.TCPTimeout = 10 * time.Second
 	mc.Delegate, mc.Alive = d, d
 	mc.Logger = log.New(io.Discard, "", 0)
+	if tweak != nil {
+		tweak(mc)
+	}
 	l, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("member %s: %w", name, err)
