@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/ovsfabric/ovsfabric/api"
 	"github.com/ovsfabric/ovsfabric/fabric"
 	"github.com/ovsfabric/ovsfabric/lab"
 	"github.com/ovsfabric/ovsfabric/lab/fabriclab"
@@ -41,8 +42,10 @@ const (
 	// reconcile that has nothing to change (besides the one of its 5 s resync).
 	peerTick    = 1500 * time.Millisecond
 	peerTickKey = "ovsfabric-bench-tick"
-	// peerNewPeerTimeout bounds the wait for one new peer.
+	// peerNewPeerTimeout bounds the wait for one new peer, peerRealTimeout the real host's
+	// wait for a reply.
 	peerNewPeerTimeout = 30 * time.Second
+	peerRealTimeout    = 90 * time.Second
 )
 
 // The tunnel modes (fabricd's --tunnel-mode).
@@ -85,6 +88,11 @@ type peerCell struct {
 	// the kernel had its route, until ovs-vswitchd had its tunnel port (per-peer) or a flow
 	// toward its address (flow), and until both.
 	newRoute, newOVS, newUsable []float64
+	// A real host joining the filled fabric, from its fabricd's start: its API answers, its
+	// container is attached, and that container has a reply from the container on the first
+	// host; realErr is why it did not get that far.
+	realAPI, realAttach, realReply time.Duration
+	realErr                        error
 }
 
 // peerScaleModes runs fabricd --help: with --tunnel-mode the flow rows run.
@@ -123,10 +131,13 @@ func (s *suite) peerScale(ctx context.Context, secs map[string]*Section) {
 		"(started in this process, in the external namespace); each is timed from its start until the kernel of fabricd's "+
 		"host has the route to its /24 and ovs-vswitchd has its data path: per-peer, its tunnel port with an OpenFlow port "+
 		"number; flow, a flow in br-int carrying its underlay address (polled every 20 ms). This is the synthetic peer's "+
-		"route and tunnel or flow being in place, not a packet crossing (its underlay address is unreachable). CPU is "+
+		"route and tunnel or flow being in place, not a packet crossing (its underlay address is unreachable); the packet "+
+		"crossing comes last: **a real host joining**, a second lab host whose fabricd joins the filled fabric through the "+
+		"first, timed from its fabricd's start until its API answers, a container on it is attached, and that container has "+
+		"a reply (ping every 10 ms) from a container attached on the first host before the swarm (at most %s). CPU is "+
 		"read from /proc (cores = CPU seconds per second), ports from OVSDB, flows from `ovs-ofctl dump-aggregate br-int`. "+
 		"Budget: about %s in all at %s peers.",
-		s.mainPipelineName(), peerCIDR, peerSubnet, s.cfg.PeerScaleCap, peerWindow, peerTick, peerNewPeers, s.peerScaleBudget(), sizesText(s.cfg.PeerScale))
+		s.mainPipelineName(), peerCIDR, peerSubnet, s.cfg.PeerScaleCap, peerWindow, peerTick, peerNewPeers, peerRealTimeout, s.peerScaleBudget(), sizesText(s.cfg.PeerScale))
 	if !modeFlag {
 		sec.Notes = append(sec.Notes, "This fabricd build has no `--tunnel-mode` flag (its `--help` lists none): it keeps a tunnel port per peer, "+
 			"so the per-peer rows run without the flag and the flow rows are reported as not available.")
@@ -184,17 +195,23 @@ func (s *suite) peerCellRun(ctx context.Context, c *peerCell, modeFlag bool) {
 	}
 	defer s.down(l)
 	h := l.Hosts[0]
-	extra := append([]string{"--cluster-cidr", peerCIDR, "--subnet", peerSubnet, "--metrics-addr", peerMetricsAddr}, s.pipelineFlags(s.mainPipeline())...)
+	extra := append([]string{"--cluster-cidr", peerCIDR, "--metrics-addr", peerMetricsAddr}, s.pipelineFlags(s.mainPipeline())...)
 	if modeFlag {
 		extra = append(extra, "--tunnel-mode", c.mode)
 	}
 	f := fabriclab.New(l, fabriclab.Options{Bin: s.cfg.Bin, Tunnel: "vxlan", Extra: extra})
-	n, err := f.Start(ctx, h)
+	n, err := f.Start(ctx, h, "--subnet", peerSubnet)
 	if err != nil {
 		c.err = err
 		return
 	}
 	if _, err := f.WaitConverged(ctx, time.Minute); err != nil {
+		c.err = err
+		return
+	}
+	// The container a real host's container will ping at the end.
+	target, err := f.AddContainer(ctx, n, "c1", api.AttachRequest{})
+	if err != nil {
 		c.err = err
 		return
 	}
@@ -275,7 +292,48 @@ func (s *suite) peerCellRun(ctx context.Context, c *peerCell, modeFlag bool) {
 	}()
 	if err != nil {
 		c.err = err
+		return
 	}
+	c.realErr = s.peerRealHost(ctx, c, f, target)
+}
+
+// peerRealHost adds a lab host, starts fabricd on it (joining the filled fabric through the
+// first host) and times its API, the attach of a container and that container's first
+// reply from the first host's container.
+func (s *suite) peerRealHost(ctx context.Context, c *peerCell, f *fabriclab.Fabric, target *fabriclab.Container) error {
+	h, err := f.Lab.AddHost(ctx)
+	if err != nil {
+		return err
+	}
+	path, err := f.Lab.AddNetNS(ctx, h, "c2")
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	n, err := f.Start(ctx, h)
+	if err != nil {
+		return err
+	}
+	c.realAPI = time.Since(t0)
+	for {
+		_, err := n.Client().Attach(ctx, api.AttachRequest{Target: path})
+		if err == nil {
+			break
+		}
+		if time.Since(t0) > peerRealTimeout {
+			return fmt.Errorf("attach on %s: %w", h.Name, err)
+		}
+		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	c.realAttach = time.Since(t0)
+	at, err := firstReply(ctx, filepath.Base(path), target.IP, 10*time.Millisecond, peerRealTimeout-time.Since(t0))
+	if err != nil {
+		return err
+	}
+	c.realReply = at.Sub(t0)
+	return nil
 }
 
 // peerConverge waits until fabricd has applied every synthetic peer and ovs-vswitchd has

@@ -10,7 +10,7 @@ import (
 // peerScaleReport writes the cells' tables and the targets (flow mode at the largest
 // size: no-change reconcile < 20 ms, a new peer usable < 1 s, RSS < 100 MiB).
 func (s *suite) peerScaleReport(sec *Section, cells []*peerCell) {
-	sec.Tables = append(sec.Tables, peerResultTable(cells), peerCostTable(cells))
+	sec.Tables = append(sec.Tables, peerResultTable(cells), peerRealTable(cells), peerCostTable(cells))
 	for _, c := range cells {
 		if c.err != nil && c.err.Error() != flowModeNA {
 			sec.Notes = append(sec.Notes, fmt.Sprintf("%s, %d peers: %s", c.mode, c.peers, oneLine(c.err.Error())))
@@ -36,6 +36,23 @@ func peerResultTable(cells []*peerCell) Table {
 			fmt.Sprintf("%s (%s, %d of %d)", num(rc.Median), spread(rc), rc.N, c.reconciles),
 			fmt.Sprintf("%s (%s)", num(nw.Median), spread(nw)),
 			fmt.Sprintf("%s (%s)", num(rss.Median), num(rss.Max)))
+	}
+	return t
+}
+
+// peerRealTable has a row per cell that got as far as a real host joining.
+func peerRealTable(cells []*peerCell) Table {
+	t := Table{Caption: "A real host joining the filled fabric (s from the start of its fabricd):",
+		Header: []string{"tunnel mode", "peers", "its API answers", "its container attached", "first reply from the first host's container"}}
+	for _, c := range cells {
+		if c.realAPI == 0 && c.realErr == nil {
+			continue
+		}
+		row := []string{c.mode, fmt.Sprint(c.peers), secs(c.realAPI, "—"), secs(c.realAttach, "—"), secs(c.realReply, "—")}
+		if c.realErr != nil {
+			row[len(row)-1] = "error: " + oneLine(c.realErr.Error())
+		}
+		t.AddRow(row...)
 	}
 	return t
 }
@@ -160,6 +177,18 @@ func peerVerdicts(cells []*peerCell) []Verdict {
 		v = notMeasured(v)
 	}
 	out = append(out, v)
+
+	// The real host (reported).
+	if flow != nil && (flow.realReply > 0 || flow.realErr != nil) {
+		v := Verdict{Target: at + "a real host joining, until its container has a reply from the first host's (reported)", Status: Reported}
+		if flow.realReply > 0 {
+			v.Measured = fmt.Sprintf("%s s (its API after %s s, its container attached after %s s)", num(flow.realReply.Seconds()), num(flow.realAPI.Seconds()), num(flow.realAttach.Seconds()))
+			v.Limit = "the new host's fabricd learns and plans all the peers before its first reconcile is done"
+		} else {
+			v.Measured, v.Status, v.Limit = "n/a", NotMeasured, oneLine(flow.realErr.Error())
+		}
+		out = append(out, v)
+	}
 
 	// Convergence, both modes (reported).
 	for _, c := range []*peerCell{per, flow} {
