@@ -34,20 +34,22 @@ import "time"
 
 // Status is one host's view of itself.
 type Status struct {
-	Node        string    `json:"node"`
-	Underlay    string    `json:"underlay"`
-	Subnet      string    `json:"subnet"`
-	Gateway     string    `json:"gateway"`
-	ClusterCIDR string    `json:"cluster_cidr"`
-	Tunnel      string    `json:"tunnel"`
-	MTU         int       `json:"mtu"`
-	Datapath    string    `json:"datapath"`
-	Bridge      string    `json:"bridge"`
-	Peers       []Peer    `json:"peers"`
-	Rejected    []string  `json:"rejected,omitempty"`
-	LastSync    time.Time `json:"last_sync"`
-	LastError   string    `json:"last_error,omitempty"`
-	Syncs       uint64    `json:"syncs"`
+	Node        string `json:"node"`
+	Underlay    string `json:"underlay"`
+	Subnet      string `json:"subnet"`
+	Gateway     string `json:"gateway"`
+	ClusterCIDR string `json:"cluster_cidr"`
+	Tunnel      string `json:"tunnel"`
+	// TunnelMode is "per-peer" (a tunnel port per peer) or "flow" (one flow-based port).
+	TunnelMode string    `json:"tunnel_mode,omitempty"`
+	MTU        int       `json:"mtu"`
+	Datapath   string    `json:"datapath"`
+	Bridge     string    `json:"bridge"`
+	Peers      []Peer    `json:"peers"`
+	Rejected   []string  `json:"rejected,omitempty"`
+	LastSync   time.Time `json:"last_sync"`
+	LastError  string    `json:"last_error,omitempty"`
+	Syncs      uint64    `json:"syncs"`
 	// Encryption is the data plane's encryption ("none" or "wireguard"); WireGuard its
 	// interface, with encryption.
 	Encryption string     `json:"encryption,omitempty"`
@@ -62,6 +64,9 @@ type Peer struct {
 	State  string    `json:"state"`
 	Since  time.Time `json:"since"`
 	Tunnel string    `json:"tunnel_port,omitempty"`
+	// Cookie, in flow tunnel mode, selects the flows that send to the peer (its to-peer
+	// flows on the shared port), as ovs-ofctl takes it: cookie=<Cookie>.
+	Cookie string `json:"cookie,omitempty"`
 	// Note says why no tunnel is kept toward the peer, when none is.
 	Note string `json:"note,omitempty"`
 	// WireGuard is the peer's WireGuard handshake state (HandshakeState), with encryption:

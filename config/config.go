@@ -37,14 +37,17 @@ const DatapathAuto = "auto"
 // (kebab-case, its yaml tag; its usage tag is the flag's help) and in the YAML file given by
 // --config; flags win over the file (see Bind and Resolve).
 type Config struct {
-	Name          string        `yaml:"name" usage:"node name, unique in the fabric"`
-	AdvertiseAddr string        `yaml:"advertise-addr" usage:"underlay IP peers use for gossip and tunnels (default: address of the default-route interface)"`
-	GossipPort    int           `yaml:"gossip-port" usage:"gossip TCP/UDP port"`
-	Join          []string      `yaml:"join" usage:"HOST[:PORT],... of existing members (empty: start a new fabric)"`
-	ClusterCIDR   string        `yaml:"cluster-cidr" usage:"address range all per-host subnets come from"`
-	SubnetPrefix  int           `yaml:"subnet-prefix" usage:"prefix length of per-host subnets"`
-	Subnet        string        `yaml:"subnet" usage:"static per-host subnet (default: claimed by gossip)"`
-	Tunnel        string        `yaml:"tunnel" usage:"tunnel type: gre or vxlan (all members must agree)"`
+	Name          string   `yaml:"name" usage:"node name, unique in the fabric"`
+	AdvertiseAddr string   `yaml:"advertise-addr" usage:"underlay IP peers use for gossip and tunnels (default: address of the default-route interface)"`
+	GossipPort    int      `yaml:"gossip-port" usage:"gossip TCP/UDP port"`
+	Join          []string `yaml:"join" usage:"HOST[:PORT],... of existing members (empty: start a new fabric)"`
+	ClusterCIDR   string   `yaml:"cluster-cidr" usage:"address range all per-host subnets come from"`
+	SubnetPrefix  int      `yaml:"subnet-prefix" usage:"prefix length of per-host subnets"`
+	Subnet        string   `yaml:"subnet" usage:"static per-host subnet (default: claimed by gossip)"`
+	Tunnel        string   `yaml:"tunnel" usage:"tunnel type: gre or vxlan (all members must agree)"`
+	// TunnelMode is per-peer (a tunnel port per peer) or flow (one flow-based port); hosts
+	// of either mode talk to each other (docs/operations.md: switching host by host).
+	TunnelMode    string        `yaml:"tunnel-mode" usage:"tunnel ports: per-peer (one per peer) or flow (one flow-based port, options:remote_ip=flow; routed pipeline only)"`
 	OVSDB         string        `yaml:"ovsdb" usage:"OVSDB endpoint: unix:PATH or tcp:IP:PORT"`
 	Datapath      string        `yaml:"datapath" usage:"OVS datapath: auto, system (kernel) or netdev (userspace)"`
 	Bridge        string        `yaml:"bridge" usage:"integration bridge name"`
@@ -113,6 +116,7 @@ func DefaultConfig() Config {
 		ClusterCIDR:   "10.244.0.0/16",
 		SubnetPrefix:  24,
 		Tunnel:        string(fabric.TunnelVXLAN),
+		TunnelMode:    string(fabric.TunnelPerPeer),
 		OVSDB:         "unix:/var/run/openvswitch/db.sock",
 		Datapath:      DatapathAuto,
 		Bridge:        "br-int",
@@ -241,7 +245,9 @@ type Settings struct {
 	Cluster      netip.Prefix
 	StaticSubnet netip.Prefix
 	TunnelType   fabric.TunnelType
-	GossipKey    []byte
+	// TunnelModeValue is --tunnel-mode parsed.
+	TunnelModeValue fabric.TunnelMode
+	GossipKey       []byte
 	// KeyringPath is where the gossip keyring is persisted (see Config.KeyringPath).
 	KeyringPath string
 	// EncryptionMode is --encryption parsed.
@@ -285,6 +291,9 @@ func (c Config) Validate() (Settings, error) {
 	if s.TunnelType, err = fabric.ParseTunnelType(c.Tunnel); err != nil {
 		return s, fmt.Errorf("--tunnel: %w", err)
 	}
+	if s.TunnelModeValue, err = fabric.ParseTunnelMode(c.TunnelMode); err != nil {
+		return s, fmt.Errorf("--tunnel-mode: %w", err)
+	}
 	if s.EncryptionMode, err = fabric.ParseEncryption(c.Encryption); err != nil {
 		return s, fmt.Errorf("--encryption: %w", err)
 	}
@@ -325,6 +334,10 @@ func (c Config) Validate() (Settings, error) {
 	}
 	if c.Pipeline != PipelineRouted && c.Pipeline != PipelineL2 {
 		return s, fmt.Errorf("--pipeline %q: want routed or l2", c.Pipeline)
+	}
+	if s.TunnelModeValue.Flow() && c.Pipeline == PipelineL2 && !s.EncryptionMode.Encrypted() {
+		// NORMAL cannot set tun_dst: a flow-based port needs the routed pipeline's flows.
+		return s, fmt.Errorf("--tunnel-mode flow needs --pipeline routed (l2 switching cannot choose the peer on a flow-based port)")
 	}
 	if err := fabric.ValidIfName(c.Bridge); err != nil {
 		return s, fmt.Errorf("--bridge: %w", err)

@@ -127,9 +127,14 @@ type Controller struct {
 	// pipeMu serialises flow reconciles: the loop's and the one an attach makes at once.
 	// flowsApplied is what the last flow reconcile left on the bridge (nil: unknown).
 	// flowsChecked is when a reconcile last compared them with a dump of the bridge.
-	pipeMu       sync.Mutex
-	flowsApplied []flows.Flow
-	flowsChecked time.Time
+	pipeMu sync.Mutex
+	// tunnelsInFlows are the tunnel ports the flows last applied use (under pipeMu; nil
+	// until flows were applied). tunnelsSettled (the loop's) is set once no port of another
+	// tunnel mode is left: from then on a sync does not look for them.
+	tunnelsInFlows map[string]bool
+	tunnelsSettled bool
+	flowsApplied   []flows.Flow
+	flowsChecked   time.Time
 	// restoreWaitNoted is the ovs-vswitchd for which a foreign flow-restore-wait was last
 	// logged (loop only).
 	restoreWaitNoted string
@@ -403,7 +408,7 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 	facts := fabric.Facts{
 		Node: c.s.Name, Underlay: c.s.Advertise, UnderlayMTU: c.s.UnderlayMTU,
 		Subnet: c.claim.Subnet, SubnetSince: c.claim.Since, SubnetSeq: c.claim.Seq, ClusterCIDR: c.s.Cluster,
-		Tunnel: c.s.TunnelType, Bridge: c.s.Bridge, GatewayPort: c.s.GatewayPort, Datapath: c.s.DatapathType,
+		Tunnel: c.s.TunnelType, TunnelMode: c.s.TunnelModeValue, Bridge: c.s.Bridge, GatewayPort: c.s.GatewayPort, Datapath: c.s.DatapathType,
 		Peers: view, Now: c.now(), DeadPeerGrace: c.s.DeadPeerGrace, Networks: nets,
 		Encryption: c.s.EncryptionMode, WireGuard: fabric.WireGuardFacts{Interface: c.s.WireGuardInterface},
 	}
@@ -477,22 +482,12 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 			return err
 		}
 	}
-	tunnels := make([]ovsdb.TunnelSpec, 0, len(d.Tunnels))
-	for _, t := range d.Tunnels {
-		tunnels = append(tunnels, ovsdb.TunnelSpec{
-			Name: t.Name, Type: string(t.Type), RemoteIP: t.Remote, Peer: t.Peer,
-			// The pipeline sets and matches each network's key (the default network's is 0,
-			// what a host without networks sends on a port without a key).
-			Key: "flow",
-			// Split horizon: a frame from one tunnel is never flooded into another.
-			Protected: true,
-			ExternalIDs: map[string]string{
-				KeySubnet:      t.Claim.Subnet.String(),
-				KeySubnetSince: strconv.FormatInt(t.Claim.Since, 10),
-				KeySubnetSeq:   strconv.FormatUint(t.Claim.Seq, 10),
-			},
-		})
+	tunnels := c.tunnelSpecs(d)
+	kept, err := c.retiredTunnels(ctx, d, tunnels)
+	if err != nil {
+		return err
 	}
+	tunnels = append(tunnels, kept...)
 	res, err := c.sw.ReconcileTunnels(ctx, d.Bridge, owner, tunnels)
 	if err != nil {
 		return fmt.Errorf("reconcile tunnels: %w", err)
@@ -527,6 +522,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	if flowsIn {
 		c.finishRestoreWait(ctx, served)
 	}
+	c.settleTunnels(kept, flowsIn)
 	c.forgetRemembered(d)
 	eps, err := c.eps.Sync(ctx, gen, endpoint.Records(ports, owner))
 	if err != nil {
@@ -634,7 +630,10 @@ func (c *Controller) Status() api.Status {
 	st := api.Status{
 		Node: c.s.Name, Underlay: c.s.Advertise.String(), ClusterCIDR: c.s.Cluster.String(),
 		Tunnel: string(c.s.TunnelType), Datapath: c.s.DatapathType.String(), Bridge: c.s.Bridge,
-		LastSync: c.lastSync, Syncs: c.syncs,
+		LastSync: c.lastSync, Syncs: c.syncs, TunnelMode: string(c.desired.TunnelMode),
+	}
+	if st.TunnelMode == "" {
+		st.TunnelMode = string(c.s.TunnelModeValue)
 	}
 	if c.claim.Subnet.IsValid() {
 		st.Subnet = c.claim.Subnet.String()
@@ -659,6 +658,10 @@ func (c *Controller) Status() api.Status {
 	}
 	for _, p := range c.peerView {
 		ap := api.Peer{Name: p.Name, Addr: addrString(p.Underlay), State: string(p.State), Since: p.StateSince, Tunnel: tunnels[p.Name], Note: notes[p.Name], WireGuard: handshakes[p.Name]}
+		if ap.Tunnel != "" && ap.Tunnel == c.desired.FlowTunnel {
+			cookie, mask := flows.PeerCookie(flows.PurposeToPeer, p.Name)
+			ap.Cookie = fmt.Sprintf("%#x/%#x", cookie, mask)
+		}
 		if p.Subnet.IsValid() {
 			ap.Subnet = p.Subnet.String()
 		}

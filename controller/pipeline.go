@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -24,6 +25,9 @@ type pipeline interface {
 	// flows are the flows the mode wants for plan d and the bridge's ports as OVSDB shows
 	// them now (flows.ErrNotReady while the gateway port has no OpenFlow number).
 	flows(d fabric.Desired, ports []ovsdb.PortInfo) ([]flows.Flow, error)
+	// tunnelPorts are the names of the tunnel ports the flows of the last successful call
+	// send to or admit from (never nil).
+	tunnelPorts() map[string]bool
 }
 
 // newPipeline is the pipeline s asks for (Validate accepted only these two).
@@ -41,6 +45,7 @@ type l2Pipeline struct{}
 
 func (l2Pipeline) name() string                                                 { return config.PipelineL2 }
 func (l2Pipeline) flows(fabric.Desired, []ovsdb.PortInfo) ([]flows.Flow, error) { return nil, nil }
+func (l2Pipeline) tunnelPorts() map[string]bool                                 { return map[string]bool{} }
 
 // routedPipeline routes cross-host traffic inside OVS with an explicit OpenFlow pipeline
 // (package flows): no hairpin through the host kernel, no broadcast across tunnels.
@@ -51,6 +56,15 @@ type routedPipeline struct {
 	// thousands of flows again. Callers hold the controller's pipeMu.
 	last      flows.Input
 	lastFlows []flows.Flow
+	// used are the tunnel ports last's flows use.
+	used map[string]bool
+}
+
+func (p *routedPipeline) tunnelPorts() map[string]bool {
+	if p.used == nil {
+		return map[string]bool{}
+	}
+	return p.used
 }
 
 func (*routedPipeline) name() string { return config.PipelineRouted }
@@ -66,6 +80,14 @@ func (p *routedPipeline) flows(d fabric.Desired, ports []ovsdb.PortInfo) ([]flow
 	}
 	if err == nil {
 		p.last, p.lastFlows = in, fs
+		p.used = map[string]bool{}
+		for _, n := range in.Networks {
+			for _, t := range n.Tunnels {
+				if t.Port != "" && t.OFPort > 0 {
+					p.used[t.Port] = true
+				}
+			}
+		}
 	}
 	return fs, err
 }
@@ -82,6 +104,10 @@ func (p *routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.I
 		in.Networks = append(in.Networks, flows.Network{Name: n.Name, Key: n.Key, CIDR: n.CIDR, Subnet: n.Gateway.Masked(), Gateway: n.Gateway.Addr(), Internal: n.Internal})
 	}
 	ofports := make(map[string]int, len(d.Tunnels))
+	// While a switch of --tunnel-mode is under way: the other mode's ports, which the
+	// pipeline uses for a peer until the new port has an OpenFlow number (see retiredTunnels).
+	legacy := map[string]flows.Tunnel{} // by peer: its own port
+	var flowPort flows.Tunnel           // a flow-based port
 	for _, port := range ports {
 		switch {
 		case port.Name == d.GatewayPort:
@@ -97,6 +123,13 @@ func (p *routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.I
 			in.Networks[k].Containers = append(in.Networks[k].Containers, flows.Port{Name: port.Name, OFPort: containerOfport(port), MAC: r.MAC, IP: r.Addr.Addr()})
 		case port.Role() == ovsdb.RoleTunnel:
 			ofports[port.Name] = port.Ofport
+			switch {
+			case port.Ofport <= 0:
+			case port.Options["remote_ip"] == "flow":
+				flowPort = flows.Tunnel{Port: port.Name, OFPort: port.Ofport}
+			case port.ExternalIDs[ovsdb.KeyPeer] != "":
+				legacy[port.ExternalIDs[ovsdb.KeyPeer]] = flows.Tunnel{Port: port.Name, OFPort: port.Ofport}
+			}
 		}
 	}
 	in.PeersViaGateway = d.Encryption.Encrypted()
@@ -109,8 +142,34 @@ func (p *routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.I
 				in.Networks[k].Tunnels = append(in.Networks[k].Tunnels, flows.Tunnel{Peer: peer.Peer, Subnet: peer.Slice})
 				continue
 			}
-			if of, ok := ofports[peer.Tunnel]; ok {
-				in.Networks[k].Tunnels = append(in.Networks[k].Tunnels, flows.Tunnel{Peer: peer.Peer, Port: peer.Tunnel, OFPort: of, Subnet: peer.Slice})
+			t := flows.Tunnel{Peer: peer.Peer, Port: peer.Tunnel, OFPort: ofports[peer.Tunnel], Subnet: peer.Slice}
+			if d.FlowTunnel != "" {
+				t.Remote = peer.Remote
+			}
+			if t.OFPort <= 0 {
+				// Not numbered yet: the other mode's port to that peer, if one is left.
+				if l, ok := legacy[peer.Peer]; ok && d.FlowTunnel != "" {
+					t.Port, t.OFPort, t.Remote = l.Port, l.OFPort, netip.Addr{}
+				} else if flowPort.OFPort > 0 && d.FlowTunnel == "" {
+					t.Port, t.OFPort, t.Remote = flowPort.Port, flowPort.OFPort, peer.Remote
+				}
+			}
+			if t.OFPort > 0 {
+				in.Networks[k].Tunnels = append(in.Networks[k].Tunnels, t)
+			}
+		}
+	}
+	// The other mode's ports still there: admitted from until they go (flows.Plan leaves out
+	// those the tunnels use).
+	if !in.PeersViaGateway && (len(legacy) > 0 || flowPort.OFPort > 0) {
+		for _, peer := range slices.Sorted(maps.Keys(legacy)) {
+			if d.FlowTunnel != "" {
+				in.Retiring = append(in.Retiring, flows.Tunnel{Peer: peer, Port: legacy[peer].Port, OFPort: legacy[peer].OFPort})
+			}
+		}
+		if flowPort.OFPort > 0 && d.FlowTunnel == "" {
+			for _, t := range d.Tunnels {
+				in.Retiring = append(in.Retiring, flows.Tunnel{Peer: t.Peer, Port: flowPort.Port, OFPort: flowPort.OFPort, Remote: t.Remote})
 			}
 		}
 	}
@@ -146,6 +205,7 @@ func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, ports 
 	// does not dump the bridge: what only a dump shows (flows someone else changed) the
 	// sync after --resync finds.
 	if c.flowsApplied != nil && time.Since(c.flowsChecked) < c.s.Resync && sameFlows(desired, c.flowsApplied) {
+		c.tunnelsInFlows = c.pipe.tunnelPorts()
 		return true, nil
 	}
 	res, err := flows.Reconcile(ctx, c.of, desired)
@@ -154,6 +214,7 @@ func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, ports 
 		return false, fmt.Errorf("reconcile flows on %s: %w", d.Bridge, err)
 	}
 	c.flowsApplied, c.flowsChecked = desired, time.Now()
+	c.tunnelsInFlows = c.pipe.tunnelPorts()
 	if res.Changed() {
 		c.log.Info("flows updated", "bridge", d.Bridge, "pipeline", c.pipe.name(), "result", res.String())
 	}

@@ -468,3 +468,68 @@ func TestPlanNetworks(t *testing.T) {
 		t.Errorf("routes %v, want %v", routes, wantR)
 	}
 }
+
+// TestPlanFlowMode: with TunnelFlow every peer's tunnel and network slice names the one
+// flow-based port and carries the peer's underlay address; encrypted plans have no flow port.
+func TestPlanFlowMode(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	ip := netip.MustParseAddr
+	pfx := netip.MustParsePrefix
+	base := Facts{
+		Node: "h1", Underlay: ip("172.30.0.11"), UnderlayMTU: 1500,
+		Subnet: pfx("10.244.1.0/24"), SubnetSince: 100, ClusterCIDR: cluster,
+		Tunnel: TunnelGRE, Bridge: "br-int", GatewayPort: "fabric0", Datapath: "netdev",
+		Now: now, DeadPeerGrace: 3 * time.Minute,
+		Peers: []Peer{
+			{Name: "h3", Underlay: ip("172.30.0.13"), Subnet: pfx("10.244.3.0/24"), State: PeerAlive, StateSince: now},
+			{Name: "h2", Underlay: ip("172.30.0.12"), Subnet: pfx("10.244.2.0/24"), State: PeerAlive, StateSince: now},
+		},
+		Networks: []NetworkFacts{{Name: "blue", Key: 7, CIDR: pfx("10.50.0.0/16"), Slice: pfx("10.50.1.0/24"),
+			PeerSlices: []PeerSlice{{Peer: "h2", Slice: pfx("10.50.2.0/24")}}}},
+	}
+	for _, tc := range []struct {
+		name string
+		mode TunnelMode
+		port func(peer string) string
+		flow string
+	}{
+		{"default is per-peer", "", func(p string) string { return TunnelPortName(TunnelGRE, p) }, ""},
+		{"per-peer", TunnelPerPeer, func(p string) string { return TunnelPortName(TunnelGRE, p) }, ""},
+		{"flow", TunnelFlow, func(string) string { return "gre-flow" }, "gre-flow"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := base
+			f.TunnelMode = tc.mode
+			d, err := Plan(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.FlowTunnel != tc.flow || (tc.mode == "" && d.TunnelMode != TunnelPerPeer) {
+				t.Errorf("mode %q flow port %q", d.TunnelMode, d.FlowTunnel)
+			}
+			var got []string
+			for _, tun := range d.Tunnels {
+				got = append(got, tun.Peer+"@"+tun.Remote.String()+":"+tun.Name)
+			}
+			want := []string{"h2@172.30.0.12:" + tc.port("h2"), "h3@172.30.0.13:" + tc.port("h3")}
+			if !slices.Equal(got, want) {
+				t.Errorf("tunnels %v, want %v", got, want)
+			}
+			for _, n := range d.Networks {
+				for _, p := range n.Peers {
+					if p.Tunnel != tc.port(p.Peer) || p.Remote != ip("172.30.0.1"+p.Peer[1:]) {
+						t.Errorf("network %s peer %+v", n.Name, p)
+					}
+				}
+			}
+		})
+	}
+	f := base
+	f.TunnelMode = "mesh"
+	if _, err := Plan(f); err == nil {
+		t.Error("Plan with tunnel mode mesh succeeded")
+	}
+	if len(FlowTunnelPortName(TunnelVXLAN)) > MaxIfNameLen || FlowTunnelPortName(TunnelVXLAN) == FlowTunnelPortName(TunnelGRE) {
+		t.Error("flow port names")
+	}
+}

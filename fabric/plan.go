@@ -60,6 +60,9 @@ type Facts struct {
 	SubnetSeq   uint64
 	ClusterCIDR netip.Prefix
 	Tunnel      TunnelType
+	// TunnelMode is per-peer ("" too) or flow: with flow every Tunnel is named
+	// FlowTunnelPortName(Tunnel), the one port they share.
+	TunnelMode  TunnelMode
 	Bridge      string
 	GatewayPort string
 	Datapath    Datapath
@@ -114,16 +117,19 @@ type NetworkPlan struct {
 }
 
 // NetworkPeer is a peer's slice of a network and the tunnel port that leads there ("" when
-// encrypted: the host kernel routes it into WireGuard).
+// encrypted: the host kernel routes it into WireGuard). With TunnelFlow every peer's Tunnel
+// is the one flow-based port and Remote, the peer's underlay address, picks the peer.
 type NetworkPeer struct {
 	Peer   string
 	Tunnel string
 	Slice  netip.Prefix
+	Remote netip.Addr
 }
 
 // Tunnel is one desired tunnel port toward a peer, with what Plan knew of the peer's subnet
 // claim: the subnet the tunnel leads to (routes and flows use it) and its order (persisted
-// on the port, so a restart adopts the peer).
+// on the port, so a restart adopts the peer). With TunnelFlow there is still one Tunnel per
+// peer, but all of them name the one flow-based port (Desired.FlowTunnel).
 type Tunnel struct {
 	Name   string
 	Type   TunnelType
@@ -164,8 +170,12 @@ type Desired struct {
 	Gateway netip.Prefix
 	MTU     int
 	Tunnels []Tunnel
-	Routes  []Route
-	Skipped []Skipped
+	// TunnelMode is the mode the plan was made for (never ""). FlowTunnel is, with
+	// TunnelFlow, the name of the one flow-based tunnel port ("" otherwise).
+	TunnelMode TunnelMode
+	FlowTunnel string
+	Routes     []Route
+	Skipped    []Skipped
 	// Networks are the networks this host serves, default first.
 	Networks []NetworkPlan
 	// Encryption is the mode the plan was made for; WireGuard are the WireGuard peers (with
@@ -184,6 +194,10 @@ func Plan(f Facts) (Desired, error) {
 		return Desired{}, fmt.Errorf("gateway port: %w", err)
 	}
 	if _, err := ParseDatapath(string(f.Datapath)); err != nil {
+		return Desired{}, err
+	}
+	mode, err := ParseTunnelMode(string(f.TunnelMode))
+	if err != nil {
 		return Desired{}, err
 	}
 	if err := ValidateSubnet(f.ClusterCIDR, f.Subnet.Bits(), f.Subnet); err != nil {
@@ -208,6 +222,10 @@ func Plan(f Facts) (Desired, error) {
 		Gateway:     netip.PrefixFrom(Gateway(f.Subnet), f.Subnet.Bits()),
 		MTU:         mtu,
 		Encryption:  f.Encryption,
+		TunnelMode:  mode,
+	}
+	if mode.Flow() && !f.Encryption.Encrypted() {
+		d.FlowTunnel = FlowTunnelPortName(f.Tunnel)
 	}
 
 	// Sized up front: at thousands of peers, regrowing these slices costs more than planning.
@@ -237,7 +255,11 @@ func Plan(f Facts) (Desired, error) {
 			d.Routes = append(d.Routes, Route{Dst: p.Subnet, Src: d.Gateway.Addr(), Dev: f.WireGuard.Interface, Peer: p.Name})
 			continue
 		}
-		d.Tunnels = append(d.Tunnels, Tunnel{Name: TunnelPortName(f.Tunnel, p.Name), Type: f.Tunnel, Remote: p.Underlay, Peer: p.Name, Claim: p.Claim()})
+		name := d.FlowTunnel
+		if name == "" {
+			name = TunnelPortName(f.Tunnel, p.Name)
+		}
+		d.Tunnels = append(d.Tunnels, Tunnel{Name: name, Type: f.Tunnel, Remote: p.Underlay, Peer: p.Name, Claim: p.Claim()})
 		d.Routes = append(d.Routes, Route{Dst: p.Subnet, Via: Gateway(p.Subnet), Dev: f.GatewayPort, OnLink: true, Peer: p.Name})
 	}
 	planNetworks(f, &d)
@@ -271,15 +293,15 @@ func planGuards(f Facts, d *Desired) {
 // to a slice outside its network or overlapping this host's own (the network's slice
 // rules settle that; the route waits).
 func planNetworks(f Facts, d *Desired) {
-	tunnels := make(map[string]string, len(d.Tunnels)+len(d.WireGuard))
+	tunnels := make(map[string]Tunnel, len(d.Tunnels)+len(d.WireGuard))
 	wg := make(map[string]int, len(d.WireGuard))
 	def := NetworkPlan{Name: DefaultNetwork, CIDR: f.ClusterCIDR, Gateway: d.Gateway, Peers: make([]NetworkPeer, 0, len(d.Tunnels)+len(d.WireGuard))}
 	for _, t := range d.Tunnels {
-		tunnels[t.Peer] = t.Name
-		def.Peers = append(def.Peers, NetworkPeer{Peer: t.Peer, Tunnel: t.Name, Slice: t.Claim.Subnet})
+		tunnels[t.Peer] = t
+		def.Peers = append(def.Peers, NetworkPeer{Peer: t.Peer, Tunnel: t.Name, Slice: t.Claim.Subnet, Remote: t.Remote})
 	}
 	for i, w := range d.WireGuard {
-		tunnels[w.Peer], wg[w.Peer] = "", i
+		tunnels[w.Peer], wg[w.Peer] = Tunnel{}, i
 		def.Peers = append(def.Peers, NetworkPeer{Peer: w.Peer, Slice: w.AllowedIPs[0]})
 	}
 	// Sized up front, sorted only when not sorted already (the book hands them sorted): at
@@ -315,7 +337,7 @@ func planNetworks(f Facts, d *Desired) {
 			if !ok || p.Peer == f.Node || !p.Slice.IsValid() || !within(n.CIDR, p.Slice) || p.Slice.Overlaps(n.Slice) {
 				continue
 			}
-			np.Peers = append(np.Peers, NetworkPeer{Peer: p.Peer, Tunnel: t, Slice: p.Slice})
+			np.Peers = append(np.Peers, NetworkPeer{Peer: p.Peer, Tunnel: t.Name, Slice: p.Slice, Remote: t.Remote})
 			if i, ok := wg[p.Peer]; ok {
 				d.WireGuard[i].AllowedIPs = append(d.WireGuard[i].AllowedIPs, p.Slice)
 				d.Routes = append(d.Routes, Route{Dst: p.Slice, Src: src, Dev: f.WireGuard.Interface, Peer: p.Peer})

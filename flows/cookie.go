@@ -55,6 +55,9 @@ const (
 	// flows did not take: a container's packets from another address or MAC, or non-IPv4
 	// non-ARP; the gateway's packets for no network.
 	PurposePortSecurity Purpose = 8
+	// PurposeFromPeer: table 0, flow-based tunnel port: admits what a known peer sends (its
+	// underlay address as tun_src) to TableFromTunnel.
+	PurposeFromPeer Purpose = 9
 )
 
 var purposeNames = map[Purpose]string{
@@ -67,6 +70,7 @@ var purposeNames = map[Purpose]string{
 	PurposeToGateway:     "to-gateway",
 	PurposeDefault:       "default",
 	PurposePortSecurity:  "port-security",
+	PurposeFromPeer:      "from-peer",
 }
 
 // String is the purpose's name as docs/pipeline.md uses it, e.g. "to-peer".
@@ -108,4 +112,37 @@ func makeCookie(p Purpose, table, priority int, match string) uint64 {
 		h = (h ^ uint32(match[i])) * prime32
 	}
 	return CookieBase | uint64(p)<<purposeShift | uint64(h)
+}
+
+// PeerIDMask selects the peer bits of the flow ID of a flow that names a peer on a
+// flow-based tunnel port (PurposeToPeer and PurposeFromPeer flows whose Tunnel has a
+// Remote): bits 31-16 are a hash of the peer's name, bits 15-0 the flow's own.
+const PeerIDMask uint64 = 0x0000_0000_ffff_0000
+
+// peerHash is the 16-bit hash of a peer's name that its flows' cookies carry.
+func peerHash(peer string) uint64 {
+	const offset32, prime32 = 2166136261, 16777619
+	h := uint32(offset32)
+	for i := 0; i < len(peer); i++ {
+		h = (h ^ uint32(peer[i])) * prime32
+	}
+	return uint64(h>>16^h&0xffff) << 16
+}
+
+// makePeerCookie is makeCookie for a flow that names peer: the ID's top 16 bits are the
+// peer's hash (see PeerCookie).
+func makePeerCookie(p Purpose, table, priority int, match, peer string) uint64 {
+	c := makeCookie(p, table, priority, match)
+	return c&^PeerIDMask | peerHash(peer)
+}
+
+// PeerCookie is the cookie and mask that select the flows of purpose p naming peer on a
+// flow-based tunnel port, e.g. for ovs-ofctl:
+//
+//	ovs-ofctl dump-flows br-int cookie=0x0fab0003c0de0000/0xffffffffffff0000
+//
+// (PurposeToPeer: where packets to peer go; PurposeFromPeer: what is admitted from it). Two
+// peers' hashes may collide (16 bits): the flows' tun_dst and tun_src tell them apart.
+func PeerCookie(p Purpose, peer string) (cookie, mask uint64) {
+	return CookieBase | uint64(p)<<purposeShift | peerHash(peer), CookieMask | PurposeMask | PeerIDMask
 }

@@ -87,6 +87,11 @@ type Tunnel struct {
 	OFPort int
 	// Subnet is the peer's slice of the network, e.g. 10.50.7.0/24.
 	Subnet netip.Prefix
+	// Remote is the peer's IPv4 underlay address when OFPort is a flow-based tunnel port
+	// (options:remote_ip=flow) that every peer shares: packets to the peer set tun_dst to it,
+	// and that port admits only packets whose tun_src is one of its tunnels' Remotes. The
+	// flows naming a peer then carry PeerCookie's bits. Invalid: OFPort leads to Peer only.
+	Remote netip.Addr
 }
 
 // Network is one network this host serves.
@@ -131,6 +136,12 @@ type Input struct {
 	// network, internal ones too, and nothing else to it does from an internal network.
 	// Invalid: no such flows. It must lie outside every network's CIDR.
 	DNS netip.Addr
+	// Retiring are tunnel ports still on the bridge that no route uses any more (the other
+	// tunnel mode's, while a host switches --tunnel-mode): what they bring in is still
+	// admitted (a port per peer by in_port, a flow-based one by each Remote as tun_src), so a
+	// peer that sends through them loses nothing until they are gone. Ports a network's
+	// Tunnels use already, and ports without an OFPort, are left out.
+	Retiring []Tunnel
 }
 
 // Plan returns every flow ovsfabric wants on br-int for in, sorted by table and descending
@@ -170,12 +181,23 @@ func Plan(in Input) ([]Flow, error) {
 	for _, t := range p.tunnelPorts {
 		b.add(TableClassifier, 100, PurposeClassifier, "in_port="+strconv.Itoa(t), "resubmit(,20)")
 	}
+	for _, t := range p.retiringPorts {
+		b.add(TableClassifier, 100, PurposeClassifier, "in_port="+strconv.Itoa(t), "resubmit(,20)")
+	}
+	for _, fp := range p.retiringPeers {
+		b.addPeer(TableClassifier, 100, PurposeFromPeer, "in_port="+strconv.Itoa(fp.OFPort)+",tun_src="+fp.Remote.String(), "resubmit(,20)", fp.Peer)
+	}
+	// A flow-based port accepts from anyone: only the known peers' underlay addresses are
+	// admitted, as a port per peer admits only its remote_ip.
+	for _, fp := range p.flowPeers {
+		b.addPeer(TableClassifier, 100, PurposeFromPeer, "in_port="+strconv.Itoa(fp.OFPort)+",tun_src="+fp.Remote.String(), "resubmit(,20)", fp.Peer)
+	}
 	// Priority 1, not 0: table 0 priority 0 with an empty match is the bridge's own NORMAL
 	// flow in fail_mode standalone, which must stay the bridge's.
 	b.add(TableClassifier, 1, PurposeDefault, "", "drop")
 
 	// Table 10: from local ports, by network (RegNetwork).
-	peers := make(map[int]string, len(p.tunnelPorts)) // toPeer of each tunnel port
+	peers := make(map[Tunnel]string, len(p.tunnelPorts)+len(p.flowPeers)) // toPeer of each tunnel
 	// Via the gateway (encrypted): the host kernel routes the packet (and decrements its TTL).
 	toGateway := "mod_dl_dst:" + gwMAC + ",output:" + gwPort
 	b.grow(TableFromLocal, 200, p.routes)
@@ -204,10 +226,15 @@ func Plan(in Input) ([]Flow, error) {
 				b.add(TableFromLocal, 200, PurposeToPeer, matchTo+string(appendPrefix(buf[:0], t.Subnet)), toGateway)
 				continue
 			}
-			out, ok := peers[t.OFPort]
+			k := Tunnel{OFPort: t.OFPort, Remote: t.Remote}
+			out, ok := peers[k]
 			if !ok {
 				out = toPeer(t)
-				peers[t.OFPort] = out
+				peers[k] = out
+			}
+			if t.Remote.IsValid() {
+				b.addPeer(TableFromLocal, 200, PurposeToPeer, matchTo+string(appendPrefix(buf[:0], t.Subnet)), route+out, t.Peer)
+				continue
 			}
 			b.add(TableFromLocal, 200, PurposeToPeer, matchTo+string(appendPrefix(buf[:0], t.Subnet)), route+out)
 		}
@@ -272,10 +299,15 @@ func Plan(in Input) ([]Flow, error) {
 }
 
 // toPeer is the action that sends a routed packet to tunnel t's peer: the one place that
-// chooses the peer. With a single flow-based tunnel port (options:remote_ip=flow) it becomes
-// "set_field:<peer underlay IP>->tun_dst,output:<that port>" (Tunnel then needs the peer's
-// underlay address, and Plan's cache of these strings, by OFPort today, a key by peer).
-func toPeer(t Tunnel) string { return "output:" + strconv.Itoa(t.OFPort) }
+// chooses the peer. A port per peer leads there by itself; on a flow-based port
+// (options:remote_ip=flow) the packet's tun_dst names the peer, written as the load that
+// ovs-ofctl prints for set_field:<Remote>->tun_dst.
+func toPeer(t Tunnel) string {
+	if t.Remote.IsValid() {
+		return "load:" + hexIPv4(t.Remote) + "->NXM_NX_TUN_IPV4_DST[],output:" + strconv.Itoa(t.OFPort)
+	}
+	return "output:" + strconv.Itoa(t.OFPort)
+}
 
 // builder collects flows in buckets by table and priority, so that Plan's result comes out
 // sorted without sorting it: within a bucket flows keep the order Plan added them in.
@@ -306,6 +338,13 @@ func (b *builder) grow(table, prio, n int) {
 func (b *builder) add(table, prio int, purpose Purpose, match, actions string) {
 	fs := b.bucket(table, prio)
 	*fs = append(*fs, Flow{Table: table, Priority: prio, Cookie: makeCookie(purpose, table, prio, match), Match: match, Actions: actions})
+}
+
+// addPeer adds a flow that names peer (flow-based tunnels): its cookie carries PeerCookie's
+// bits, so that `ovs-ofctl dump-flows --cookie` finds a peer's flows.
+func (b *builder) addPeer(table, prio int, purpose Purpose, match, actions, peer string) {
+	fs := b.bucket(table, prio)
+	*fs = append(*fs, Flow{Table: table, Priority: prio, Cookie: makePeerCookie(purpose, table, prio, match, peer), Match: match, Actions: actions})
 }
 
 // flows concatenates the buckets by table, then descending priority, and makes the cookies
@@ -468,7 +507,8 @@ func prefixString(p netip.Prefix) string {
 // Equal reports whether in and o are the same input, in the same order: Plan would return
 // the same flows for both. It lets a caller skip planning when nothing changed.
 func (in Input) Equal(o Input) bool {
-	if in.PeersViaGateway != o.PeersViaGateway || in.DNS != o.DNS || !in.Gateway.equal(o.Gateway) || len(in.Networks) != len(o.Networks) {
+	if in.PeersViaGateway != o.PeersViaGateway || in.DNS != o.DNS || !in.Gateway.equal(o.Gateway) || len(in.Networks) != len(o.Networks) ||
+		!slices.Equal(in.Retiring, o.Retiring) {
 		return false
 	}
 	for k, a := range in.Networks {

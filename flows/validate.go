@@ -13,8 +13,16 @@ type plan struct {
 	gw Port
 	// networks by key.
 	networks []network
-	// tunnelPorts are the distinct tunnel ofports, ascending.
+	// tunnelPorts are the distinct ofports of tunnels without a Remote (a port per peer),
+	// ascending.
 	tunnelPorts []int
+	// flowPeers are the distinct (OFPort, Remote, Peer) of tunnels with a Remote (flow-based
+	// ports), by ofport and address.
+	flowPeers []Tunnel
+	// retiringPorts and retiringPeers are Input.Retiring's ports per peer (ofports) and
+	// flow-based ports' peers, sorted, without those the tunnels use.
+	retiringPorts []int
+	retiringPeers []Tunnel
 	// routes counts the networks' peer slices.
 	routes int
 	// viaGateway is Input.PeersViaGateway.
@@ -112,6 +120,9 @@ func validate(in Input) (plan, error) {
 	// Tunnels, once every local port's ofport is known. One tunnel port serves every network
 	// its peer has a slice of.
 	tunnels := map[int]Tunnel{}
+	// On flow-based ports: the peer of each remote, and the remote of each peer.
+	remotes := map[netip.Addr]Tunnel{}
+	peerRemote := map[string]netip.Addr{}
 	for i := range p.networks {
 		n := &p.networks[i]
 		n.tunnels = make([]Tunnel, 0, len(n.Tunnels))
@@ -138,8 +149,18 @@ func validate(in Input) (plan, error) {
 					return p, invalid("%s: ofport %d already belongs to %s", what(), t.OFPort, o)
 				}
 				tunnels[t.OFPort] = t
-			} else if o.Port != t.Port || o.Peer != t.Peer {
+			} else if o.Port != t.Port || (o.Peer != t.Peer && !(o.Remote.IsValid() && t.Remote.IsValid())) {
 				return p, invalid("%s: ofport %d already belongs to tunnel port %q (peer %q)", what(), t.OFPort, o.Port, o.Peer)
+			}
+			if t.Remote.IsValid() {
+				if seen && !o.Remote.IsValid() {
+					return p, invalid("%s: ofport %d is a port per peer, not a flow-based one", what(), t.OFPort)
+				}
+				if err := checkRemote(t, remotes, peerRemote, what); err != nil {
+					return p, err
+				}
+			} else if o.Remote.IsValid() {
+				return p, invalid("%s: ofport %d is a flow-based port and needs the peer's remote address", what(), t.OFPort)
 			}
 			if err := checkSlice(t, n.Network); err != nil {
 				return p, err
@@ -157,10 +178,25 @@ func validate(in Input) (plan, error) {
 		}
 	}
 	p.tunnelPorts = make([]int, 0, len(tunnels))
-	for o := range tunnels {
-		p.tunnelPorts = append(p.tunnelPorts, o)
+	for o, t := range tunnels {
+		if !t.Remote.IsValid() {
+			p.tunnelPorts = append(p.tunnelPorts, o)
+		}
 	}
 	slices.Sort(p.tunnelPorts)
+	p.flowPeers = make([]Tunnel, 0, len(remotes))
+	for _, t := range remotes {
+		p.flowPeers = append(p.flowPeers, Tunnel{Peer: t.Peer, Port: t.Port, OFPort: t.OFPort, Remote: t.Remote})
+	}
+	slices.SortFunc(p.flowPeers, func(a, b Tunnel) int {
+		if a.OFPort != b.OFPort {
+			return a.OFPort - b.OFPort
+		}
+		return a.Remote.Compare(b.Remote)
+	})
+	if err := p.retiring(in.Retiring, tunnels, ofports); err != nil {
+		return p, err
+	}
 	slices.SortFunc(p.networks, func(a, b network) int { return cmp.Compare(a.Key, b.Key) })
 	if d := in.DNS; d.IsValid() {
 		if !d.Is4() || slices.ContainsFunc(notUnicast, func(r netip.Prefix) bool { return r.Contains(d) }) {
@@ -174,6 +210,69 @@ func validate(in Input) (plan, error) {
 		p.dns = d
 	}
 	return p, nil
+}
+
+// retiring fills p's retiring ports from rs: ports the tunnels do not use, whose ofport no
+// local port has.
+func (p *plan) retiring(rs []Tunnel, tunnels map[int]Tunnel, ofports map[int]string) error {
+	if p.viaGateway {
+		return nil
+	}
+	ports := map[int]bool{}
+	seen := map[netip.Addr]bool{}
+	for _, t := range rs {
+		if t.OFPort == 0 || t.OFPort == -1 {
+			continue
+		}
+		if _, used := tunnels[t.OFPort]; used {
+			continue
+		}
+		if t.OFPort < 1 || t.OFPort > ofportMax {
+			return invalid("retiring tunnel port %q: ofport %d out of range 1-%d", t.Port, t.OFPort, ofportMax)
+		}
+		if o, dup := ofports[t.OFPort]; dup {
+			return invalid("retiring tunnel port %q: ofport %d already belongs to %s", t.Port, t.OFPort, o)
+		}
+		if !t.Remote.IsValid() {
+			if !ports[t.OFPort] {
+				ports[t.OFPort] = true
+				p.retiringPorts = append(p.retiringPorts, t.OFPort)
+			}
+			continue
+		}
+		if !t.Remote.Is4() {
+			return invalid("retiring tunnel port %q: remote %s: want IPv4", t.Port, t.Remote)
+		}
+		if !seen[t.Remote] {
+			seen[t.Remote] = true
+			p.retiringPeers = append(p.retiringPeers, Tunnel{Peer: t.Peer, Port: t.Port, OFPort: t.OFPort, Remote: t.Remote})
+		}
+	}
+	slices.Sort(p.retiringPorts)
+	slices.SortFunc(p.retiringPeers, func(a, b Tunnel) int {
+		if a.OFPort != b.OFPort {
+			return a.OFPort - b.OFPort
+		}
+		return a.Remote.Compare(b.Remote)
+	})
+	return nil
+}
+
+// checkRemote checks the Remote of tunnel t on a flow-based port: a unicast IPv4 address
+// (tun_dst and tun_src name the peer), one per peer and one peer per address.
+func checkRemote(t Tunnel, remotes map[netip.Addr]Tunnel, peerRemote map[string]netip.Addr, what func() string) error {
+	r := t.Remote
+	if !r.Is4() || r.IsUnspecified() || r.IsMulticast() || r.IsLoopback() || r == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return invalid("%s: remote %s: want a unicast IPv4 underlay address (flow-based tunnels carry IPv4 only)", what(), r)
+	}
+	if o, dup := remotes[r]; dup && (o.Peer != t.Peer || o.OFPort != t.OFPort) {
+		return invalid("%s: remote %s already belongs to peer %q (ofport %d)", what(), r, o.Peer, o.OFPort)
+	}
+	if o, dup := peerRemote[t.Peer]; dup && o != r {
+		return invalid("%s: peer %q already has remote %s", what(), t.Peer, o)
+	}
+	remotes[r], peerRemote[t.Peer] = t, r
+	return nil
 }
 
 // checkSlice checks the peer slice of tunnel t in network n.

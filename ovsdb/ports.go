@@ -58,6 +58,10 @@ type TunnelSpec struct {
 	// RemoteIP is the peer's underlay address (options:remote_ip). An IPv4-mapped IPv6
 	// address is written as plain IPv4.
 	RemoteIP netip.Addr
+	// RemoteFlow makes a flow-based port, options:remote_ip=flow, instead of RemoteIP (which
+	// must then be unset): one port for every peer, whose flows set tun_dst. Peer may be
+	// empty then.
+	RemoteFlow bool
 	// Key is options:key: "" (none), "flow", or a decimal key (VNI up to 2^24-1 for VXLAN).
 	Key string
 	// Options are further interface options (dst_port, local_ip, tos, csum, …); not remote_ip
@@ -125,6 +129,9 @@ func (t TunnelSpec) want(owner string) portWant {
 	opts := make(map[string]string, len(t.Options)+2)
 	maps.Copy(opts, t.Options)
 	opts["remote_ip"] = t.RemoteIP.Unmap().String()
+	if t.RemoteFlow {
+		opts["remote_ip"] = "flow"
+	}
 	if t.Key != "" {
 		opts["key"] = t.Key
 	}

@@ -37,6 +37,9 @@ func TestReconcileTunnels(t *testing.T) {
 		}{
 			{"add two", []TunnelSpec{a, b}, "vxl-a,vxl-b", "", ""},
 			{"same again, other order", []TunnelSpec{b, a}, "", "", ""},
+			{"a flow-based port beside the ports per peer", []TunnelSpec{a, b, flowTun("vxlan-flow", "vxlan")}, "vxlan-flow", "", ""},
+			{"switch: ports per peer go as the flow port stays, one transaction", []TunnelSpec{flowTun("vxlan-flow", "vxlan")}, "", "", "vxl-a,vxl-b"},
+			{"and back: ports per peer come as the flow port goes", []TunnelSpec{a, b}, "vxl-a,vxl-b", "", "vxlan-flow"},
 			{"remote ip changes", []TunnelSpec{with(a, func(t *TunnelSpec) { t.RemoteIP = netip.MustParseAddr("172.30.0.22") }), b}, "", "vxl-a", ""},
 			{"type changes", []TunnelSpec{with(a, func(t *TunnelSpec) { t.RemoteIP = netip.MustParseAddr("172.30.0.22") }), gre("vxl-b", "172.30.0.13")}, "", "vxl-b", ""},
 			{"key and options change", []TunnelSpec{
@@ -147,6 +150,8 @@ func TestReconcileTunnelsRejects(t *testing.T) {
 			{"15-byte name is fine but slash is not", "br-int", "h1", []TunnelSpec{changed, tun("vxl/0123456789a", "172.30.0.13")}, ErrInvalid},
 			{"space", "br-int", "h1", []TunnelSpec{changed, tun("vxl b", "172.30.0.13")}, ErrInvalid},
 			{"dot", "br-int", "h1", []TunnelSpec{changed, tun(".", "172.30.0.13")}, ErrInvalid},
+			{"flow-based port with a remote ip", "br-int", "h1", []TunnelSpec{changed, func() TunnelSpec { t := flowTun("vxlan-flow", "vxlan"); t.RemoteIP = addr("1.2.3.4"); return t }()}, ErrInvalid},
+			{"two flow-based ports of one type", "br-int", "h1", []TunnelSpec{changed, flowTun("vxlan-flow", "vxlan"), flowTun("vxlan-flow2", "vxlan")}, ErrInvalid},
 			{"no remote ip", "br-int", "h1", []TunnelSpec{changed, {Name: "vxl-b", Type: "vxlan"}}, ErrInvalid},
 			{"unspecified remote ip", "br-int", "h1", []TunnelSpec{changed, tun("vxl-b", "0.0.0.0")}, ErrInvalid},
 			{"unspecified ipv6", "br-int", "h1", []TunnelSpec{changed, tun("vxl-b", "::")}, ErrInvalid},
@@ -237,4 +242,9 @@ func TestStaleCacheAbortsEverything(t *testing.T) {
 			t.Errorf("reconcile after ErrStale: %+v %v", res, err)
 		}
 	})
+}
+
+// flowTun is a flow-based tunnel port (options:remote_ip=flow, key=flow) for every peer.
+func flowTun(name, typ string) TunnelSpec {
+	return TunnelSpec{Name: name, Type: typ, RemoteFlow: true, Key: "flow", Protected: true}
 }

@@ -133,6 +133,9 @@ func (t TunnelSpec) validate(owner string) error {
 	}
 	a := t.RemoteIP
 	switch {
+	case t.RemoteFlow && a.IsValid():
+		return invalid("tunnel %s: remote IP %s given for a flow-based port (remote_ip=flow)", t.Name, a)
+	case t.RemoteFlow:
 	case !a.IsValid():
 		return invalid("tunnel %s: no remote IP", t.Name)
 	case a.Zone() != "":

@@ -109,7 +109,7 @@ func statusCmd(o *options) *cobra.Command {
 				if st.WireGuard != nil {
 					fmt.Fprintf(tw, "encryption:\t%s (%s WireGuard on %s; no tunnel ports)\n", st.Encryption, st.WireGuard.Implementation, st.WireGuard.Interface)
 				} else {
-					fmt.Fprintf(tw, "tunnel:\t%s\n", st.Tunnel)
+					fmt.Fprintf(tw, "tunnel:\t%s\n", tunnelLine(st))
 					fmt.Fprintf(tw, "encryption:\t%s\n", orDash(st.Encryption))
 				}
 				fmt.Fprintf(tw, "mtu:\t%d\n", st.MTU)
@@ -170,9 +170,14 @@ func leaveCmd(o *options) *cobra.Command {
 func printPeers(w io.Writer, ps []api.Peer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	encrypted := slices.ContainsFunc(ps, func(p api.Peer) bool { return p.WireGuard != "" })
-	if encrypted {
+	// Flow tunnel mode: every peer shares one port; its to-peer flows' cookie names it.
+	flow := !encrypted && slices.ContainsFunc(ps, func(p api.Peer) bool { return p.Cookie != "" })
+	switch {
+	case encrypted:
 		fmt.Fprintln(tw, "PEER\tADDRESS\tSUBNET\tSTATE\tSINCE\tWIREGUARD HANDSHAKE")
-	} else {
+	case flow:
+		fmt.Fprintln(tw, "PEER\tADDRESS\tSUBNET\tSTATE\tSINCE\tTUNNEL PORT\tFLOW COOKIE")
+	default:
 		fmt.Fprintln(tw, "PEER\tADDRESS\tSUBNET\tSTATE\tSINCE\tTUNNEL PORT")
 	}
 	for _, p := range ps {
@@ -183,9 +188,25 @@ func printPeers(w io.Writer, ps []api.Peer) {
 		if port == "" {
 			port = "- (" + p.Note + ")"
 		}
+		if flow {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, orDash(p.Addr), orDash(p.Subnet), p.State, since(p.Since), port, orDash(p.Cookie))
+			continue
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, orDash(p.Addr), orDash(p.Subnet), p.State, since(p.Since), port)
 	}
 	tw.Flush()
+}
+
+// tunnelLine is the status's tunnel type with its mode, e.g. "vxlan (flow: one port,
+// tun_dst per peer)".
+func tunnelLine(st api.Status) string {
+	switch st.TunnelMode {
+	case "flow":
+		return st.Tunnel + " (tunnel mode flow: one flow-based port, tun_dst per peer)"
+	case "":
+		return st.Tunnel
+	}
+	return st.Tunnel + " (tunnel mode " + st.TunnelMode + ")"
 }
 
 func since(t time.Time) string {

@@ -44,3 +44,27 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version: %v %q", err, out.String())
 	}
 }
+
+// TestPrintPeersFlowMode: in flow tunnel mode the peers table shows the shared port and each
+// peer's flow cookie; per-peer mode shows no cookie column.
+func TestPrintPeersFlowMode(t *testing.T) {
+	flow := []api.Peer{
+		{Name: "h2", Addr: "172.30.0.12", Subnet: "10.244.2.0/24", State: "alive", Tunnel: "vxlan-flow", Cookie: "0xfab0003bcc40000/0xffffffffffff0000"},
+		{Name: "h3", Addr: "172.30.0.13", State: "alive", Note: "no subnet claimed yet"},
+	}
+	var out bytes.Buffer
+	printPeers(&out, flow)
+	for _, want := range []string{"FLOW COOKIE", "vxlan-flow", "0xfab0003bcc40000/0xffffffffffff0000", "- (no subnet claimed yet)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("flow mode: no %q in\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	printPeers(&out, []api.Peer{{Name: "h2", Addr: "172.30.0.12", State: "alive", Tunnel: "vxl-f998fe06af"}})
+	if strings.Contains(out.String(), "COOKIE") || !strings.Contains(out.String(), "vxl-f998fe06af") {
+		t.Errorf("per-peer mode:\n%s", out.String())
+	}
+	if got := tunnelLine(api.Status{Tunnel: "gre", TunnelMode: "flow"}); !strings.Contains(got, "flow") {
+		t.Errorf("tunnelLine = %q", got)
+	}
+}

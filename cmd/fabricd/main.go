@@ -105,7 +105,7 @@ func run(parent context.Context, cfg config.Config) error {
 		return err
 	}
 	log = log.With("node", s.Name)
-	log.Info("starting", "underlay", s.Advertise, "underlay_mtu", s.UnderlayMTU, "datapath", s.DatapathType, "tunnel", s.TunnelType, "encryption", s.EncryptionMode, "cluster_cidr", s.Cluster)
+	log.Info("starting", "underlay", s.Advertise, "underlay_mtu", s.UnderlayMTU, "datapath", s.DatapathType, "tunnel", s.TunnelType, "tunnel_mode", s.TunnelModeValue, "encryption", s.EncryptionMode, "cluster_cidr", s.Cluster)
 
 	var resolvers []endpoint.Resolver
 	if s.DockerHost != "" {
