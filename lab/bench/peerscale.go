@@ -130,7 +130,7 @@ func (s *suite) peerScale(ctx context.Context, secs map[string]*Section) {
 		"2 s apart in the same window. **A new peer usable**: then %d more synthetic members join one after the other "+
 		"(started in this process, in the external namespace); each is timed from its start until the kernel of fabricd's "+
 		"host has the route to its /24 and ovs-vswitchd has its data path: per-peer, its tunnel port with an OpenFlow port "+
-		"number; flow, a flow in br-int carrying its underlay address (polled every 20 ms). This is the synthetic peer's "+
+		"number; flow, the flow sending to it (tun_dst set to its underlay address) and the one admitting its packets (tun_src) in br-int (polled every 20 ms). This is the synthetic peer's "+
 		"route and tunnel or flow being in place, not a packet crossing (its underlay address is unreachable); the packet "+
 		"crossing comes last: **a real host joining**, a second lab host whose fabricd joins the filled fabric through the "+
 		"first, timed from its fabricd's start until its API answers, a container on it is attached, and that container has "+
@@ -501,7 +501,7 @@ func (s *suite) peerNewPeers(ctx context.Context, c *peerCell, l *lab.Lab, h *la
 						}
 					}
 				} else if out, err := h.Ofctl(ctx, "dump-flows", "br-int"); err == nil {
-					ok = flowsMention(out, addr)
+					ok = flowsToPeer(out, addr)
 				}
 				if ok {
 					ovsAt = time.Since(begin)
@@ -529,23 +529,21 @@ func hasRoute(h *netlink.Handle, dst netip.Prefix) bool {
 	return err == nil && len(rs) > 0
 }
 
-// flowsMention reports whether a dump of flows carries addr as a whole address (not as the
-// prefix of a longer one: 198.18.0.1 is not in 198.18.0.10).
-func flowsMention(dump string, addr netip.Addr) bool {
-	a := addr.String()
-	for rest := dump; ; {
-		i := strings.Index(rest, a)
-		if i < 0 {
-			return false
-		}
-		end := i + len(a)
-		if end == len(rest) || !(rest[end] >= '0' && rest[end] <= '9' || rest[end] == '.') {
-			if i == 0 || !(rest[i-1] >= '0' && rest[i-1] <= '9' || rest[i-1] == '.') {
-				return true
-			}
-		}
-		rest = rest[end:]
+// flowsToPeer reports whether a dump of br-int's flows has both flows the flow mode needs
+// toward a peer: one sending to it (an action setting tun_dst to addr, which ovs-ofctl shows
+// as set_field or as a load of the address in hex) and one admitting its packets (a match on
+// tun_src=addr).
+func flowsToPeer(dump string, addr netip.Addr) bool {
+	a := addr.As4()
+	hex := fmt.Sprintf("0x%x", uint32(a[0])<<24|uint32(a[1])<<16|uint32(a[2])<<8|uint32(a[3]))
+	dst := regexp.MustCompile(`(set_field:` + regexp.QuoteMeta(addr.String()) + `->tun_dst|load:` + hex + `->NXM_NX_TUN_IPV4_DST\[\])`)
+	src := regexp.MustCompile(`tun_src=` + regexp.QuoteMeta(addr.String()) + `([^0-9.]|$)`)
+	hasDst, hasSrc := false, false
+	for _, line := range strings.Split(dump, "\n") {
+		hasDst = hasDst || dst.MatchString(line)
+		hasSrc = hasSrc || src.MatchString(line)
 	}
+	return hasDst && hasSrc
 }
 
 // changeRE matches fabricd's info lines for a change it applied.

@@ -111,15 +111,17 @@ time=2026-11-30T23:00:00Z level=INFO msg="flows of failed attaches removed"
 		t.Errorf("swarmReadyTime without a ready line = %s", d)
 	}
 	a := netip.MustParseAddr("198.18.0.1")
+	src := "table=0,priority=100,cookie=0xfab,in_port=8,tun_src=198.18.0.1,actions=resubmit(,20)\n"
 	for dump, want := range map[string]bool{
-		"actions=set_field:198.18.0.1->tun_dst,output:2":  true,
-		"actions=set_field:198.18.0.10->tun_dst,output:2": false,
-		"tun_dst=198.18.0.1":                              true,
-		"nw_dst=2198.18.0.1":                              false,
-		"198.18.0.12 and then 198.18.0.1":                 true,
+		src + "table=10,ip,nw_dst=10.128.2.0/24,actions=set_field:198.18.0.1->tun_dst,output:8\n":                true,
+		src + "table=10,ip,nw_dst=10.128.2.0/24,actions=load:0xc6120001->NXM_NX_TUN_IPV4_DST[],output:8\n":       true,
+		src + "table=10,ip,nw_dst=10.128.2.0/24,actions=set_field:198.18.0.10->tun_dst,output:8\n":               false,
+		src + "table=10,ip,nw_dst=10.128.2.0/24,actions=load:0xc612000a->NXM_NX_TUN_IPV4_DST[],output:8\n":       false,
+		"table=0,tun_src=198.18.0.10,actions=drop\ntable=10,ip,actions=set_field:198.18.0.1->tun_dst,output:8\n": false,
+		"table=10,ip,actions=set_field:198.18.0.1->tun_dst,output:8\n":                                           false,
 	} {
-		if got := flowsMention(dump, a); got != want {
-			t.Errorf("flowsMention(%q) = %v, want %v", dump, got, want)
+		if got := flowsToPeer(dump, a); got != want {
+			t.Errorf("flowsToPeer(%q) = %v, want %v", dump, got, want)
 		}
 	}
 	if got := sizesText([]int{100, 1000, 5000}); got != "100, 1000 and 5000" {
