@@ -37,6 +37,8 @@ const (
 	// reconciles are timed and the RSS is sampled; peerNewPeers members then join one by one.
 	peerWindow   = 20 * time.Second
 	peerNewPeers = 3
+	// peerSeeds members join fabricd; the others join one of them (SwarmConfig.Seeds).
+	peerSeeds = 16
 	// peerTick is how often, in the window, the bench writes peerTickKey into the
 	// Open_vSwitch row's external_ids: fabricd monitors that column, so every write wakes a
 	// reconcile that has nothing to change (besides the one of its 5 s resync).
@@ -115,7 +117,10 @@ func (s *suite) peerScale(ctx context.Context, secs map[string]*Section) {
 		"fabricd (VXLAN, %s, cluster CIDR %s, static subnet %s, default timings and log level, `--metrics-addr` for its "+
 		"Prometheus series, `--tunnel-mode per-peer|flow`) joined by N synthetic members that this program runs "+
 		"(`fabric-bench swarm`, as in the memory section: bare memberlist nodes in the lab's external namespace announcing "+
-		"fabricd's metadata, a /24 each and an unreachable underlay address in 198.18.0.0/15). "+
+		"fabricd's metadata, a /24 each and an unreachable underlay address in 198.18.0.0/15; here only the first %d join "+
+		"fabricd, the others one of those, so that a join exchanges a 2-node view rather than fabricd's whole one, and fabricd "+
+		"hears of each from the alive message it then gossips to fabricd within its 1 s gossip interval, as it hears of "+
+		"hosts that joined through another). "+
 		"**Convergence**, from the swarm's start: *fabricd applied* is the first scrape (every 250 ms) of fabricd's "+
 		"metrics showing N peers alive and N routes (and, per-peer, N tunnel ports) applied by a successful reconcile; "+
 		"*data plane* is when ovs-vswitchd has them too (per-peer: every tunnel port has an OpenFlow port number in OVSDB; "+
@@ -130,14 +135,14 @@ func (s *suite) peerScale(ctx context.Context, secs map[string]*Section) {
 		"2 s apart in the same window. **A new peer usable**: then %d more synthetic members join one after the other "+
 		"(started in this process, in the external namespace); each is timed from its start until the kernel of fabricd's "+
 		"host has the route to its /24 and ovs-vswitchd has its data path: per-peer, its tunnel port with an OpenFlow port "+
-		"number; flow, the flow sending to it (tun_dst set to its underlay address) and the one admitting its packets (tun_src) in br-int (polled every 20 ms). This is the synthetic peer's "+
+		"number; flow, the flow sending to it (tun_dst set to its underlay address) and the one admitting its packets (tun_src) in br-int (polled every 20 ms; in flow mode with two filtered `ovs-ofctl dump-flows`, `tun_src=ADDR` and `ip,nw_dst=SUBNET`). This is the synthetic peer's "+
 		"route and tunnel or flow being in place, not a packet crossing (its underlay address is unreachable); the packet "+
 		"crossing comes last: **a real host joining**, a second lab host whose fabricd joins the filled fabric through the "+
 		"first, timed from its fabricd's start until its API answers, a container on it is attached, and that container has "+
 		"a reply (ping every 10 ms) from a container attached on the first host before the swarm (at most %s). CPU is "+
 		"read from /proc (cores = CPU seconds per second), ports from OVSDB, flows from `ovs-ofctl dump-aggregate br-int`. "+
 		"Budget: about %s in all at %s peers.",
-		s.mainPipelineName(), peerCIDR, peerSubnet, s.cfg.PeerScaleCap, peerWindow, peerTick, peerNewPeers, peerRealTimeout, s.peerScaleBudget(), sizesText(s.cfg.PeerScale))
+		s.mainPipelineName(), peerCIDR, peerSubnet, peerSeeds, s.cfg.PeerScaleCap, peerWindow, peerTick, peerNewPeers, peerRealTimeout, s.peerScaleBudget(), sizesText(s.cfg.PeerScale))
 	if !modeFlag {
 		sec.Notes = append(sec.Notes, "This fabricd build has no `--tunnel-mode` flag (its `--help` lists none): it keeps a tunnel port per peer, "+
 			"so the per-peer rows run without the flag and the flow rows are reported as not available.")
@@ -237,7 +242,7 @@ func (s *suite) peerCellRun(ctx context.Context, c *peerCell, modeFlag bool) {
 	begin := time.Now()
 	swarm, err := l.StartIn(ctx, l.External, "swarm", []string{s.cfg.Self, "swarm",
 		"--members", fmt.Sprint(c.peers), "--bind", l.ExternalIP.String(), "--port", fmt.Sprint(peerSwarmPort),
-		"--join", fmt.Sprintf("%s:7946", h.UnderlayIP), "--cluster-cidr", peerCIDR, "--tunnel", "vxlan"}, nil)
+		"--join", fmt.Sprintf("%s:7946", h.UnderlayIP), "--cluster-cidr", peerCIDR, "--tunnel", "vxlan", "--seeds", fmt.Sprint(peerSeeds)}, nil)
 	if err != nil {
 		c.err = err
 		return
@@ -480,7 +485,7 @@ func (s *suite) peerNewPeers(ctx context.Context, c *peerCell, l *lab.Lab, h *la
 		// this thread); later it only answers and sends UDP, so TCP pings are off.
 		err := inNetNS(extNS, func() error {
 			var err error
-			m, err = startMember(cfg, i, func(mc *memberlist.Config) { mc.DisableTcpPings = true })
+			m, err = startMember(cfg, i, cfg.Join, func(mc *memberlist.Config) { mc.DisableTcpPings = true })
 			return err
 		})
 		if err != nil {
@@ -500,8 +505,13 @@ func (s *suite) peerNewPeers(ctx context.Context, c *peerCell, l *lab.Lab, h *la
 							ok = ok || p.Name == port && p.Ofport > 0
 						}
 					}
-				} else if out, err := h.Ofctl(ctx, "dump-flows", "br-int"); err == nil {
-					ok = flowsToPeer(out, addr)
+				} else {
+					// Two filtered dumps (the flows admitting it, the flows toward its /24):
+					// a full dump of thousands of flows 50 times a second would load
+					// ovs-vswitchd while it programs the very flows being waited for.
+					in, err1 := h.Ofctl(ctx, "dump-flows", "br-int", "tun_src="+addr.String())
+					out, err2 := h.Ofctl(ctx, "dump-flows", "br-int", "ip,nw_dst="+subnet.String())
+					ok = err1 == nil && err2 == nil && flowsToPeer(in+out, addr)
 				}
 				if ok {
 					ovsAt = time.Since(begin)

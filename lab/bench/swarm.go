@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +37,13 @@ type SwarmConfig struct {
 	// address 198.18.0.0 + i + 1 (RFC 2544's benchmarking range: never reached).
 	ClusterCIDR netip.Prefix
 	Tunnel      string
+	// Seeds, when > 0 (and BasePort is set), makes the members from the Seeds-th on join
+	// one of the first Seeds members (member i joins member i mod Seeds) rather than
+	// fabricd. Such a join exchanges the seed's tiny view instead of fabricd's whole one
+	// (joining fabricd costs O(members) each, O(members²) for the swarm), and fabricd learns
+	// of the member from the alive message the member then gossips to it, the one node in
+	// its view, within a gossip interval: as fabricd hears of nodes that joined elsewhere.
+	Seeds int
 	// Log receives progress lines.
 	Log io.Writer
 }
@@ -90,6 +99,9 @@ func StartSwarm(ctx context.Context, cfg SwarmConfig) (*Swarm, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
+	if cfg.Seeds < 0 || cfg.Seeds > 0 && cfg.BasePort == 0 {
+		return nil, errors.New("swarm: seeds need a base port (the members must know the seeds' ports)")
+	}
 	sw := &Swarm{lists: make([]*memberlist.Memberlist, cfg.Members)}
 	begin := time.Now()
 	var started atomic.Int64
@@ -100,12 +112,19 @@ func StartSwarm(ctx context.Context, cfg SwarmConfig) (*Swarm, error) {
 		if ctx.Err() != nil {
 			break
 		}
+		if cfg.Seeds > 0 && i == cfg.Seeds {
+			wg.Wait() // the seeds are in before anyone joins them
+		}
+		join := cfg.Join
+		if cfg.Seeds > 0 && i >= cfg.Seeds {
+			join = net.JoinHostPort(cfg.Bind.String(), strconv.Itoa(cfg.BasePort+i%cfg.Seeds))
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			sw.lists[i], errs[i] = startMember(cfg, i, nil)
+			sw.lists[i], errs[i] = startMember(cfg, i, join, nil)
 			if errs[i] == nil {
 				if c := started.Add(1); c%100 == 0 {
 					fmt.Fprintf(cfg.Log, "%d members joined in %s\n", c, time.Since(begin).Round(time.Millisecond))
@@ -121,9 +140,10 @@ func StartSwarm(ctx context.Context, cfg SwarmConfig) (*Swarm, error) {
 	return sw, nil
 }
 
-// startMember starts and joins member i; tweak, when set, adjusts its memberlist
-// configuration first.
-func startMember(cfg SwarmConfig, i int, tweak func(*memberlist.Config)) (*memberlist.Memberlist, error) {
+// startMember starts member i and joins it through join (HOST:PORT); tweak, when set,
+// adjusts its memberlist configuration first. A failed join is tried twice more (a loaded
+// fabricd may drop a push/pull).
+func startMember(cfg SwarmConfig, i int, join string, tweak func(*memberlist.Config)) (*memberlist.Memberlist, error) {
 	meta, err := synMeta(cfg, i)
 	if err != nil {
 		return nil, err
@@ -152,11 +172,17 @@ func startMember(cfg SwarmConfig, i int, tweak func(*memberlist.Config)) (*membe
 	if err != nil {
 		return nil, fmt.Errorf("member %s: %w", name, err)
 	}
-	if _, err := l.Join([]string{cfg.Join}); err != nil {
-		_ = l.Shutdown()
-		return nil, fmt.Errorf("member %s: join %s: %w", name, cfg.Join, err)
+	for try := 1; ; try++ {
+		_, err := l.Join([]string{join})
+		if err == nil {
+			return l, nil
+		}
+		if try == 3 {
+			_ = l.Shutdown()
+			return nil, fmt.Errorf("member %s: join %s (%d tries): %w", name, join, try, err)
+		}
+		time.Sleep(time.Duration(try) * time.Second)
 	}
-	return l, nil
 }
 
 // Members is how many members run.

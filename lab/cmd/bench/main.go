@@ -202,6 +202,7 @@ func swarm(args []string) error {
 	join := fs.String("join", "", "HOST:PORT of the fabricd to join")
 	cidr := fs.String("cluster-cidr", "", "fabricd's cluster CIDR")
 	tunnel := fs.String("tunnel", "vxlan", "fabricd's tunnel type")
+	seeds := fs.Int("seeds", 0, "when > 0, only the first this many members join fabricd; the others join one of them (fabricd hears of them by gossip)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -215,5 +216,5 @@ func swarm(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return bench.RunSwarm(ctx, bench.SwarmConfig{Members: *members, Bind: addr, BasePort: *port, Join: *join, ClusterCIDR: pfx, Tunnel: *tunnel, Log: os.Stdout})
+	return bench.RunSwarm(ctx, bench.SwarmConfig{Members: *members, Bind: addr, BasePort: *port, Join: *join, ClusterCIDR: pfx, Tunnel: *tunnel, Seeds: *seeds, Log: os.Stdout})
 }
