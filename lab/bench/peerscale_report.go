@@ -32,8 +32,12 @@ func peerResultTable(cells []*peerCell) Table {
 			continue
 		}
 		rc, nw, rss := Summarize(c.reconcileMs), Summarize(c.newUsable), Summarize(c.rss)
+		reconcile := fmt.Sprintf("%s (%s, %d of %d)", num(rc.Median), spread(rc), rc.N, c.reconciles)
+		if c.changes > 0 {
+			reconcile += fmt.Sprintf(" — not all no-change: %d changes logged", c.changes)
+		}
 		t.AddRow(c.mode, fmt.Sprint(c.peers), secs(c.swarmReady, "not all joined"), c.convergence(c.applied), c.convergence(c.dataPlane),
-			fmt.Sprintf("%s (%s, %d of %d)", num(rc.Median), spread(rc), rc.N, c.reconciles),
+			reconcile,
 			fmt.Sprintf("%s (%s)", num(nw.Median), spread(nw)),
 			fmt.Sprintf("%s (%s)", num(rss.Median), num(rss.Max)))
 	}
@@ -121,16 +125,21 @@ func peerVerdicts(cells []*peerCell) []Verdict {
 		return nil
 	}
 	flow, per := peerCellAt(cells, modeFlow, largest), peerCellAt(cells, modePerPeer, largest)
-	full := flow != nil && flow.reached >= flow.peers
+	full := flow != nil && flow.nearlyFull()
+	// short says at how many peers a figure was measured when the view fell short.
+	short := ""
+	if full && flow.reached < flow.peers {
+		short = fmt.Sprintf(", at %d of %d peers", flow.reached, flow.peers)
+	}
 	notMeasured := func(v Verdict) Verdict {
 		v.Measured, v.Status = "n/a", NotMeasured
 		switch {
 		case flow == nil:
 			v.Limit = "no flow-mode cell ran"
-		case flow.err != nil:
+		case !full && flow.err != nil:
 			v.Limit = oneLine(flow.err.Error())
 		case !full:
-			v.Limit = fmt.Sprintf("fabricd had only %d of %d peers", flow.reached, flow.peers)
+			v.Limit = fmt.Sprintf("fabricd had only %d of %d peers (the targets count at ≥ 99%%)", flow.reached, flow.peers)
 		default:
 			v.Limit = "no sample (see above)"
 		}
@@ -142,7 +151,7 @@ func peerVerdicts(cells []*peerCell) []Verdict {
 	// No-change reconcile.
 	v := Verdict{Target: at + "no-change reconcile < 20 ms"}
 	if rc := Summarize(cellField(flow, func(c *peerCell) []float64 { return c.reconcileMs })); full && rc.N > 0 {
-		v.Measured = fmt.Sprintf("%s ms median (%s, %d reconciles)", num(rc.Median), spread(rc), rc.N)
+		v.Measured = fmt.Sprintf("%s ms median (%s, %d reconciles%s)", num(rc.Median), spread(rc), rc.N, short)
 		v.Status = Check(rc.Median, rc.Median < 20)
 		if v.Status == Missed {
 			v.Limit = reconcileLimit(cells, flow)
@@ -155,7 +164,7 @@ func peerVerdicts(cells []*peerCell) []Verdict {
 	// A new peer usable.
 	v = Verdict{Target: at + "a new peer usable < 1 s (synthetic peer: route and flow in place)"}
 	if nw := Summarize(cellField(flow, func(c *peerCell) []float64 { return c.newUsable })); full && nw.N > 0 {
-		v.Measured = fmt.Sprintf("%s ms median (%s, %d peers)", num(nw.Median), spread(nw), nw.N)
+		v.Measured = fmt.Sprintf("%s ms median (%s, %d peers%s)", num(nw.Median), spread(nw), nw.N, short)
 		v.Status = Check(nw.Median, nw.Median < 1000)
 		if v.Status == Missed {
 			v.Limit = newPeerLimit(flow)
@@ -168,7 +177,7 @@ func peerVerdicts(cells []*peerCell) []Verdict {
 	// RSS.
 	v = Verdict{Target: at + "fabricd RSS < 100 MiB"}
 	if rss := Summarize(cellField(flow, func(c *peerCell) []float64 { return c.rss })); full && rss.N > 0 {
-		v.Measured = fmt.Sprintf("max %s MiB (median %s)", num(rss.Max), num(rss.Median))
+		v.Measured = fmt.Sprintf("max %s MiB (median %s%s)", num(rss.Max), num(rss.Median), short)
 		v.Status = Check(rss.Max, rss.Max < 100)
 		if v.Status == Missed {
 			v.Limit = rssLimit(cells, flow)
@@ -252,6 +261,12 @@ func rssLimit(cells []*peerCell, c *peerCell) string {
 
 // convergenceLimit names the busiest process in convergence and the swarm's share of it.
 func convergenceLimit(c *peerCell) string {
+	if c.cpuFabricd == 0 && c.cpuVSwitchd == 0 && c.cpuSwarm == 0 {
+		if c.err != nil {
+			return "not measured: " + oneLine(c.err.Error())
+		}
+		return "not measured"
+	}
 	busiest, cores := "fabricd", c.cpuFabricd
 	if c.cpuVSwitchd > cores {
 		busiest, cores = "ovs-vswitchd", c.cpuVSwitchd
@@ -262,8 +277,7 @@ func convergenceLimit(c *peerCell) string {
 	s := fmt.Sprintf("measured: the busiest process was %s (%s cores); the machine was %s busy", busiest, num(cores), pct(c.machineBusy))
 	switch {
 	case c.swarmReady > 0 && c.applied > 0:
-		s += fmt.Sprintf("; the synthetic members' joins took %s s (each a TCP push/pull in which fabricd sends its whole view, "+
-			"so the joins cost O(N²) in all) and fabricd had applied the last %s s after they ended",
+		s += fmt.Sprintf("; the synthetic members had all joined after %s s and fabricd had applied the last %s s later",
 			num(c.swarmReady.Seconds()), num(max(0, (c.applied-c.swarmReady).Seconds())))
 	case c.swarmReady > 0:
 		s += fmt.Sprintf("; the synthetic members' joins took %s s", num(c.swarmReady.Seconds()))

@@ -183,8 +183,25 @@ func TestPeerVerdicts(t *testing.T) {
 		t.Errorf("RSS measured: %s", m)
 	}
 
+	// At 99% of the peers the targets count and say at how many; below, they do not.
+	flow5k.reached, flow5k.err = 4982, errors.New("stalled")
+	if vs := peerVerdicts([]*peerCell{flow5k}); vs[0].Status != Missed || !strings.Contains(vs[0].Measured, ", at 4982 of 5000 peers)") {
+		t.Errorf("at 4982 of 5000: %+v", vs[0])
+	}
+	flow5k.reached = 4900
+	if vs := peerVerdicts([]*peerCell{flow5k}); vs[0].Status != NotMeasured || vs[0].Limit != "stalled" {
+		t.Errorf("at 4900 of 5000: %+v", vs[0])
+	}
+
 	// The table shows errors in place of figures and partial convergence as such.
+	per5k.changes = 652
 	tab := peerResultTable([]*peerCell{per5k, flowNA})
+	if got := tab.Rows[0][5]; got != "30.0 (30.0–30.0, 1 of 0) — not all no-change: 652 changes logged" {
+		t.Errorf("reconcile cell with changes: %q", got)
+	}
+	if l := convergenceLimit(&peerCell{reached: 10, err: errors.New("the swarm exited")}); l != "not measured: the swarm exited" {
+		t.Errorf("convergence limit without CPU figures: %q", l)
+	}
 	if got := tab.Rows[0][3]; got != "not within 4m0s: 3120 of 5000" {
 		t.Errorf("partial row: %q", got)
 	}

@@ -42,7 +42,8 @@ type SwarmConfig struct {
 	// fabricd. Such a join exchanges the seed's tiny view instead of fabricd's whole one
 	// (joining fabricd costs O(members) each, O(members²) for the swarm), and fabricd learns
 	// of the member from the alive message the member then gossips to it, the one node in
-	// its view, within a gossip interval: as fabricd hears of nodes that joined elsewhere.
+	// its view, within a gossip interval (and again every second for 15 s, in case UDP is
+	// lost): as fabricd hears of nodes that joined elsewhere.
 	Seeds int
 	// Log receives progress lines.
 	Log io.Writer
@@ -85,6 +86,10 @@ func (d *synDelegate) NotifyAlive(n *memberlist.Node) error {
 	return nil
 }
 
+// seededRetransmits is how many times a member that joined through a seed gossips its
+// alive message to fabricd (once a second).
+const seededRetransmits = 15
+
 // Swarm is a running set of synthetic members.
 type Swarm struct {
 	lists []*memberlist.Memberlist
@@ -115,16 +120,21 @@ func StartSwarm(ctx context.Context, cfg SwarmConfig) (*Swarm, error) {
 		if cfg.Seeds > 0 && i == cfg.Seeds {
 			wg.Wait() // the seeds are in before anyone joins them
 		}
-		join := cfg.Join
+		join, tweak := cfg.Join, func(*memberlist.Config) {}
 		if cfg.Seeds > 0 && i >= cfg.Seeds {
 			join = net.JoinHostPort(cfg.Bind.String(), strconv.Itoa(cfg.BasePort+i%cfg.Seeds))
+			// fabricd hears of this member only from its alive message: sent once a
+			// gossip interval, RetransmitMult times (its view is 2 nodes, so the limit is
+			// the multiplier itself), so that a burst of joins losing some UDP to a busy
+			// fabricd does not leave the member unknown.
+			tweak = func(mc *memberlist.Config) { mc.RetransmitMult = seededRetransmits }
 		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			sw.lists[i], errs[i] = startMember(cfg, i, join, nil)
+			sw.lists[i], errs[i] = startMember(cfg, i, join, tweak)
 			if errs[i] == nil {
 				if c := started.Add(1); c%100 == 0 {
 					fmt.Fprintf(cfg.Log, "%d members joined in %s\n", c, time.Since(begin).Round(time.Millisecond))
