@@ -208,6 +208,7 @@ func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, ports 
 		c.tunnelsInFlows = c.pipe.tunnelPorts()
 		return true, nil
 	}
+	c.metrics.flowDumps.Inc()
 	res, err := flows.Reconcile(ctx, c.of, desired)
 	if err != nil {
 		c.flowsApplied = nil

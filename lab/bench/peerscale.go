@@ -39,9 +39,11 @@ const (
 	peerNewPeers = 3
 	// peerSeeds members join fabricd; the others join one of them (SwarmConfig.Seeds).
 	peerSeeds = 16
-	// peerResync is fabricd's --resync here (default 5 s): a resync pass is the same
-	// reconcile as one woken by an event, and the window then holds about 20 of them.
-	peerResync = time.Second
+	// peerTick is how often, in the window, the bench writes peerTickKey into the
+	// Open_vSwitch row's external_ids: fabricd monitors that column, so every write wakes a
+	// reconcile that has nothing to change.
+	peerTick    = time.Second
+	peerTickKey = "ovsfabric-bench-tick"
 	// peerStall ends a cell's wait for convergence early when fabricd's view has not grown
 	// for that long (members whose every alive message was lost are never heard of).
 	peerStall = time.Minute
@@ -77,9 +79,12 @@ type peerCell struct {
 	// CPU (cores) during convergence and in the steady window.
 	cpuFabricd, cpuVSwitchd, cpuSwarm, machineBusy float64
 	winFabricd, winVSwitchd                        float64
-	// reconcileMs are the no-change reconciles timed in the window; reconciles all reconciles
+	// reconcileMs are the no-change reconciles timed in the window that compared the flows
+	// with those last applied (with a fabricd that does not count flow dumps: all of them);
+	// resyncMs those that dumped the bridge's flows (the periodic --resync pass); reconciles all reconciles
 	// in it; changes the changes fabricd logged in it (0 when every reconcile changed nothing).
 	reconcileMs []float64
+	resyncMs    []float64
 	reconciles  int
 	changes     int
 	// rss are fabricd's RSS samples (MiB) in the window; vsRSS ovs-vswitchd's.
@@ -119,7 +124,7 @@ func (s *suite) peerScale(ctx context.Context, secs map[string]*Section) {
 	sec := secs["scale-peers"]
 	modeFlag := s.peerScaleModes(ctx)
 	sec.Method = fmt.Sprintf("Per cell (tunnel mode × peers, the modes interleaved at each size) a fresh 1-host lab: one real "+
-		"fabricd (VXLAN, %s, cluster CIDR %s, static subnet %s, default gossip timings and log level, `--metrics-addr` for its "+
+		"fabricd (VXLAN, %s, cluster CIDR %s, static subnet %s, default timings and log level, `--metrics-addr` for its "+
 		"Prometheus series, `--tunnel-mode per-peer|flow`) joined by N synthetic members that this program runs "+
 		"(`fabric-bench swarm`, as in the memory section: bare memberlist nodes in the lab's external namespace announcing "+
 		"fabricd's metadata, a /24 each and an unreachable underlay address in 198.18.0.0/15; here only the first %d join "+
@@ -134,8 +139,12 @@ func (s *suite) peerScale(ctx context.Context, secs map[string]*Section) {
 		"it got and is measured at that view (its targets count only at ≥ 99%% of the peers, and say at how many). "+
 		"**No-change reconcile**: 3 s after convergence, fabricd's `fabricd_reconcile_duration_seconds` is scraped every "+
 		"200 ms for %s; where its count rose by exactly one between two scrapes, the rise of its sum is that reconcile's "+
-		"time. Reconciles come from gossip events and fabricd's periodic resync, here `--resync %s` (default 5 s) for "+
-		"about 20 samples: a resync pass is the same full reconcile as one an event wakes; fabricd's log must show no tunnel, route, gateway "+
+		"time, and the rise of `fabricd_reconcile_flow_dumps_total` tells the two kinds of pass apart: most compare the "+
+		"flows they want with those last applied and, finding no difference, end there (*woken by an event*); one every "+
+		"--resync (default 5 s, kept) also dumps the bridge's flows to find changes made behind fabricd's back (*resync "+
+		"pass*). For more samples the bench wakes a pass every %s with an unrelated OVSDB write (the key "+peerTickKey+
+		" in the Open_vSwitch row's external_ids, a column fabricd monitors; ovs-vswitchd re-reads its configuration on it "+
+		"too, at the same moment, which per-peer mode's thousands of ports make dearer); fabricd's log must show no tunnel, route, gateway "+
 		"or flow change in the window (it logs each at info), else the cell says so. **RSS**: fabricd's VmRSS, 10 samples "+
 		"2 s apart in the same window. **A new peer usable**: then %d more synthetic members join one after the other "+
 		"(started in this process, in the external namespace); each is timed from its start until the kernel of fabricd's "+
@@ -147,7 +156,7 @@ func (s *suite) peerScale(ctx context.Context, secs map[string]*Section) {
 		"a reply (ping every 10 ms) from a container attached on the first host before the swarm (at most %s). CPU is "+
 		"read from /proc (cores = CPU seconds per second), ports from OVSDB, flows from `ovs-ofctl dump-aggregate br-int`. "+
 		"Budget: about %s in all at %s peers.",
-		s.mainPipelineName(), peerCIDR, peerSubnet, peerSeeds, s.cfg.PeerScaleCap, peerWindow, peerResync, peerNewPeers, peerRealTimeout, s.peerScaleBudget(), sizesText(s.cfg.PeerScale))
+		s.mainPipelineName(), peerCIDR, peerSubnet, peerSeeds, s.cfg.PeerScaleCap, peerWindow, peerTick, peerNewPeers, peerRealTimeout, s.peerScaleBudget(), sizesText(s.cfg.PeerScale))
 	if !modeFlag {
 		sec.Notes = append(sec.Notes, "This fabricd build has no `--tunnel-mode` flag (its `--help` lists none): it keeps a tunnel port per peer, "+
 			"so the per-peer rows run without the flag and the flow rows are reported as not available.")
@@ -209,7 +218,7 @@ func (s *suite) peerCellRun(ctx context.Context, c *peerCell, modeFlag bool) {
 	if modeFlag {
 		extra = append(extra, "--tunnel-mode", c.mode)
 	}
-	f := fabriclab.New(l, fabriclab.Options{Bin: s.cfg.Bin, Tunnel: "vxlan", Resync: peerResync, Extra: extra})
+	f := fabriclab.New(l, fabriclab.Options{Bin: s.cfg.Bin, Tunnel: "vxlan", Extra: extra})
 	n, err := f.Start(ctx, h, "--subnet", peerSubnet)
 	if err != nil {
 		c.err = err
@@ -276,7 +285,7 @@ func (s *suite) peerCellRun(ctx context.Context, c *peerCell, modeFlag bool) {
 		c.err = err
 		return
 	}
-	if err := s.peerWindow(ctx, c, sc, n, vsPIDs); err != nil {
+	if err := s.peerWindow(ctx, c, sc, db, n, vsPIDs); err != nil {
 		c.err = err
 		return
 	}
@@ -420,7 +429,7 @@ func tunnelsWithOfport(ports []ovsdb.PortInfo) int {
 }
 
 // peerWindow times the no-change reconciles and samples the RSS in the steady window.
-func (s *suite) peerWindow(ctx context.Context, c *peerCell, sc *scraper, n *fabriclab.Node, vsPIDs []int) error {
+func (s *suite) peerWindow(ctx context.Context, c *peerCell, sc *scraper, db *ovsdb.Client, n *fabriclab.Node, vsPIDs []int) error {
 	logFile := n.Proc.LogFile()
 	var from int64
 	if st, err := os.Stat(logFile); err == nil {
@@ -430,8 +439,15 @@ func (s *suite) peerWindow(ctx context.Context, c *peerCell, sc *scraper, n *fab
 	vs0, vsErr := sampleCPU(vsPIDs)
 	var ms []fabricdMetrics
 	begin := time.Now()
-	nextRSS := begin
+	nextRSS, nextTick, tick := begin, begin.Add(peerTick), 0
 	for time.Since(begin) < peerWindow {
+		if time.Now().After(nextTick) {
+			tick++
+			if err := db.SetSystemExternalIDs(ctx, map[string]string{peerTickKey: strconv.Itoa(tick)}, nil); err != nil {
+				return fmt.Errorf("OVSDB tick: %w", err)
+			}
+			nextTick = nextTick.Add(peerTick)
+		}
 		if m, err := sc.scrape(ctx); err == nil {
 			ms = append(ms, m)
 		}
@@ -453,7 +469,8 @@ func (s *suite) peerWindow(ctx context.Context, c *peerCell, sc *scraper, n *fab
 	if vsErr == nil && vsErr1 == nil {
 		c.winVSwitchd = use(vs0, vs1).ProcCores
 	}
-	c.reconcileMs, c.reconciles = singleReconciles(ms)
+	rt := singleReconciles(ms)
+	c.reconcileMs, c.resyncMs, c.reconciles = append(rt.plain, rt.unknown...), rt.dumped, rt.total
 	c.changes = countChangeLines(readFileFrom(logFile, from))
 	return nil
 }

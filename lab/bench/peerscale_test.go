@@ -42,8 +42,12 @@ weird{note="a b}c"} 2 1700000000000
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fm.reconciles != 7 || fm.reconcileSecs != 0.0731 || fm.failed != 1 || fm.alive != 5000 || fm.tunnels != 4999 || fm.routes != 5000 {
+	if fm.reconciles != 7 || fm.reconcileSecs != 0.0731 || fm.failed != 1 || fm.alive != 5000 || fm.tunnels != 4999 || fm.routes != 5000 || !math.IsNaN(fm.flowDumps) {
 		t.Errorf("fabricdMetricsFrom = %+v", fm)
+	}
+	m["fabricd_reconcile_flow_dumps_total"] = 3
+	if fm, _ := fabricdMetricsFrom(m, time.Time{}); fm.flowDumps != 3 {
+		t.Errorf("flow dumps = %v, want 3", fm.flowDumps)
 	}
 	delete(m, "fabricd_tunnels")
 	if _, err := fabricdMetricsFrom(m, time.Time{}); err == nil || !strings.Contains(err.Error(), "fabricd_tunnels") {
@@ -57,32 +61,40 @@ weird{note="a b}c"} 2 1700000000000
 }
 
 func TestSingleReconciles(t *testing.T) {
-	s := func(count, sum, failed float64) fabricdMetrics {
-		return fabricdMetrics{reconciles: count, reconcileSecs: sum, failed: failed}
+	s := func(count, sum, failed, dumps float64) fabricdMetrics {
+		return fabricdMetrics{reconciles: count, reconcileSecs: sum, failed: failed, flowDumps: dumps}
 	}
+	nan := math.NaN()
 	tests := []struct {
-		name  string
-		in    []fabricdMetrics
-		want  []float64
-		total int
+		name                   string
+		in                     []fabricdMetrics
+		plain, dumped, unknown []float64
+		total                  int
 	}{
-		{"none", nil, nil, 0},
-		{"quiet", []fabricdMetrics{s(3, 0.1, 0), s(3, 0.1, 0)}, nil, 0},
-		{"one each", []fabricdMetrics{s(3, 0.1, 0), s(4, 0.112, 0), s(4, 0.112, 0), s(5, 0.120, 0)}, []float64{12, 8}, 2},
-		{"two in one gap are not split", []fabricdMetrics{s(3, 0.1, 0), s(5, 0.13, 0), s(6, 0.14, 0)}, []float64{10}, 3},
-		{"a failed one is left out", []fabricdMetrics{s(3, 0.1, 0), s(4, 0.2, 1)}, nil, 1},
-		{"restart", []fabricdMetrics{s(30, 1, 0), s(1, 0.01, 0), s(2, 0.015, 0)}, []float64{5}, 1},
+		{"none", nil, nil, nil, nil, 0},
+		{"quiet", []fabricdMetrics{s(3, 0.1, 0, 1), s(3, 0.1, 0, 1)}, nil, nil, nil, 0},
+		{"one each", []fabricdMetrics{s(3, 0.1, 0, 1), s(4, 0.112, 0, 1), s(4, 0.112, 0, 1), s(5, 0.120, 0, 2)}, []float64{12}, []float64{8}, nil, 2},
+		{"two in one gap are not split", []fabricdMetrics{s(3, 0.1, 0, 0), s(5, 0.13, 0, 1), s(6, 0.14, 0, 1)}, []float64{10}, nil, nil, 3},
+		{"a failed one is left out", []fabricdMetrics{s(3, 0.1, 0, 0), s(4, 0.2, 1, 0)}, nil, nil, nil, 1},
+		{"restart", []fabricdMetrics{s(30, 1, 0, 9), s(1, 0.01, 0, 0), s(2, 0.015, 0, 0)}, []float64{5}, nil, nil, 1},
+		{"no dump counter", []fabricdMetrics{s(3, 0.1, 0, nan), s(4, 0.107, 0, nan)}, nil, nil, []float64{7}, 1},
+	}
+	near := func(a, b []float64) bool {
+		if len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if math.Abs(a[i]-b[i]) > 1e-9 {
+				return false
+			}
+		}
+		return true
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, total := singleReconciles(tt.in)
-			if total != tt.total || len(got) != len(tt.want) {
-				t.Fatalf("got %v (total %d), want %v (total %d)", got, total, tt.want, tt.total)
-			}
-			for i := range got {
-				if math.Abs(got[i]-tt.want[i]) > 1e-9 {
-					t.Errorf("got %v, want %v", got, tt.want)
-				}
+			r := singleReconciles(tt.in)
+			if r.total != tt.total || !near(r.plain, tt.plain) || !near(r.dumped, tt.dumped) || !near(r.unknown, tt.unknown) {
+				t.Errorf("got %+v, want plain %v dumped %v unknown %v total %d", r, tt.plain, tt.dumped, tt.unknown, tt.total)
 			}
 		})
 	}
@@ -196,7 +208,7 @@ func TestPeerVerdicts(t *testing.T) {
 	// The table shows errors in place of figures and partial convergence as such.
 	per5k.changes = 652
 	tab := peerResultTable([]*peerCell{per5k, flowNA})
-	if got := tab.Rows[0][5]; got != "30.0 (30.0–30.0, 1 of 0) — not all no-change: 652 changes logged" {
+	if got := tab.Rows[0][5]; got != "30.0 (30.0–30.0, 1) — not all no-change: 652 changes logged" {
 		t.Errorf("reconcile cell with changes: %q", got)
 	}
 	if l := convergenceLimit(&peerCell{reached: 10, err: errors.New("the swarm exited")}); l != "not measured: the swarm exited" {

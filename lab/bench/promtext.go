@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -56,6 +57,9 @@ type fabricdMetrics struct {
 	// alive, tunnels and routes are what fabricd's last successful reconcile applied: alive
 	// peers in its view, tunnel ports and routes kept.
 	alive, tunnels, routes float64
+	// flowDumps is fabricd_reconcile_flow_dumps_total: reconciles that dumped the bridge's
+	// flows; NaN when this fabricd does not export it.
+	flowDumps float64
 }
 
 // fabricdMetricsFrom picks the series out of a parsed scrape; missing ones are an error.
@@ -75,26 +79,50 @@ func fabricdMetricsFrom(m map[string]float64, at time.Time) (fabricdMetrics, err
 		}
 		*dst = v
 	}
+	out.flowDumps = math.NaN()
+	if v, ok := m["fabricd_reconcile_flow_dumps_total"]; ok {
+		out.flowDumps = v
+	}
 	return out, nil
+}
+
+// reconcileTimes are individual reconciles recovered from scrapes (ms), by whether they
+// dumped the bridge's flows.
+type reconcileTimes struct {
+	// plain compared the flows with those last applied; dumped dumped the bridge's flows (the
+	// periodic resync pass); unknown are those of a fabricd without the dump counter.
+	plain, dumped, unknown []float64
+	// total is how many reconciles the scrapes saw in all, timed individually or not.
+	total int
 }
 
 // singleReconciles recovers the duration (ms) of individual reconciles from consecutive
 // scrapes: where the histogram's count rose by exactly one and no reconcile failed, the rise
-// of its sum is that one reconcile's time. It also returns how many reconciles the scrapes
-// saw in all (timed individually or not).
-func singleReconciles(ms []fabricdMetrics) (durations []float64, total int) {
+// of its sum is that one reconcile's time, and the rise of the flow dump counter (0 or 1)
+// says whether it dumped the bridge's flows.
+func singleReconciles(ms []fabricdMetrics) reconcileTimes {
+	var r reconcileTimes
 	for i := 1; i < len(ms); i++ {
 		a, b := ms[i-1], ms[i]
 		n := b.reconciles - a.reconciles
 		if n < 0 { // a restarted fabricd: the counters start again
 			continue
 		}
-		total += int(n)
-		if n == 1 && b.failed == a.failed {
-			durations = append(durations, (b.reconcileSecs-a.reconcileSecs)*1000)
+		r.total += int(n)
+		if n != 1 || b.failed != a.failed {
+			continue
+		}
+		d := (b.reconcileSecs - a.reconcileSecs) * 1000
+		switch dumps := b.flowDumps - a.flowDumps; {
+		case math.IsNaN(dumps):
+			r.unknown = append(r.unknown, d)
+		case dumps == 0:
+			r.plain = append(r.plain, d)
+		default:
+			r.dumped = append(r.dumped, d)
 		}
 	}
-	return durations, total
+	return r
 }
 
 // scraper reads fabricd's Prometheus endpoint inside a lab host's network namespace: its
