@@ -166,7 +166,7 @@ func peerVerdicts(cells []*peerCell) []Verdict {
 	// The periodic resync pass (reported).
 	if rs := Summarize(cellField(flow, func(c *peerCell) []float64 { return c.resyncMs })); full && rs.N > 0 {
 		out = append(out, Verdict{Target: at + "the periodic resync pass, which also dumps and compares the bridge's flows (reported)",
-			Measured: fmt.Sprintf("%s ms median (%s, %d passes%s)", num(rs.Median), spread(rs), rs.N, short), Status: Reported,
+			Measured: fmt.Sprintf("%s ms median (%s, %d of them%s)", num(rs.Median), spread(rs), rs.N, short), Status: Reported,
 			Limit: fmt.Sprintf("measured: the dump and comparison of %d flows, once every --resync", flow.flows)})
 	}
 

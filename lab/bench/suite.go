@@ -18,8 +18,9 @@ import (
 
 // Config says what the suite runs and how hard. DefaultConfig fits the whole suite in about
 // 9 minutes on a 2-core machine without the networks sections, which add about 4½ (most of it
-// the networks throughput runs), the encryption section, which adds about 3, and the Docker
-// plugin section, which adds about 1.
+// the networks throughput runs), the encryption section, which adds about 3, the Docker
+// plugin section, which adds about 1, and the peer scale section, which adds about 5 (up to
+// 12 when its largest cells run into their caps).
 type Config struct {
 	// Bin is the directory holding the fabricd and fabricctl binaries.
 	Bin string
