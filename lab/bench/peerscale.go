@@ -42,7 +42,10 @@ const (
 	// peerTick is how often, in the window, the bench writes peerTickKey into the
 	// Open_vSwitch row's external_ids: fabricd monitors that column, so every write wakes a
 	// reconcile that has nothing to change.
-	peerTick    = time.Second
+	peerTick = time.Second
+	// peerScrape is how often the window reads fabricd's metrics: often enough that a
+	// resync pass and the pass right after it rarely end between the same two scrapes.
+	peerScrape  = 25 * time.Millisecond
 	peerTickKey = "ovsfabric-bench-tick"
 	// peerStall ends a cell's wait for convergence early when fabricd's view has not grown
 	// for that long (members whose every alive message was lost are never heard of).
@@ -138,7 +141,7 @@ func (s *suite) peerScale(ctx context.Context, secs map[string]*Section) {
 		"30 s + 50 ms per peer, at most %s, and ended after a minute without progress; a cell that stops short reports how far "+
 		"it got and is measured at that view (its targets count only at ≥ 99%% of the peers, and say at how many). "+
 		"**No-change reconcile**: 3 s after convergence, fabricd's `fabricd_reconcile_duration_seconds` is scraped every "+
-		"100 ms for %s; where its count rose by exactly one between two scrapes, the rise of its sum is that reconcile's "+
+		"%s for %s; where its count rose by exactly one between two scrapes, the rise of its sum is that reconcile's "+
 		"time, and the rise of `fabricd_reconcile_flow_dumps_total` tells the two kinds of pass apart: most compare the "+
 		"flows they want with those last applied and, finding no difference, end there (*woken by an event*); one every "+
 		"--resync (default 5 s, kept) also dumps the bridge's flows to find changes made behind fabricd's back (*resync "+
@@ -156,7 +159,7 @@ func (s *suite) peerScale(ctx context.Context, secs map[string]*Section) {
 		"a reply (ping every 10 ms) from a container attached on the first host before the swarm (at most %s). CPU is "+
 		"read from /proc (cores = CPU seconds per second), ports from OVSDB, flows from `ovs-ofctl dump-aggregate br-int`. "+
 		"Budget: about %s in all at %s peers (more when a cell runs into its cap).",
-		s.mainPipelineName(), peerCIDR, peerSubnet, peerSeeds, s.cfg.PeerScaleCap, peerWindow, peerTick, peerNewPeers, peerRealTimeout, s.peerScaleBudget(), sizesText(s.cfg.PeerScale))
+		s.mainPipelineName(), peerCIDR, peerSubnet, peerSeeds, s.cfg.PeerScaleCap, peerScrape, peerWindow, peerTick, peerNewPeers, peerRealTimeout, s.peerScaleBudget(), sizesText(s.cfg.PeerScale))
 	if !modeFlag {
 		sec.Notes = append(sec.Notes, "This fabricd build has no `--tunnel-mode` flag (its `--help` lists none): it keeps a tunnel port per peer, "+
 			"so the per-peer rows run without the flag and the flow rows are reported as not available.")
@@ -458,7 +461,7 @@ func (s *suite) peerWindow(ctx context.Context, c *peerCell, sc *scraper, db *ov
 			}
 			nextRSS = nextRSS.Add(peerWindow / 10)
 		}
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+		if err := sleepCtx(ctx, peerScrape); err != nil {
 			return err
 		}
 	}

@@ -73,10 +73,18 @@ func TestSingleReconciles(t *testing.T) {
 	}{
 		{"none", nil, nil, nil, nil, 0},
 		{"quiet", []fabricdMetrics{s(3, 0.1, 0, 1), s(3, 0.1, 0, 1)}, nil, nil, nil, 0},
-		{"one each", []fabricdMetrics{s(3, 0.1, 0, 1), s(4, 0.112, 0, 1), s(4, 0.112, 0, 1), s(5, 0.120, 0, 2)}, []float64{12}, []float64{8}, nil, 2},
-		{"two in one gap are not split", []fabricdMetrics{s(3, 0.1, 0, 0), s(5, 0.13, 0, 1), s(6, 0.14, 0, 1)}, []float64{10}, nil, nil, 3},
-		{"a failed one is left out", []fabricdMetrics{s(3, 0.1, 0, 0), s(4, 0.2, 1, 0)}, nil, nil, nil, 1},
-		{"restart", []fabricdMetrics{s(30, 1, 0, 9), s(1, 0.01, 0, 0), s(2, 0.015, 0, 0)}, []float64{5}, nil, nil, 1},
+		// A pass ends (not timed: no earlier end bounds it), a plain one, then one whose
+		// dump the counter shows before it ends, then a plain one again.
+		{"plain and dumped", []fabricdMetrics{
+			s(3, 0.1, 0, 1), s(4, 0.11, 0, 1), s(4, 0.11, 0, 1), s(5, 0.122, 0, 1),
+			s(5, 0.122, 0, 2), s(6, 0.262, 0, 2), s(6, 0.262, 0, 2), s(7, 0.27, 0, 2),
+		}, []float64{12, 8}, []float64{140}, nil, 4},
+		// The second pass dumped; the third ends right after it, so the rise could be
+		// either's as far as it can tell: left out.
+		{"ambiguous", []fabricdMetrics{s(3, 0.1, 0, 1), s(4, 0.11, 0, 1), s(5, 0.12, 0, 2), s(6, 0.13, 0, 2)}, nil, []float64{10}, nil, 3},
+		{"two in one gap are not split", []fabricdMetrics{s(3, 0.1, 0, 0), s(5, 0.13, 0, 0), s(6, 0.14, 0, 0)}, []float64{10}, nil, nil, 3},
+		{"a failed one is left out", []fabricdMetrics{s(2, 0.05, 0, 0), s(3, 0.1, 0, 0), s(4, 0.2, 1, 0)}, nil, nil, nil, 2},
+		{"restart", []fabricdMetrics{s(30, 1, 0, 9), s(1, 0.01, 0, 0), s(2, 0.015, 0, 0), s(3, 0.02, 0, 0)}, []float64{5}, nil, nil, 2},
 		{"no dump counter", []fabricdMetrics{s(3, 0.1, 0, nan), s(4, 0.107, 0, nan)}, nil, nil, []float64{7}, 1},
 	}
 	near := func(a, b []float64) bool {

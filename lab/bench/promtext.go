@@ -98,25 +98,37 @@ type reconcileTimes struct {
 
 // singleReconciles recovers the duration (ms) of individual reconciles from consecutive
 // scrapes: where the histogram's count rose by exactly one and no reconcile failed, the rise
-// of its sum is that one reconcile's time, and the rise of the flow dump counter (0 or 1)
-// says whether it dumped the bridge's flows.
+// of its sum is that one reconcile's time. Whether it dumped the bridge's flows comes from
+// the dump counter, which rises mid-pass: a pass dumped when the counter rose after the
+// scrape that saw the previous pass end. When it also rose in the interval in which that
+// previous pass ended, the dump may be either pass's and the time is left out (as is the
+// first pass, whose start no scrape bounds).
 func singleReconciles(ms []fabricdMetrics) reconcileTimes {
 	var r reconcileTimes
+	prev := -1 // the scrape that saw the last pass end
 	for i := 1; i < len(ms); i++ {
 		a, b := ms[i-1], ms[i]
 		n := b.reconciles - a.reconciles
 		if n < 0 { // a restarted fabricd: the counters start again
+			prev = -1
+			continue
+		}
+		if n == 0 {
 			continue
 		}
 		r.total += int(n)
+		p := prev
+		prev = i
 		if n != 1 || b.failed != a.failed {
 			continue
 		}
 		d := (b.reconcileSecs - a.reconcileSecs) * 1000
-		switch dumps := b.flowDumps - a.flowDumps; {
-		case math.IsNaN(dumps):
+		switch {
+		case math.IsNaN(b.flowDumps) || math.IsNaN(a.flowDumps):
 			r.unknown = append(r.unknown, d)
-		case dumps == 0:
+		case p < 1 || ms[p].flowDumps != ms[p-1].flowDumps:
+			// Cannot tell whose dump it was.
+		case b.flowDumps == ms[p].flowDumps:
 			r.plain = append(r.plain, d)
 		default:
 			r.dumped = append(r.dumped, d)
