@@ -34,26 +34,26 @@ import "time"
 
 // Status is one host's view of itself.
 type Status struct {
-	Node        string `json:"node"`
-	Underlay    string `json:"underlay"`
-	Subnet      string `json:"subnet"`
-	Gateway     string `json:"gateway"`
-	ClusterCIDR string `json:"cluster_cidr"`
-	Tunnel      string `json:"tunnel"`
-	// TunnelMode is "per-peer" (a tunnel port per peer) or "flow" (one flow-based port).
-	TunnelMode string    `json:"tunnel_mode,omitempty"`
-	MTU        int       `json:"mtu"`
-	Datapath   string    `json:"datapath"`
-	Bridge     string    `json:"bridge"`
-	Peers      []Peer    `json:"peers"`
-	Rejected   []string  `json:"rejected,omitempty"`
-	LastSync   time.Time `json:"last_sync"`
-	LastError  string    `json:"last_error,omitempty"`
-	Syncs      uint64    `json:"syncs"`
+	Node        string    `json:"node"`
+	Underlay    string    `json:"underlay"`
+	Subnet      string    `json:"subnet"`
+	Gateway     string    `json:"gateway"`
+	ClusterCIDR string    `json:"cluster_cidr"`
+	Tunnel      string    `json:"tunnel"`
+	MTU         int       `json:"mtu"`
+	Datapath    string    `json:"datapath"`
+	Bridge      string    `json:"bridge"`
+	Peers       []Peer    `json:"peers"`
+	Rejected    []string  `json:"rejected,omitempty"`
+	LastSync    time.Time `json:"last_sync"`
+	LastError   string    `json:"last_error,omitempty"`
+	Syncs       uint64    `json:"syncs"`
 	// Encryption is the data plane's encryption ("none" or "wireguard"); WireGuard its
 	// interface, with encryption.
 	Encryption string     `json:"encryption,omitempty"`
 	WireGuard  *WireGuard `json:"wireguard,omitempty"`
+	// TunnelMode is "per-peer" (a tunnel port per peer) or "flow" (one flow-based port).
+	TunnelMode string `json:"tunnel_mode,omitempty"`
 }
 
 // Peer is another node as this host sees it, with the tunnel port fabricd keeps toward it.

@@ -37,17 +37,14 @@ const DatapathAuto = "auto"
 // (kebab-case, its yaml tag; its usage tag is the flag's help) and in the YAML file given by
 // --config; flags win over the file (see Bind and Resolve).
 type Config struct {
-	Name          string   `yaml:"name" usage:"node name, unique in the fabric"`
-	AdvertiseAddr string   `yaml:"advertise-addr" usage:"underlay IP peers use for gossip and tunnels (default: address of the default-route interface)"`
-	GossipPort    int      `yaml:"gossip-port" usage:"gossip TCP/UDP port"`
-	Join          []string `yaml:"join" usage:"HOST[:PORT],... of existing members (empty: start a new fabric)"`
-	ClusterCIDR   string   `yaml:"cluster-cidr" usage:"address range all per-host subnets come from"`
-	SubnetPrefix  int      `yaml:"subnet-prefix" usage:"prefix length of per-host subnets"`
-	Subnet        string   `yaml:"subnet" usage:"static per-host subnet (default: claimed by gossip)"`
-	Tunnel        string   `yaml:"tunnel" usage:"tunnel type: gre or vxlan (all members must agree)"`
-	// TunnelMode is per-peer (a tunnel port per peer) or flow (one flow-based port); hosts
-	// of either mode talk to each other (docs/operations.md: switching host by host).
-	TunnelMode    string        `yaml:"tunnel-mode" usage:"tunnel ports: per-peer (one per peer) or flow (one flow-based port, options:remote_ip=flow; routed pipeline only)"`
+	Name          string        `yaml:"name" usage:"node name, unique in the fabric"`
+	AdvertiseAddr string        `yaml:"advertise-addr" usage:"underlay IP peers use for gossip and tunnels (default: address of the default-route interface)"`
+	GossipPort    int           `yaml:"gossip-port" usage:"gossip TCP/UDP port"`
+	Join          []string      `yaml:"join" usage:"HOST[:PORT],... of existing members (empty: start a new fabric)"`
+	ClusterCIDR   string        `yaml:"cluster-cidr" usage:"address range all per-host subnets come from"`
+	SubnetPrefix  int           `yaml:"subnet-prefix" usage:"prefix length of per-host subnets"`
+	Subnet        string        `yaml:"subnet" usage:"static per-host subnet (default: claimed by gossip)"`
+	Tunnel        string        `yaml:"tunnel" usage:"tunnel type: gre or vxlan (all members must agree)"`
 	OVSDB         string        `yaml:"ovsdb" usage:"OVSDB endpoint: unix:PATH or tcp:IP:PORT"`
 	Datapath      string        `yaml:"datapath" usage:"OVS datapath: auto, system (kernel) or netdev (userspace)"`
 	Bridge        string        `yaml:"bridge" usage:"integration bridge name"`
@@ -95,6 +92,10 @@ type Config struct {
 	DockerPlugin string `yaml:"docker-plugin" usage:"serve the Docker network and IPAM plugin: on, off, or auto (on when --docker-host is the system's Docker and dockerd is installed or answers)"`
 	// DockerPluginSocket is where the plugin listens: dockerd finds it there.
 	DockerPluginSocket string `yaml:"docker-plugin-socket" usage:"unix socket of the Docker plugin (dockerd looks only in /run/docker/plugins)"`
+
+	// TunnelMode is per-peer (a tunnel port per peer) or flow (one flow-based port); hosts
+	// of either mode talk to each other (docs/operations.md: switching host by host).
+	TunnelMode string `yaml:"tunnel-mode" usage:"tunnel ports: per-peer (one per peer) or flow (one flow-based port, options:remote_ip=flow; routed pipeline only)"`
 }
 
 // DefaultWireGuardKeyFile is where the WireGuard key is kept by default, beside the keyring.
@@ -245,13 +246,13 @@ type Settings struct {
 	Cluster      netip.Prefix
 	StaticSubnet netip.Prefix
 	TunnelType   fabric.TunnelType
-	// TunnelModeValue is --tunnel-mode parsed.
-	TunnelModeValue fabric.TunnelMode
-	GossipKey       []byte
+	GossipKey    []byte
 	// KeyringPath is where the gossip keyring is persisted (see Config.KeyringPath).
 	KeyringPath string
 	// EncryptionMode is --encryption parsed.
 	EncryptionMode fabric.Encryption
+	// TunnelModeValue is --tunnel-mode parsed.
+	TunnelModeValue fabric.TunnelMode
 	// UnderlayMTU and DatapathType are filled by fabricd from the host (underlay interface,
 	// datapath auto-detection) before the controller starts.
 	UnderlayMTU  int

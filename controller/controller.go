@@ -127,20 +127,24 @@ type Controller struct {
 	// pipeMu serialises flow reconciles: the loop's and the one an attach makes at once.
 	// flowsApplied is what the last flow reconcile left on the bridge (nil: unknown).
 	// flowsChecked is when a reconcile last compared them with a dump of the bridge.
-	pipeMu sync.Mutex
-	// tunnelsInFlows are the tunnel ports the flows last applied use (under pipeMu; nil
-	// until flows were applied). tunnelsSettled (the loop's) is set once no port of another
-	// tunnel mode is left: from then on a sync does not look for them.
-	tunnelsInFlows map[string]bool
-	tunnelsSettled bool
-	flowsApplied   []flows.Flow
-	flowsChecked   time.Time
+	pipeMu       sync.Mutex
+	flowsApplied []flows.Flow
+	flowsChecked time.Time
 	// restoreWaitNoted is the ovs-vswitchd for which a foreign flow-restore-wait was last
 	// logged (loop only).
 	restoreWaitNoted string
 	// pending are the container ports an attach is recording, by name, whose flows every
 	// reconcile keeps until they are recorded (or not): see PortsAdded (under pipeMu).
 	pending map[string]ovsdb.PortInfo
+
+	// tunnelsInFlows are the tunnel ports the flows last applied use (under pipeMu; nil
+	// until flows were applied). tunnelsSettled (the loop's) is set once no port of another
+	// tunnel mode is left: from then on a sync does not look for them. flowPeers are the
+	// underlay addresses the flows of a previous run admitted on a flow-based tunnel port
+	// (which names no peer in OVSDB): where to rejoin gossip (under mu).
+	tunnelsInFlows map[string]bool
+	tunnelsSettled bool
+	flowPeers      []netip.Addr
 
 	// retained are the claims this node keeps reserved for nodes that went; seenSaved is
 	// when it last persisted that it holds its own claim (both under mu).
@@ -202,6 +206,11 @@ func (c *Controller) Init(ctx context.Context) error {
 	if len(c.remembered) > 0 {
 		c.log.Info("adopted tunnels of a previous run", "peers", len(c.remembered))
 	}
+	if slices.ContainsFunc(ports, func(p ovsdb.PortInfo) bool {
+		return p.Owner() == c.s.Name && p.Role() == ovsdb.RoleTunnel && p.Options["remote_ip"] == "flow"
+	}) {
+		c.rememberFlowPeers(ctx)
+	}
 	return nil
 }
 
@@ -216,6 +225,11 @@ func (c *Controller) RejoinAddrs() []string {
 	for _, p := range c.remembered {
 		if p.Underlay.IsValid() && p.Underlay != c.s.Advertise {
 			out = append(out, p.Underlay.String())
+		}
+	}
+	for _, a := range c.flowPeers {
+		if a != c.s.Advertise && !slices.Contains(out, a.String()) {
+			out = append(out, a.String())
 		}
 	}
 	sort.Strings(out)

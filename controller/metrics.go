@@ -56,7 +56,11 @@ func (m *metrics) setView(view []fabric.Peer, d fabric.Desired) {
 	for st, n := range counts {
 		m.peers.WithLabelValues(string(st)).Set(n)
 	}
-	m.tunnels.Set(float64(len(d.Tunnels)))
+	ports := len(d.Tunnels)
+	if d.FlowTunnel != "" {
+		ports = 1 // one flow-based port for every peer
+	}
+	m.tunnels.Set(float64(ports))
 	m.routes.Set(float64(len(d.Routes)))
 }
 

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/ovsfabric/ovsfabric/fabric"
+	"github.com/ovsfabric/ovsfabric/flows"
 	"github.com/ovsfabric/ovsfabric/ovsdb"
 )
 
@@ -132,4 +134,41 @@ func (c *Controller) settleTunnels(kept []ovsdb.TunnelSpec, flowsIn bool) {
 	}
 	c.log.Info("tunnel ports of the previous tunnel mode unused now; removing them", "ports", len(kept))
 	c.Kick()
+}
+
+// rememberFlowPeers reads, from the flows a previous run left on the bridge, the peers its
+// flow-based tunnel port admitted (their tun_src): a flow-based port records no peer in
+// OVSDB, and without them a restarted fabricd started without --join (the seed) would start
+// alone, plan no peer and drop their routes until gossip found it again. Init calls it (with
+// c.mu held) when this node has a flow-based port; a bridge without flows leaves nothing.
+func (c *Controller) rememberFlowPeers(ctx context.Context) {
+	if c.of == nil {
+		return
+	}
+	fs, err := c.of.Flows(ctx)
+	if err != nil {
+		c.log.Debug("no flows of a previous run to read peers from", "err", err)
+		return
+	}
+	for _, f := range fs {
+		if flows.PurposeOf(f.Cookie) != flows.PurposeFromPeer {
+			continue
+		}
+		for _, field := range strings.Split(f.Match, ",") {
+			// go-openvswitch reads a dumped tun_src back as nw_src (both are an IPv4
+			// source to it); a from-peer flow matches no inner address.
+			v, ok := strings.CutPrefix(field, "tun_src=")
+			if !ok {
+				v, ok = strings.CutPrefix(field, "nw_src=")
+			}
+			if ok {
+				if a, err := netip.ParseAddr(v); err == nil && !slices.Contains(c.flowPeers, a) {
+					c.flowPeers = append(c.flowPeers, a)
+				}
+			}
+		}
+	}
+	if len(c.flowPeers) > 0 {
+		c.log.Info("peers of a previous run's flow-based tunnel", "peers", len(c.flowPeers))
+	}
 }

@@ -174,3 +174,60 @@ func (s *slowNumbering) Ports(ctx context.Context, bridge string) ([]ovsdb.PortI
 	}
 	return ps, err
 }
+
+// TestRejoinFromFlowPeers: a restarted fabricd in flow mode finds the peers to rejoin in the
+// flows its previous run left (the flow-based port names none in OVSDB).
+func TestRejoinFromFlowPeers(t *testing.T) {
+	ctx := context.Background()
+	ep := startOVSDB(t)
+	now := time.Now()
+	m := &fakeMembers{ch: make(chan struct{})}
+	m.set(peer("h2", "172.30.0.12", "10.244.2.0/24", peers.StateAlive, now), peer("h3", "172.30.0.13", "10.244.3.0/24", peers.StateAlive, now))
+	of := flowstest.New()
+	start := func() *Controller {
+		s := settings(t, "10.244.1.0/24")
+		s.TunnelMode, s.TunnelModeValue = "flow", fabric.TunnelFlow
+		sw := dialOVSDB(t, ep)
+		k, log := &fakeKernel{}, slog.New(slog.DiscardHandler)
+		eps := endpoint.New(s, sw, k, log)
+		c := New(s, sw, k, of, eps, log)
+		eps.SetLoop(c)
+		if err := c.Init(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := start()
+	if got := c.RejoinAddrs(); len(got) != 0 {
+		t.Errorf("first start: rejoin %v", got)
+	}
+	c.SetMembership(m)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if err := c.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if fs, _ := of.Flows(ctx); strings.Contains(fmt.Sprint(fs), "tun_src=172.30.0.13") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := strings.Join(start().RejoinAddrs(), ","); got != "172.30.0.12,172.30.0.13" {
+		t.Errorf("restart: rejoin %q, want both peers", got)
+	}
+}
+
+// TestRememberFlowPeersAsDumped: go-openvswitch reads a dumped tun_src back as nw_src; the
+// from-peer flows' addresses are found either way, and no other flow's.
+func TestRememberFlowPeersAsDumped(t *testing.T) {
+	from := func(match string) flows.Flow {
+		c, _ := flows.PeerCookie(flows.PurposeFromPeer, match)
+		return flows.Flow{Table: 0, Priority: 100, Cookie: c | 1, Match: match, Actions: "resubmit(,20)"}
+	}
+	other := flows.Flow{Table: 0, Priority: 100, Cookie: flows.CookieBase | 1<<32 | 7, Match: "ip,in_port=3,dl_src=0a:58:0a:f4:03:05,nw_src=10.244.3.5", Actions: "resubmit(,10)"}
+	c := &Controller{of: flowstest.New(from("in_port=8,nw_src=172.30.0.12"), from("tun_src=172.30.0.13,in_port=8"), other), log: slog.New(slog.DiscardHandler)}
+	c.rememberFlowPeers(context.Background())
+	if got := fmt.Sprint(c.flowPeers); got != "[172.30.0.12 172.30.0.13]" {
+		t.Errorf("flow peers %s", got)
+	}
+}

@@ -60,8 +60,6 @@ type Facts struct {
 	SubnetSeq   uint64
 	ClusterCIDR netip.Prefix
 	Tunnel      TunnelType
-	// TunnelMode is per-peer ("" too) or flow: with flow every Tunnel is named
-	// FlowTunnelPortName(Tunnel), the one port they share.
 	TunnelMode  TunnelMode
 	Bridge      string
 	GatewayPort string
@@ -78,6 +76,8 @@ type Facts struct {
 	// tunnels but WireGuard peers and routes into WireGuard.Interface.
 	Encryption Encryption
 	WireGuard  WireGuardFacts
+	// TunnelMode (above) is per-peer ("" too) or flow: with flow every Tunnel is named
+	// FlowTunnelPortName(Tunnel), the one port they share.
 }
 
 // DefaultNetwork is the name of the network of the cluster CIDR.
@@ -170,18 +170,18 @@ type Desired struct {
 	Gateway netip.Prefix
 	MTU     int
 	Tunnels []Tunnel
-	// TunnelMode is the mode the plan was made for (never ""). FlowTunnel is, with
-	// TunnelFlow, the name of the one flow-based tunnel port ("" otherwise).
-	TunnelMode TunnelMode
-	FlowTunnel string
-	Routes     []Route
-	Skipped    []Skipped
+	Routes  []Route
+	Skipped []Skipped
 	// Networks are the networks this host serves, default first.
 	Networks []NetworkPlan
 	// Encryption is the mode the plan was made for; WireGuard are the WireGuard peers (with
 	// EncryptionWireGuard, when Tunnels is empty), by peer name.
 	Encryption Encryption
 	WireGuard  []WireGuardPeer
+	// TunnelMode is the mode the plan was made for (never ""). FlowTunnel is, with
+	// TunnelFlow, the name of the one flow-based tunnel port ("" otherwise).
+	TunnelMode TunnelMode
+	FlowTunnel string
 }
 
 // Plan computes the desired state of this host from facts. It is pure: the same facts always
