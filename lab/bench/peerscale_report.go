@@ -264,8 +264,17 @@ func newPeerLimit(c *peerCell) string {
 
 // rssLimit says how RSS grew with the peers in the cell's mode.
 func rssLimit(cells []*peerCell, c *peerCell) string {
-	return fmt.Sprintf("measured: %s; hypothesis: per-peer state (memberlist's node table, the view and plan, the libovsdb cache, the flows fabricd keeps to compare)",
+	s := fmt.Sprintf("measured: median %s; hypothesis: per-peer state (memberlist's node table, the view and plan, the libovsdb cache, the flows fabricd keeps to compare)",
 		growth(cells, c.mode, func(c *peerCell) float64 { return Median(c.rss) }, "MiB"))
+	if sm := Summarize(c.rss); sm.Max > 1.3*sm.Median {
+		s += fmt.Sprintf("; the max is %s× the median, a transient peak (hypothesis: the periodic resync pass, which dumps and parses all %d flows",
+			num(sm.Max/sm.Median), c.flows)
+		if rs := Summarize(c.resyncMs); rs.N > 0 {
+			s += fmt.Sprintf(" and took %s ms median here", num(rs.Median))
+		}
+		s += ", and the garbage it leaves until the next collection)"
+	}
+	return s
 }
 
 // convergenceLimit names the busiest process in convergence and the swarm's share of it.

@@ -202,6 +202,10 @@ func TestPeerVerdicts(t *testing.T) {
 	if m := vs[2].Measured; m != "max 99.5 MiB (median 84.8)" {
 		t.Errorf("RSS measured: %s", m)
 	}
+	spike := &peerCell{mode: modeFlow, peers: 5000, rss: []float64{60, 62, 113}, flows: 10030, resyncMs: []float64{1054}}
+	if l := rssLimit([]*peerCell{spike}, spike); !strings.Contains(l, "the max is 1.82× the median") || !strings.Contains(l, "all 10030 flows and took 1054 ms median here") {
+		t.Errorf("RSS limit with a spike: %s", l)
+	}
 
 	// At 99% of the peers the targets count and say at how many; below, they do not.
 	flow5k.reached, flow5k.err = 4982, errors.New("stalled")
