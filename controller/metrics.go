@@ -18,6 +18,10 @@ type metrics struct {
 	peers    *prometheus.GaugeVec
 	tunnels  prometheus.Gauge
 	routes   prometheus.Gauge
+	// flowDumps counts the reconciles that dumped the bridge's flows to compare them: one
+	// every --resync, and any whose flows differ from those last applied. The others
+	// compare with the flows last applied, without asking ovs-vswitchd.
+	flowDumps prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -29,8 +33,10 @@ func newMetrics() *metrics {
 		peers:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fabricd_peers", Help: "Peers by membership state."}, []string{"state"}),
 		tunnels:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "fabricd_tunnels", Help: "Tunnel ports kept."}),
 		routes:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "fabricd_routes", Help: "Routes to peer subnets kept."}),
+		flowDumps: prometheus.NewCounter(prometheus.CounterOpts{Name: "fabricd_reconcile_flow_dumps_total",
+			Help: "Reconciles that dumped the bridge's flows to compare them (every --resync, and when the flows changed)."}),
 	}
-	m.reg.MustRegister(m.syncs, m.failures, m.duration, m.peers, m.tunnels, m.routes)
+	m.reg.MustRegister(m.syncs, m.failures, m.duration, m.peers, m.tunnels, m.routes, m.flowDumps)
 	return m
 }
 

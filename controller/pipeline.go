@@ -229,6 +229,7 @@ func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, ports 
 		}
 		return true, nil
 	}
+	c.metrics.flowDumps.Inc()
 	res, err := flows.Reconcile(ctx, c.of, desired)
 	if err != nil {
 		c.flowsApplied = nil

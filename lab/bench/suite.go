@@ -18,8 +18,9 @@ import (
 
 // Config says what the suite runs and how hard. DefaultConfig fits the whole suite in about
 // 9 minutes on a 2-core machine without the networks sections, which add about 4½ (most of it
-// the networks throughput runs), the encryption section, which adds about 3, and the Docker
-// plugin section, which adds about 1.
+// the networks throughput runs), the encryption section, which adds about 3, the Docker
+// plugin section, which adds about 1, and the peer scale section, which adds about 5 (up to
+// 12 when its largest cells run into their caps).
 type Config struct {
 	// Bin is the directory holding the fabricd and fabricctl binaries.
 	Bin string
@@ -51,6 +52,10 @@ type Config struct {
 	GossipTrials  int
 	// MemoryPeers is the size of the view fabricd's memory is measured at.
 	MemoryPeers int
+	// PeerScale are the view sizes the peer scale section measures in each tunnel mode;
+	// PeerScaleCap caps each cell's wait for convergence.
+	PeerScale    []int
+	PeerScaleCap time.Duration
 	// FaultTrials is the number of partition and ovs-vswitchd restart trials.
 	FaultTrials int
 	// Networks is how many networks the networks throughput section creates; NetTrials how
@@ -79,6 +84,7 @@ func DefaultConfig() Config {
 		Trials: 3, IperfBudget: 5 * time.Minute, PingCount: 1000, PingInterval: 10 * time.Millisecond,
 		ConvergenceTrials: 10, FailureTrials: 5, AttachSequential: 100, AttachParallel: 20,
 		ScalePeers: 1000, GossipMembers: 100, GossipTrials: 3, MemoryPeers: 1000, FaultTrials: 5,
+		PeerScale: []int{100, 1000, 5000}, PeerScaleCap: 4 * time.Minute,
 		Networks: 20, NetTrials: 5, NetReadyTrials: 7, EncTrials: 5, DockerTrials: 15, DockerParallel: 20,
 		Progress: io.Discard,
 	}
@@ -102,6 +108,7 @@ var Sections = []SectionInfo{
 	{"ovsdb", "Scale: data plane config"},
 	{"gossip", "Scale: gossip"},
 	{"memory", "Memory"},
+	{"scale-peers", "Scale: peers × tunnel mode"},
 	{"planner", "Planner"},
 	{"net-throughput", "Networks: throughput"},
 	{"net-reconcile", "Networks: reconcile"},
@@ -162,7 +169,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Machine.Cores, rep.Machine.Kernel, rep.Machine.OVS, rep.Machine.Datapath, s.pipelineList())
 
 	// Cheap, single-process work first; the data path last but one, so that it runs on a
-	// machine that has settled; memory last (it loads OVS with 1000 tunnels).
+	// machine that has settled; memory and the peer scale last (they load OVS with up to
+	// 5000 tunnels).
 	phases := []phase{
 		{[]string{"planner"}, 5 * time.Minute, s.planner},
 		{[]string{"net-reconcile"}, 5 * time.Minute, s.netReconcile},
@@ -178,6 +186,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{[]string{"dns"}, 5 * time.Minute, s.dnsSection},
 		{[]string{"docker"}, 6 * time.Minute, s.dockerSection},
 		{[]string{"memory"}, 6 * time.Minute, s.memory},
+		{[]string{"scale-peers"}, 16 * time.Minute, s.peerScale},
 	}
 	secs := map[string]*Section{}
 	for _, p := range phases {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +37,14 @@ type SwarmConfig struct {
 	// address 198.18.0.0 + i + 1 (RFC 2544's benchmarking range: never reached).
 	ClusterCIDR netip.Prefix
 	Tunnel      string
+	// Seeds, when > 0 (and BasePort is set), makes the members from the Seeds-th on join
+	// one of the first Seeds members (member i joins member i mod Seeds) rather than
+	// fabricd. Such a join exchanges the seed's tiny view instead of fabricd's whole one
+	// (joining fabricd costs O(members) each, O(members²) for the swarm), and fabricd learns
+	// of the member from the alive message the member then gossips to it, the one node in
+	// its view, within a gossip interval (and again every second for 15 s, in case UDP is
+	// lost): as fabricd hears of nodes that joined elsewhere.
+	Seeds int
 	// Log receives progress lines.
 	Log io.Writer
 }
@@ -76,6 +86,10 @@ func (d *synDelegate) NotifyAlive(n *memberlist.Node) error {
 	return nil
 }
 
+// seededRetransmits is how many times a member that joined through a seed gossips its
+// alive message to fabricd (once a second).
+const seededRetransmits = 15
+
 // Swarm is a running set of synthetic members.
 type Swarm struct {
 	lists []*memberlist.Memberlist
@@ -90,6 +104,9 @@ func StartSwarm(ctx context.Context, cfg SwarmConfig) (*Swarm, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
+	if cfg.Seeds < 0 || cfg.Seeds > 0 && cfg.BasePort == 0 {
+		return nil, errors.New("swarm: seeds need a base port (the members must know the seeds' ports)")
+	}
 	sw := &Swarm{lists: make([]*memberlist.Memberlist, cfg.Members)}
 	begin := time.Now()
 	var started atomic.Int64
@@ -100,12 +117,24 @@ func StartSwarm(ctx context.Context, cfg SwarmConfig) (*Swarm, error) {
 		if ctx.Err() != nil {
 			break
 		}
+		if cfg.Seeds > 0 && i == cfg.Seeds {
+			wg.Wait() // the seeds are in before anyone joins them
+		}
+		join, tweak := cfg.Join, func(*memberlist.Config) {}
+		if cfg.Seeds > 0 && i >= cfg.Seeds {
+			join = net.JoinHostPort(cfg.Bind.String(), strconv.Itoa(cfg.BasePort+i%cfg.Seeds))
+			// fabricd hears of this member only from its alive message: sent once a
+			// gossip interval, RetransmitMult times (its view is 2 nodes, so the limit is
+			// the multiplier itself), so that a burst of joins losing some UDP to a busy
+			// fabricd does not leave the member unknown.
+			tweak = func(mc *memberlist.Config) { mc.RetransmitMult = seededRetransmits }
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			sw.lists[i], errs[i] = startMember(cfg, i)
+			sw.lists[i], errs[i] = startMember(cfg, i, join, tweak)
 			if errs[i] == nil {
 				if c := started.Add(1); c%100 == 0 {
 					fmt.Fprintf(cfg.Log, "%d members joined in %s\n", c, time.Since(begin).Round(time.Millisecond))
@@ -121,7 +150,10 @@ func StartSwarm(ctx context.Context, cfg SwarmConfig) (*Swarm, error) {
 	return sw, nil
 }
 
-func startMember(cfg SwarmConfig, i int) (*memberlist.Memberlist, error) {
+// startMember starts member i and joins it through join (HOST:PORT); tweak, when set,
+// adjusts its memberlist configuration first. A failed join is tried twice more (a loaded
+// fabricd may drop a push/pull).
+func startMember(cfg SwarmConfig, i int, join string, tweak func(*memberlist.Config)) (*memberlist.Memberlist, error) {
 	meta, err := synMeta(cfg, i)
 	if err != nil {
 		return nil, err
@@ -143,15 +175,24 @@ func startMember(cfg SwarmConfig, i int) (*memberlist.Memberlist, error) {
 	mc.TCPTimeout = 10 * time.Second
 	mc.Delegate, mc.Alive = d, d
 	mc.Logger = log.New(io.Discard, "", 0)
+	if tweak != nil {
+		tweak(mc)
+	}
 	l, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("member %s: %w", name, err)
 	}
-	if _, err := l.Join([]string{cfg.Join}); err != nil {
-		_ = l.Shutdown()
-		return nil, fmt.Errorf("member %s: join %s: %w", name, cfg.Join, err)
+	for try := 1; ; try++ {
+		_, err := l.Join([]string{join})
+		if err == nil {
+			return l, nil
+		}
+		if try == 3 {
+			_ = l.Shutdown()
+			return nil, fmt.Errorf("member %s: join %s (%d tries): %w", name, join, try, err)
+		}
+		time.Sleep(time.Duration(try) * time.Second)
 	}
-	return l, nil
 }
 
 // Members is how many members run.

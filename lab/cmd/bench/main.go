@@ -1,9 +1,9 @@
 // Command fabric-bench runs ovsfabric's benchmark suite (package lab/bench) on this machine
 // and rewrites docs/benchmarks.md with the results: data path throughput and latency (also
 // encrypted against unencrypted), convergence, failure detection, attach, OVSDB and gossip
-// scale, memory, the planner and networks (throughput among many, reconcile at scale, time
-// until a new one is usable), each with its target and whether it was met. `make bench` runs
-// it as
+// scale, memory, fabricd at 100 to 5000 peers in both tunnel modes, the planner and networks
+// (throughput among many, reconcile at scale, time until a new one is usable), each with its
+// target and whether it was met. `make bench` runs it as
 //
 //	./bin/fabric-bench --out docs/benchmarks.md
 //
@@ -12,7 +12,7 @@
 // writes no report).
 //
 // `fabric-bench swarm …` is used by the suite itself: it runs synthetic gossip members for
-// the memory section.
+// the memory and peer scale sections.
 package main
 
 import (
@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +46,7 @@ func main() {
 }
 
 func runSuite(args []string) error {
+	var err error
 	cfg := bench.DefaultConfig()
 	fs := flag.NewFlagSet("fabric-bench", flag.ContinueOnError)
 	out := fs.String("out", "docs/benchmarks.md", "Markdown file to (re)write; empty prints to stdout")
@@ -70,8 +72,13 @@ func runSuite(args []string) error {
 	fs.IntVar(&cfg.DockerTrials, "docker-trials", cfg.DockerTrials, "interleaved docker run trials per network of the Docker plugin section")
 	fs.IntVar(&cfg.DockerParallel, "docker-parallel", cfg.DockerParallel, "containers started at once in the Docker plugin section")
 	fs.IntVar(&cfg.NetReadyTrials, "net-ready-trials", cfg.NetReadyTrials, "networks created one by one in the networks time-to-usable section")
+	peerScale := fs.String("peer-scale", joinInts(cfg.PeerScale), "comma-separated view sizes of the peer scale section (each in both tunnel modes)")
+	fs.DurationVar(&cfg.PeerScaleCap, "peer-scale-cap", cfg.PeerScaleCap, "longest wait for one peer scale cell to converge")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if cfg.PeerScale, err = parseInts(*peerScale); err != nil {
+		return fmt.Errorf("--peer-scale: %w", err)
 	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("the benchmarks need root (network namespaces and OVS daemons)")
@@ -79,7 +86,6 @@ func runSuite(args []string) error {
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
 	}
-	var err error
 	if cfg.Self, err = os.Executable(); err != nil {
 		return err
 	}
@@ -153,6 +159,32 @@ func commandName() string {
 	return name
 }
 
+// joinInts formats ns as "1,2,3".
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}
+
+// parseInts reads "1,2,3": positive sizes up to 30000 (the peer scale lab's cluster CIDR
+// has room for 32767 members).
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, err
+		}
+		if n < 1 || n > 30000 {
+			return nil, fmt.Errorf("%d: want 1 to 30000", n)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
 func sectionKeys() string {
 	var keys []string
 	for _, s := range bench.Sections {
@@ -170,6 +202,7 @@ func swarm(args []string) error {
 	join := fs.String("join", "", "HOST:PORT of the fabricd to join")
 	cidr := fs.String("cluster-cidr", "", "fabricd's cluster CIDR")
 	tunnel := fs.String("tunnel", "vxlan", "fabricd's tunnel type")
+	seeds := fs.Int("seeds", 0, "when > 0, only the first this many members join fabricd; the others join one of them (fabricd hears of them by gossip)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -183,5 +216,5 @@ func swarm(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return bench.RunSwarm(ctx, bench.SwarmConfig{Members: *members, Bind: addr, BasePort: *port, Join: *join, ClusterCIDR: pfx, Tunnel: *tunnel, Log: os.Stdout})
+	return bench.RunSwarm(ctx, bench.SwarmConfig{Members: *members, Bind: addr, BasePort: *port, Join: *join, ClusterCIDR: pfx, Tunnel: *tunnel, Seeds: *seeds, Log: os.Stdout})
 }
