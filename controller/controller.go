@@ -37,6 +37,7 @@ const (
 type Switch interface {
 	EnsureBridge(ctx context.Context, spec ovsdb.BridgeSpec) error
 	EnsurePort(ctx context.Context, bridge string, spec ovsdb.PortSpec) error
+	DeletePort(ctx context.Context, bridge, name, owner string) error
 	ReconcileTunnels(ctx context.Context, bridge, owner string, desired []ovsdb.TunnelSpec) (ovsdb.Result, error)
 	Ports(ctx context.Context, bridge string) ([]ovsdb.PortInfo, error)
 	SystemExternalIDs(ctx context.Context) (map[string]string, error)
@@ -160,6 +161,8 @@ type Controller struct {
 	wgMu  sync.Mutex
 	// wgAnnounced is the public key gossip carries (under mu).
 	wgAnnounced wireguard.Key
+	// groUnusable says why the host cannot use the GRO veth pair ("" when it can; under mu).
+	groUnusable string
 }
 
 // New returns a controller for settings s (with s.Advertise set) over OVSDB, the host
@@ -492,8 +495,15 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 		if err := c.announceWireGuardKey(ctx); err != nil {
 			return err
 		}
-		if err := c.setHost(ctx, hostState(d, c.networkCIDRs(), c.s.DNS)); err != nil {
+		hs := hostState(d, c.networkCIDRs(), c.s.DNS)
+		hs.GRO = c.groVeth(d)
+		if err := c.setHost(ctx, hs); err != nil {
 			return err
+		}
+		if c.groPortWanted(d) {
+			if err := c.ensureGROPort(ctx, d); err != nil {
+				return err
+			}
 		}
 	}
 	tunnels := c.tunnelSpecs(d)
@@ -517,7 +527,9 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	}
 	c.purgeAfterFirstTunnel(ctx, d.Datapath, len(tunnels), res)
 	if !d.Encryption.Encrypted() {
-		if err := c.setHost(ctx, hostState(d, c.networkCIDRs(), c.s.DNS)); err != nil {
+		hs := hostState(d, c.networkCIDRs(), c.s.DNS)
+		hs.GRO = c.groVeth(d)
+		if err := c.setHost(ctx, hs); err != nil {
 			return err
 		}
 	}
@@ -529,6 +541,9 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	}
 	// The identity of the ovs-vswitchd the pipeline went to, read before it is programmed: a
 	// restart in between must not count as "flows are in".
+	if err := c.dropGROPort(ctx, d, ports); err != nil {
+		return err
+	}
 	served := c.serverID()
 	flowsIn, err := c.applyPipeline(ctx, d, ports)
 	if err != nil {
@@ -580,8 +595,14 @@ func hostState(d fabric.Desired, scopes []netip.Prefix, dns bool) netplumb.HostS
 // setHost sets the host network and logs what changed.
 func (c *Controller) setHost(ctx context.Context, want netplumb.HostState) error {
 	ch, err := c.host.Set(ctx, want)
+	if want.GRO.KernelDev != "" && err == nil {
+		c.setGROUsable(ch.GROUnusable)
+	}
 	if ch.Link {
 		c.log.Info("gateway link up", "dev", want.GatewayDev, "mtu", want.MTU)
+	}
+	if ch.GRO {
+		c.log.Info("GRO veth set", "dev", want.GRO.KernelDev, "port", want.GRO.SwitchDev, "enabled", want.GRO.Enabled)
 	}
 	for _, a := range ch.Addrs.Removed {
 		c.log.Info("gateway address removed", "dev", want.GatewayDev, "addr", a)
