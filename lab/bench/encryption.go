@@ -30,10 +30,6 @@ const wgComm = "ovsfabric-wg"
 const (
 	labelUnencrypted = "fabric VXLAN (unencrypted)"
 	labelEncrypted   = "fabric WireGuard (`--encryption wireguard`)"
-	// labelEncryptedGW is the same fabric on hosts whose net.ipv4.conf.all.rp_filter is on,
-	// where fabricd cannot use the GRO veth pair and hands the packets for WireGuard to the
-	// kernel through the gateway port, as before the pair (docs/encryption.md).
-	labelEncryptedGW = "fabric WireGuard through the gateway port (no GRO veth: rp_filter on)"
 )
 
 // encCase is one fabric of the encryption section and what it measured per trial (NaN when
@@ -116,8 +112,8 @@ func wgIfName(id string, h *lab.Host) string { return "wgb" + id + h.Name }
 func (s *suite) encryption(ctx context.Context, secs map[string]*Section) {
 	sec := secs["encryption"]
 	trials := max(s.cfg.EncTrials, 1)
-	unenc, enc, viaGW := newEncCase(labelUnencrypted, trials), newEncCase(labelEncrypted, trials), newEncCase(labelEncryptedGW, trials)
-	cases := []*encCase{unenc, enc, viaGW}
+	unenc, enc := newEncCase(labelUnencrypted, trials), newEncCase(labelEncrypted, trials)
+	cases := []*encCase{unenc, enc}
 	savedSecs, savedWhy := s.iperfSecs, s.iperfWhy
 	s.iperfSecs, s.iperfWhy = iperfSeconds(Config{IperfSeconds: s.cfg.IperfSeconds, Trials: trials, IperfBudget: s.cfg.IperfBudget}, len(cases))
 	defer func() { s.iperfSecs, s.iperfWhy = savedSecs, savedWhy }()
@@ -128,7 +124,7 @@ func (s *suite) encryption(ctx context.Context, secs map[string]*Section) {
 		}
 	}()
 	alone := newAloneCases(min(trials, 2))
-	defer func() { s.encryptionReport(sec, unenc, enc, viaGW, alone, runtime.NumCPU()) }()
+	defer func() { s.encryptionReport(sec, unenc, enc, alone, runtime.NumCPU()) }()
 
 	if out, err := run(ctx, 20*time.Second, "", filepath.Join(s.cfg.Bin, "fabricd"), "--help"); err != nil || !strings.Contains(out, "--encryption") {
 		sec.Err = fmt.Errorf("fabricd --help lists no --encryption (%v): this build has no encrypted data plane", err)
@@ -142,32 +138,20 @@ func (s *suite) encryption(ctx context.Context, secs map[string]*Section) {
 	id := hex.EncodeToString(idb)
 	pipeline := s.mainPipeline()
 	for _, c := range cases {
-		encrypted := c != unenc
-		name := map[*encCase]string{unenc: "enc-vxlan", enc: "enc-wg", viaGW: "enc-wggw"}[c]
+		encrypted := c == enc
+		name := map[bool]string{false: "enc-vxlan", true: "enc-wg"}[encrypted]
 		l, err := s.up(ctx, name, 2, false)
 		if err != nil {
 			sec.Err = fmt.Errorf("%s: %w", c.label, err)
 			return
 		}
 		labs = append(labs, l)
-		if c == viaGW {
-			for _, h := range l.Hosts {
-				if out, err := h.Run(ctx, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2"); err != nil {
-					sec.Err = fmt.Errorf("%s: %w\n%s", c.label, err, out)
-					return
-				}
-			}
-		}
 		o := fabriclab.Options{Bin: s.cfg.Bin, Tunnel: "vxlan", Extra: s.pipelineFlags(pipeline)}
 		var extra func(h *lab.Host) []string
 		if encrypted {
 			o.Extra = append(o.Extra, "--encryption", "wireguard")
 			extra = func(h *lab.Host) []string {
-				name := wgIfName(id, h)
-				if c == viaGW { // a second encrypted fabric: names of its own
-					name = "wgg" + strings.TrimPrefix(name, "wgb")
-				}
-				return []string{"--wireguard-interface", name, "--wireguard-key-file", filepath.Join(h.Dir, "wireguard.key")}
+				return []string{"--wireguard-interface", wgIfName(id, h), "--wireguard-key-file", filepath.Join(h.Dir, "wireguard.key")}
 			}
 		}
 		f := fabriclab.New(l, o)
@@ -199,14 +183,6 @@ func (s *suite) encryption(ctx context.Context, secs map[string]*Section) {
 			sec.Err = fmt.Errorf("%s: fabricd's status reports no WireGuard interface", c.label)
 			return
 		}
-		if encrypted {
-			// Which way the packets for WireGuard leave br-int: the GRO veth port, or not.
-			out, err := l.Hosts[0].Vsctl(ctx, "--bare", "--columns=name", "find", "Port", "external_ids:ovsfabric-role=wireguard-gro")
-			if gro := strings.TrimSpace(out) != ""; err != nil || gro != (c == enc) {
-				sec.Err = fmt.Errorf("%s: GRO veth port on h1: %q (%v)", c.label, strings.TrimSpace(out), err)
-				return
-			}
-		}
 		if _, err := l.StartIn(ctx, c.path.Server, "iperf3", []string{"iperf3", "-s", "-p", iperfPort, "--forceflush"}, nil); err != nil {
 			sec.Err = fmt.Errorf("%s: iperf3 server: %w", c.label, err)
 			return
@@ -216,8 +192,8 @@ func (s *suite) encryption(ctx context.Context, secs map[string]*Section) {
 			return
 		}
 	}
-	s.logf("encryption", "3 fabrics (MTU %d, %d and %d, WireGuard %s) × %d trials, 1 stream, %d s per run (%s)",
-		unenc.mtu, enc.mtu, viaGW.mtu, enc.impl, trials, s.iperfSecs, s.iperfWhy)
+	s.logf("encryption", "2 fabrics (MTU %d and %d, WireGuard %s) × %d trials, 1 stream, %d s per run (%s)",
+		unenc.mtu, enc.mtu, enc.impl, trials, s.iperfSecs, s.iperfWhy)
 	for t := range trials {
 		order := slices.Clone(cases)
 		if t%2 == 1 { // A,B then B,A: drift of the machine favours neither fabric
@@ -301,27 +277,20 @@ func (s *suite) encryption(ctx context.Context, secs map[string]*Section) {
 
 // encryptionReport fills the encryption section from the measurements; cores is the
 // machine's number of cores.
-// viaGW, the encrypted fabric through the gateway port, may be nil.
-func (s *suite) encryptionReport(sec *Section, unenc, enc, viaGW *encCase, alone []*aloneCase, cores int) {
-	all := []*encCase{unenc, enc}
-	if viaGW != nil {
-		all = append(all, viaGW)
-	}
+func (s *suite) encryptionReport(sec *Section, unenc, enc *encCase, alone []*aloneCase, cores int) {
 	if s.iperfSecs == 0 {
-		s.iperfSecs, s.iperfWhy = iperfSeconds(Config{IperfSeconds: s.cfg.IperfSeconds, Trials: max(s.cfg.EncTrials, 1), IperfBudget: s.cfg.IperfBudget}, len(all))
+		s.iperfSecs, s.iperfWhy = iperfSeconds(Config{IperfSeconds: s.cfg.IperfSeconds, Trials: max(s.cfg.EncTrials, 1), IperfBudget: s.cfg.IperfBudget}, 2)
 	}
 	impl := enc.impl
 	if impl == "" {
 		impl = "not known (the fabric did not start)"
 	}
-	sec.Method = fmt.Sprintf("%d 2-host labs up at once, each a fabric in %s, with one container per host attached "+
+	sec.Method = fmt.Sprintf("Two 2-host labs up at once, each a fabric in %s, with one container per host attached "+
 		"through fabricd's API: one over VXLAN tunnels (unencrypted), one with `--encryption wireguard` (every host's "+
 		"own `--wireguard-interface` and `--wireguard-key-file`; WireGuard implementation here: %s; no gossip key, which "+
-		"protects gossip only), where br-int hands the packets for WireGuard to the kernel by the GRO veth pair; and "+
-		"(third lab) the same on hosts with `net.ipv4.conf.all.rp_filter=2`, where fabricd cannot use that pair and "+
-		"hands them over through the gateway port (the path before the pair, docs/encryption.md). iperf3 TCP from h1's container to h2's, 1 stream, %d s per run after 1 omitted warm-up "+
-		"second (`-t %d -O 1`; %s), %d trials interleaved (every trial runs every fabric, in alternating order: A,B,C, "+
-		"C,B,A, …). Around every run the suite reads the CPU time (utime + stime in /proc/PID/stat) of both hosts' "+
+		"protects gossip only). iperf3 TCP from h1's container to h2's, 1 stream, %d s per run after 1 omitted warm-up "+
+		"second (`-t %d -O 1`; %s), %d trials interleaved (every trial runs both fabrics, in alternating order: A,B, "+
+		"B,A, …). Around every run the suite reads the CPU time (utime + stime in /proc/PID/stat) of both hosts' "+
 		"ovs-vswitchd, of both hosts' fabricd and of both hosts' WireGuard device processes (ovsfabric-wg, where "+
 		"userspace WireGuard, wireguard-go, runs and encrypts) — and the machine's (/proc/stat); *cores* are CPU seconds per wall-clock second of the "+
 		"run, *per Gbit/s* divided by the run's Gbit/s (medians over the trials). Then ping RTT, %d echo requests at %s "+
@@ -333,7 +302,7 @@ func (s *suite) encryptionReport(sec *Section, unenc, enc, viaGW *encCase, alone
 		"interleaved: the client's TSO/GSO off (single packets, as the fabric's gateway delivers them), the same with GRO "+
 		"on at A's ingress veth, and the client's GSO on; CPU of both device processes. The \"what limits it\" column is "+
 		"derived from these measurements.",
-		len(all), s.mainPipelineName(), impl, s.iperfSecs, s.iperfSecs, s.iperfWhy, max(s.cfg.EncTrials, 1), s.cfg.PingCount, s.cfg.PingInterval, pingBurst)
+		s.mainPipelineName(), impl, s.iperfSecs, s.iperfSecs, s.iperfWhy, max(s.cfg.EncTrials, 1), s.cfg.PingCount, s.cfg.PingInterval, pingBurst)
 
 	cc, ec := unenc.cost(), enc.cost()
 	pct := func(v float64) string {
@@ -350,11 +319,11 @@ func (s *suite) encryptionReport(sec *Section, unenc, enc, viaGW *encCase, alone
 	}
 	tp := Table{Header: []string{"path (container ↔ container, 1 stream)", "MTU", "Gbit/s median", "min–max", "retransmits (median)",
 		"ovs-vswitchd cores per Gbit/s", "fabricd cores per Gbit/s", "ovsfabric-wg cores per Gbit/s", "all three per Gbit/s", "machine busy", "vs unencrypted"}}
-	for _, c := range all {
+	for _, c := range []*encCase{unenc, enc} {
 		pc := c.cost()
 		vs := "—"
-		if c != unenc {
-			vs = fmt.Sprintf("%s (%s)", ratio(pc.Gbps/cc.Gbps), ratioSpread(Summarize(Ratios(c.gbps, unenc.gbps))))
+		if c == enc {
+			vs = fmt.Sprintf("%s (%s)", ratio(pc.Gbps/cc.Gbps), ratioSpread(Summarize(Ratios(enc.gbps, unenc.gbps))))
 		}
 		tp.AddRow(c.label, mtu(c), sig3(pc.Gbps), sig3Spread(Summarize(c.gbps)), num(pc.Retransmits), num(pc.coresPerGbps()),
 			num(pc.fdPerGbps()), num(pc.wgPerGbps()), num(pc.daemonsPerGbps()), pct(pc.MachineBusy), vs)
@@ -364,15 +333,15 @@ func (s *suite) encryptionReport(sec *Section, unenc, enc, viaGW *encCase, alone
 	p50c, p50e := Median(unenc.pings.RTTs), Median(enc.pings.RTTs)
 	roundRatios := Ratios(enc.rounds, unenc.rounds)
 	lt := Table{Header: []string{"path (container ↔ container)", "replies", "duplicates", "p50 ms", "p90 ms", "p99 ms", "max ms", "p50 vs unencrypted"}}
-	for _, c := range all {
+	for _, c := range []*encCase{unenc, enc} {
 		if c.pings.Sent == 0 {
 			lt.AddRow(c.label, "not measured")
 			continue
 		}
 		sm := Summarize(c.pings.RTTs)
 		vs := "—"
-		if c != unenc {
-			vs = fmt.Sprintf("%s (%s)", ratio(Median(c.pings.RTTs)/p50c), ratioSpread(Summarize(Ratios(c.rounds, unenc.rounds))))
+		if c == enc {
+			vs = fmt.Sprintf("%s (%s)", ratio(p50e/p50c), ratioSpread(Summarize(roundRatios)))
 		}
 		lt.AddRow(c.label, fmt.Sprintf("%d/%d", len(c.pings.RTTs), c.pings.Sent), fmt.Sprint(c.pings.Dups),
 			fmt3(sm.Median), fmt3(sm.P90), fmt3(sm.P99), fmt3(sm.Max), vs)
@@ -410,20 +379,7 @@ func (s *suite) encryptionReport(sec *Section, unenc, enc, viaGW *encCase, alone
 			num(ec.fdPerGbps()), num(cc.fdPerGbps()), num(ec.wgPerGbps()))
 	}
 	sec.Verdicts = append(sec.Verdicts, v, lat, cpu)
-	if viaGW != nil {
-		gc := viaGW.cost()
-		gro := Verdict{Target: "GRO veth vs the gateway path (encrypted throughput)", Status: Reported}
-		if r := ec.Gbps / gc.Gbps; math.IsNaN(r) {
-			gro.Measured, gro.Status, gro.Limit = "n/a", NotMeasured, "not measured (see above)"
-		} else {
-			gro.Measured = fmt.Sprintf("%s (paired trials %s; %s vs %s Gbit/s)", ratio(r), ratioSpread(Summarize(Ratios(enc.gbps, viaGW.gbps))), sig3(ec.Gbps), sig3(gc.Gbps))
-			gro.Limit = fmt.Sprintf("per Gbit/s: ovsfabric-wg %s vs %s cores, all three daemons %s vs %s (with the GRO veth vs through the gateway port); "+
-				"the GRO veth gives the sending wireguard-go GSO packets, the receiving one still gets single UDP datagrams",
-				num(ec.wgPerGbps()), num(gc.wgPerGbps()), num(ec.daemonsPerGbps()), num(gc.daemonsPerGbps()))
-		}
-		sec.Verdicts = append(sec.Verdicts, gro)
-	}
-	for _, c := range all {
+	for _, c := range []*encCase{unenc, enc} {
 		if c.pings.Dups > 0 {
 			sec.Notes = append(sec.Notes, fmt.Sprintf("%s: %d duplicate replies to %d requests — packets were delivered more than once on this path.", c.label, c.pings.Dups, c.pings.Sent))
 		}

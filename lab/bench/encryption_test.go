@@ -69,7 +69,7 @@ func TestEncryptionReport(t *testing.T) {
 			s := &suite{cfg: DefaultConfig()}
 			sec := &Section{}
 			tc.enc.impl = "userspace"
-			s.encryptionReport(sec, tc.unenc, tc.enc, nil, nil, 2)
+			s.encryptionReport(sec, tc.unenc, tc.enc, nil, 2)
 			if len(sec.Verdicts) != 3 {
 				t.Fatalf("verdicts: %+v", sec.Verdicts)
 			}
