@@ -37,7 +37,6 @@ const (
 type Switch interface {
 	EnsureBridge(ctx context.Context, spec ovsdb.BridgeSpec) error
 	EnsurePort(ctx context.Context, bridge string, spec ovsdb.PortSpec) error
-	DeletePort(ctx context.Context, bridge, name, owner string) error
 	ReconcileTunnels(ctx context.Context, bridge, owner string, desired []ovsdb.TunnelSpec) (ovsdb.Result, error)
 	Ports(ctx context.Context, bridge string) ([]ovsdb.PortInfo, error)
 	SystemExternalIDs(ctx context.Context) (map[string]string, error)
@@ -161,8 +160,6 @@ type Controller struct {
 	wgMu  sync.Mutex
 	// wgAnnounced is the public key gossip carries (under mu).
 	wgAnnounced wireguard.Key
-	// groUnusable says why the host cannot use the GRO veth pair ("" when it can; under mu).
-	groUnusable string
 }
 
 // New returns a controller for settings s (with s.Advertise set) over OVSDB, the host
@@ -495,15 +492,8 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 		if err := c.announceWireGuardKey(ctx); err != nil {
 			return err
 		}
-		hs := hostState(d, c.networkCIDRs(), c.s.DNS)
-		hs.GRO = c.groVeth(d)
-		if err := c.setHost(ctx, hs); err != nil {
+		if err := c.setHost(ctx, hostState(d, c.networkCIDRs(), c.s.DNS)); err != nil {
 			return err
-		}
-		if c.groPortWanted(d) {
-			if err := c.ensureGROPort(ctx, d); err != nil {
-				return err
-			}
 		}
 	}
 	tunnels := c.tunnelSpecs(d)
@@ -527,9 +517,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	}
 	c.purgeAfterFirstTunnel(ctx, d.Datapath, len(tunnels), res)
 	if !d.Encryption.Encrypted() {
-		hs := hostState(d, c.networkCIDRs(), c.s.DNS)
-		hs.GRO = c.groVeth(d)
-		if err := c.setHost(ctx, hs); err != nil {
+		if err := c.setHost(ctx, hostState(d, c.networkCIDRs(), c.s.DNS)); err != nil {
 			return err
 		}
 	}
@@ -541,9 +529,6 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	}
 	// The identity of the ovs-vswitchd the pipeline went to, read before it is programmed: a
 	// restart in between must not count as "flows are in".
-	if err := c.dropGROPort(ctx, d, ports); err != nil {
-		return err
-	}
 	served := c.serverID()
 	flowsIn, err := c.applyPipeline(ctx, d, ports)
 	if err != nil {
@@ -595,14 +580,8 @@ func hostState(d fabric.Desired, scopes []netip.Prefix, dns bool) netplumb.HostS
 // setHost sets the host network and logs what changed.
 func (c *Controller) setHost(ctx context.Context, want netplumb.HostState) error {
 	ch, err := c.host.Set(ctx, want)
-	if want.GRO.KernelDev != "" && err == nil {
-		c.setGROUsable(ch.GROUnusable)
-	}
 	if ch.Link {
 		c.log.Info("gateway link up", "dev", want.GatewayDev, "mtu", want.MTU)
-	}
-	if ch.GRO {
-		c.log.Info("GRO veth set", "dev", want.GRO.KernelDev, "port", want.GRO.SwitchDev, "enabled", want.GRO.Enabled)
 	}
 	for _, a := range ch.Addrs.Removed {
 		c.log.Info("gateway address removed", "dev", want.GatewayDev, "addr", a)

@@ -110,16 +110,12 @@ func (p *routedPipeline) input(d fabric.Desired, ports []ovsdb.PortInfo) flows.I
 	// pipeline uses for a peer until the new port has an OpenFlow number (see retiredTunnels).
 	legacy := map[string]flows.Tunnel{} // by peer: its own port
 	var flowPort flows.Tunnel           // a flow-based port
-	_, groPort := fabric.GROVethNames(d.GatewayPort)
 	for _, port := range ports {
 		switch {
 		case port.Name == d.GatewayPort:
 			mac, _ := net.ParseMAC(port.MACInUse)
 			in.Gateway = flows.Port{Name: port.Name, OFPort: port.Ofport, MAC: mac}
 		case port.Owner() != p.node:
-		case port.Name == groPort && port.Role() == ovsdb.RoleWireGuardGRO:
-			// Its kernel end has the gateway's pinned MAC (wantGROVeth's pair).
-			in.PeersVia = flows.Port{Name: port.Name, OFPort: port.Ofport, MAC: fabric.GatewayMAC(p.node)}
 		case port.Role() == ovsdb.RoleContainer:
 			r, _ := endpoint.Decode(port, p.node)
 			k, ok := index[r.Network]

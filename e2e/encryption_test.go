@@ -153,20 +153,8 @@ func TestEncryptedFabric(t *testing.T) {
 			t.Errorf("marker ping %s -> %s: %v\n%s", p[0].Name, p[1].Name, err, out)
 		}
 	}
-	// The senders' packets for WireGuard leave br-int by the GRO veth pair, not the gateway.
 	for _, p := range [][2]*fabriclab.Container{{ds[0], ds[1]}, {bs[2], bs[1]}} {
-		h := p[0].Node.Host
-		port, link, rx0 := groVeth(t, ctx, h)
-		if !port || !link {
-			t.Errorf("%s: GRO veth port in br-int %v, kernel end %v; want both", h.Name, port, link)
-		}
 		t.Logf("TCP %s -> %s over WireGuard: %s", p[0].Name, p[1].Name, iperf(t, ctx, l, p[0], p[1]))
-		if _, _, rx1 := groVeth(t, ctx, h); rx1-rx0 < 1000 {
-			t.Errorf("%s: the GRO veth's kernel end received %d packets during the transfer, want the transfer's", h.Name, rx1-rx0)
-		}
-		if out, err := h.Run(ctx, "ip", "-s", "-o", "link", "show", wgName(h)); err == nil {
-			t.Logf("  %s's WireGuard interface (TX bytes/packets: GSO packets from GRO are larger than the MTU): %s", h.Name, strings.Join(strings.Fields(out), " "))
-		}
 	}
 	pcap := stopCapture()
 	if n := bytes.Count(pcap, marker); n != 0 {
@@ -580,11 +568,6 @@ func testEncryptionSwitch(t *testing.T, pipeline string) {
 		if ps := tunnelPorts(t, ctx, h); len(ps) != 0 {
 			t.Errorf("%s keeps tunnel ports %v after switching to wireguard", h.Name, ps)
 		}
-		// The routed pipeline hands the kernel the packets for WireGuard by the GRO veth
-		// pair; the L2 one keeps the gateway.
-		if port, link, _ := groVeth(t, ctx, h); port != (pipeline == "routed") || link != port {
-			t.Errorf("%s, %s pipeline: GRO veth port %v, kernel end %v", h.Name, pipeline, port, link)
-		}
 	}
 	if n := markers("encrypted"); n != 0 {
 		t.Errorf("encrypted: the marker crossed the underlay in clear %d times", n)
@@ -603,9 +586,6 @@ func testEncryptionSwitch(t *testing.T, pipeline string) {
 		}
 		if ps := h.DetachedProcs(); len(ps) != 0 {
 			t.Errorf("%s keeps its WireGuard device process (pid %d) after switching back", h.Name, ps[0].PID())
-		}
-		if port, link, _ := groVeth(t, ctx, h); port || link {
-			t.Errorf("%s keeps its GRO veth after switching back: port %v, kernel end %v", h.Name, port, link)
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -72,22 +71,4 @@ func eventually(t *testing.T, timeout time.Duration, what string, check func() e
 	}
 	t.Fatalf("%s: not true after %s: %v", what, timeout, err)
 	return 0
-}
-
-// groVeth is what a host shows of its GRO veth pair (fabric0-wgk in the kernel, fabric0-wgp
-// in br-int; docs/encryption.md): whether br-int has the port with its role, whether the
-// kernel end exists, and the packets the kernel end received.
-func groVeth(t *testing.T, ctx context.Context, h *lab.Host) (port, link bool, rxPackets int) {
-	t.Helper()
-	out, err := h.Vsctl(ctx, "--bare", "--columns=name", "find", "Port", "external_ids:ovsfabric-role=wireguard-gro")
-	if err != nil {
-		t.Fatalf("%s: find the GRO veth port: %v", h.Name, err)
-	}
-	port = strings.TrimSpace(out) == "fabric0-wgp"
-	b, err := h.Run(ctx, "cat", "/sys/class/net/fabric0-wgk/statistics/rx_packets")
-	if err != nil {
-		return port, false, 0
-	}
-	rxPackets, _ = strconv.Atoi(strings.TrimSpace(b))
-	return port, true, rxPackets
 }

@@ -61,12 +61,3 @@ func GatewayMAC(node string) net.HardwareAddr {
 	sum := sha256.Sum256([]byte("gateway/" + node))
 	return net.HardwareAddr{0x0a, sum[0], sum[1], sum[2], sum[3], sum[4]}
 }
-
-// GROVethNames are the names of the veth pair through which an encrypted host's br-int hands
-// the kernel the packets for WireGuard peers (docs/encryption.md): kernel is the kernel's end
-// (GRO on), port the end that is br-int's port. Both derive from the gateway port's name
-// (at most 11 bytes of it), e.g. fabric0-wgk and fabric0-wgp.
-func GROVethNames(gatewayPort string) (kernel, port string) {
-	base := gatewayPort[:min(len(gatewayPort), 11)]
-	return base + "-wgk", base + "-wgp"
-}

@@ -131,12 +131,6 @@ type Input struct {
 	// WireGuard). Tunnels then need no OFPort (it is ignored), and no tunnel port is
 	// classified or delivered from.
 	PeersViaGateway bool
-	// PeersVia is, with PeersViaGateway, the port the packets for the peers' slices leave by
-	// instead of the gateway port, with its MAC as their destination: br-int's end of the GRO
-	// veth pair, whose kernel end coalesces them before routing them into WireGuard
-	// (docs/encryption.md). OFPort 0 or -1 (none, or not set up yet): the gateway port.
-	// Nothing it sends is admitted. Its MAC may be the gateway's.
-	PeersVia Port
 	// DNS is the fabric DNS's address shared by every network (fabricdns.WellKnownAddr, on
 	// the gateway port): UDP and TCP to its port 53 go to the gateway port from every
 	// network, internal ones too, and nothing else to it does from an internal network.
@@ -206,10 +200,6 @@ func Plan(in Input) ([]Flow, error) {
 	peers := make(map[Tunnel]string, len(p.tunnelPorts)+len(p.flowPeers)) // toPeer of each tunnel
 	// Via the gateway (encrypted): the host kernel routes the packet (and decrements its TTL).
 	toGateway := "mod_dl_dst:" + gwMAC + ",output:" + gwPort
-	toPeers := toGateway
-	if p.peersVia.OFPort > 0 {
-		toPeers = "mod_dl_dst:" + p.peersVia.MAC.String() + ",output:" + strconv.Itoa(p.peersVia.OFPort)
-	}
 	b.grow(TableFromLocal, 200, p.routes)
 	for _, n := range p.networks {
 		reg := RegNetwork + "=" + n.key
@@ -233,7 +223,7 @@ func Plan(in Input) ([]Flow, error) {
 		for _, t := range n.tunnels {
 			var buf [len("255.255.255.255/32")]byte
 			if p.viaGateway {
-				b.add(TableFromLocal, 200, PurposeToPeer, matchTo+string(appendPrefix(buf[:0], t.Subnet)), toPeers)
+				b.add(TableFromLocal, 200, PurposeToPeer, matchTo+string(appendPrefix(buf[:0], t.Subnet)), toGateway)
 				continue
 			}
 			k := Tunnel{OFPort: t.OFPort, Remote: t.Remote}
@@ -517,7 +507,7 @@ func prefixString(p netip.Prefix) string {
 // Equal reports whether in and o are the same input, in the same order: Plan would return
 // the same flows for both. It lets a caller skip planning when nothing changed.
 func (in Input) Equal(o Input) bool {
-	if in.PeersViaGateway != o.PeersViaGateway || in.DNS != o.DNS || !in.Gateway.equal(o.Gateway) || !in.PeersVia.equal(o.PeersVia) || len(in.Networks) != len(o.Networks) ||
+	if in.PeersViaGateway != o.PeersViaGateway || in.DNS != o.DNS || !in.Gateway.equal(o.Gateway) || len(in.Networks) != len(o.Networks) ||
 		!slices.Equal(in.Retiring, o.Retiring) {
 		return false
 	}

@@ -25,10 +25,8 @@ type plan struct {
 	retiringPeers []Tunnel
 	// routes counts the networks' peer slices.
 	routes int
-	// viaGateway is Input.PeersViaGateway, peersVia Input.PeersVia when it is used (an
-	// OFPort above 0, with viaGateway).
+	// viaGateway is Input.PeersViaGateway.
 	viaGateway bool
-	peersVia   Port
 	// dns is Input.DNS.
 	dns netip.Addr
 }
@@ -73,17 +71,6 @@ func validate(in Input) (plan, error) {
 
 	// Who owns each ofport, address and MAC, across all networks.
 	ofports := map[int]string{gw.OFPort: what}
-	if pv := in.PeersVia; in.PeersViaGateway && pv.OFPort > 0 {
-		what := "GRO veth port " + strconv.Quote(pv.Name)
-		if err := checkOFPortMAC(what, pv); err != nil {
-			return p, err
-		}
-		if o, dup := ofports[pv.OFPort]; dup {
-			return p, invalid("%s: ofport %d already belongs to %s", what, pv.OFPort, o)
-		}
-		ofports[pv.OFPort] = what
-		p.peersVia = pv
-	}
 	macs := map[string]string{gw.MAC.String(): what}
 	ips := map[netip.Addr]string{}
 	names := map[string]bool{}

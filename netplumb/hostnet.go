@@ -27,9 +27,6 @@ type HostState struct {
 	Scopes []netip.Prefix
 	// Routes are all of fabricd's routes (protocol 147); others of that protocol go.
 	Routes []Route
-	// GRO is the veth pair into the kernel with GRO (encryption), made or removed as it
-	// says; its zero value leaves any pair alone.
-	GRO GROVeth
 }
 
 // HostChanges says what a Set changed.
@@ -39,11 +36,6 @@ type HostChanges struct {
 	// Addrs are the gateway addresses added and removed.
 	Addrs  AddrChanges
 	Routes RouteChanges
-	// GRO is set when the GRO veth pair was made, changed or removed.
-	GRO bool
-	// GROUnusable says why the GRO veth pair was wanted but not made (GROVethUnusable);
-	// "" when it is in place or not wanted.
-	GROUnusable string
 }
 
 // HostNet sets the host network of the namespace fabricd runs in, through netlink and
@@ -72,21 +64,6 @@ func (HostNet) Set(ctx context.Context, want HostState) (HostChanges, error) {
 		}
 		if err := DisableRedirects(dev); err != nil {
 			return ch, fmt.Errorf("disable redirects: %w", err)
-		}
-	}
-	if want.GRO.KernelDev != "" {
-		g := want.GRO
-		if g.Enabled {
-			why, err := GROVethUnusable()
-			if err != nil {
-				return ch, err
-			}
-			// Removed, like a pair not wanted: the switch sends by the gateway instead.
-			ch.GROUnusable, g.Enabled = why, why == ""
-		}
-		var err error
-		if ch.GRO, err = EnsureGROVeth(g); err != nil {
-			return ch, fmt.Errorf("GRO veth %s: %w", want.GRO.KernelDev, err)
 		}
 	}
 	rc, err := ReconcileRoutes(want.Routes)

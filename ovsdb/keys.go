@@ -70,7 +70,4 @@ const (
 	RoleTunnel = "tunnel"
 	// RoleContainer marks the host end of a container's veth.
 	RoleContainer = "container"
-	// RoleWireGuardGRO marks br-int's end of the veth pair through which an encrypted host
-	// hands the kernel the packets for WireGuard peers, GRO-coalesced (docs/encryption.md).
-	RoleWireGuardGRO = "wireguard-gro"
 )
