@@ -89,3 +89,16 @@ func TestFormatting(t *testing.T) {
 		}
 	}
 }
+
+// TestSectionAnchors checks that every section title gives the anchor GitHub (and the docs
+// link test) gives its heading: ASCII letters, digits, spaces and punctuation only, since a
+// symbol such as × is dropped from the heading's anchor but kept by anchor.
+func TestSectionAnchors(t *testing.T) {
+	for _, s := range Sections {
+		for _, r := range s.Title {
+			if r > 127 {
+				t.Errorf("section %s: title %q has %q, which GitHub drops from the heading's anchor", s.Key, s.Title, r)
+			}
+		}
+	}
+}

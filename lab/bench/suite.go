@@ -108,7 +108,7 @@ var Sections = []SectionInfo{
 	{"ovsdb", "Scale: data plane config"},
 	{"gossip", "Scale: gossip"},
 	{"memory", "Memory"},
-	{"scale-peers", "Scale: peers × tunnel mode"},
+	{"scale-peers", "Scale: peers and tunnel modes"},
 	{"planner", "Planner"},
 	{"net-throughput", "Networks: throughput"},
 	{"net-reconcile", "Networks: reconcile"},
