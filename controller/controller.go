@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ovsfabric/ovsfabric/api"
@@ -162,6 +163,13 @@ type Controller struct {
 	wgMu  sync.Mutex
 	// wgAnnounced is the public key gossip carries (under mu).
 	wgAnnounced wireguard.Key
+
+	// resyncDue is set when the --resync period wakes the loop: the sync it runs is the
+	// resync pass, which checks the real state rather than trusting what the last sync left
+	// (verifying, loop only). hostApplied is the host network the last Set left.
+	resyncDue   atomic.Bool
+	verifying   bool
+	hostApplied hostMemo
 }
 
 // New returns a controller for settings s (with s.Advertise set) over OVSDB, the host
@@ -341,6 +349,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			c.resyncDue.Store(true)
 		case <-c.m.Changed():
 		case <-c.sw.Changes():
 			c.settle(ctx)
@@ -435,6 +444,7 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 	if !c.settled() {
 		return nil
 	}
+	c.verifying = c.resyncDue.Swap(false)
 	view := c.gatherPeers()
 	if err := c.updateRetained(ctx, view); err != nil {
 		c.setResult(nil, view, err)
@@ -609,8 +619,14 @@ func hostState(d fabric.Desired, scopes []netip.Prefix, dns bool) netplumb.HostS
 }
 
 // setHost sets the host network and logs what changed.
+// An event-woken sync that wants what the last Set left skips it (see hostMemo).
 func (c *Controller) setHost(ctx context.Context, want netplumb.HostState) error {
+	served, now := c.serverID(), time.Now()
+	if c.hostApplied.skip(want, served, now, c.s.Resync, c.verifying) {
+		return nil
+	}
 	ch, err := c.host.Set(ctx, want)
+	c.hostApplied.record(want, served, now, err)
 	if ch.Link {
 		c.log.Info("gateway link up", "dev", want.GatewayDev, "mtu", want.MTU)
 	}
@@ -750,6 +766,7 @@ func (c *Controller) Withdraw(ctx context.Context) error {
 		}
 	}
 	c.mu.Unlock()
+	c.hostApplied.forget()
 	ch, err := c.host.Set(ctx, netplumb.HostState{Routes: keep})
 	if err != nil {
 		return fmt.Errorf("remove routes: %w", err)
