@@ -132,7 +132,7 @@ func (c *Controller) seenEvery() time.Duration {
 
 // announcedRetained is what live peers announce as retained, except claims of this node
 // and of nodes that are alive again.
-func (c *Controller) announcedRetained(view []fabric.Peer) []fabric.Retained {
+func (c *Controller) announcedRetained(view []fabric.Peer, members []peers.Peer) []fabric.Retained {
 	live := map[string]bool{c.s.Name: true}
 	for _, p := range view {
 		if p.State == fabric.PeerAlive || p.State == fabric.PeerSuspect {
@@ -140,7 +140,7 @@ func (c *Controller) announcedRetained(view []fabric.Peer) []fabric.Retained {
 		}
 	}
 	var out []fabric.Retained
-	for _, p := range c.m.Peers() {
+	for _, p := range members {
 		if p.State != peers.StateAlive && p.State != peers.StateSuspect {
 			continue
 		}
@@ -227,7 +227,7 @@ func (c *Controller) retainedMetaLocked(m peers.Meta) []peers.RetainedClaim {
 // whose clock is off never takes a subnet from a live host. A new pick avoids subnets
 // retained for nodes that went, unless the cluster CIDR has no other: then it takes the one
 // retained longest, and says so.
-func (c *Controller) resolveClaim(ctx context.Context, view []fabric.Peer) error {
+func (c *Controller) resolveClaim(ctx context.Context, view []fabric.Peer, members []peers.Peer) error {
 	now := c.now()
 	var active []fabric.Claim
 	var taken []netip.Prefix
@@ -239,7 +239,7 @@ func (c *Controller) resolveClaim(ctx context.Context, view []fabric.Peer) error
 			taken = append(taken, p.Subnet)
 		}
 	}
-	announced := c.announcedRetained(view)
+	announced := c.announcedRetained(view, members)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	reserved := append(slices.Clone(c.retained), announced...)

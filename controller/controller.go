@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -445,12 +446,13 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 		return nil
 	}
 	c.verifying = c.resyncDue.Swap(false)
-	view := c.gatherPeers()
+	members := c.m.Peers()
+	view := c.gatherPeers(members)
 	if err := c.updateRetained(ctx, view); err != nil {
 		c.setResult(nil, view, err)
 		return err
 	}
-	if err := c.resolveClaim(ctx, view); err != nil {
+	if err := c.resolveClaim(ctx, view, members); err != nil {
 		c.setResult(nil, view, err)
 		return err
 	}
@@ -482,29 +484,35 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 	return err
 }
 
-// gatherPeers merges gossip's view with the peers remembered from OVSDB at start.
-func (c *Controller) gatherPeers() []fabric.Peer {
-	byName := map[string]fabric.Peer{}
+// gatherPeers merges gossip's view (members, read once per sync: with thousands of peers
+// each read copies and sorts them all) with the peers remembered from OVSDB at start. The
+// result is sorted by name; gossip's view already is, so it is only checked.
+func (c *Controller) gatherPeers(members []peers.Peer) []fabric.Peer {
 	c.mu.Lock()
+	rest := make(map[string]fabric.Peer, len(c.remembered))
 	for n, p := range c.remembered {
-		byName[n] = p
+		rest[n] = p
 	}
 	c.mu.Unlock()
-	for _, p := range c.m.Peers() {
+	out := make([]fabric.Peer, 0, len(members)+len(rest))
+	for _, p := range members {
 		if p.Name == c.s.Name {
 			continue
 		}
-		byName[p.Name] = fabric.Peer{
+		delete(rest, p.Name)
+		out = append(out, fabric.Peer{
 			Name: p.Name, Underlay: p.Meta.Addr, Subnet: p.Meta.Subnet, SubnetSince: p.Meta.SubnetSince, SubnetSeq: p.Meta.SubnetSeq,
 			State: fabric.PeerState(p.State), StateSince: p.Since,
 			WireGuardKey: p.Meta.WireGuardKey, WireGuardPort: p.Meta.WireGuardPort,
-		}
+		})
 	}
-	out := make([]fabric.Peer, 0, len(byName))
-	for _, p := range byName {
+	for _, p := range rest {
 		out = append(out, p)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	byName := func(a, b fabric.Peer) int { return strings.Compare(a.Name, b.Name) }
+	if !slices.IsSortedFunc(out, byName) {
+		slices.SortFunc(out, byName)
+	}
 	return out
 }
 
