@@ -131,6 +131,8 @@ type Controller struct {
 	// flowsChecked is when a reconcile last compared them with a dump of the bridge.
 	pipeMu       sync.Mutex
 	flowsApplied []flows.Flow
+	// norm remembers the canonical form of the flows the last full flow reconcile compared.
+	norm flows.Normalizer
 	flowsChecked time.Time
 	// restoreWaitNoted is the ovs-vswitchd for which a foreign flow-restore-wait was last
 	// logged (loop only).

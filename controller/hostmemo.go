@@ -64,4 +64,3 @@ func sameHostState(a, b netplumb.HostState) bool {
 		slices.Equal(a.Addrs, b.Addrs) && slices.Equal(a.Scopes, b.Scopes) &&
 		slices.Equal(a.Routes, b.Routes)
 }
-

@@ -230,7 +230,7 @@ func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, ports 
 		return true, nil
 	}
 	c.metrics.flowDumps.Inc()
-	res, err := flows.Reconcile(ctx, c.of, desired)
+	res, err := c.norm.Reconcile(ctx, c.of, desired)
 	if err != nil {
 		c.flowsApplied = nil
 		return false, fmt.Errorf("reconcile flows on %s: %w", d.Bridge, err)
@@ -364,7 +364,7 @@ func (c *Controller) PortsRecorded(ctx context.Context, recorded, failed []strin
 	if err != nil {
 		return err
 	}
-	res, err := flows.Reconcile(ctx, c.of, desired)
+	res, err := c.norm.Reconcile(ctx, c.of, desired)
 	if err != nil {
 		c.flowsApplied = nil
 		return fmt.Errorf("remove flows of %v: %w", failed, err)

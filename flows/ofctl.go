@@ -98,22 +98,56 @@ func noNames(cmd string, args []string) []string {
 }
 
 // Flows returns the bridge's ovsfabric flows: `ovs-ofctl dump-flows BRIDGE
-// cookie=0x0fab000000000000/0xffff000000000000`, parsed by go-openvswitch. Their Match and
-// Actions are go-openvswitch's rendering (fields in ovs-ofctl's order).
+// cookie=0x0fab000000000000/0xffff000000000000`, each line parsed by go-openvswitch. Their
+// Match and Actions are go-openvswitch's rendering (fields in ovs-ofctl's order).
 func (o *OFCtl) Flows(ctx context.Context) ([]Flow, error) {
-	dumped, err := o.client(ctx).OpenFlow.DumpFlowsWithFlowArgs(o.bridge, &ovs.MatchFlow{Cookie: CookieBase, CookieMask: CookieMask, Table: ovs.AnyTable})
+	filter, err := (&ovs.MatchFlow{Cookie: CookieBase, CookieMask: CookieMask, Table: ovs.AnyTable}).MarshalText()
 	if err != nil {
 		return nil, fmt.Errorf("dump flows of %s: %w", o.bridge, err)
 	}
-	out := make([]Flow, 0, len(dumped))
-	for _, d := range dumped {
-		match, actions, err := fromOVS(d)
-		if err != nil {
-			return nil, fmt.Errorf("dump flows of %s: cookie %#x: %w", o.bridge, d.Cookie, err)
-		}
-		out = append(out, Flow{Table: d.Table, Priority: d.Priority, Cookie: d.Cookie, Match: match, Actions: actions})
+	out, err := o.run(ctx, nil, "ovs-ofctl", noNames("ovs-ofctl", []string{"dump-flows", o.bridge, string(filter)})...)
+	if err != nil {
+		return nil, fmt.Errorf("dump flows of %s: %s: %w", o.bridge, bytes.TrimSpace(out), err)
 	}
-	return out, nil
+	fs, err := parseDump(out)
+	if err != nil {
+		return nil, fmt.Errorf("dump flows of %s: %w", o.bridge, err)
+	}
+	return fs, nil
+}
+
+// dumpHeader is in the first line of a flow dump ("NXST_FLOW reply (xid=0x8):", or
+// OFPST_FLOW with OpenFlow 1.1 and later) and in none of its flows.
+var dumpHeader = []byte("ST_FLOW reply")
+
+// parseDump parses the output of `ovs-ofctl dump-flows`, each line into a Flow before the
+// next: go-openvswitch's DumpFlows holds every line copied and every flow parsed (a few
+// kB each) at once, which with thousands of peers made the periodic resync fabricd's
+// memory peak.
+func parseDump(out []byte) ([]Flow, error) {
+	first, rest, _ := bytes.Cut(out, []byte("\n"))
+	if !bytes.Contains(first, dumpHeader) {
+		return nil, fmt.Errorf("not a flow dump: first line %q", first)
+	}
+	fs := make([]Flow, 0, bytes.Count(rest, []byte("\n"))+1)
+	for len(rest) > 0 {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || bytes.Contains(line, dumpHeader) {
+			continue // a blank line, or the header of a further reply
+		}
+		var of ovs.Flow
+		if err := of.UnmarshalText(line); err != nil {
+			return nil, fmt.Errorf("flow %q: %w", line, err)
+		}
+		match, actions, err := fromOVS(&of)
+		if err != nil {
+			return nil, fmt.Errorf("cookie %#x: %w", of.Cookie, err)
+		}
+		fs = append(fs, Flow{Table: of.Table, Priority: of.Priority, Cookie: of.Cookie, Match: match, Actions: actions})
+	}
+	return fs, nil
 }
 
 // Apply deletes and adds in one atomic OpenFlow bundle: first `delete cookie=C/-1,table=T`
