@@ -132,7 +132,7 @@ type Controller struct {
 	pipeMu       sync.Mutex
 	flowsApplied []flows.Flow
 	// norm remembers the canonical form of the flows the last full flow reconcile compared.
-	norm flows.Normalizer
+	norm         flows.Normalizer
 	flowsChecked time.Time
 	// restoreWaitNoted is the ovs-vswitchd for which a foreign flow-restore-wait was last
 	// logged (loop only).
