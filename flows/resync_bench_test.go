@@ -3,6 +3,7 @@ package flows
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -44,12 +45,12 @@ func TestParseDumpErrors(t *testing.T) {
 		{"bad flow", "NXST_FLOW reply (xid=0x4):\n cookie=0xfab0001, table=0, priority=1 actions=frobnicate:(\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if fs, err := parseDump([]byte(tc.out)); err == nil {
+			if fs, _, err := parseDump([]byte(tc.out), nil); err == nil {
 				t.Fatalf("parsed %d flows, want an error", len(fs))
 			}
 		})
 	}
-	fs, err := parseDump([]byte("NXST_FLOW reply (xid=0x4):\n\n cookie=0xfab000100000001, duration=1s, table=3, n_packets=0, n_bytes=0, priority=7,ip actions=drop\r\nNXST_FLOW reply (xid=0x4):\n"))
+	fs, _, err := parseDump([]byte("NXST_FLOW reply (xid=0x4):\n\n cookie=0xfab000100000001, duration=1s, table=3, n_packets=0, n_bytes=0, priority=7,ip actions=drop\r\nNXST_FLOW reply (xid=0x4):\n"), nil)
 	if err != nil || len(fs) != 1 || fs[0] != (Flow{Table: 3, Priority: 7, Cookie: 0xfab000100000001, Match: "ip", Actions: "drop"}) {
 		t.Fatalf("parsed %+v, %v", fs, err)
 	}
@@ -135,5 +136,64 @@ func TestNormalizerSeesChanges(t *testing.T) {
 				t.Fatalf("the memo holds %d flows after a pass that compared at most %d", n, 2*len(desired)+1)
 			}
 		})
+	}
+}
+
+// TestLineKey: a flow dumped again with other statistics has the same key; any change of
+// what the flow is gives another.
+func TestLineKey(t *testing.T) {
+	const base = "cookie=0xfab000102c72f06, duration=0.020s, table=0, n_packets=0, n_bytes=0, idle_age=0, priority=100,ip,in_port=4 actions=resubmit(,10)"
+	key := lineKey([]byte(base))
+	if key == "" || strings.Contains(key, "duration") || strings.Contains(key, "n_packets") {
+		t.Fatalf("key %q", key)
+	}
+	for _, tc := range []struct {
+		name, line string
+		same       bool
+	}{
+		{"other statistics", "cookie=0xfab000102c72f06, duration=912.5s, table=0, n_packets=17, n_bytes=1700, idle_age=3, hard_age=900, priority=100,ip,in_port=4 actions=resubmit(,10)", true},
+		{"other cookie", strings.Replace(base, "0xfab000102c72f06", "0xfab000102c72f07", 1), false},
+		{"other table", strings.Replace(base, "table=0", "table=1", 1), false},
+		{"other priority", strings.Replace(base, "priority=100", "priority=101", 1), false},
+		{"other match", strings.Replace(base, "in_port=4", "in_port=5", 1), false},
+		{"other actions", strings.Replace(base, "resubmit(,10)", "resubmit(,20)", 1), false},
+		{"an idle timeout", strings.Replace(base, "idle_age=0, ", "idle_age=0, idle_timeout=5, ", 1), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := lineKey([]byte(tc.line)) == key; got != tc.same {
+				t.Fatalf("same key = %v, want %v (%q, %q)", got, tc.same, lineKey([]byte(tc.line)), key)
+			}
+		})
+	}
+	if k := lineKey([]byte("cookie=0x1, table=0, priority=1")); k != "" {
+		t.Fatalf("a line without actions has key %q", k)
+	}
+}
+
+// TestFlowsRememberedLines: a second dump with other statistics and one flow changed parses
+// into exactly what a fresh OFCtl parses.
+func TestFlowsRememberedLines(t *testing.T) {
+	desired := mustPlan(t, benchInput(3, 3))
+	r := &fakeRunner{out: dumpOf(desired)}
+	sw := newFakeOFCtl(r)
+	if _, err := sw.Flows(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	next := append([]Flow(nil), desired...)
+	next[0].Actions = "drop"
+	r.out = strings.ReplaceAll(dumpOf(next), "duration=12.345s", "duration=99.1s")
+	got, err := sw.Flows(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := newFakeOFCtl(&fakeRunner{out: r.out}).Flows(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) || got[0].Actions != "drop" {
+		t.Fatalf("with the remembered lines %v\nfresh %v", got[:2], want[:2])
+	}
+	if len(sw.parsed) != len(next) {
+		t.Fatalf("remembers %d lines, want the %d of the last dump", len(sw.parsed), len(next))
 	}
 }
