@@ -478,7 +478,7 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 		return fmt.Errorf("plan: %w", err)
 	}
 	c.forgetGone(view, facts.Now)
-	err = c.apply(ctx, d)
+	err = c.apply(ctx, d, members)
 	c.setResult(&d, view, err)
 	if err == nil {
 		c.readyOnce.Do(func() { close(c.ready) })
@@ -519,8 +519,8 @@ func (c *Controller) gatherPeers(members []peers.Peer) []fabric.Peer {
 }
 
 // apply makes OVSDB, the host network, the flows and the endpoints match d, changing only
-// what differs.
-func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
+// what differs; members are gossip's members the sync read.
+func (c *Controller) apply(ctx context.Context, d fabric.Desired, members []peers.Peer) error {
 	c.mu.Lock()
 	c.planned = d
 	c.mu.Unlock()
@@ -589,7 +589,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 		c.finishRestoreWait(ctx, served)
 	}
 	c.settleTunnels(kept, flowsIn)
-	c.forgetRemembered(d)
+	c.forgetRemembered(d, members)
 	eps, err := c.eps.Sync(ctx, gen, endpoint.Records(ports, owner))
 	if err != nil {
 		return fmt.Errorf("attachments and NAT: %w", err)
@@ -598,7 +598,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	c.mu.Lock()
 	c.localEndpoints = eps
 	c.mu.Unlock()
-	c.syncDNS(d)
+	c.syncDNS(d, func() []peers.Peer { return members })
 	return nil
 }
 
@@ -660,14 +660,14 @@ func (c *Controller) setHost(ctx context.Context, want netplumb.HostState) error
 
 // forgetRemembered drops peers remembered from OVSDB once gossip knows them or Plan has
 // stopped building toward them.
-func (c *Controller) forgetRemembered(d fabric.Desired) {
+func (c *Controller) forgetRemembered(d fabric.Desired, members []peers.Peer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.remembered) == 0 {
 		return
 	}
 	known := map[string]bool{}
-	for _, p := range c.m.Peers() {
+	for _, p := range members {
 		known[p.Name] = true
 	}
 	kept := map[string]bool{}
