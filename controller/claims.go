@@ -133,6 +133,9 @@ func (c *Controller) seenEvery() time.Duration {
 // announcedRetained is what live peers announce as retained, except claims of this node
 // and of nodes that are alive again.
 func (c *Controller) announcedRetained(view []fabric.Peer, members []peers.Peer) []fabric.Retained {
+	if !slices.ContainsFunc(members, func(p peers.Peer) bool { return len(p.Meta.Retained) > 0 }) {
+		return nil // the common case: nobody retains a claim, and the map below is for nothing
+	}
 	live := map[string]bool{c.s.Name: true}
 	for _, p := range view {
 		if p.State == fabric.PeerAlive || p.State == fabric.PeerSuspect {
@@ -229,9 +232,10 @@ func (c *Controller) retainedMetaLocked(m peers.Meta) []peers.RetainedClaim {
 // retained longest, and says so.
 func (c *Controller) resolveClaim(ctx context.Context, view []fabric.Peer, members []peers.Peer) error {
 	now := c.now()
-	var active []fabric.Claim
-	var taken []netip.Prefix
-	var seqs []uint64
+	// Sized up front: with thousands of peers regrowing them cost more than the check.
+	active := make([]fabric.Claim, 0, len(view))
+	taken := make([]netip.Prefix, 0, len(view))
+	seqs := make([]uint64, 0, len(view)+1)
 	for _, p := range view {
 		seqs = append(seqs, p.SubnetSeq)
 		if p.Subnet.IsValid() && !p.Gone(now, c.s.DeadPeerGrace) {
