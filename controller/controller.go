@@ -173,6 +173,8 @@ type Controller struct {
 	resyncDue   atomic.Bool
 	verifying   bool
 	hostApplied hostMemo
+	// plans is the last plan and its facts (loop only).
+	plans planMemo
 }
 
 // New returns a controller for settings s (with s.Advertise set) over OVSDB, the host
@@ -472,7 +474,7 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 		Encryption: c.s.EncryptionMode, WireGuard: fabric.WireGuardFacts{Interface: c.s.WireGuardInterface},
 	}
 	c.mu.Unlock()
-	d, err := fabric.Plan(facts)
+	d, err := c.plans.plan(facts)
 	if err != nil {
 		c.setResult(nil, view, err)
 		return fmt.Errorf("plan: %w", err)
