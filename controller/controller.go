@@ -173,6 +173,12 @@ type Controller struct {
 	resyncDue   atomic.Bool
 	verifying   bool
 	hostApplied hostMemo
+	// switchChanged is set when an OVSDB change wakes the loop, and switchWoke (loop only)
+	// says the sync in progress was woken so: the change may have made the gateway port
+	// anew (an operator deleted it; the sync adds it back), without the host network on it,
+	// so that sync sets the host network rather than trusting the memo.
+	switchChanged atomic.Bool
+	switchWoke    bool
 	// plans is the last plan and its facts (loop only).
 	plans planMemo
 }
@@ -357,6 +363,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.resyncDue.Store(true)
 		case <-c.m.Changed():
 		case <-c.sw.Changes():
+			c.switchChanged.Store(true)
 			c.settle(ctx)
 		case <-c.kick:
 			c.settle(ctx)
@@ -384,6 +391,7 @@ func (c *Controller) settle(ctx context.Context) {
 	}
 	select {
 	case <-c.sw.Changes():
+		c.switchChanged.Store(true)
 	default:
 	}
 	select {
@@ -450,6 +458,7 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 		return nil
 	}
 	c.verifying = c.resyncDue.Swap(false)
+	c.switchWoke = c.switchChanged.Swap(false)
 	members := c.m.Peers()
 	view := c.gatherPeers(members)
 	if err := c.updateRetained(ctx, view); err != nil {
@@ -631,10 +640,11 @@ func hostState(d fabric.Desired, scopes []netip.Prefix, dns bool) netplumb.HostS
 }
 
 // setHost sets the host network and logs what changed.
-// An event-woken sync that wants what the last Set left skips it (see hostMemo).
+// A sync woken by gossip or a kick that wants what the last Set left skips it (see
+// hostMemo); the resync pass and a sync an OVSDB change woke do not.
 func (c *Controller) setHost(ctx context.Context, want netplumb.HostState) error {
 	served, now := c.serverID(), time.Now()
-	if c.hostApplied.skip(want, served, now, c.s.Resync, c.verifying) {
+	if c.hostApplied.skip(want, served, now, c.s.Resync, c.verifying || c.switchWoke) {
 		return nil
 	}
 	ch, err := c.host.Set(ctx, want)

@@ -74,9 +74,9 @@ func TestHostMemoSkip(t *testing.T) {
 	}
 }
 
-// TestResyncPassRepairsHost: an event-woken sync that wants what the last one set leaves the
-// host network alone, the resync pass puts back a route deleted behind fabricd's back, and
-// a peer that joins gets its route at once.
+// TestResyncPassRepairsHost: a sync woken by gossip that wants what the last one set leaves
+// the host network alone; the resync pass, and a sync an OVSDB change woke, put back a route
+// deleted behind fabricd's back; a peer that joins gets its route at once.
 func TestResyncPassRepairsHost(t *testing.T) {
 	ctx := context.Background()
 	ep := startOVSDB(t)
@@ -118,6 +118,15 @@ func TestResyncPassRepairsHost(t *testing.T) {
 	sync(true)
 	if !hasRoute("10.244.2.0/24") {
 		t.Fatal("the resync pass did not repair the deleted route")
+	}
+	// A sync an OVSDB change woke (the gateway port may have been made anew) sets it too.
+	k.mu.Lock()
+	k.routes = nil
+	k.mu.Unlock()
+	c.switchChanged.Store(true)
+	sync(false)
+	if !hasRoute("10.244.2.0/24") {
+		t.Fatal("a sync woken by an OVSDB change did not set the host network")
 	}
 	// A change of the plan is applied by the next event-woken sync.
 	m.set(peer("h2", "172.30.0.12", "10.244.2.0/24", peers.StateAlive, now), peer("h3", "172.30.0.13", "10.244.3.0/24", peers.StateAlive, now))
