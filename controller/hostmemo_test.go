@@ -144,3 +144,42 @@ func TestResyncPassRepairsHost(t *testing.T) {
 		t.Fatal("a sync after --resync passed did not repair the deleted route")
 	}
 }
+
+// TestRunResyncRepairsHost: with the loop running and no event at all, the periodic resync
+// pass puts back a route deleted behind fabricd's back.
+func TestRunResyncRepairsHost(t *testing.T) {
+	ep := startOVSDB(t)
+	m := &fakeMembers{ch: make(chan struct{})}
+	m.set(peer("h2", "172.30.0.12", "10.244.2.0/24", peers.StateAlive, time.Now()))
+	s := settings(t, "10.244.1.0/24")
+	s.Resync = 300 * time.Millisecond
+	c, _, k := newController(t, ep, s, m)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	routes := func() int {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return len(k.routes)
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	waitFor("the route to h2", func() bool { return routes() > 0 })
+	time.Sleep(time.Second) // the OVSDB changes of the start (ports numbered) have passed
+	k.mu.Lock()
+	k.routes = nil
+	k.mu.Unlock()
+	waitFor("the resync pass to put the route back", func() bool { return routes() > 0 })
+}
