@@ -173,12 +173,6 @@ type Controller struct {
 	resyncDue   atomic.Bool
 	verifying   bool
 	hostApplied hostMemo
-	// switchChanged is set when an OVSDB change wakes the loop, and switchWoke (loop only)
-	// says the sync in progress was woken so: the change may have made the gateway port
-	// anew (an operator deleted it; the sync adds it back), without the host network on it,
-	// so that sync sets the host network rather than trusting the memo.
-	switchChanged atomic.Bool
-	switchWoke    bool
 	// plans is the last plan and its facts (loop only).
 	plans planMemo
 }
@@ -363,7 +357,6 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.resyncDue.Store(true)
 		case <-c.m.Changed():
 		case <-c.sw.Changes():
-			c.switchChanged.Store(true)
 			c.settle(ctx)
 		case <-c.kick:
 			c.settle(ctx)
@@ -391,7 +384,6 @@ func (c *Controller) settle(ctx context.Context) {
 	}
 	select {
 	case <-c.sw.Changes():
-		c.switchChanged.Store(true)
 	default:
 	}
 	select {
@@ -458,7 +450,6 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 		return nil
 	}
 	c.verifying = c.resyncDue.Swap(false)
-	c.switchWoke = c.switchChanged.Swap(false)
 	members := c.m.Peers()
 	view := c.gatherPeers(members)
 	if err := c.updateRetained(ctx, view); err != nil {
@@ -640,11 +631,12 @@ func hostState(d fabric.Desired, scopes []netip.Prefix, dns bool) netplumb.HostS
 }
 
 // setHost sets the host network and logs what changed.
-// A sync woken by gossip or a kick that wants what the last Set left skips it (see
-// hostMemo); the resync pass and a sync an OVSDB change woke do not.
+// A sync other than the resync pass that wants what the last Set left, on the same gateway
+// device, skips it (see hostMemo).
 func (c *Controller) setHost(ctx context.Context, want netplumb.HostState) error {
-	served, now := c.serverID(), time.Now()
-	if c.hostApplied.skip(want, served, now, c.s.Resync, c.verifying || c.switchWoke) {
+	served, known := c.hostIdentity(want.GatewayDev)
+	now := time.Now()
+	if c.hostApplied.skip(want, served, now, c.s.Resync, c.verifying || !known) {
 		return nil
 	}
 	ch, err := c.host.Set(ctx, want)
@@ -668,6 +660,29 @@ func (c *Controller) setHost(ctx context.Context, want netplumb.HostState) error
 		c.log.Info("route removed", "dst", r.Dst, "via", r.Gateway)
 	}
 	return err
+}
+
+// linkIdentity is implemented by a HostNet that can name the device it configured
+// (netplumb.HostNet): its interface index.
+type linkIdentity interface {
+	LinkIndex(dev string) (int, error)
+}
+
+// hostIdentity identifies what the host network was set on: the ovs-vswitchd serving the
+// bridge and the gateway device's interface index, either of which changes when the gateway
+// port is made anew (ovs-vswitchd restarted, an operator deleted the port), without the
+// addresses and routes a Set gave the old one. known is false when the device cannot be
+// looked up: then nothing is skipped.
+func (c *Controller) hostIdentity(dev string) (id string, known bool) {
+	id = c.serverID()
+	if li, ok := c.host.(linkIdentity); ok && dev != "" {
+		idx, err := li.LinkIndex(dev)
+		if err != nil {
+			return "", false
+		}
+		id += "/" + strconv.Itoa(idx)
+	}
+	return id, true
 }
 
 // forgetRemembered drops peers remembered from OVSDB once gossip knows them or Plan has

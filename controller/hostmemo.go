@@ -21,14 +21,14 @@ type hostMemo struct {
 	// anything else changed the host network.
 	ok   bool
 	want netplumb.HostState
-	// served is the identity of the ovs-vswitchd serving the bridge at that Set.
+	// served identifies the gateway device at that Set (Controller.hostIdentity).
 	served string
 	// at is when that Set ran.
 	at time.Time
 }
 
 // skip reports whether a Set of want may be skipped: the last one succeeded with equal
-// want while the same ovs-vswitchd (served) served the bridge, less than period before now,
+// want on the same gateway device (served), less than period before now,
 // and this sync is not the resync pass (verify).
 func (m *hostMemo) skip(want netplumb.HostState, served string, now time.Time, period time.Duration, verify bool) bool {
 	m.mu.Lock()

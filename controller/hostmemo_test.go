@@ -74,9 +74,10 @@ func TestHostMemoSkip(t *testing.T) {
 	}
 }
 
-// TestResyncPassRepairsHost: a sync woken by gossip that wants what the last one set leaves
-// the host network alone; the resync pass, and a sync an OVSDB change woke, put back a route
-// deleted behind fabricd's back; a peer that joins gets its route at once.
+// TestResyncPassRepairsHost: a sync that wants what the last one set leaves the host network
+// alone; the resync pass puts back a route deleted behind fabricd's back, and so does the sync
+// after the gateway device was made anew (or could not be looked up); a peer that joins gets
+// its route at once.
 func TestResyncPassRepairsHost(t *testing.T) {
 	ctx := context.Background()
 	ep := startOVSDB(t)
@@ -119,15 +120,25 @@ func TestResyncPassRepairsHost(t *testing.T) {
 	if !hasRoute("10.244.2.0/24") {
 		t.Fatal("the resync pass did not repair the deleted route")
 	}
-	// A sync an OVSDB change woke (the gateway port may have been made anew) sets it too.
+	// The gateway port made anew (a new interface index): the next sync sets it up again.
 	k.mu.Lock()
-	k.routes = nil
+	k.routes, k.ifindex = nil, k.ifindex+1
 	k.mu.Unlock()
-	c.switchChanged.Store(true)
 	sync(false)
 	if !hasRoute("10.244.2.0/24") {
-		t.Fatal("a sync woken by an OVSDB change did not set the host network")
+		t.Fatal("a sync after the gateway device was made anew did not set the host network")
 	}
+	// A gateway device that cannot be looked up: nothing is skipped.
+	k.mu.Lock()
+	k.routes, k.ifindexErr = nil, errors.New("no such device")
+	k.mu.Unlock()
+	sync(false)
+	if !hasRoute("10.244.2.0/24") {
+		t.Fatal("a sync that could not identify the gateway device trusted the memo")
+	}
+	k.mu.Lock()
+	k.ifindexErr = nil
+	k.mu.Unlock()
 	// A change of the plan is applied by the next event-woken sync.
 	m.set(peer("h2", "172.30.0.12", "10.244.2.0/24", peers.StateAlive, now), peer("h3", "172.30.0.13", "10.244.3.0/24", peers.StateAlive, now))
 	sync(false)
