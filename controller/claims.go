@@ -132,7 +132,10 @@ func (c *Controller) seenEvery() time.Duration {
 
 // announcedRetained is what live peers announce as retained, except claims of this node
 // and of nodes that are alive again.
-func (c *Controller) announcedRetained(view []fabric.Peer) []fabric.Retained {
+func (c *Controller) announcedRetained(view []fabric.Peer, members []peers.Peer) []fabric.Retained {
+	if !slices.ContainsFunc(members, func(p peers.Peer) bool { return len(p.Meta.Retained) > 0 }) {
+		return nil // the common case: nobody retains a claim, and the map below is for nothing
+	}
 	live := map[string]bool{c.s.Name: true}
 	for _, p := range view {
 		if p.State == fabric.PeerAlive || p.State == fabric.PeerSuspect {
@@ -140,7 +143,7 @@ func (c *Controller) announcedRetained(view []fabric.Peer) []fabric.Retained {
 		}
 	}
 	var out []fabric.Retained
-	for _, p := range c.m.Peers() {
+	for _, p := range members {
 		if p.State != peers.StateAlive && p.State != peers.StateSuspect {
 			continue
 		}
@@ -227,11 +230,12 @@ func (c *Controller) retainedMetaLocked(m peers.Meta) []peers.RetainedClaim {
 // whose clock is off never takes a subnet from a live host. A new pick avoids subnets
 // retained for nodes that went, unless the cluster CIDR has no other: then it takes the one
 // retained longest, and says so.
-func (c *Controller) resolveClaim(ctx context.Context, view []fabric.Peer) error {
+func (c *Controller) resolveClaim(ctx context.Context, view []fabric.Peer, members []peers.Peer) error {
 	now := c.now()
-	var active []fabric.Claim
-	var taken []netip.Prefix
-	var seqs []uint64
+	// Sized up front: with thousands of peers regrowing them cost more than the check.
+	active := make([]fabric.Claim, 0, len(view))
+	taken := make([]netip.Prefix, 0, len(view))
+	seqs := make([]uint64, 0, len(view)+1)
 	for _, p := range view {
 		seqs = append(seqs, p.SubnetSeq)
 		if p.Subnet.IsValid() && !p.Gone(now, c.s.DeadPeerGrace) {
@@ -239,7 +243,7 @@ func (c *Controller) resolveClaim(ctx context.Context, view []fabric.Peer) error
 			taken = append(taken, p.Subnet)
 		}
 	}
-	announced := c.announcedRetained(view)
+	announced := c.announcedRetained(view, members)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	reserved := append(slices.Clone(c.retained), announced...)

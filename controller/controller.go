@@ -9,7 +9,9 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ovsfabric/ovsfabric/api"
@@ -129,6 +131,8 @@ type Controller struct {
 	// flowsChecked is when a reconcile last compared them with a dump of the bridge.
 	pipeMu       sync.Mutex
 	flowsApplied []flows.Flow
+	// norm remembers the canonical form of the flows the last full flow reconcile compared.
+	norm         flows.Normalizer
 	flowsChecked time.Time
 	// restoreWaitNoted is the ovs-vswitchd for which a foreign flow-restore-wait was last
 	// logged (loop only).
@@ -162,6 +166,15 @@ type Controller struct {
 	wgMu  sync.Mutex
 	// wgAnnounced is the public key gossip carries (under mu).
 	wgAnnounced wireguard.Key
+
+	// resyncDue is set when the --resync period wakes the loop: the sync it runs is the
+	// resync pass, which checks the real state rather than trusting what the last sync left
+	// (verifying, loop only). hostApplied is the host network the last Set left.
+	resyncDue   atomic.Bool
+	verifying   bool
+	hostApplied hostMemo
+	// plans is the last plan and its facts (loop only).
+	plans planMemo
 }
 
 // New returns a controller for settings s (with s.Advertise set) over OVSDB, the host
@@ -341,6 +354,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			c.resyncDue.Store(true)
 		case <-c.m.Changed():
 		case <-c.sw.Changes():
 			c.settle(ctx)
@@ -435,12 +449,14 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 	if !c.settled() {
 		return nil
 	}
-	view := c.gatherPeers()
+	c.verifying = c.resyncDue.Swap(false)
+	members := c.m.Peers()
+	view := c.gatherPeers(members)
 	if err := c.updateRetained(ctx, view); err != nil {
 		c.setResult(nil, view, err)
 		return err
 	}
-	if err := c.resolveClaim(ctx, view); err != nil {
+	if err := c.resolveClaim(ctx, view, members); err != nil {
 		c.setResult(nil, view, err)
 		return err
 	}
@@ -458,13 +474,13 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 		Encryption: c.s.EncryptionMode, WireGuard: fabric.WireGuardFacts{Interface: c.s.WireGuardInterface},
 	}
 	c.mu.Unlock()
-	d, err := fabric.Plan(facts)
+	d, err := c.plans.plan(facts)
 	if err != nil {
 		c.setResult(nil, view, err)
 		return fmt.Errorf("plan: %w", err)
 	}
 	c.forgetGone(view, facts.Now)
-	err = c.apply(ctx, d)
+	err = c.apply(ctx, d, members)
 	c.setResult(&d, view, err)
 	if err == nil {
 		c.readyOnce.Do(func() { close(c.ready) })
@@ -472,35 +488,41 @@ func (c *Controller) Sync(ctx context.Context) (err error) {
 	return err
 }
 
-// gatherPeers merges gossip's view with the peers remembered from OVSDB at start.
-func (c *Controller) gatherPeers() []fabric.Peer {
-	byName := map[string]fabric.Peer{}
+// gatherPeers merges gossip's view (members, read once per sync: with thousands of peers
+// each read copies and sorts them all) with the peers remembered from OVSDB at start. The
+// result is sorted by name; gossip's view already is, so it is only checked.
+func (c *Controller) gatherPeers(members []peers.Peer) []fabric.Peer {
 	c.mu.Lock()
+	rest := make(map[string]fabric.Peer, len(c.remembered))
 	for n, p := range c.remembered {
-		byName[n] = p
+		rest[n] = p
 	}
 	c.mu.Unlock()
-	for _, p := range c.m.Peers() {
+	out := make([]fabric.Peer, 0, len(members)+len(rest))
+	for _, p := range members {
 		if p.Name == c.s.Name {
 			continue
 		}
-		byName[p.Name] = fabric.Peer{
+		delete(rest, p.Name)
+		out = append(out, fabric.Peer{
 			Name: p.Name, Underlay: p.Meta.Addr, Subnet: p.Meta.Subnet, SubnetSince: p.Meta.SubnetSince, SubnetSeq: p.Meta.SubnetSeq,
 			State: fabric.PeerState(p.State), StateSince: p.Since,
 			WireGuardKey: p.Meta.WireGuardKey, WireGuardPort: p.Meta.WireGuardPort,
-		}
+		})
 	}
-	out := make([]fabric.Peer, 0, len(byName))
-	for _, p := range byName {
+	for _, p := range rest {
 		out = append(out, p)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	byName := func(a, b fabric.Peer) int { return strings.Compare(a.Name, b.Name) }
+	if !slices.IsSortedFunc(out, byName) {
+		slices.SortFunc(out, byName)
+	}
 	return out
 }
 
 // apply makes OVSDB, the host network, the flows and the endpoints match d, changing only
-// what differs.
-func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
+// what differs; members are gossip's members the sync read.
+func (c *Controller) apply(ctx context.Context, d fabric.Desired, members []peers.Peer) error {
 	c.mu.Lock()
 	c.planned = d
 	c.mu.Unlock()
@@ -569,7 +591,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 		c.finishRestoreWait(ctx, served)
 	}
 	c.settleTunnels(kept, flowsIn)
-	c.forgetRemembered(d)
+	c.forgetRemembered(d, members)
 	eps, err := c.eps.Sync(ctx, gen, endpoint.Records(ports, owner))
 	if err != nil {
 		return fmt.Errorf("attachments and NAT: %w", err)
@@ -578,7 +600,7 @@ func (c *Controller) apply(ctx context.Context, d fabric.Desired) error {
 	c.mu.Lock()
 	c.localEndpoints = eps
 	c.mu.Unlock()
-	c.syncDNS(d)
+	c.syncDNS(d, func() []peers.Peer { return members })
 	return nil
 }
 
@@ -609,8 +631,16 @@ func hostState(d fabric.Desired, scopes []netip.Prefix, dns bool) netplumb.HostS
 }
 
 // setHost sets the host network and logs what changed.
+// A sync other than the resync pass that wants what the last Set left, on the same gateway
+// device, skips it (see hostMemo).
 func (c *Controller) setHost(ctx context.Context, want netplumb.HostState) error {
+	served, known := c.hostIdentity(want.GatewayDev)
+	now := time.Now()
+	if c.hostApplied.skip(want, served, now, c.s.Resync, c.verifying || !known) {
+		return nil
+	}
 	ch, err := c.host.Set(ctx, want)
+	c.hostApplied.record(want, served, now, err)
 	if ch.Link {
 		c.log.Info("gateway link up", "dev", want.GatewayDev, "mtu", want.MTU)
 	}
@@ -632,16 +662,39 @@ func (c *Controller) setHost(ctx context.Context, want netplumb.HostState) error
 	return err
 }
 
+// linkIdentity is implemented by a HostNet that can name the device it configured
+// (netplumb.HostNet): its interface index.
+type linkIdentity interface {
+	LinkIndex(dev string) (int, error)
+}
+
+// hostIdentity identifies what the host network was set on: the ovs-vswitchd serving the
+// bridge and the gateway device's interface index, either of which changes when the gateway
+// port is made anew (ovs-vswitchd restarted, an operator deleted the port), without the
+// addresses and routes a Set gave the old one. known is false when the device cannot be
+// looked up: then nothing is skipped.
+func (c *Controller) hostIdentity(dev string) (id string, known bool) {
+	id = c.serverID()
+	if li, ok := c.host.(linkIdentity); ok && dev != "" {
+		idx, err := li.LinkIndex(dev)
+		if err != nil {
+			return "", false
+		}
+		id += "/" + strconv.Itoa(idx)
+	}
+	return id, true
+}
+
 // forgetRemembered drops peers remembered from OVSDB once gossip knows them or Plan has
 // stopped building toward them.
-func (c *Controller) forgetRemembered(d fabric.Desired) {
+func (c *Controller) forgetRemembered(d fabric.Desired, members []peers.Peer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.remembered) == 0 {
 		return
 	}
 	known := map[string]bool{}
-	for _, p := range c.m.Peers() {
+	for _, p := range members {
 		known[p.Name] = true
 	}
 	kept := map[string]bool{}
@@ -750,6 +803,7 @@ func (c *Controller) Withdraw(ctx context.Context) error {
 		}
 	}
 	c.mu.Unlock()
+	c.hostApplied.forget()
 	ch, err := c.host.Set(ctx, netplumb.HostState{Routes: keep})
 	if err != nil {
 		return fmt.Errorf("remove routes: %w", err)

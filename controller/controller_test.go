@@ -38,6 +38,16 @@ type fakeKernel struct {
 	nat    natrules.Rules
 	// attached records every Attach asked for.
 	attached []netplumb.Attachment
+	// ifindex is the gateway device's interface index LinkIndex reports, or ifindexErr.
+	ifindex    int
+	ifindexErr error
+}
+
+// LinkIndex implements the controller's linkIdentity.
+func (k *fakeKernel) LinkIndex(string) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.ifindex, k.ifindexErr
 }
 
 // Set implements HostNet with the two steps tests look at: the gateway's address and the

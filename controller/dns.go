@@ -91,7 +91,7 @@ func (c *Controller) dnsNetworks(d fabric.Desired) ([]fabricdns.Network, []fabri
 
 // syncDNS is the sync's pass over the fabric DNS: networks, records, listeners. Errors are
 // logged (once while they last), never a failed sync: names are not the data path.
-func (c *Controller) syncDNS(d fabric.Desired) {
+func (c *Controller) syncDNS(d fabric.Desired, members func() []peers.Peer) {
 	c.dns.mu.Lock()
 	tab, srv := c.dns.tab, c.dns.srv
 	c.dns.mu.Unlock()
@@ -105,7 +105,7 @@ func (c *Controller) syncDNS(d fabric.Desired) {
 	c.mu.Lock()
 	tab.SetAlso(alsoNetworks(c.localEndpoints))
 	c.mu.Unlock()
-	c.RefreshDNS()
+	c.refreshDNS(members)
 	if srv == nil {
 		return
 	}
@@ -130,6 +130,12 @@ func (c *Controller) syncDNS(d fabric.Desired) {
 // host and of the live peers (hosts that left excluded; those dead past the grace the
 // loop's Forget drops). It runs at every sync and whenever the registry changes.
 func (c *Controller) RefreshDNS() {
+	c.refreshDNS(func() []peers.Peer { return c.m.Peers() })
+}
+
+// refreshDNS is RefreshDNS with gossip's members read by members (a sync passes the ones it
+// read: with thousands of peers each read copies and sorts them all).
+func (c *Controller) refreshDNS(members func() []peers.Peer) {
 	c.dns.mu.Lock()
 	tab := c.dns.tab
 	c.dns.mu.Unlock()
@@ -143,7 +149,7 @@ func (c *Controller) RefreshDNS() {
 	defer c.dns.refresh.Unlock()
 	live := map[string]bool{c.s.Name: true}
 	if c.m != nil {
-		for _, p := range c.m.Peers() {
+		for _, p := range members() {
 			if p.State != peers.StateLeft {
 				live[p.Name] = true
 			}

@@ -38,7 +38,7 @@ func TestDNSFromRegistry(t *testing.T) {
 	c.SetMembership(members)
 	tab := fabricdns.NewTable()
 	c.SetDNS(tab, nil)
-	c.syncDNS(fabric.Desired{Gateway: netip.MustParsePrefix("10.244.1.1/24")})
+	c.syncDNS(fabric.Desired{Gateway: netip.MustParsePrefix("10.244.1.1/24")}, members.Peers)
 	c.publishEndpoints([]endpoint.Record{
 		{Port: "p1", Network: endpoint.DefaultNetwork, Container: "web", Addr: netip.MustParsePrefix("10.244.1.2/24"), Name: "web", Aliases: []string{"api"}},
 	})

@@ -208,8 +208,8 @@ func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, ports 
 	// A sync that wants exactly the flows the bridge was left with (an OVSDB change that
 	// changed no flow, such as ovs-vswitchd numbering a port whose flows an attach added)
 	// does not dump the bridge: what only a dump shows (flows someone else changed) the
-	// sync after --resync finds.
-	if c.flowsApplied != nil && time.Since(c.flowsChecked) < c.s.Resync && sameFlows(desired, c.flowsApplied) {
+	// resync pass finds (the sync the --resync period wakes, or any after it passed).
+	if c.flowsApplied != nil && !c.verifying && time.Since(c.flowsChecked) < c.s.Resync && sameFlows(desired, c.flowsApplied) {
 		c.tunnelsInFlows = c.pipe.tunnelPorts()
 		return true, nil
 	}
@@ -230,7 +230,7 @@ func (c *Controller) applyPipeline(ctx context.Context, d fabric.Desired, ports 
 		return true, nil
 	}
 	c.metrics.flowDumps.Inc()
-	res, err := flows.Reconcile(ctx, c.of, desired)
+	res, err := c.norm.Reconcile(ctx, c.of, desired)
 	if err != nil {
 		c.flowsApplied = nil
 		return false, fmt.Errorf("reconcile flows on %s: %w", d.Bridge, err)
@@ -364,7 +364,7 @@ func (c *Controller) PortsRecorded(ctx context.Context, recorded, failed []strin
 	if err != nil {
 		return err
 	}
-	res, err := flows.Reconcile(ctx, c.of, desired)
+	res, err := c.norm.Reconcile(ctx, c.of, desired)
 	if err != nil {
 		c.flowsApplied = nil
 		return fmt.Errorf("remove flows of %v: %w", failed, err)

@@ -42,7 +42,7 @@ func Retain(prev []Retained, peers []Peer, now time.Time, grace, retention time.
 	for _, r := range prev {
 		byName[r.Node] = r
 	}
-	var active []Claim
+	active := make([]Claim, 0, len(peers))
 	for _, p := range peers {
 		switch {
 		case p.State == PeerAlive || p.State == PeerSuspect:

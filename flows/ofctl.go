@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/digitalocean/go-openvswitch/ovs"
@@ -26,6 +27,11 @@ type OFCtl struct {
 	bridge string
 	env    []string
 	run    runFunc
+
+	// parsed are the flows of the last dump by their line without its statistics (see
+	// lineKey): the next dump, mostly the same lines, parses only the others.
+	parsedMu sync.Mutex
+	parsed   map[string]Flow
 }
 
 // runFunc runs a command with optional stdin and returns its standard output, or an error
@@ -98,22 +104,95 @@ func noNames(cmd string, args []string) []string {
 }
 
 // Flows returns the bridge's ovsfabric flows: `ovs-ofctl dump-flows BRIDGE
-// cookie=0x0fab000000000000/0xffff000000000000`, parsed by go-openvswitch. Their Match and
-// Actions are go-openvswitch's rendering (fields in ovs-ofctl's order).
+// cookie=0x0fab000000000000/0xffff000000000000`, each line parsed by go-openvswitch. Their
+// Match and Actions are go-openvswitch's rendering (fields in ovs-ofctl's order).
 func (o *OFCtl) Flows(ctx context.Context) ([]Flow, error) {
-	dumped, err := o.client(ctx).OpenFlow.DumpFlowsWithFlowArgs(o.bridge, &ovs.MatchFlow{Cookie: CookieBase, CookieMask: CookieMask, Table: ovs.AnyTable})
+	filter, err := (&ovs.MatchFlow{Cookie: CookieBase, CookieMask: CookieMask, Table: ovs.AnyTable}).MarshalText()
 	if err != nil {
 		return nil, fmt.Errorf("dump flows of %s: %w", o.bridge, err)
 	}
-	out := make([]Flow, 0, len(dumped))
-	for _, d := range dumped {
-		match, actions, err := fromOVS(d)
-		if err != nil {
-			return nil, fmt.Errorf("dump flows of %s: cookie %#x: %w", o.bridge, d.Cookie, err)
-		}
-		out = append(out, Flow{Table: d.Table, Priority: d.Priority, Cookie: d.Cookie, Match: match, Actions: actions})
+	out, err := o.run(ctx, nil, "ovs-ofctl", noNames("ovs-ofctl", []string{"dump-flows", o.bridge, string(filter)})...)
+	if err != nil {
+		return nil, fmt.Errorf("dump flows of %s: %s: %w", o.bridge, bytes.TrimSpace(out), err)
 	}
-	return out, nil
+	o.parsedMu.Lock()
+	defer o.parsedMu.Unlock()
+	fs, parsed, err := parseDump(out, o.parsed)
+	if err != nil {
+		return nil, fmt.Errorf("dump flows of %s: %w", o.bridge, err)
+	}
+	o.parsed = parsed
+	return fs, nil
+}
+
+// dumpHeader is in the first line of a flow dump ("NXST_FLOW reply (xid=0x8):", or
+// OFPST_FLOW with OpenFlow 1.1 and later) and in none of its flows.
+var dumpHeader = []byte("ST_FLOW reply")
+
+// parseDump parses the output of `ovs-ofctl dump-flows`, each line into a Flow before the
+// next: go-openvswitch's DumpFlows holds every line copied and every flow parsed (a few
+// kB each) at once, which with thousands of peers made the periodic resync fabricd's
+// memory peak. A line whose key (lineKey) is in last is not parsed again: go-openvswitch
+// allocates about 10 kB parsing one. It also returns the flows of this dump by key.
+func parseDump(out []byte, last map[string]Flow) ([]Flow, map[string]Flow, error) {
+	first, rest, _ := bytes.Cut(out, []byte("\n"))
+	if !bytes.Contains(first, dumpHeader) {
+		return nil, nil, fmt.Errorf("not a flow dump: first line %q", first)
+	}
+	fs := make([]Flow, 0, bytes.Count(rest, []byte("\n"))+1)
+	parsed := make(map[string]Flow, cap(fs))
+	for len(rest) > 0 {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || bytes.Contains(line, dumpHeader) {
+			continue // a blank line, or the header of a further reply
+		}
+		key := lineKey(line)
+		f, ok := last[key]
+		if !ok {
+			var of ovs.Flow
+			if err := of.UnmarshalText(line); err != nil {
+				return nil, nil, fmt.Errorf("flow %q: %w", line, err)
+			}
+			match, actions, err := fromOVS(&of)
+			if err != nil {
+				return nil, nil, fmt.Errorf("cookie %#x: %w", of.Cookie, err)
+			}
+			f = Flow{Table: of.Table, Priority: of.Priority, Cookie: of.Cookie, Match: match, Actions: actions}
+		}
+		if key != "" {
+			parsed[key] = f
+		}
+		fs = append(fs, f)
+	}
+	return fs, parsed, nil
+}
+
+// dumpStats are the fields of a dumped flow that change while the flow stays the same.
+var dumpStats = []string{"duration=", "n_packets=", "n_bytes=", "idle_age=", "hard_age="}
+
+// lineKey is a dump line without its statistics (dumpStats): the same flow dumped again has
+// the same key. "" for a line that is not "FIELD, FIELD, … MATCH actions=ACTIONS".
+func lineKey(line []byte) string {
+	head, actions, ok := bytes.Cut(line, []byte(" actions="))
+	if !ok {
+		return ""
+	}
+	var b strings.Builder
+	b.Grow(len(line))
+	for len(head) > 0 {
+		var field []byte
+		field, head, _ = bytes.Cut(head, []byte(", "))
+		if slices.ContainsFunc(dumpStats, func(s string) bool { return bytes.HasPrefix(field, []byte(s)) }) {
+			continue
+		}
+		b.Write(field)
+		b.WriteString(", ")
+	}
+	b.WriteString("actions=")
+	b.Write(actions)
+	return b.String()
 }
 
 // Apply deletes and adds in one atomic OpenFlow bundle: first `delete cookie=C/-1,table=T`

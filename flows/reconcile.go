@@ -49,6 +49,11 @@ type flowKey struct {
 // When nothing differs Apply is not called at all. Flows whose cookie is not ovsfabric's are
 // never touched. Every desired flow must carry an ovsfabric cookie, unique within its table.
 func Reconcile(ctx context.Context, sw Switch, desired []Flow) (Result, error) {
+	return reconcileWith(ctx, sw, desired, nil)
+}
+
+// reconcileWith is Reconcile, normalizing through z (nil: afresh).
+func reconcileWith(ctx context.Context, sw Switch, desired []Flow, z *Normalizer) (Result, error) {
 	var res Result
 	want := make(map[flowKey]normalized, len(desired))
 	wantFlow := make(map[flowKey]Flow, len(desired))
@@ -60,7 +65,7 @@ func Reconcile(ctx context.Context, sw Switch, desired []Flow) (Result, error) {
 		if o, dup := wantFlow[k]; dup {
 			return res, fmt.Errorf("reconcile flows: desired flows %s and %s share table and cookie", o, f)
 		}
-		n, err := normalize(f)
+		n, err := z.normalize(f)
 		if err != nil {
 			return res, fmt.Errorf("reconcile flows: desired %w", err)
 		}
@@ -88,7 +93,7 @@ func Reconcile(ctx context.Context, sw Switch, desired []Flow) (Result, error) {
 			continue
 		}
 		if len(fs) == 1 {
-			got, err := normalize(fs[0])
+			got, err := z.normalize(fs[0])
 			if err != nil {
 				return res, fmt.Errorf("reconcile flows: installed %w", err)
 			}

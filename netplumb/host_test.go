@@ -425,3 +425,28 @@ func TestReconcileRoutesUnreachable(t *testing.T) {
 		}
 	}
 }
+
+// TestLinkIndex: LinkIndex names the device there now: a device deleted and made again has
+// another index; a missing one is an error.
+func TestLinkIndex(t *testing.T) {
+	host := newHost(t)
+	hn := nlIn(t, host)
+	gw := addVethPair(t, hn, "fabric0", "fabric0p", mustPrefix("10.244.3.1/24"))
+	idx, err := (HostNet{}).LinkIndex("fabric0")
+	if err != nil || idx != gw.Attrs().Index {
+		t.Fatalf("LinkIndex = %d, %v; want %d", idx, err, gw.Attrs().Index)
+	}
+	if err := hn.LinkDel(gw); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (HostNet{}).LinkIndex("fabric0"); err == nil {
+		t.Fatal("LinkIndex of a deleted device succeeded")
+	}
+	again := addVethPair(t, hn, "fabric0", "fabric0p", mustPrefix("10.244.3.1/24"))
+	if idx2, err := (HostNet{}).LinkIndex("fabric0"); err != nil || idx2 == idx || idx2 != again.Attrs().Index {
+		t.Fatalf("LinkIndex of the device made again = %d, %v; want %d, not %d", idx2, err, again.Attrs().Index, idx)
+	}
+	if _, err := (HostNet{}).LinkIndex("bad name!"); err == nil {
+		t.Fatal("LinkIndex accepted a bad name")
+	}
+}

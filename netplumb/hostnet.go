@@ -92,3 +92,22 @@ func checkScopes(addrs, scopes []netip.Prefix) error {
 	}
 	return nil
 }
+
+// LinkIndex is the interface index of dev: a device deleted and made again (ovs-vswitchd
+// recreating the gateway port) has a new one, so it tells whether the device a Set
+// configured is still the one there. One netlink request, no dump.
+func (HostNet) LinkIndex(dev string) (int, error) {
+	if err := checkIfName("link", dev); err != nil {
+		return 0, err
+	}
+	h, err := hostHandle()
+	if err != nil {
+		return 0, err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(dev)
+	if err != nil {
+		return 0, linkErr(dev, err)
+	}
+	return l.Attrs().Index, nil
+}
