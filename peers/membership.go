@@ -102,7 +102,7 @@ const (
 	maxRejections = 64
 	// rejectionLogEvery rate-limits the warning for a node refused again for the same reason.
 	rejectionLogEvery = time.Minute
-	// defaultOpTimeout bounds SetMeta's and Leave's waits when given no deadline.
+	// defaultOpTimeout bounds Leave's wait when given no timeout.
 	defaultOpTimeout = 5 * time.Second
 )
 
@@ -304,11 +304,11 @@ func (m *Membership) Peers() []Peer {
 // for the current view.
 func (m *Membership) Changed() <-chan struct{} { return m.changed }
 
-// SetMeta replaces the metadata this node announces and gossips it. It returns once the
-// update has been handed to gossip, or when ctx ends (after 5 s without a deadline); the
-// new metadata is in effect either way and keeps spreading. It fails for invalid metadata,
-// for a change the peers would refuse (by default: protocol, tunnel type or cluster CIDR),
-// and after Leave or Shutdown.
+// SetMeta replaces the metadata this node announces and queues it for gossip. It returns
+// once the update is queued, without waiting for it to spread: memberlist retransmits it
+// and push/pull carries it to every member. It fails for invalid metadata, for a change
+// the peers would refuse (by default: protocol, tunnel type or cluster CIDR), when ctx has
+// ended, and after Leave or Shutdown.
 func (m *Membership) SetMeta(ctx context.Context, meta Meta) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("set metadata: %w", err)
@@ -331,13 +331,15 @@ func (m *Membership) SetMeta(ctx context.Context, meta Meta) error {
 	}
 	m.local.Store(&localMeta{meta: meta, raw: raw})
 	m.log.Info("announcing new metadata", "subnet", meta.Subnet, "addr", meta.Addr, "mtu", meta.MTU)
-	timeout := defaultOpTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = max(time.Until(dl), time.Millisecond)
-	}
-	if err := m.list.UpdateNode(timeout); err != nil {
-		m.log.Debug("metadata update still spreading", "err", err)
-	}
+	// UpdateNode queues the new alive message before it waits, and then waits until
+	// memberlist has retransmitted it its full count (RetransmitMult × log10(members)
+	// gossip packets), or forever with a zero timeout. On a member that just joined a
+	// large fabric, that count sits behind the re-broadcasts of every member it learned
+	// (lowest transmit count first), which took seconds (5 s, the old timeout, with 100
+	// members), all while the caller (the controller claiming its subnet) waited. The
+	// shortest timeout skips the wait (its only error is that timeout); the notification
+	// nobody waits for is dropped without blocking memberlist.
+	_ = m.list.UpdateNode(time.Nanosecond)
 	return nil
 }
 
