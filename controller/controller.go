@@ -634,7 +634,7 @@ func hostState(d fabric.Desired, scopes []netip.Prefix, dns bool) netplumb.HostS
 // A sync other than the resync pass that wants what the last Set left, on the same gateway
 // device, skips it (see hostMemo).
 func (c *Controller) setHost(ctx context.Context, want netplumb.HostState) error {
-	served, known := c.hostIdentity(want.GatewayDev)
+	served, known := c.hostIdentity(want)
 	now := time.Now()
 	if c.hostApplied.skip(want, served, now, c.s.Resync, c.verifying || !known) {
 		return nil
@@ -669,18 +669,32 @@ type linkIdentity interface {
 }
 
 // hostIdentity identifies what the host network was set on: the ovs-vswitchd serving the
-// bridge and the gateway device's interface index, either of which changes when the gateway
-// port is made anew (ovs-vswitchd restarted, an operator deleted the port), without the
-// addresses and routes a Set gave the old one. known is false when the device cannot be
-// looked up: then nothing is skipped.
-func (c *Controller) hostIdentity(dev string) (id string, known bool) {
+// bridge and the interface index of the gateway device and of every other device a route
+// names (the WireGuard interface), any of which changes when the device is made anew
+// (ovs-vswitchd restarted, an operator deleted the port, the WireGuard device process was
+// restarted), without the addresses and routes a Set gave the old one. known is false when a
+// device cannot be looked up: then nothing is skipped.
+func (c *Controller) hostIdentity(want netplumb.HostState) (id string, known bool) {
 	id = c.serverID()
-	if li, ok := c.host.(linkIdentity); ok && dev != "" {
+	li, ok := c.host.(linkIdentity)
+	if !ok {
+		return id, true
+	}
+	devs := []string{want.GatewayDev}
+	for _, r := range want.Routes {
+		if r.Dev != "" && !slices.Contains(devs, r.Dev) {
+			devs = append(devs, r.Dev)
+		}
+	}
+	for _, dev := range devs {
+		if dev == "" {
+			continue
+		}
 		idx, err := li.LinkIndex(dev)
 		if err != nil {
 			return "", false
 		}
-		id += "/" + strconv.Itoa(idx)
+		id += "/" + dev + "=" + strconv.Itoa(idx)
 	}
 	return id, true
 }

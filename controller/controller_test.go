@@ -38,15 +38,20 @@ type fakeKernel struct {
 	nat    natrules.Rules
 	// attached records every Attach asked for.
 	attached []netplumb.Attachment
-	// ifindex is the gateway device's interface index LinkIndex reports, or ifindexErr.
+	// ifindex is the interface index LinkIndex reports (devIndex's for a device listed
+	// there), or ifindexErr.
 	ifindex    int
+	devIndex   map[string]int
 	ifindexErr error
 }
 
 // LinkIndex implements the controller's linkIdentity.
-func (k *fakeKernel) LinkIndex(string) (int, error) {
+func (k *fakeKernel) LinkIndex(dev string) (int, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if i, ok := k.devIndex[dev]; ok {
+		return i, k.ifindexErr
+	}
 	return k.ifindex, k.ifindexErr
 }
 

@@ -194,3 +194,32 @@ func TestRunResyncRepairsHost(t *testing.T) {
 	k.mu.Unlock()
 	waitFor("the resync pass to put the route back", func() bool { return routes() > 0 })
 }
+
+// TestHostIdentityRouteDevices: the identity the host memo keys on changes when a device a
+// route names is made anew (the WireGuard device process restarted: its routes went with the
+// old TUN), not only the gateway device.
+func TestHostIdentityRouteDevices(t *testing.T) {
+	k := &fakeKernel{ifindex: 5, devIndex: map[string]int{"wg0": 9}}
+	c := &Controller{host: k}
+	want := netplumb.HostState{GatewayDev: "fabric0", Routes: []netplumb.Route{
+		{Dst: netip.MustParsePrefix("10.244.2.0/24"), Dev: "wg0"},
+		{Dst: netip.MustParsePrefix("10.244.3.0/24"), Dev: "wg0"},
+		{Dst: netip.MustParsePrefix("10.244.0.0/16"), Unreachable: true},
+	}}
+	before, known := c.hostIdentity(want)
+	if !known {
+		t.Fatal("identity unknown")
+	}
+	k.mu.Lock()
+	k.devIndex["wg0"] = 10
+	k.mu.Unlock()
+	if after, _ := c.hostIdentity(want); after == before {
+		t.Errorf("identity %q unchanged after the route device was made anew", after)
+	}
+	k.mu.Lock()
+	k.ifindex = 6
+	k.mu.Unlock()
+	if again, _ := c.hostIdentity(want); again == before {
+		t.Errorf("identity %q unchanged after the gateway device was made anew", again)
+	}
+}
