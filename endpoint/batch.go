@@ -50,56 +50,14 @@ type batcher struct {
 	queue   []*pendingPort
 	running bool
 	// plumbing counts the attaches past their reservation that have not queued yet (making
-	// their veth); arrived is signalled when one queues or gives up.
-	plumbing int
-	arrived  chan struct{}
+	// their veth).
+	plumbing expected
 }
 
 // batchLinger bounds how long a commit waits for attaches still making their veths.
 const batchLinger = 25 * time.Millisecond
 
-// plumb counts an attach that will queue a port (or call unplumb) soon.
-func (b *batcher) plumb() {
-	b.mu.Lock()
-	b.plumbing++
-	b.mu.Unlock()
-}
-
-// unplumb is plumb's undo for an attach that fails before it queues its port.
-func (b *batcher) unplumb() {
-	b.mu.Lock()
-	b.plumbing--
-	b.mu.Unlock()
-	b.signal()
-}
-
-func (b *batcher) signal() {
-	select {
-	case b.arrived <- struct{}{}:
-	default:
-	}
-}
-
-// linger waits until no attach is making its veth any more, or batchLinger has passed.
-func (b *batcher) linger() {
-	timeout := time.NewTimer(batchLinger)
-	defer timeout.Stop()
-	for {
-		b.mu.Lock()
-		waiting := b.plumbing
-		b.mu.Unlock()
-		if waiting <= 0 {
-			return
-		}
-		select {
-		case <-b.arrived:
-		case <-timeout.C:
-			return
-		}
-	}
-}
-
-// recordPort queues spec (of an attach counted by plumb) for the next batch and waits until
+// recordPort queues spec (of an attach counted by plumbing.add) for the next batch and waits until
 // that batch has recorded it, or refused it (err is then this port's own error, and nothing
 // of it was recorded).
 func (m *Manager) recordPort(spec ovsdb.PortSpec) *pendingPort {
@@ -107,11 +65,10 @@ func (m *Manager) recordPort(spec ovsdb.PortSpec) *pendingPort {
 	b := &m.batch
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
-	b.plumbing--
 	start := !b.running
 	b.running = true
 	b.mu.Unlock()
-	b.signal()
+	b.plumbing.done()
 	if start {
 		go m.commitLoop()
 	}
@@ -123,7 +80,7 @@ func (m *Manager) recordPort(spec ovsdb.PortSpec) *pendingPort {
 func (m *Manager) commitLoop() {
 	b := &m.batch
 	for {
-		b.linger()
+		b.plumbing.linger(batchLinger)
 		b.mu.Lock()
 		batch := b.queue
 		b.queue = nil
@@ -193,69 +150,25 @@ type flowBatcher struct {
 	mu      sync.Mutex
 	queue   []*pendingFlows
 	running bool
-	// arriving counts the attaches that will queue flows (or call notComing) soon;
-	// arrived is signalled when one queues or gives up.
-	arriving int
-	arrived  chan struct{}
+	// arriving counts the attaches that will queue flows soon (choosing their addresses).
+	arriving expected
 }
 
 // flowLinger bounds how long a bundle waits for attaches on their way to it.
 const flowLinger = 10 * time.Millisecond
 
-// coming counts an attach that will queue its flows (or call notComing) soon.
-func (b *flowBatcher) coming() {
-	b.mu.Lock()
-	b.arriving++
-	b.mu.Unlock()
-}
-
-// notComing is coming's undo for an attach that ends before it queues its flows.
-func (b *flowBatcher) notComing() {
-	b.mu.Lock()
-	b.arriving--
-	b.mu.Unlock()
-	b.signal()
-}
-
-func (b *flowBatcher) signal() {
-	select {
-	case b.arrived <- struct{}{}:
-	default:
-	}
-}
-
-// linger waits until no attach is on its way, or flowLinger has passed.
-func (b *flowBatcher) linger() {
-	timeout := time.NewTimer(flowLinger)
-	defer timeout.Stop()
-	for {
-		b.mu.Lock()
-		waiting := b.arriving
-		b.mu.Unlock()
-		if waiting <= 0 {
-			return
-		}
-		select {
-		case <-b.arrived:
-		case <-timeout.C:
-			return
-		}
-	}
-}
-
 // addFlows queues the flows of a port about to be recorded (see Loop.PortsAdded) of an
-// attach counted by coming, and returns at once; done is closed when they are on the bridge or failed. Every call must be followed,
+// attach counted by arriving.add, and returns at once; done is closed when they are on the bridge or failed. Every call must be followed,
 // after done, by a Loop.PortsRecorded naming the port as recorded or failed.
 func (m *Manager) addFlows(info ovsdb.PortInfo) *pendingFlows {
 	p := &pendingFlows{info: info, queue: time.Now(), done: make(chan struct{})}
 	b := &m.flows
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
-	b.arriving--
 	start := !b.running
 	b.running = true
 	b.mu.Unlock()
-	b.signal()
+	b.arriving.done()
 	if start {
 		go m.flowLoop()
 	}
@@ -266,7 +179,7 @@ func (m *Manager) addFlows(info ovsdb.PortInfo) *pendingFlows {
 func (m *Manager) flowLoop() {
 	b := &m.flows
 	for {
-		b.linger()
+		b.arriving.linger(flowLinger)
 		b.mu.Lock()
 		batch := b.queue
 		b.queue = nil

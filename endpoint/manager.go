@@ -129,8 +129,7 @@ type Network struct {
 // names into network namespaces (Docker, Podman), tried in order.
 func New(s config.Settings, sw Switch, host Host, log *slog.Logger, resolvers ...Resolver) *Manager {
 	mtu, _ := s.MTU() // validated by the loop's plan; 0 shows in the API if not
-	return &Manager{s: s, log: log, sw: sw, host: host, resolvers: resolvers, mtu: mtu, netnsDir: "/var/run/netns", inflight: map[string]reservation{}, holds: map[netip.Addr]string{},
-		batch: batcher{arrived: make(chan struct{}, 1)}, flows: flowBatcher{arrived: make(chan struct{}, 1)}}
+	return &Manager{s: s, log: log, sw: sw, host: host, resolvers: resolvers, mtu: mtu, netnsDir: "/var/run/netns", inflight: map[string]reservation{}, holds: map[netip.Addr]string{}}
 }
 
 // SetLoop attaches the reconcile loop.
@@ -248,11 +247,11 @@ func (m *Manager) attachWith(ctx context.Context, req api.AttachRequest, t *api.
 		plumb = m.host.Attach
 	}
 	// The flow batcher waits a little for attaches on their way to it (see flowBatcher).
-	m.flows.coming()
+	m.flows.arriving.add()
 	flowsQueued := false
 	defer func() {
 		if !flowsQueued {
-			m.flows.notComing()
+			m.flows.arriving.done()
 		}
 	}()
 	if err := m.loop.WaitReady(ctx); err != nil {
@@ -325,11 +324,11 @@ func (m *Manager) attachWith(ctx context.Context, req api.AttachRequest, t *api.
 	// OVSDB (or the attach fails).
 	defer m.unreserve(port)
 	// The batcher waits a little for attaches making their veths (see batcher).
-	m.batch.plumb()
+	m.batch.plumbing.add()
 	queued := false
 	defer func() {
 		if !queued {
-			m.batch.unplumb()
+			m.batch.plumbing.done()
 		}
 	}()
 	addr := netip.PrefixFrom(ip, subnet.Bits())
